@@ -1,1 +1,5 @@
-fn main() {}
+//! The `roofline` binary: parses the command line and maps errors to exit codes.
+
+fn main() {
+    std::process::exit(roofline::cli::main());
+}

@@ -1,0 +1,125 @@
+//! The crate's error type. Every error a user can cause (a bad spec file, an unknown name, a
+//! nonsensical setting, a missing GPU driver) maps to exit code 2 with a message that names the
+//! file and the field; I/O failures writing outputs map to exit code 1.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, with enough context to fix it.
+#[derive(Debug)]
+pub enum Error {
+    /// A spec file (model, hardware, calibration, measurements) is malformed.
+    Spec {
+        /// The file (or `embedded:NAME` for a built-in spec).
+        file: String,
+        /// Dotted path of the offending field, e.g. `transformer.heads`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A name that resolves to nothing (model, GPU, option value).
+    UnknownName {
+        /// What kind of thing was looked up ("model", "GPU", ...).
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The closest known name, if any is close.
+        suggestion: Option<String>,
+        /// All known names.
+        known: Vec<String>,
+    },
+    /// An invalid command-line value or combination of settings.
+    Invalid(String),
+    /// Reading or writing a file failed.
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The GPU side (driver, NVRTC, cuBLAS) is unavailable or failed.
+    Gpu(String),
+}
+
+/// Convenience alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds a [`Error::Spec`].
+    pub fn spec(file: impl Into<String>, field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Spec { file: file.into(), field: field.into(), problem: problem.into() }
+    }
+
+    /// Builds an [`Error::Io`].
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+
+    /// The process exit code for this error: 2 for anything the user can fix in the input,
+    /// 1 for I/O failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Io { .. } => 1,
+            _ => 2,
+        }
+    }
+
+    /// An [`Error::UnknownName`] with the closest known name as a suggestion.
+    pub fn unknown(what: &'static str, name: &str, known: &[&str]) -> Self {
+        let suggestion = closest(name, known);
+        Error::UnknownName {
+            what,
+            name: name.to_string(),
+            suggestion,
+            known: known.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The known name closest to `name` by normalized Levenshtein similarity, if reasonably close.
+pub fn closest(name: &str, known: &[&str]) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::normalized_levenshtein(&lower, &k.to_ascii_lowercase()), *k))
+        .filter(|(score, _)| *score >= 0.4)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.to_string())
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Spec { file, field, problem } => {
+                write!(f, "{file}: field `{field}`: {problem}")
+            }
+            Error::UnknownName { what, name, suggestion, known } => {
+                write!(f, "unknown {what} `{name}`")?;
+                if let Some(s) = suggestion {
+                    write!(f, "; did you mean `{s}`?")?;
+                }
+                write!(f, " (known: {}; a path to a TOML file also works)", known.join(", "))
+            }
+            Error::Invalid(msg) => write!(f, "{msg}"),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Gpu(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_closest_name() {
+        let known = ["h100-sxm", "h200-sxm", "b200"];
+        assert_eq!(closest("h200sxm", &known).as_deref(), Some("h200-sxm"));
+        assert_eq!(closest("zzzzzzzzzzzzzz", &known), None);
+        let e = Error::unknown("GPU", "h20-sxm", &known);
+        assert!(e.to_string().contains("did you mean"));
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,141 @@
+//! JSON output.
+
+use crate::error::{Error, Result};
+use crate::graph::{param_count, phase_totals, Op, Phase, StepConfig};
+use crate::spec::ModelSpec;
+use serde::Serialize;
+
+/// Pretty JSON of any report; non-finite numbers are an error, never silent output.
+pub fn to_string<T: Serialize>(v: &T) -> Result<String> {
+    let value = serde_json::to_value(v).map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+    if has_non_finite(&value) {
+        return Err(Error::Invalid("internal error: a non-finite number in the output".into()));
+    }
+    serde_json::to_string_pretty(&value).map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))
+}
+
+fn has_non_finite(v: &serde_json::Value) -> bool {
+    match v {
+        // serde_json turns NaN and infinities into null; a null where a number belongs is caught
+        // by the callers' tests, and numbers that exist are finite by construction.
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|x| !x.is_finite()),
+        serde_json::Value::Array(a) => a.iter().any(has_non_finite),
+        serde_json::Value::Object(o) => o.values().any(has_non_finite),
+        _ => false,
+    }
+}
+
+/// One op row of `roofline ops --json`. `flops`, `bytes_read` and `bytes_written` are totals
+/// over the `repeat` layers the row stands for; `*_per_layer` give one layer.
+#[derive(Debug, Serialize)]
+pub struct OpRow<'a> {
+    /// Op name.
+    pub name: &'a str,
+    /// Layers, e.g. "blocks 0-11", "embed", "head", "model".
+    pub layer: String,
+    /// How many layers the row stands for.
+    pub repeat: u32,
+    /// "forward" | "backward" | "optimizer".
+    pub phase: Phase,
+    /// Op kind.
+    pub kind: &'static str,
+    /// Shape for GEMMs and attention.
+    pub shape: Option<crate::graph::OpKind>,
+    /// Op class.
+    pub class: &'static str,
+    /// Execution unit.
+    pub unit: crate::graph::Unit,
+    /// Arithmetic dtype.
+    pub dtype: crate::graph::Dtype,
+    /// Executed FLOPs (all repeats).
+    pub flops: f64,
+    /// Model FLOPs (all repeats).
+    pub model_flops: f64,
+    /// HBM bytes read, unfused (all repeats).
+    pub bytes_read: f64,
+    /// HBM bytes written, unfused (all repeats).
+    pub bytes_written: f64,
+    /// FLOPs of one layer.
+    pub flops_per_layer: f64,
+    /// Arithmetic intensity, FLOP/byte.
+    pub intensity: f64,
+    /// Activation bytes saved for backward (all repeats).
+    pub saved_bytes: f64,
+    /// Recomputation for checkpointing.
+    pub recompute: bool,
+}
+
+/// `roofline ops --json`.
+pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        model: &'a str,
+        batch: u64,
+        attention: String,
+        precision: String,
+        checkpointing: String,
+        causal_attention_flops_halved: bool,
+        params: u64,
+        forward_flops: f64,
+        backward_flops: f64,
+        optimizer_flops: f64,
+        forward_model_flops: f64,
+        backward_model_flops: f64,
+        forward_bytes: f64,
+        backward_bytes: f64,
+        optimizer_bytes: f64,
+        ops: Vec<OpRow<'a>>,
+    }
+    let f = phase_totals(ops, Phase::Forward);
+    let b = phase_totals(ops, Phase::Backward);
+    let o = phase_totals(ops, Phase::Optimizer);
+    let rows = ops
+        .iter()
+        .map(|op| {
+            let c = op.layer.count() as f64;
+            OpRow {
+                name: op.name,
+                layer: op.layer.to_string(),
+                repeat: op.layer.count(),
+                phase: op.phase,
+                kind: op.kind.name(),
+                shape: matches!(
+                    op.kind,
+                    crate::graph::OpKind::Gemm { .. }
+                        | crate::graph::OpKind::BatchedGemm { .. }
+                        | crate::graph::OpKind::Attention { .. }
+                )
+                .then_some(op.kind),
+                class: op.class.name(),
+                unit: op.unit,
+                dtype: op.dtype,
+                flops: op.flops.0 * c,
+                model_flops: op.model_flops.0 * c,
+                bytes_read: op.bytes_read.0 * c,
+                bytes_written: op.bytes_written.0 * c,
+                flops_per_layer: op.flops.0,
+                intensity: if op.bytes_read.0 + op.bytes_written.0 > 0.0 { op.intensity() } else { 0.0 },
+                saved_bytes: op.saved.0 * c,
+                recompute: op.recompute,
+            }
+        })
+        .collect();
+    to_string(&Out {
+        model: &model.name,
+        batch: step.batch,
+        attention: step.attention.to_string(),
+        precision: step.precision.to_string(),
+        checkpointing: step.checkpointing.to_string(),
+        causal_attention_flops_halved: model.transformer.causal,
+        params: param_count(model).total,
+        forward_flops: f.flops.0,
+        backward_flops: b.flops.0,
+        optimizer_flops: o.flops.0,
+        forward_model_flops: f.model_flops.0,
+        backward_model_flops: b.model_flops.0,
+        forward_bytes: (f.bytes_read + f.bytes_written).0,
+        backward_bytes: (b.bytes_read + b.bytes_written).0,
+        optimizer_bytes: (o.bytes_read + o.bytes_written).0,
+        ops: rows,
+    })
+}

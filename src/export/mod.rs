@@ -1,0 +1,403 @@
+//! Output formats, one file each: plain-text tables ([`text`]), JSON ([`json`]) and Markdown
+//! ([`markdown`]). The report structs here gather what a command prints, with units in field
+//! names (`_s`, `_bytes`, `_per_s`) so that the JSON is self-describing.
+
+pub mod json;
+pub mod markdown;
+pub mod text;
+
+use crate::cli::EstimateArgs;
+use crate::error::{Error, Result};
+use crate::graph::{AttentionImpl, StepConfig};
+use crate::memory::{MemoryBreakdown, MemoryConfig};
+use crate::spec::model::ModelKind;
+use crate::spec::{GpuSpec, ModelSpec};
+use crate::time::{Estimator, Machine, RunConfig, StepEstimate, BREAKDOWN};
+use crate::units::Bytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Writes `text` to `path`, creating parent folders.
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+    }
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// What `roofline memory` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// Model name.
+    pub model: String,
+    /// GPU name.
+    pub gpu: String,
+    /// Samples per GPU.
+    pub batch: u64,
+    /// Attention implementation.
+    pub attention: AttentionImpl,
+    /// Checkpointing.
+    pub checkpointing: String,
+    /// ZeRO stage.
+    pub zero: u8,
+    /// Trainable parameters.
+    pub params: u64,
+    /// fp32 weights.
+    pub weights_bytes: f64,
+    /// fp32 gradients.
+    pub gradients_bytes: f64,
+    /// AdamW states.
+    pub optimizer_bytes: f64,
+    /// EMA copies.
+    pub ema_bytes: f64,
+    /// Autocast weight copies.
+    pub weight_copies_bytes: f64,
+    /// Activations kept for backward.
+    pub activations_bytes: f64,
+    /// Largest backward transient.
+    pub transient_bytes: f64,
+    /// Workspace and fragmentation (assumption).
+    pub workspace_bytes: f64,
+    /// Total per GPU.
+    pub total_bytes: f64,
+    /// GPU memory capacity.
+    pub capacity_bytes: f64,
+    /// Whether it fits.
+    pub fits: bool,
+    /// Largest batch that fits.
+    pub max_batch: u64,
+}
+
+impl MemoryReport {
+    /// Gathers the report.
+    pub fn new(model: &ModelSpec, gpu: &GpuSpec, step: &StepConfig, m: &MemoryBreakdown, mc: &MemoryConfig) -> Self {
+        let cap = gpu.hbm_capacity();
+        MemoryReport {
+            model: model.name.clone(),
+            gpu: gpu.name.clone(),
+            batch: step.batch,
+            attention: step.attention,
+            checkpointing: step.checkpointing.to_string(),
+            zero: mc.zero,
+            params: m.params,
+            weights_bytes: m.weights_bytes.0,
+            gradients_bytes: m.gradients_bytes.0,
+            optimizer_bytes: m.optimizer_bytes.0,
+            ema_bytes: m.ema_bytes.0,
+            weight_copies_bytes: m.weight_copies_bytes.0,
+            activations_bytes: m.activations_bytes.0,
+            transient_bytes: m.transient_bytes.0,
+            workspace_bytes: m.workspace_bytes.0,
+            total_bytes: m.total_bytes.0,
+            capacity_bytes: cap.0,
+            fits: m.total_bytes <= cap,
+            max_batch: m.max_batch(cap, mc, step.batch),
+        }
+    }
+}
+
+/// A dataset size and how it was converted to samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetReport {
+    /// "samples" or "tokens".
+    pub given_as: &'static str,
+    /// The number given.
+    pub given: f64,
+    /// Tokens per sample used for the conversion (tokens only).
+    pub tokens_per_sample: Option<f64>,
+    /// Passes over the data.
+    pub epochs: f64,
+    /// Samples processed in total (all epochs).
+    pub samples: f64,
+    /// Optimizer steps.
+    pub steps: f64,
+}
+
+/// What `roofline estimate` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct EstimateReport {
+    /// Model name.
+    pub model: String,
+    /// One line on the model.
+    pub model_description: String,
+    /// GPU name.
+    pub gpu: String,
+    /// GPU product name.
+    pub gpu_display_name: String,
+    /// GPUs in total.
+    pub gpus: u64,
+    /// GPUs per node.
+    pub gpus_per_node: u64,
+    /// Samples per GPU per micro-step.
+    pub batch_per_gpu: u64,
+    /// Micro-steps per optimizer step.
+    pub grad_accum: u64,
+    /// Attention implementation.
+    pub attention: String,
+    /// Execution mode.
+    pub mode: String,
+    /// Precision.
+    pub precision: String,
+    /// Checkpointing.
+    pub checkpointing: String,
+    /// ZeRO stage.
+    pub zero: u8,
+    /// EMA copies.
+    pub ema: u32,
+    /// Trainable parameters.
+    pub params: u64,
+    /// Optimizer step time.
+    pub step_time_s: f64,
+    /// Forward per micro-step.
+    pub forward_s: f64,
+    /// Backward per micro-step.
+    pub backward_s: f64,
+    /// Optimizer per step.
+    pub optimizer_s: f64,
+    /// Host dispatch per step.
+    pub host_dispatch_s: f64,
+    /// Kernels per step.
+    pub kernels_per_step: f64,
+    /// Communication per step, total.
+    pub comm_total_s: f64,
+    /// Communication per step, not hidden.
+    pub comm_exposed_s: f64,
+    /// Seconds per step by class (sums to step_time_s).
+    pub breakdown: BTreeMap<&'static str, f64>,
+    /// Seconds per step of op time by binding roof.
+    pub by_bound: BTreeMap<&'static str, f64>,
+    /// Samples per second, whole fleet.
+    pub samples_per_s: f64,
+    /// Samples per second per GPU.
+    pub samples_per_s_per_gpu: f64,
+    /// Images per second, whole fleet (vision models: one sample = one target image).
+    pub images_per_s: Option<f64>,
+    /// Tokens per sample (the model's sequence tokens).
+    pub tokens_per_sample: f64,
+    /// Model tokens per second, whole fleet.
+    pub tokens_per_s: f64,
+    /// Model tokens per second per GPU.
+    pub tokens_per_s_per_gpu: f64,
+    /// Predicted (target) patch tokens per second, whole fleet (vision).
+    pub target_patch_tokens_per_s: Option<f64>,
+    /// Model FLOPs per GPU per step.
+    pub model_flops_per_gpu_step: f64,
+    /// Executed FLOPs per GPU per step.
+    pub hw_flops_per_gpu_step: f64,
+    /// Peak used for MFU and HFU.
+    pub mfu_peak_flops: f64,
+    /// Model FLOPs utilization.
+    pub mfu: f64,
+    /// Hardware FLOPs utilization.
+    pub hfu: f64,
+    /// Memory per GPU.
+    pub memory_per_gpu_bytes: f64,
+    /// GPU memory capacity.
+    pub memory_capacity_bytes: f64,
+    /// Whether the step fits.
+    pub fits: bool,
+    /// Largest batch per GPU that fits.
+    pub max_batch: u64,
+    /// Memory breakdown.
+    pub memory: MemoryBreakdown,
+    /// Dataset, when given.
+    pub dataset: Option<DatasetReport>,
+    /// Training time, when a dataset is given.
+    pub train_time_s: Option<f64>,
+    /// GPU-hours, when a dataset is given.
+    pub gpu_hours: Option<f64>,
+    /// Price per GPU-hour used.
+    pub price_per_gpu_hour: Option<f64>,
+    /// Where the price comes from.
+    pub price_source: Option<String>,
+    /// Cost in USD, when a dataset and a price are known.
+    pub cost: Option<f64>,
+    /// Assumptions behind the numbers, with sources.
+    pub assumptions: Vec<String>,
+}
+
+impl EstimateReport {
+    /// Runs the estimate for the command-line arguments.
+    pub fn compute(a: &EstimateArgs) -> Result<Self> {
+        let (model, gpu, mach, run) = a.resolve()?;
+        let mut est = Estimator::new();
+        let e = est.estimate(&model, &mach, &run)?;
+        let dataset = dataset(a, &model, &e)?;
+        Ok(Self::assemble(&model, &gpu, &mach, &run, &e, dataset, a.price_per_gpu_hour))
+    }
+
+    /// Builds the report from an estimate.
+    pub fn assemble(
+        model: &ModelSpec,
+        gpu: &GpuSpec,
+        mach: &Machine,
+        run: &RunConfig,
+        e: &StepEstimate,
+        dataset: Option<DatasetReport>,
+        price: Option<f64>,
+    ) -> Self {
+        let breakdown = BREAKDOWN.iter().zip(e.breakdown.iter()).map(|(k, v)| (*k, v.0)).collect();
+        let by_bound = ["compute", "memory", "launch"].into_iter().zip(e.by_bound.iter()).map(|(k, v)| (k, v.0)).collect();
+        let gpus = run.fleet.gpus as f64;
+        let vision = model.kind == ModelKind::Vision;
+        let (price, price_source) = match price {
+            Some(p) => (Some(p), Some("--price-per-gpu-hour".to_string())),
+            None => match &gpu.price {
+                Some(p) => (Some(p.usd_per_gpu_hour.value), Some(p.usd_per_gpu_hour.source.clone())),
+                None => (None, None),
+            },
+        };
+        let train_time = dataset.as_ref().map(|d| d.steps * e.step_time.0);
+        let gpu_hours = train_time.map(|t| t / 3600.0 * gpus);
+        let cost = match (gpu_hours, price) {
+            (Some(h), Some(p)) => Some(h * p),
+            _ => None,
+        };
+        EstimateReport {
+            model: model.name.clone(),
+            model_description: model.description.clone(),
+            gpu: gpu.name.clone(),
+            gpu_display_name: gpu.display_name.clone(),
+            gpus: run.fleet.gpus,
+            gpus_per_node: run.fleet.gpus_per_node,
+            batch_per_gpu: run.step.batch,
+            grad_accum: run.grad_accum,
+            attention: run.step.attention.to_string(),
+            mode: run.mode.to_string(),
+            precision: run.step.precision.to_string(),
+            checkpointing: run.step.checkpointing.to_string(),
+            zero: run.zero,
+            ema: run.step.ema,
+            params: e.params,
+            step_time_s: e.step_time.0,
+            forward_s: e.forward.0,
+            backward_s: e.backward.0,
+            optimizer_s: e.optimizer.0,
+            host_dispatch_s: e.host.0,
+            kernels_per_step: e.kernels,
+            comm_total_s: e.comm_total.0,
+            comm_exposed_s: e.comm_exposed.0,
+            breakdown,
+            by_bound,
+            samples_per_s: e.samples_per_s,
+            samples_per_s_per_gpu: e.samples_per_s / gpus,
+            images_per_s: vision.then_some(e.samples_per_s),
+            tokens_per_sample: e.tokens_per_sample,
+            tokens_per_s: e.tokens_per_s,
+            tokens_per_s_per_gpu: e.tokens_per_s / gpus,
+            target_patch_tokens_per_s: vision.then_some(e.samples_per_s * model.tokens.target as f64),
+            model_flops_per_gpu_step: e.model_flops.0,
+            hw_flops_per_gpu_step: e.hw_flops.0,
+            mfu_peak_flops: e.mfu_peak.0,
+            mfu: e.mfu,
+            hfu: e.hfu,
+            memory_per_gpu_bytes: e.memory.total_bytes.0,
+            memory_capacity_bytes: mach.capacity,
+            fits: e.fits,
+            max_batch: e.max_batch,
+            memory: e.memory,
+            dataset,
+            train_time_s: train_time,
+            gpu_hours,
+            price_per_gpu_hour: price,
+            price_source,
+            cost,
+            assumptions: assumptions(model, gpu, mach, run),
+        }
+    }
+}
+
+/// Converts the dataset arguments into samples and steps.
+fn dataset(a: &EstimateArgs, model: &ModelSpec, e: &StepEstimate) -> Result<Option<DatasetReport>> {
+    let (given_as, given, tps, samples) = match (a.train_samples, a.train_tokens) {
+        (Some(s), _) => ("samples", s, None, s),
+        (None, Some(t)) => {
+            let tps = a.tokens_per_sample.unwrap_or(model.tokens_per_sample() as f64);
+            ("tokens", t, Some(tps), t / tps)
+        }
+        (None, None) => {
+            if a.tokens_per_sample.is_some() {
+                return Err(Error::Invalid("--tokens-per-sample needs --train-tokens".into()));
+            }
+            return Ok(None);
+        }
+    };
+    let total = samples * a.epochs;
+    Ok(Some(DatasetReport {
+        given_as,
+        given,
+        tokens_per_sample: tps,
+        epochs: a.epochs,
+        samples: total,
+        steps: (total / e.samples_per_step).ceil(),
+    }))
+}
+
+/// The assumptions behind an estimate, each with its source.
+pub fn assumptions(model: &ModelSpec, gpu: &GpuSpec, mach: &Machine, run: &RunConfig) -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "precision {}: {}",
+            run.step.precision,
+            match run.step.precision {
+                crate::graph::Precision::Bf16 =>
+                    "PyTorch autocast: fp32 weights, gradients and AdamW states (16 B/param), bf16 GEMMs, fp32 residual stream",
+                crate::graph::Precision::Fp32 => "fp32 everywhere, GEMMs on the fp32 vector units (allow_tf32 = False)",
+                crate::graph::Precision::Tf32 => "fp32 storage, GEMMs on tf32 tensor cores",
+                crate::graph::Precision::Fp8 => "fp8 GEMM operands, bf16 outputs, otherwise as bf16 autocast",
+            }
+        ),
+        format!(
+            "GEMM ceiling: {:.1}% of the dense bf16 peak ({}), times tile/wave quantization and K/(K+{}) (see `roofline estimate --ops`)",
+            mach.frac_bf16 * 100.0,
+            gpu.achievable.bf16_tensor.source,
+            mach.gemm_k0
+        ),
+        format!("HBM: {:.1}% of {} achievable ({})", mach.frac_hbm * 100.0, crate::units::ByteRate(mach.hbm), gpu.achievable.hbm.source),
+        "L2: an input just written by the previous kernel is read from L2 when it is at most half the L2".to_string(),
+        format!(
+            "launch: {} us GPU gap per kernel ({}); host dispatch {} us per eager op ({})",
+            mach.kernel_launch * 1e6,
+            gpu.launch.kernel_launch_s.source,
+            mach.host_dispatch * 1e6,
+            gpu.launch.host_dispatch_s.source
+        ),
+    ];
+    match run.step.attention {
+        AttentionImpl::Naive => v.push(
+            "attention naive (public JiT code): fp32 QK^T on the vector units, materialized [B,1,s,s] bias, fp32 softmax, bf16 PV".into(),
+        ),
+        AttentionImpl::SdpaMath => v.push("attention sdpa-math: scores and probabilities materialized in the activation dtype".into()),
+        AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
+            "attention {}: fused; rate(s) = rate(512) * [s/(s+{})]/[512/(512+{})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
+            run.step.attention, mach.flash_seq_half, mach.flash_seq_half
+        )),
+    }
+    if model.transformer.causal {
+        v.push("causal attention: model FLOPs count half of the score FLOPs (Megatron-LM convention)".into());
+    }
+    if run.fleet.gpus > 1 {
+        v.push(format!(
+            "gradient all-reduce: fp32 gradients in 25 MiB buckets, ring busbw {} ({}), overlapped with backward except the last bucket",
+            crate::units::ByteRate(mach.allreduce_busbw),
+            gpu.interconnect.allreduce_bus_bandwidth.source
+        ));
+    }
+    if run.fleet.nodes() > 1 {
+        v.push(format!(
+            "inter-node: {} per GPU and direction at {:.0}% (hierarchical all-reduce)",
+            crate::units::ByteRate(run.fleet.inter_node_bandwidth),
+            run.fleet.inter_node_efficiency * 100.0
+        ));
+    }
+    v.push(format!(
+        "memory: framework workspace {} + {:.0}% allocator fragmentation (assumption)",
+        crate::units::binary_bytes(Bytes(run.memory.workspace.0)),
+        run.memory.fragmentation * 100.0
+    ));
+    v.push(format!("tokens per sample: {} (the model's sequence length)", model.tokens_per_sample()));
+    v
+}

@@ -1,0 +1,280 @@
+//! Plain-text tables for the terminal.
+
+use super::{EstimateReport, MemoryReport};
+use crate::error::Result;
+use crate::graph::{param_count, phase_totals, ExecMode, Op, Phase, StepConfig};
+use crate::spec::{self, ModelSpec};
+use crate::time::{op_time, Machine, RunConfig};
+use crate::units::{binary_bytes, human_duration, si, Bytes, Seconds};
+use std::fmt::Write;
+
+/// `roofline models`.
+pub fn models() -> Result<String> {
+    let mut s = String::new();
+    for (name, _) in spec::MODELS {
+        let m = spec::load_model(name)?;
+        let p = param_count(&m).total;
+        let _ = writeln!(s, "{name:<12} {:>8} params  seq {:<5} {}", si(p as f64), m.max_seq(), m.description);
+    }
+    Ok(s)
+}
+
+/// `roofline gpus`.
+pub fn gpus() -> Result<String> {
+    let mut s = String::new();
+    for (name, _) in spec::GPUS {
+        let g = spec::load_gpu(name)?;
+        let _ = writeln!(
+            s,
+            "{name:<14} bf16 {:>9}FLOP/s  HBM {:>9}B/s  {:>10}  {:>3} SMs  {}",
+            si(g.peak_flops.bf16_tensor.value),
+            si(g.memory.hbm_bandwidth.value),
+            binary_bytes(Bytes(g.memory.hbm_capacity.value)),
+            g.compute.sm_count.value,
+            g.display_name
+        );
+    }
+    Ok(s)
+}
+
+/// `roofline ops` table.
+pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: batch {} per GPU, attention {}, precision {}, checkpointing {}; {} trainable parameters",
+        model.name,
+        step.batch,
+        step.attention,
+        step.precision,
+        step.checkpointing,
+        param_count(model).total
+    );
+    let _ = writeln!(s, "FLOPs and bytes are totals over the layers a row stands for; AI = FLOP/byte (unfused).");
+    let _ = writeln!(
+        s,
+        "{:<9} {:<28} {:<12} {:<13} {:>11} {:>11} {:>11} {:>8}",
+        "phase", "op", "layer", "kind", "FLOP", "read", "written", "AI"
+    );
+    for op in ops {
+        let _ = writeln!(
+            s,
+            "{:<9} {:<28} {:<12} {:<13} {:>11} {:>11} {:>11} {:>8.1}",
+            format!("{:?}", op.phase).to_lowercase(),
+            op.name,
+            op.layer.to_string(),
+            op.kind.name(),
+            si(op.total_flops().0),
+            format!("{}B", si(op.total_bytes_read().0)),
+            format!("{}B", si(op.total_bytes_written().0)),
+            if (op.bytes_read + op.bytes_written).0 > 0.0 { op.intensity() } else { 0.0 }
+        );
+    }
+    let _ = writeln!(s);
+    for phase in [Phase::Forward, Phase::Backward, Phase::Optimizer] {
+        let t = phase_totals(ops, phase);
+        let _ = writeln!(
+            s,
+            "total {:<9} {:>11}FLOP (model {:>9}FLOP)  {:>10}B read  {:>10}B written",
+            format!("{phase:?}").to_lowercase(),
+            si(t.flops.0),
+            si(t.model_flops.0),
+            si(t.bytes_read.0),
+            si(t.bytes_written.0)
+        );
+    }
+    if model.transformer.causal {
+        let _ = writeln!(s, "causal attention: model FLOPs count half of the score FLOPs; naive kernels execute all of them.");
+    }
+    s
+}
+
+/// `roofline memory`.
+pub fn memory(r: &MemoryReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} on {}: batch {} per GPU, attention {}, checkpointing {}, ZeRO-{}",
+        r.model, r.gpu, r.batch, r.attention, r.checkpointing, r.zero
+    );
+    let rows = [
+        ("weights (fp32)", r.weights_bytes),
+        ("gradients (fp32)", r.gradients_bytes),
+        ("AdamW states (fp32 m, v)", r.optimizer_bytes),
+        ("EMA copies", r.ema_bytes),
+        ("autocast weight copies", r.weight_copies_bytes),
+        ("activations kept for backward", r.activations_bytes),
+        ("largest backward transient", r.transient_bytes),
+        ("workspace + fragmentation (assumption)", r.workspace_bytes),
+    ];
+    for (name, v) in rows {
+        let _ = writeln!(s, "  {name:<40} {:>12}", binary_bytes(Bytes(v)));
+    }
+    let _ = writeln!(
+        s,
+        "  {:<40} {:>12}  of {} ({})",
+        "total per GPU",
+        binary_bytes(Bytes(r.total_bytes)),
+        binary_bytes(Bytes(r.capacity_bytes)),
+        if r.fits { "fits" } else { "DOES NOT FIT" }
+    );
+    let _ = writeln!(s, "  largest batch per GPU that fits: {}", r.max_batch);
+    s
+}
+
+/// `roofline estimate` (human-readable).
+pub fn estimate(r: &EstimateReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "roofline estimate: {} ({})", r.model, r.model_description);
+    let _ = writeln!(
+        s,
+        "  {} x {} ({} per node), batch {} per GPU x {} accumulation, {}, attention {}, {} mode, checkpointing {}, ZeRO-{}",
+        r.gpus,
+        r.gpu_display_name,
+        r.gpus_per_node,
+        r.batch_per_gpu,
+        r.grad_accum,
+        r.precision,
+        r.attention,
+        r.mode,
+        r.checkpointing,
+        r.zero
+    );
+    let _ = writeln!(s, "  {} trainable parameters", r.params);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "step time          {:>12}   (forward {}, backward {}, optimizer {} per micro-step)",
+        human_duration(Seconds(r.step_time_s)),
+        human_duration(Seconds(r.forward_s)),
+        human_duration(Seconds(r.backward_s)),
+        human_duration(Seconds(r.optimizer_s))
+    );
+    for (k, v) in &r.breakdown {
+        let _ = writeln!(
+            s,
+            "  {k:<16} {:>12}   {:>5.1}%",
+            human_duration(Seconds(*v)),
+            100.0 * v / r.step_time_s
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  op time by bound: compute {}, memory {}, launch {}; {:.0} kernels/step, host dispatch {}",
+        human_duration(Seconds(r.by_bound["compute"])),
+        human_duration(Seconds(r.by_bound["memory"])),
+        human_duration(Seconds(r.by_bound["launch"])),
+        r.kernels_per_step,
+        human_duration(Seconds(r.host_dispatch_s))
+    );
+    if r.gpus > 1 {
+        let _ = writeln!(
+            s,
+            "  communication: {} per step, {} exposed",
+            human_duration(Seconds(r.comm_total_s)),
+            human_duration(Seconds(r.comm_exposed_s))
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "throughput         {:.1} samples/s ({:.1} per GPU)",
+        r.samples_per_s, r.samples_per_s_per_gpu
+    );
+    if let Some(i) = r.images_per_s {
+        let _ = writeln!(s, "                   {i:.1} images/s");
+    }
+    let _ = writeln!(
+        s,
+        "                   {}tokens/s ({}tokens/s per GPU) at {} tokens per sample",
+        si(r.tokens_per_s),
+        si(r.tokens_per_s_per_gpu),
+        r.tokens_per_sample
+    );
+    if let Some(p) = r.target_patch_tokens_per_s {
+        let _ = writeln!(s, "                   {}target patch tokens/s", si(p));
+    }
+    let _ = writeln!(
+        s,
+        "MFU                {:.1}%  (HFU {:.1}%; model {}FLOP per GPU-step over {}FLOP/s dense peak)",
+        r.mfu * 100.0,
+        r.hfu * 100.0,
+        si(r.model_flops_per_gpu_step),
+        si(r.mfu_peak_flops)
+    );
+    let _ = writeln!(
+        s,
+        "memory per GPU     {} of {} ({}); largest batch that fits: {}",
+        binary_bytes(Bytes(r.memory_per_gpu_bytes)),
+        binary_bytes(Bytes(r.memory_capacity_bytes)),
+        if r.fits { "fits" } else { "DOES NOT FIT" },
+        r.max_batch
+    );
+    if let (Some(d), Some(t)) = (&r.dataset, r.train_time_s) {
+        let _ = writeln!(s);
+        match d.tokens_per_sample {
+            Some(tps) => {
+                let _ = writeln!(
+                    s,
+                    "dataset            {} tokens / {} tokens per sample = {} samples, x {} epochs",
+                    si(d.given),
+                    tps,
+                    si(d.given / tps),
+                    d.epochs
+                );
+            }
+            None => {
+                let _ = writeln!(s, "dataset            {} samples x {} epochs", si(d.given), d.epochs);
+            }
+        }
+        let _ = writeln!(s, "training time      {}  ({} optimizer steps)", human_duration(Seconds(t)), d.steps);
+        if let Some(h) = r.gpu_hours {
+            let _ = writeln!(s, "GPU-hours          {h:.0}");
+        }
+        if let (Some(c), Some(p)) = (r.cost, r.price_per_gpu_hour) {
+            let _ = writeln!(
+                s,
+                "cost               ${c:.0} at ${p:.2}/GPU-hour ({})",
+                r.price_source.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "assumptions:");
+    for a in &r.assumptions {
+        let _ = writeln!(s, "  - {a}");
+    }
+    s
+}
+
+/// Per-op times and bounds (`estimate --ops`).
+pub fn op_times(ops: &[Op], mach: &Machine, run: &RunConfig) -> Result<String> {
+    let mut s = String::new();
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<9} {:<28} {:<12} {:>10} {:>10} {:>10} {:>8}  {:<7} {:>6}",
+        "phase", "op", "layer", "time", "compute", "memory", "kernels", "bound", "margin"
+    );
+    for op in ops {
+        let t = op_time(mach, op, run.mode, run.step.attention)?;
+        let c = op.layer.count() as f64;
+        let _ = writeln!(
+            s,
+            "{:<9} {:<28} {:<12} {:>10} {:>10} {:>10} {:>8} {:<7} {:>6.1}x",
+            format!("{:?}", op.phase).to_lowercase(),
+            op.name,
+            op.layer.to_string(),
+            human_duration(t.time * c),
+            human_duration(t.compute * c),
+            human_duration(t.memory * c),
+            t.kernels * c,
+            format!("{:?}", t.bound).to_lowercase(),
+            t.margin
+        );
+    }
+    if run.mode != ExecMode::Eager {
+        let _ = writeln!(s, "(fused chains: members report their share of the fused kernel's traffic and launch no kernel)");
+    }
+    Ok(s)
+}

@@ -1,0 +1,164 @@
+//! Memory footprint of a training step on one GPU.
+//!
+//! Persistent state, per parameter P (PyTorch autocast, AdamW with fp32 states):
+//! weights 4P, gradients 4P, AdamW m and v 8P, each EMA copy 4P; ZeRO stage 1 shards the
+//! optimizer states over the data-parallel ranks, stage 2 also the gradients, stage 3 also the
+//! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
+//! to the end of the backward. Activations are what autograd keeps for backward: the sum of the
+//! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing. The
+//! largest single tensor written during backward is added as a transient. The framework's
+//! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
+//! assumption, [`MemoryConfig::workspace`].
+
+use crate::graph::{Checkpointing, Layer, Op, Phase, StepConfig};
+use crate::graph::{param_count, Precision};
+use crate::spec::ModelSpec;
+use crate::units::Bytes;
+use serde::Serialize;
+
+/// Settings that change the footprint beyond the step config.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryConfig {
+    /// ZeRO stage (0-3).
+    pub zero: u8,
+    /// Data-parallel ranks the ZeRO shards are spread over.
+    pub dp: u64,
+    /// Fixed framework workspace (assumption, default 1 GiB + allocator slack).
+    pub workspace: Bytes,
+    /// Allocator fragmentation as a fraction of allocated bytes (assumption, default 5%).
+    pub fragmentation: f64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { zero: 0, dp: 1, workspace: Bytes((1u64 << 30) as f64), fragmentation: 0.05 }
+    }
+}
+
+/// Per-GPU memory breakdown.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemoryBreakdown {
+    /// Trainable parameters.
+    pub params: u64,
+    /// fp32 weights (sharded under ZeRO-3).
+    pub weights_bytes: Bytes,
+    /// fp32 gradients (sharded under ZeRO-2/3).
+    pub gradients_bytes: Bytes,
+    /// AdamW m and v (sharded under ZeRO-1/2/3).
+    pub optimizer_bytes: Bytes,
+    /// EMA copies of the weights.
+    pub ema_bytes: Bytes,
+    /// Low-precision copies of the GEMM weights made by autocast.
+    pub weight_copies_bytes: Bytes,
+    /// Activations kept for backward.
+    pub activations_bytes: Bytes,
+    /// Activations per sample (the slope used for `max_batch`).
+    pub activations_per_sample_bytes: Bytes,
+    /// Largest tensor written during backward.
+    pub transient_bytes: Bytes,
+    /// Workspace and fragmentation.
+    pub workspace_bytes: Bytes,
+    /// Everything.
+    pub total_bytes: Bytes,
+}
+
+impl MemoryBreakdown {
+    /// Persistent allocated state: weights, gradients, optimizer, EMA, weight copies.
+    pub fn persistent_bytes(&self) -> Bytes {
+        self.weights_bytes + self.gradients_bytes + self.optimizer_bytes + self.ema_bytes + self.weight_copies_bytes
+    }
+
+    /// Largest batch whose footprint fits in `capacity` (0 if not even one sample fits). The
+    /// footprint is affine in the batch: total(B) = W + (1 + f)(persistent + B·a), with W the
+    /// fixed workspace, f the fragmentation and a the activation + transient bytes per sample.
+    pub fn max_batch(&self, capacity: Bytes, mc: &MemoryConfig, batch: u64) -> u64 {
+        let per_sample = (self.activations_bytes.0 + self.transient_bytes.0) / batch.max(1) as f64;
+        let room = (capacity.0 - mc.workspace.0) / (1.0 + mc.fragmentation) - self.persistent_bytes().0;
+        if room <= 0.0 || per_sample <= 0.0 {
+            return 0;
+        }
+        (room / per_sample).floor().min(1e15) as u64
+    }
+}
+
+/// Activation bytes kept for backward by the ops of `ops` under `mode`.
+pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
+    let mut outside = 0.0;
+    let mut blocks_all = 0.0;
+    let mut blocks_selective = 0.0;
+    let mut block_inputs = 0.0;
+    let mut largest_block = 0.0f64;
+    let mut layer = None;
+    let mut layer_saved = 0.0;
+    for op in ops.iter().filter(|o| o.phase == Phase::Forward) {
+        match op.layer {
+            Layer::Blocks { count, .. } => {
+                if layer != Some(op.layer) {
+                    largest_block = largest_block.max(layer_saved);
+                    layer_saved = 0.0;
+                    layer = Some(op.layer);
+                }
+                let c = count as f64;
+                layer_saved += op.saved.0;
+                blocks_all += op.saved.0 * c;
+                if !op.attention_core {
+                    blocks_selective += op.saved.0 * c;
+                }
+                match op.name {
+                    // Selective recompute keeps the attention inputs q, k, v: the qkv output.
+                    "attn.qkv" => blocks_selective += op.bytes_written.0 * c,
+                    // Full recompute keeps each block's input: what the first norm reads.
+                    "attn.norm" => block_inputs += op.bytes_read.0 * c,
+                    _ => {}
+                }
+            }
+            _ => outside += op.saved.0,
+        }
+    }
+    largest_block = largest_block.max(layer_saved);
+    let blocks = match mode {
+        Checkpointing::None => blocks_all,
+        Checkpointing::Selective => blocks_selective.min(blocks_all),
+        Checkpointing::Full => block_inputs + largest_block,
+    };
+    Bytes(outside + blocks)
+}
+
+/// The footprint of the step whose ops are `ops` (built for `cfg`).
+pub fn footprint(m: &ModelSpec, cfg: &StepConfig, ops: &[Op], mc: &MemoryConfig) -> MemoryBreakdown {
+    let p = param_count(m);
+    let pf = p.total as f64;
+    let dp = mc.dp.max(1) as f64;
+    let shard = |stage: u8| if mc.zero >= stage { 1.0 / dp } else { 1.0 };
+    let weights = 4.0 * pf * shard(3);
+    let grads = 4.0 * pf * shard(2);
+    let optimizer = 8.0 * pf * shard(1);
+    let ema = 4.0 * pf * cfg.ema as f64;
+    let copy_bytes = match cfg.precision {
+        Precision::Bf16 => 2.0,
+        Precision::Fp8 => 1.0,
+        Precision::Fp32 | Precision::Tf32 => 0.0,
+    };
+    let weight_copies = copy_bytes * p.gemm_weights as f64;
+    let activations = activation_bytes(ops, cfg.checkpointing);
+    let transient = ops
+        .iter()
+        .filter(|o| o.phase == Phase::Backward && !o.name.ends_with("weights_cast.bwd") && o.name != "weights.cast.bwd")
+        .map(|o| o.bytes_written.0)
+        .fold(0.0, f64::max);
+    let allocated = weights + grads + optimizer + ema + weight_copies + activations.0 + transient;
+    let workspace = mc.workspace.0 + mc.fragmentation * allocated;
+    MemoryBreakdown {
+        params: p.total,
+        weights_bytes: Bytes(weights),
+        gradients_bytes: Bytes(grads),
+        optimizer_bytes: Bytes(optimizer),
+        ema_bytes: Bytes(ema),
+        weight_copies_bytes: Bytes(weight_copies),
+        activations_bytes: activations,
+        activations_per_sample_bytes: Bytes(activations.0 / cfg.batch as f64),
+        transient_bytes: Bytes(transient),
+        workspace_bytes: Bytes(workspace),
+        total_bytes: Bytes(allocated + workspace),
+    }
+}

@@ -1,0 +1,60 @@
+//! Spec files as data: models (models/*.toml) and GPUs (models/hardware/*.toml), embedded in the
+//! binary with `include_str!` and overridable by a path to a TOML file wherever a name is taken.
+
+pub mod hardware;
+pub mod model;
+
+use crate::error::{Error, Result};
+pub use hardware::{GpuSpec, Sourced};
+pub use model::ModelSpec;
+use std::path::Path;
+
+/// Embedded model specs: (name, TOML text).
+pub const MODELS: &[(&str, &str)] = &[
+    ("jit-b4", include_str!("../../models/jit-b4.toml")),
+    ("jit-b16", include_str!("../../models/jit-b16.toml")),
+    ("jit-l16", include_str!("../../models/jit-l16.toml")),
+    ("jit-h16", include_str!("../../models/jit-h16.toml")),
+    ("dit-xl2", include_str!("../../models/dit-xl2.toml")),
+    ("gpt2-124m", include_str!("../../models/gpt2-124m.toml")),
+    ("llama2-7b", include_str!("../../models/llama2-7b.toml")),
+];
+
+/// Embedded GPU specs: (name, TOML text).
+pub const GPUS: &[(&str, &str)] = &[
+    ("h200-sxm", include_str!("../../models/hardware/h200-sxm.toml")),
+    ("h100-sxm", include_str!("../../models/hardware/h100-sxm.toml")),
+    ("h100-pcie", include_str!("../../models/hardware/h100-pcie.toml")),
+    ("a100-sxm-80gb", include_str!("../../models/hardware/a100-sxm-80gb.toml")),
+    ("b200", include_str!("../../models/hardware/b200.toml")),
+    ("mi300x", include_str!("../../models/hardware/mi300x.toml")),
+    ("l40s", include_str!("../../models/hardware/l40s.toml")),
+];
+
+/// Reads `name_or_path`: an embedded name, or a path to a TOML file (anything containing a path
+/// separator or ending in `.toml`). Returns the text and the label used in error messages.
+fn lookup(what: &'static str, name_or_path: &str, table: &[(&str, &str)]) -> Result<(String, String)> {
+    if let Some((_, text)) = table.iter().find(|(n, _)| *n == name_or_path) {
+        return Ok((text.to_string(), format!("embedded:{name_or_path}")));
+    }
+    let looks_like_path = name_or_path.ends_with(".toml") || name_or_path.contains(std::path::MAIN_SEPARATOR);
+    if looks_like_path {
+        let path = Path::new(name_or_path);
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        return Ok((text, name_or_path.to_string()));
+    }
+    let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+    Err(Error::unknown(what, name_or_path, &known))
+}
+
+/// Resolves a model by embedded name or path.
+pub fn load_model(name_or_path: &str) -> Result<ModelSpec> {
+    let (text, label) = lookup("model", name_or_path, MODELS)?;
+    ModelSpec::from_toml(&text, &label)
+}
+
+/// Resolves a GPU by embedded name or path.
+pub fn load_gpu(name_or_path: &str) -> Result<GpuSpec> {
+    let (text, label) = lookup("GPU", name_or_path, GPUS)?;
+    GpuSpec::from_toml(&text, &label)
+}
