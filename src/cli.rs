@@ -193,13 +193,20 @@ pub fn parse_count_f64(s: &str) -> std::result::Result<f64, String> {
                 'B' | 'G' => 1e9,
                 'T' => 1e12,
                 'P' => 1e15,
-                _ => return Err(format!("unknown suffix `{c}` in `{s}` (use K, M, B/G, T or P)")),
+                _ => {
+                    return Err(format!(
+                        "unknown suffix `{c}` in `{s}` (use K, M, B/G, T or P)"
+                    ))
+                }
             };
             (&t[..t.len() - 1], m)
         }
         _ => (t, 1.0),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
     let v = v * mult;
     if !v.is_finite() || v <= 0.0 {
         return Err(format!("`{s}` must be a positive finite number"));
@@ -221,23 +228,35 @@ impl EstimateArgs {
     pub fn resolve(&self) -> Result<(ModelSpec, GpuSpec, Machine, RunConfig)> {
         let (model, step) = self.step.resolve()?;
         let gpu = spec::load_gpu(&self.gpu)?;
-        let cal = self.calibration.as_deref().map(Calibration::load).transpose()?;
+        let cal = self
+            .calibration
+            .as_deref()
+            .map(Calibration::load)
+            .transpose()?;
         let mach = Machine::new(&gpu, cal.as_ref());
         if self.gpus_per_node == 0 || self.gpus == 0 {
-            return Err(Error::Invalid("--gpus and --gpus-per-node must be positive".into()));
+            return Err(Error::Invalid(
+                "--gpus and --gpus-per-node must be positive".into(),
+            ));
         }
         if !(self.inter_node_gbps.is_finite() && self.inter_node_gbps > 0.0) {
-            return Err(Error::Invalid("--inter-node-gbps must be a positive number".into()));
+            return Err(Error::Invalid(
+                "--inter-node-gbps must be a positive number".into(),
+            ));
         }
         if !(self.workspace_gib.is_finite() && self.workspace_gib >= 0.0) {
-            return Err(Error::Invalid("--workspace-gib must be a non-negative number".into()));
+            return Err(Error::Invalid(
+                "--workspace-gib must be a non-negative number".into(),
+            ));
         }
         if !(self.epochs.is_finite() && self.epochs > 0.0) {
             return Err(Error::Invalid("--epochs must be a positive number".into()));
         }
         if let Some(p) = self.price_per_gpu_hour {
             if !(p.is_finite() && p >= 0.0) {
-                return Err(Error::Invalid("--price-per-gpu-hour must be a non-negative number".into()));
+                return Err(Error::Invalid(
+                    "--price-per-gpu-hour must be a non-negative number".into(),
+                ));
             }
         }
         let run = RunConfig {
@@ -251,7 +270,10 @@ impl EstimateArgs {
             },
             zero: self.zero,
             grad_accum: self.grad_accum,
-            memory: MemoryConfig { workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64), ..MemoryConfig::default() },
+            memory: MemoryConfig {
+                workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
+                ..MemoryConfig::default()
+            },
         };
         Ok((model, gpu, mach, run))
     }
@@ -282,10 +304,15 @@ fn run(cli: Cli) -> Result<()> {
             let (model, step) = a.step.resolve()?;
             let gpu = spec::load_gpu(&a.gpu)?;
             if !(a.workspace_gib.is_finite() && a.workspace_gib >= 0.0) {
-                return Err(Error::Invalid("--workspace-gib must be a non-negative number".into()));
+                return Err(Error::Invalid(
+                    "--workspace-gib must be a non-negative number".into(),
+                ));
             }
             if a.zero > 3 {
-                return Err(Error::Invalid(format!("--zero {} is not a ZeRO stage (0-3)", a.zero)));
+                return Err(Error::Invalid(format!(
+                    "--zero {} is not a ZeRO stage (0-3)",
+                    a.zero
+                )));
             }
             let mc = MemoryConfig {
                 zero: a.zero,

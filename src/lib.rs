@@ -4,12 +4,12 @@
 //! ([`graph`]), places each op on the GPU's roofline and adds up a bottleneck-aware step time
 //! ([`time`]), and from it throughput, MFU, memory ([`memory`]), training time and cost.
 
+pub mod audit;
+pub mod cli;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod memory;
 pub mod spec;
 pub mod time;
 pub mod units;
-pub mod audit;
-pub mod cli;
-pub mod export;
