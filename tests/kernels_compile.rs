@@ -19,12 +19,18 @@ const RTLD_NOW: c_int = 2;
 const RTLD_GLOBAL: c_int = 0x100;
 
 fn find_files(dir: &Path, prefix: &str, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             find_files(&path, prefix, found);
-        } else if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && !n.contains(".alt.")) {
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix) && !n.contains(".alt."))
+        {
             found.push(path);
         }
     }
@@ -38,7 +44,9 @@ fn preload(lib: &Path) -> bool {
         find_files(dir, "libnvrtc-builtins.so", &mut builtins);
     }
     for path in builtins.iter().chain(std::iter::once(&lib.to_path_buf())) {
-        let Ok(c) = CString::new(path.to_string_lossy().as_bytes()) else { return false };
+        let Ok(c) = CString::new(path.to_string_lossy().as_bytes()) else {
+            return false;
+        };
         if unsafe { dlopen(c.as_ptr(), RTLD_NOW | RTLD_GLOBAL) }.is_null() {
             eprintln!("could not dlopen {}", path.display());
             return false;
@@ -52,7 +60,11 @@ fn locate_nvrtc() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let mut found = Vec::new();
-    find_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/cuda"), "libnvrtc.so", &mut found);
+    find_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/cuda"),
+        "libnvrtc.so",
+        &mut found,
+    );
     found.sort();
     found.into_iter().next()
 }
@@ -62,7 +74,10 @@ fn every_kernel_compiles_for_sm90a_without_spills() {
     match locate_nvrtc() {
         Some(lib) if preload(&lib) => eprintln!("NVRTC: {}", lib.display()),
         Some(lib) => {
-            eprintln!("SKIPPED: NVRTC compile test: could not load {}", lib.display());
+            eprintln!(
+                "SKIPPED: NVRTC compile test: could not load {}",
+                lib.display()
+            );
             return;
         }
         None if nvrtc::nvrtc_present() => eprintln!("NVRTC: from the system library path"),
@@ -90,16 +105,30 @@ fn every_kernel_compiles_for_sm90a_without_spills() {
 
     let mut failures = Vec::new();
     for path in &files {
-        let file: &'static str = Box::leak(path.file_name().unwrap().to_string_lossy().into_owned().into_boxed_str());
-        let source: &'static str = Box::leak(std::fs::read_to_string(path).unwrap().into_boxed_str());
-        let options: &[&str] = if file == nvrtc::ATTENTION.file { &["--use_fast_math"] } else { &[] };
+        let file: &'static str = Box::leak(
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+                .into_boxed_str(),
+        );
+        let source: &'static str =
+            Box::leak(std::fs::read_to_string(path).unwrap().into_boxed_str());
+        let options: &[&str] = if file == nvrtc::ATTENTION.file {
+            &["--use_fast_math"]
+        } else {
+            &[]
+        };
         match nvrtc::compile(&KernelSource { file, source }, ARCH, options) {
             Err(e) => failures.push(format!("{file}: {e}")),
             Ok(compiled) => {
                 assert!(!compiled.cubin.is_empty(), "{file}: empty CUBIN");
                 let kernels = nvrtc::parse_ptxas_log(&compiled.log);
                 if kernels.is_empty() {
-                    failures.push(format!("{file}: no kernels in the ptxas report:\n{}", compiled.log));
+                    failures.push(format!(
+                        "{file}: no kernels in the ptxas report:\n{}",
+                        compiled.log
+                    ));
                 }
                 for k in kernels {
                     eprintln!(

@@ -56,7 +56,10 @@ pub fn run(b: &mut Bench) {
         Ok(x) => x,
         Err(e) => return b.push_error("attention", "attention_naive", shape, &e),
     };
-    for (variant, name) in [(Variant::Naive, "attention_naive"), (Variant::Fused, "attention_fused")] {
+    for (variant, name) in [
+        (Variant::Naive, "attention_naive"),
+        (Variant::Fused, "attention_fused"),
+    ] {
         if let Err(e) = measure(b, &kernels, &bufs, variant, name, &shape) {
             b.push_error("attention", name, shape.clone(), &e);
         }
@@ -89,12 +92,33 @@ fn alloc(b: &mut Bench) -> Result<Buffers, GpuError> {
     let uq = b.fill_bf16(q.ptr, n * sets, -2.0, 2.0)?;
     let uk = b.fill_bf16(k.ptr, n * sets, -2.0, 2.0)?;
     let uv = b.fill_bf16(v.ptr, n * sets, -1.0, 1.0)?;
-    Ok(Buffers { q, k, v, o, scores, uq, uk, uv, sets })
+    Ok(Buffers {
+        q,
+        k,
+        v,
+        o,
+        scores,
+        uq,
+        uk,
+        uv,
+        sets,
+    })
 }
 
-fn launch(b: &Bench, k: &Kernels, bufs: &Buffers, variant: Variant, set: u64) -> Result<(), GpuError> {
+fn launch(
+    b: &Bench,
+    k: &Kernels,
+    bufs: &Buffers,
+    variant: Variant,
+    set: u64,
+) -> Result<(), GpuError> {
     let off = (2 * elements() * set) as usize;
-    let (q, kk, v, o) = (bufs.q.at(off), bufs.k.at(off), bufs.v.at(off), bufs.o.at(off));
+    let (q, kk, v, o) = (
+        bufs.q.at(off),
+        bufs.k.at(off),
+        bufs.v.at(off),
+        bufs.o.at(off),
+    );
     let heads = (BATCH * HEADS) as u32;
     let tiles = (SEQ / 64) as u32;
     let seq = SEQ as i32;
@@ -102,14 +126,51 @@ fn launch(b: &Bench, k: &Kernels, bufs: &Buffers, variant: Variant, set: u64) ->
     match variant {
         Variant::Naive => {
             let s = bufs.scores.ptr;
-            k.scores.launch(b.gpu, (tiles, tiles, heads), 256, 0, &[Arg::Ptr(q), Arg::Ptr(kk), Arg::Ptr(s), Arg::I32(seq), Arg::F32(scale)])?;
+            k.scores.launch(
+                b.gpu,
+                (tiles, tiles, heads),
+                256,
+                0,
+                &[
+                    Arg::Ptr(q),
+                    Arg::Ptr(kk),
+                    Arg::Ptr(s),
+                    Arg::I32(seq),
+                    Arg::F32(scale),
+                ],
+            )?;
             let rows = BATCH * HEADS * SEQ;
-            k.softmax.launch(b.gpu, ((rows / 8) as u32, 1, 1), 256, 0, &[Arg::Ptr(s), Arg::U64(rows), Arg::I32(seq)])?;
-            k.pv.launch(b.gpu, (tiles, heads, 1), 256, 0, &[Arg::Ptr(s), Arg::Ptr(v), Arg::Ptr(o), Arg::I32(seq)])
+            k.softmax.launch(
+                b.gpu,
+                ((rows / 8) as u32, 1, 1),
+                256,
+                0,
+                &[Arg::Ptr(s), Arg::U64(rows), Arg::I32(seq)],
+            )?;
+            k.pv.launch(
+                b.gpu,
+                (tiles, heads, 1),
+                256,
+                0,
+                &[Arg::Ptr(s), Arg::Ptr(v), Arg::Ptr(o), Arg::I32(seq)],
+            )
         }
         Variant::Fused => {
             let scale_log2 = scale * std::f32::consts::LOG2_E;
-            k.fused.launch(b.gpu, (tiles, heads, 1), 128, 0, &[Arg::Ptr(q), Arg::Ptr(kk), Arg::Ptr(v), Arg::Ptr(o), Arg::I32(seq), Arg::F32(scale_log2)])
+            k.fused.launch(
+                b.gpu,
+                (tiles, heads, 1),
+                128,
+                0,
+                &[
+                    Arg::Ptr(q),
+                    Arg::Ptr(kk),
+                    Arg::Ptr(v),
+                    Arg::Ptr(o),
+                    Arg::I32(seq),
+                    Arg::F32(scale_log2),
+                ],
+            )
         }
     }
 }
@@ -137,7 +198,14 @@ fn check(b: &Bench, k: &Kernels, bufs: &Buffers, variant: Variant) -> Result<f64
     Ok(if all_written { error } else { f64::INFINITY })
 }
 
-fn measure(b: &mut Bench, k: &Kernels, bufs: &Buffers, variant: Variant, name: &str, shape: &str) -> Result<(), GpuError> {
+fn measure(
+    b: &mut Bench,
+    k: &Kernels,
+    bufs: &Buffers,
+    variant: Variant,
+    name: &str,
+    shape: &str,
+) -> Result<(), GpuError> {
     let error = check(b, k, bufs, variant)?;
     let timing = b.time(|rep| launch(b, k, bufs, variant, rep as u64 % bufs.sets))?;
     let flops = 4.0 * (BATCH * SEQ * SEQ * HEADS * HEAD_DIM) as f64;
@@ -146,7 +214,17 @@ fn measure(b: &mut Bench, k: &Kernels, bufs: &Buffers, variant: Variant, name: &
         Variant::Fused => io_bytes,
         Variant::Naive => io_bytes + 4.0 * 4.0 * (BATCH * HEADS * SEQ * SEQ) as f64,
     };
-    let result = BenchResult::new("attention", name, shape.to_string(), flops, bytes, timing, error, TOL).with_elements(elements());
+    let result = BenchResult::new(
+        "attention",
+        name,
+        shape.to_string(),
+        flops,
+        bytes,
+        timing,
+        error,
+        TOL,
+    )
+    .with_elements(elements());
     b.push(result, PeakKind::Tensor);
     Ok(())
 }

@@ -45,7 +45,9 @@ pub struct Bench<'a> {
 
 impl<'a> Bench<'a> {
     pub fn new(gpu: &'a Gpu, opts: &'a BenchOptions) -> Result<Self, GpuError> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let date = iso8601_utc(nanos.as_secs());
         let (nv_major, nv_minor) = nvrtc::version()?;
         let attr = |a: Attr| gpu.attribute(a);
@@ -53,7 +55,10 @@ impl<'a> Bench<'a> {
         let l2_bytes = attr(Attr::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u64;
         let device = DeviceInfo {
             name: gpu.name()?,
-            compute_capability: format!("{}.{}", gpu.compute_capability.0, gpu.compute_capability.1),
+            compute_capability: format!(
+                "{}.{}",
+                gpu.compute_capability.0, gpu.compute_capability.1
+            ),
             sm_count,
             l2_bytes,
             memory_bytes: gpu.total_memory()? as u64,
@@ -64,7 +69,8 @@ impl<'a> Bench<'a> {
             cuda_driver_version: gpu.driver_cuda_version()?,
             nvrtc_version: format!("{nv_major}.{nv_minor}"),
         };
-        let max_dynamic_shared = attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as u32;
+        let max_dynamic_shared =
+            attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)? as u32;
         eprintln!(
             "device: {} (cc {}, {} SMs, L2 {} MiB, {} GiB), target {}, NVRTC {}",
             device.name,
@@ -98,7 +104,12 @@ impl<'a> Bench<'a> {
         for k in nvrtc::parse_ptxas_log(&module.log) {
             eprintln!(
                 "  {}: {} registers, {} B smem, {} B stack, spills {} B stores / {} B loads",
-                k.name, k.registers, k.shared_bytes, k.stack_frame_bytes, k.spill_store_bytes, k.spill_load_bytes
+                k.name,
+                k.registers,
+                k.shared_bytes,
+                k.stack_frame_bytes,
+                k.spill_store_bytes,
+                k.spill_load_bytes
             );
         }
         Ok(module)
@@ -112,7 +123,9 @@ impl<'a> Bench<'a> {
 
     /// Number of input sets so that the sets together span several L2 sizes.
     pub fn rotation(&self, bytes_per_set: u64) -> u64 {
-        (L2_SPAN * self.l2_bytes).div_ceil(bytes_per_set.max(1)).clamp(1, MAX_SETS)
+        (L2_SPAN * self.l2_bytes)
+            .div_ceil(bytes_per_set.max(1))
+            .clamp(1, MAX_SETS)
     }
 
     /// Grid of a grid-stride kernel with 256-thread blocks: enough blocks to fill every SM.
@@ -121,16 +134,52 @@ impl<'a> Bench<'a> {
     }
 
     /// Fills `n` fp32 at `ptr` with a fresh uniform stream in [lo, hi) and returns the stream.
-    pub fn fill_f32(&mut self, ptr: sys::CUdeviceptr, n: u64, lo: f32, hi: f32) -> Result<Uniform, GpuError> {
+    pub fn fill_f32(
+        &mut self,
+        ptr: sys::CUdeviceptr,
+        n: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<Uniform, GpuError> {
         let u = Uniform::new(self.next_seed(), lo, hi);
-        self.fill_f32.launch(self.gpu, (self.stride_grid(n), 1, 1), 256, 0, &[Arg::Ptr(ptr), Arg::U64(n), Arg::U32(u.seed), Arg::F32(u.scale), Arg::F32(u.offset)])?;
+        self.fill_f32.launch(
+            self.gpu,
+            (self.stride_grid(n), 1, 1),
+            256,
+            0,
+            &[
+                Arg::Ptr(ptr),
+                Arg::U64(n),
+                Arg::U32(u.seed),
+                Arg::F32(u.scale),
+                Arg::F32(u.offset),
+            ],
+        )?;
         Ok(u)
     }
 
     /// Fills `n` bf16 at `ptr` with a fresh uniform stream in [lo, hi) and returns the stream.
-    pub fn fill_bf16(&mut self, ptr: sys::CUdeviceptr, n: u64, lo: f32, hi: f32) -> Result<Uniform, GpuError> {
+    pub fn fill_bf16(
+        &mut self,
+        ptr: sys::CUdeviceptr,
+        n: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<Uniform, GpuError> {
         let u = Uniform::new(self.next_seed(), lo, hi);
-        self.fill_bf16.launch(self.gpu, (self.stride_grid(n), 1, 1), 256, 0, &[Arg::Ptr(ptr), Arg::U64(n), Arg::U32(u.seed), Arg::F32(u.scale), Arg::F32(u.offset)])?;
+        self.fill_bf16.launch(
+            self.gpu,
+            (self.stride_grid(n), 1, 1),
+            256,
+            0,
+            &[
+                Arg::Ptr(ptr),
+                Arg::U64(n),
+                Arg::U32(u.seed),
+                Arg::F32(u.scale),
+                Arg::F32(u.offset),
+            ],
+        )?;
         Ok(u)
     }
 
@@ -138,7 +187,10 @@ impl<'a> Bench<'a> {
         self.gpu.alloc(bytes as usize)
     }
 
-    pub fn time(&self, launch: impl FnMut(usize) -> Result<(), GpuError>) -> Result<Timing, GpuError> {
+    pub fn time(
+        &self,
+        launch: impl FnMut(usize) -> Result<(), GpuError>,
+    ) -> Result<Timing, GpuError> {
         self.gpu.time(WARMUP, self.opts.reps.max(1), launch)
     }
 
@@ -216,7 +268,11 @@ fn kernel_driver_version() -> String {
 
 /// Relative error ||out - ref|| / ||ref|| over `len` elements in parallel, `out(i)` and
 /// `reference(i)` giving element i; infinite if any output is not finite (unwritten poison).
-pub fn rel_error_par(len: usize, out: impl Fn(usize) -> f64 + Sync, reference: impl Fn(usize) -> f64 + Sync) -> f64 {
+pub fn rel_error_par(
+    len: usize,
+    out: impl Fn(usize) -> f64 + Sync,
+    reference: impl Fn(usize) -> f64 + Sync,
+) -> f64 {
     let (diff, norm, bad) = (0..len)
         .into_par_iter()
         .map(|i| {

@@ -33,9 +33,11 @@ impl Gpu {
                 return Err(GpuError::NoDevice);
             }
             let device = result::device::get(0).call("cuDeviceGet")?;
-            let context = unsafe { result::primary_ctx::retain(device) }.call("cuDevicePrimaryCtxRetain")?;
+            let context =
+                unsafe { result::primary_ctx::retain(device) }.call("cuDevicePrimaryCtxRetain")?;
             unsafe { result::ctx::set_current(context) }.call("cuCtxSetCurrent")?;
-            let stream = result::stream::create(result::stream::StreamKind::NonBlocking).call("cuStreamCreate")?;
+            let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
+                .call("cuStreamCreate")?;
             let mut gpu = Gpu {
                 device,
                 stream,
@@ -43,8 +45,10 @@ impl Gpu {
                 arch: String::new(),
                 compute_capability: (0, 0),
             };
-            let major = gpu.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-            let minor = gpu.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+            let major = gpu
+                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+            let minor = gpu
+                .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
             gpu.compute_capability = (major, minor);
             gpu.arch = nvrtc::arch_for(major, minor);
             Ok(gpu)
@@ -52,7 +56,8 @@ impl Gpu {
     }
 
     pub fn attribute(&self, attribute: sys::CUdevice_attribute) -> Result<i32, GpuError> {
-        unsafe { result::device::get_attribute(self.device, attribute) }.call("cuDeviceGetAttribute")
+        unsafe { result::device::get_attribute(self.device, attribute) }
+            .call("cuDeviceGetAttribute")
     }
 
     pub fn name(&self) -> Result<String, GpuError> {
@@ -66,7 +71,9 @@ impl Gpu {
     /// CUDA version the driver supports, as "major.minor".
     pub fn driver_cuda_version(&self) -> Result<String, GpuError> {
         let mut v = 0;
-        unsafe { sys::cuDriverGetVersion(&mut v) }.result().call("cuDriverGetVersion")?;
+        unsafe { sys::cuDriverGetVersion(&mut v) }
+            .result()
+            .call("cuDriverGetVersion")?;
         Ok(format!("{}.{}", v / 1000, (v % 1000) / 10))
     }
 
@@ -75,7 +82,8 @@ impl Gpu {
     }
 
     pub fn alloc(&self, bytes: usize) -> Result<DeviceBuffer, GpuError> {
-        let ptr = unsafe { result::malloc_sync(bytes.max(1)) }.call(&format!("cuMemAlloc({bytes} bytes)"))?;
+        let ptr = unsafe { result::malloc_sync(bytes.max(1)) }
+            .call(&format!("cuMemAlloc({bytes} bytes)"))?;
         Ok(DeviceBuffer { ptr, bytes })
     }
 
@@ -85,14 +93,23 @@ impl Gpu {
         unsafe { result::memset_d8_async(ptr, 0xFF, bytes, self.stream) }.call("cuMemsetD8Async")
     }
 
-    pub fn download<T: Copy + Default>(&self, ptr: sys::CUdeviceptr, len: usize) -> Result<Vec<T>, GpuError> {
+    pub fn download<T: Copy + Default>(
+        &self,
+        ptr: sys::CUdeviceptr,
+        len: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let mut host = vec![T::default(); len];
         self.synchronize()?;
         unsafe { result::memcpy_dtoh_sync(&mut host, ptr) }.call("cuMemcpyDtoH")?;
         Ok(host)
     }
 
-    pub fn copy_dtod(&self, dst: sys::CUdeviceptr, src: sys::CUdeviceptr, bytes: usize) -> Result<(), GpuError> {
+    pub fn copy_dtod(
+        &self,
+        dst: sys::CUdeviceptr,
+        src: sys::CUdeviceptr,
+        bytes: usize,
+    ) -> Result<(), GpuError> {
         unsafe { result::memcpy_dtod_async(dst, src, bytes, self.stream) }.call("cuMemcpyDtoDAsync")
     }
 
@@ -119,7 +136,9 @@ impl Gpu {
             launch(i)?;
         }
         self.synchronize()?;
-        let events: Vec<Event> = (0..2 * reps.max(1)).map(|_| Event::new()).collect::<Result<_, _>>()?;
+        let events: Vec<Event> = (0..2 * reps.max(1))
+            .map(|_| Event::new())
+            .collect::<Result<_, _>>()?;
         for (i, pair) in events.chunks(2).enumerate() {
             pair[0].record(self.stream)?;
             launch(warmup as usize + i)?;
@@ -154,7 +173,11 @@ pub struct DeviceBuffer {
 impl DeviceBuffer {
     /// Device address `offset` bytes into the buffer.
     pub fn at(&self, offset: usize) -> sys::CUdeviceptr {
-        assert!(offset <= self.bytes, "offset {offset} past a buffer of {} bytes", self.bytes);
+        assert!(
+            offset <= self.bytes,
+            "offset {offset} past a buffer of {} bytes",
+            self.bytes
+        );
         self.ptr + offset as u64
     }
 }
@@ -175,8 +198,10 @@ pub struct Module {
 
 impl Module {
     pub fn function(&self, name: &str) -> Result<Function, GpuError> {
-        let cname = CString::new(name).map_err(|_| GpuError::Invalid(format!("kernel name {name:?}")))?;
-        let f = unsafe { result::module::get_function(self.module, cname) }.call(&format!("cuModuleGetFunction({name})"))?;
+        let cname =
+            CString::new(name).map_err(|_| GpuError::Invalid(format!("kernel name {name:?}")))?;
+        let f = unsafe { result::module::get_function(self.module, cname) }
+            .call(&format!("cuModuleGetFunction({name})"))?;
         Ok(Function {
             f,
             name: name.to_string(),
@@ -220,7 +245,14 @@ impl Function {
         .call(&format!("cuFuncSetAttribute({})", self.name))
     }
 
-    pub fn launch(&self, gpu: &Gpu, grid: (u32, u32, u32), block: u32, shared: u32, args: &[Arg]) -> Result<(), GpuError> {
+    pub fn launch(
+        &self,
+        gpu: &Gpu,
+        grid: (u32, u32, u32),
+        block: u32,
+        shared: u32,
+        args: &[Arg],
+    ) -> Result<(), GpuError> {
         let mut values: Vec<[u8; 8]> = args
             .iter()
             .map(|a| match *a {
@@ -231,9 +263,12 @@ impl Function {
                 Arg::F32(v) => widen(v.to_ne_bytes()),
             })
             .collect();
-        let mut params: Vec<*mut c_void> = values.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
-        unsafe { result::launch_kernel(self.f, grid, (block, 1, 1), shared, gpu.stream, &mut params) }
-            .call(&format!("cuLaunchKernel({})", self.name))
+        let mut params: Vec<*mut c_void> =
+            values.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
+        unsafe {
+            result::launch_kernel(self.f, grid, (block, 1, 1), shared, gpu.stream, &mut params)
+        }
+        .call(&format!("cuLaunchKernel({})", self.name))
     }
 }
 

@@ -82,7 +82,10 @@ enum Runner {
 
 /// All shapes of a pass: the square sweep, then the requested shapes.
 fn shapes(requested: &[GemmShape]) -> Vec<GemmShape> {
-    let mut all: Vec<GemmShape> = SQUARES.iter().map(|&s| GemmShape::new(&format!("square{s}"), s, s, s)).collect();
+    let mut all: Vec<GemmShape> = SQUARES
+        .iter()
+        .map(|&s| GemmShape::new(&format!("square{s}"), s, s, s))
+        .collect();
     all.extend(requested.iter().cloned());
     all
 }
@@ -111,7 +114,9 @@ pub fn run(b: &mut Bench, which: Implementations) {
     for shape in shapes(&b.opts.gemm_shapes) {
         let label = format!("{} {}x{}x{}", shape.name, shape.m, shape.n, shape.k);
         if shape.k % 8 != 0 || shape.n % 8 != 0 || shape.m == 0 || shape.m > i32::MAX as u64 {
-            let e = GpuError::Invalid(format!("GEMM shape {label}: the kernels need K and N multiples of 8"));
+            let e = GpuError::Invalid(format!(
+                "GEMM shape {label}: the kernels need K and N multiples of 8"
+            ));
             b.push_error("gemm", impls[0].name(), label, &e);
             continue;
         }
@@ -140,7 +145,10 @@ fn load_own(b: &Bench) -> Result<OwnKernels, GpuError> {
         f.set_max_dynamic_shared(WGMMA_SHARED)?;
         Some((f, module))
     } else {
-        eprintln!("  gemm_wgmma skipped: needs sm_90a (this device compiles for {})", b.gpu.arch);
+        eprintln!(
+            "  gemm_wgmma skipped: needs sm_90a (this device compiles for {})",
+            b.gpu.arch
+        );
         None
     };
     Ok(OwnKernels {
@@ -153,7 +161,9 @@ fn load_own(b: &Bench) -> Result<OwnKernels, GpuError> {
 fn open_cublas(b: &Bench) -> Result<CublasHandle, GpuError> {
     let present = catch_silently(|| unsafe { cublas_sys::is_culib_present() }).unwrap_or(false);
     if !present {
-        return Err(GpuError::Invalid("libcublas.so could not be loaded: add its folder to LD_LIBRARY_PATH".into()));
+        return Err(GpuError::Invalid(
+            "libcublas.so could not be loaded: add its folder to LD_LIBRARY_PATH".into(),
+        ));
     }
     catch_silently(|| -> Result<CublasHandle, GpuError> {
         let handle = CublasHandle(cublas::create_handle().call("cublasCreate")?);
@@ -181,7 +191,14 @@ impl Operands {
         let c = bench.alloc(2 * nc * sets)?;
         let ua = bench.fill_bf16(a.ptr, na * sets, -1.0, 1.0)?;
         let ub = bench.fill_bf16(b.ptr, nb * sets, -1.0, 1.0)?;
-        Ok(Operands { a, b, c, ua, ub, sets })
+        Ok(Operands {
+            a,
+            b,
+            c,
+            ua,
+            ub,
+            sets,
+        })
     }
 
     /// Device addresses of A, B, C of input set `set`.
@@ -194,17 +211,41 @@ impl Operands {
     }
 }
 
-fn launch(b: &Bench, runner: &Runner, gemm: Gemm, s: &GemmShape, (pa, pb, pc): (u64, u64, u64)) -> Result<(), GpuError> {
+fn launch(
+    b: &Bench,
+    runner: &Runner,
+    gemm: Gemm,
+    s: &GemmShape,
+    (pa, pb, pc): (u64, u64, u64),
+) -> Result<(), GpuError> {
     let (m, n, k) = (s.m as i32, s.n as i32, s.k as i32);
-    let args = [Arg::Ptr(pa), Arg::Ptr(pb), Arg::Ptr(pc), Arg::I32(m), Arg::I32(n), Arg::I32(k)];
+    let args = [
+        Arg::Ptr(pa),
+        Arg::Ptr(pb),
+        Arg::Ptr(pc),
+        Arg::I32(m),
+        Arg::I32(n),
+        Arg::I32(k),
+    ];
     match (runner, gemm) {
         (Runner::Own(own), Gemm::MmaSync) => {
-            let grid = ((s.n as u32).div_ceil(MMA_TILE), (s.m as u32).div_ceil(MMA_TILE), 1);
+            let grid = (
+                (s.n as u32).div_ceil(MMA_TILE),
+                (s.m as u32).div_ceil(MMA_TILE),
+                1,
+            );
             own.mma.launch(b.gpu, grid, 256, MMA_SHARED, &args)
         }
         (Runner::Own(own), Gemm::Wgmma) => {
-            let (f, _) = own.wgmma.as_ref().ok_or_else(|| GpuError::Invalid("gemm_wgmma not loaded".into()))?;
-            let grid = ((s.n as u32).div_ceil(WGMMA_TILE), (s.m as u32).div_ceil(WGMMA_TILE), 1);
+            let (f, _) = own
+                .wgmma
+                .as_ref()
+                .ok_or_else(|| GpuError::Invalid("gemm_wgmma not loaded".into()))?;
+            let grid = (
+                (s.n as u32).div_ceil(WGMMA_TILE),
+                (s.m as u32).div_ceil(WGMMA_TILE),
+                1,
+            );
             f.launch(b.gpu, grid, 256, WGMMA_SHARED, &args)
         }
         (Runner::Cublas(h), Gemm::Cublas) => {
@@ -238,21 +279,48 @@ fn launch(b: &Bench, runner: &Runner, gemm: Gemm, s: &GemmShape, (pa, pb, pc): (
             }
             .call("cublasGemmEx")
         }
-        _ => Err(GpuError::Invalid(format!("{} is not run by this pass", gemm.name()))),
+        _ => Err(GpuError::Invalid(format!(
+            "{} is not run by this pass",
+            gemm.name()
+        ))),
     }
 }
 
-fn measure(b: &mut Bench, runner: &Runner, gemm: Gemm, s: &GemmShape, ops: &Operands, label: &str) -> Result<(), GpuError> {
+fn measure(
+    b: &mut Bench,
+    runner: &Runner,
+    gemm: Gemm,
+    s: &GemmShape,
+    ops: &Operands,
+    label: &str,
+) -> Result<(), GpuError> {
     let error = check(b, runner, gemm, s, ops)?;
-    let timing: Timing = b.time(|rep| launch(b, runner, gemm, s, ops.set(s, rep as u64 % ops.sets)))?;
-    let result = BenchResult::new(gemm.suite(), gemm.name(), label.to_string(), s.flops(), s.bytes(), timing, error, TOL_BF16).with_mnk(s.m, s.n, s.k);
+    let timing: Timing =
+        b.time(|rep| launch(b, runner, gemm, s, ops.set(s, rep as u64 % ops.sets)))?;
+    let result = BenchResult::new(
+        gemm.suite(),
+        gemm.name(),
+        label.to_string(),
+        s.flops(),
+        s.bytes(),
+        timing,
+        error,
+        TOL_BF16,
+    )
+    .with_mnk(s.m, s.n, s.k);
     b.push(result, PeakKind::Tensor);
     Ok(())
 }
 
 /// Poisons C, runs once on set 0, requires every element written (no NaN left) and compares a
 /// sample of rows x columns (including the last row and column) with the host product.
-fn check(b: &mut Bench, runner: &Runner, gemm: Gemm, s: &GemmShape, ops: &Operands) -> Result<f64, GpuError> {
+fn check(
+    b: &mut Bench,
+    runner: &Runner,
+    gemm: Gemm,
+    s: &GemmShape,
+    ops: &Operands,
+) -> Result<f64, GpuError> {
     let (pa, pb, pc) = ops.set(s, 0);
     b.gpu.poison(pc, (2 * s.m * s.n) as usize)?;
     launch(b, runner, gemm, s, (pa, pb, pc))?;
@@ -260,11 +328,26 @@ fn check(b: &mut Bench, runner: &Runner, gemm: Gemm, s: &GemmShape, ops: &Operan
     let rows = sample_indices(s.m, b.next_seed());
     let cols = sample_indices(s.n, b.next_seed());
     let k = s.k as usize;
-    let a_rows: Vec<Vec<f64>> = rows.iter().map(|&i| ops.ua.bf16_range(i * s.k, k)).collect();
-    let b_rows: Vec<Vec<f64>> = cols.iter().map(|&j| ops.ub.bf16_range(j * s.k, k)).collect();
-    let pairs: Vec<(usize, usize)> = (0..rows.len()).flat_map(|r| (0..cols.len()).map(move |q| (r, q))).collect();
-    let got: Vec<f64> = pairs.iter().map(|&(r, q)| bf16_bits_to_f64(&[c[(rows[r] * s.n + cols[q]) as usize]])[0]).collect();
-    let sampled = rel_error_par(pairs.len(), |i| got[i], |i| dot(&a_rows[pairs[i].0], &b_rows[pairs[i].1]));
+    let a_rows: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|&i| ops.ua.bf16_range(i * s.k, k))
+        .collect();
+    let b_rows: Vec<Vec<f64>> = cols
+        .iter()
+        .map(|&j| ops.ub.bf16_range(j * s.k, k))
+        .collect();
+    let pairs: Vec<(usize, usize)> = (0..rows.len())
+        .flat_map(|r| (0..cols.len()).map(move |q| (r, q)))
+        .collect();
+    let got: Vec<f64> = pairs
+        .iter()
+        .map(|&(r, q)| bf16_bits_to_f64(&[c[(rows[r] * s.n + cols[q]) as usize]])[0])
+        .collect();
+    let sampled = rel_error_par(
+        pairs.len(),
+        |i| got[i],
+        |i| dot(&a_rows[pairs[i].0], &b_rows[pairs[i].1]),
+    );
     let all_written = c.iter().all(|&bits| (bits & 0x7f80) != 0x7f80);
     Ok(if all_written { sampled } else { f64::INFINITY })
 }
@@ -272,7 +355,9 @@ fn check(b: &mut Bench, runner: &Runner, gemm: Gemm, s: &GemmShape, ops: &Operan
 /// Up to SAMPLES + 2 distinct indices in 0..len: 0, len - 1 and pseudo-random ones.
 fn sample_indices(len: u64, seed: u32) -> Vec<u64> {
     let u = Uniform::new(seed, 0.0, 1.0);
-    let mut idx: Vec<u64> = (0..SAMPLES as u64).map(|i| ((u.f32_at(i) as f64 * len as f64) as u64).min(len - 1)).collect();
+    let mut idx: Vec<u64> = (0..SAMPLES as u64)
+        .map(|i| ((u.f32_at(i) as f64 * len as f64) as u64).min(len - 1))
+        .collect();
     idx.push(0);
     idx.push(len - 1);
     idx.sort_unstable();
@@ -291,7 +376,12 @@ fn fma_peak(b: &mut Bench) -> Result<(), GpuError> {
     let blocks = 8 * b.sm_count;
     let threads = blocks as u64 * 256;
     let out = b.alloc(4 * threads)?;
-    let args = [Arg::Ptr(out.ptr), Arg::F32(MUL), Arg::F32(ADD), Arg::U32(ITERS)];
+    let args = [
+        Arg::Ptr(out.ptr),
+        Arg::F32(MUL),
+        Arg::F32(ADD),
+        Arg::U32(ITERS),
+    ];
     b.gpu.poison(out.ptr, (4 * threads) as usize)?;
     f.launch(b.gpu, (blocks, 1, 1), 256, 0, &args)?;
     let got: Vec<f32> = b.gpu.download(out.ptr, threads as usize)?;
@@ -300,7 +390,16 @@ fn fma_peak(b: &mut Bench) -> Result<(), GpuError> {
     let timing = b.time(|_| f.launch(b.gpu, (blocks, 1, 1), 256, 0, &args))?;
     let flops = 2.0 * (threads * CHAINS * ITERS as u64) as f64;
     let shape = format!("{blocks}x256 threads x {CHAINS}x{ITERS}");
-    let result = BenchResult::new("gemm", "fma_fp32", shape, flops, 4.0 * threads as f64, timing, error, 1e-6);
+    let result = BenchResult::new(
+        "gemm",
+        "fma_fp32",
+        shape,
+        flops,
+        4.0 * threads as f64,
+        timing,
+        error,
+        1e-6,
+    );
     b.push(result, PeakKind::Fp32);
     Ok(())
 }

@@ -13,7 +13,15 @@ use super::report::BenchResult;
 
 const MIB: u64 = 1 << 20;
 /// Array sizes swept (bytes per array).
-const SIZES: [u64; 7] = [MIB, 4 * MIB, 16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB, 2048 * MIB];
+const SIZES: [u64; 7] = [
+    MIB,
+    4 * MIB,
+    16 * MIB,
+    64 * MIB,
+    256 * MIB,
+    1024 * MIB,
+    2048 * MIB,
+];
 const SCALE: f32 = 1.5;
 /// Tolerance of the exact kernels (copy, scale, triad reproduce the host bit for bit) and of
 /// the fp32 reduction (summation order differs from the host's).
@@ -85,7 +93,13 @@ pub fn run(b: &mut Bench) {
         Ok(p) => p,
         Err(e) => return b.push_error("memory", "pools", format!("{} MiB", pool_bytes / MIB), &e),
     };
-    for kernel in [Kernel::Copy, Kernel::Scale, Kernel::Triad, Kernel::Reduce, Kernel::MemcpyDtoD] {
+    for kernel in [
+        Kernel::Copy,
+        Kernel::Scale,
+        Kernel::Triad,
+        Kernel::Reduce,
+        Kernel::MemcpyDtoD,
+    ] {
         for size in SIZES.into_iter().filter(|&s| s <= pool_bytes) {
             let shape = format!("{} MiB x {}", size / MIB, kernel.arrays());
             if let Err(e) = measure(b, &kernels, &pools, kernel, size, pool_bytes) {
@@ -109,29 +123,91 @@ fn load(b: &Bench) -> Result<Kernels, GpuError> {
 
 fn alloc_pools(b: &Bench, pool_bytes: u64) -> Result<Pools, GpuError> {
     Ok(Pools {
-        p: [b.alloc(pool_bytes)?, b.alloc(pool_bytes)?, b.alloc(pool_bytes)?],
+        p: [
+            b.alloc(pool_bytes)?,
+            b.alloc(pool_bytes)?,
+            b.alloc(pool_bytes)?,
+        ],
         partials: b.alloc(4 * 8 * b.sm_count as u64)?,
         total: b.alloc(4)?,
     })
 }
 
-fn launch(b: &Bench, k: &Kernels, pools: &Pools, kernel: Kernel, bytes: u64, offset: u64) -> Result<(), GpuError> {
+fn launch(
+    b: &Bench,
+    k: &Kernels,
+    pools: &Pools,
+    kernel: Kernel,
+    bytes: u64,
+    offset: u64,
+) -> Result<(), GpuError> {
     let n4 = bytes / 16;
     let grid = (b.stride_grid(n4), 1, 1);
-    let [p0, p1, p2] = [pools.p[0].at(offset as usize), pools.p[1].at(offset as usize), pools.p[2].at(offset as usize)];
+    let [p0, p1, p2] = [
+        pools.p[0].at(offset as usize),
+        pools.p[1].at(offset as usize),
+        pools.p[2].at(offset as usize),
+    ];
     match kernel {
-        Kernel::Copy => k.copy.launch(b.gpu, grid, 256, 0, &[Arg::Ptr(p0), Arg::Ptr(p1), Arg::U64(n4)]),
-        Kernel::Scale => k.scale.launch(b.gpu, grid, 256, 0, &[Arg::Ptr(p0), Arg::Ptr(p1), Arg::F32(SCALE), Arg::U64(n4)]),
-        Kernel::Triad => k.triad.launch(b.gpu, grid, 256, 0, &[Arg::Ptr(p2), Arg::Ptr(p0), Arg::Ptr(p1), Arg::F32(SCALE), Arg::U64(n4)]),
+        Kernel::Copy => k.copy.launch(
+            b.gpu,
+            grid,
+            256,
+            0,
+            &[Arg::Ptr(p0), Arg::Ptr(p1), Arg::U64(n4)],
+        ),
+        Kernel::Scale => k.scale.launch(
+            b.gpu,
+            grid,
+            256,
+            0,
+            &[Arg::Ptr(p0), Arg::Ptr(p1), Arg::F32(SCALE), Arg::U64(n4)],
+        ),
+        Kernel::Triad => k.triad.launch(
+            b.gpu,
+            grid,
+            256,
+            0,
+            &[
+                Arg::Ptr(p2),
+                Arg::Ptr(p0),
+                Arg::Ptr(p1),
+                Arg::F32(SCALE),
+                Arg::U64(n4),
+            ],
+        ),
         Kernel::Reduce => {
-            k.reduce.launch(b.gpu, grid, 256, 0, &[Arg::Ptr(p0), Arg::Ptr(pools.partials.ptr), Arg::U64(n4)])?;
-            k.reduce_final.launch(b.gpu, (1, 1, 1), 1024, 0, &[Arg::Ptr(pools.partials.ptr), Arg::Ptr(pools.total.ptr), Arg::U32(grid.0)])
+            k.reduce.launch(
+                b.gpu,
+                grid,
+                256,
+                0,
+                &[Arg::Ptr(p0), Arg::Ptr(pools.partials.ptr), Arg::U64(n4)],
+            )?;
+            k.reduce_final.launch(
+                b.gpu,
+                (1, 1, 1),
+                1024,
+                0,
+                &[
+                    Arg::Ptr(pools.partials.ptr),
+                    Arg::Ptr(pools.total.ptr),
+                    Arg::U32(grid.0),
+                ],
+            )
         }
         Kernel::MemcpyDtoD => b.gpu.copy_dtod(p1, p0, bytes as usize),
     }
 }
 
-fn measure(b: &mut Bench, k: &Kernels, pools: &Pools, kernel: Kernel, size: u64, pool_bytes: u64) -> Result<(), GpuError> {
+fn measure(
+    b: &mut Bench,
+    k: &Kernels,
+    pools: &Pools,
+    kernel: Kernel,
+    size: u64,
+    pool_bytes: u64,
+) -> Result<(), GpuError> {
     let n_pool = pool_bytes / 4;
     let u0 = b.fill_f32(pools.p[0].ptr, n_pool, -1.0, 1.0)?;
     let u1 = b.fill_f32(pools.p[1].ptr, n_pool, -1.0, 1.0)?;
@@ -141,10 +217,17 @@ fn measure(b: &mut Bench, k: &Kernels, pools: &Pools, kernel: Kernel, size: u64,
         b.gpu.poison(pools.total.ptr, 4)?;
         launch(b, k, pools, kernel, size, 0)?;
         let total: Vec<f32> = b.gpu.download(pools.total.ptr, 1)?;
-        let reference: f64 = (0..n as u64).into_par_iter().map(|i| u0.f32_at(i) as f64).sum();
+        let reference: f64 = (0..n as u64)
+            .into_par_iter()
+            .map(|i| u0.f32_at(i) as f64)
+            .sum();
         super::reference::rel_error(&[total[0] as f64], &[reference])
     } else {
-        let out = if kernel == Kernel::Triad { &pools.p[2] } else { &pools.p[1] };
+        let out = if kernel == Kernel::Triad {
+            &pools.p[2]
+        } else {
+            &pools.p[1]
+        };
         b.gpu.poison(out.ptr, size as usize)?;
         launch(b, k, pools, kernel, size, 0)?;
         let got: Vec<f32> = b.gpu.download(out.ptr, n)?;
@@ -152,13 +235,30 @@ fn measure(b: &mut Bench, k: &Kernels, pools: &Pools, kernel: Kernel, size: u64,
         rel_error_par(n, |i| got[i] as f64, expected)
     };
 
-    let sets = b.rotation(kernel.arrays() * size).min(pool_bytes / size).max(1);
+    let sets = b
+        .rotation(kernel.arrays() * size)
+        .min(pool_bytes / size)
+        .max(1);
     let timing = b.time(|rep| launch(b, k, pools, kernel, size, (rep as u64 % sets) * size))?;
-    let tolerance = if kernel == Kernel::Reduce { TOL_REDUCE } else { TOL_EXACT };
+    let tolerance = if kernel == Kernel::Reduce {
+        TOL_REDUCE
+    } else {
+        TOL_EXACT
+    };
     let flops = kernel.flops_per_element() * n as f64;
     let bytes = (kernel.arrays() * size) as f64;
     let shape = format!("{} MiB x {}", size / MIB, kernel.arrays());
-    let result = BenchResult::new("memory", kernel.name(), shape, flops, bytes, timing, error, tolerance).with_elements(n as u64);
+    let result = BenchResult::new(
+        "memory",
+        kernel.name(),
+        shape,
+        flops,
+        bytes,
+        timing,
+        error,
+        tolerance,
+    )
+    .with_elements(n as u64);
     b.push(result, PeakKind::Memory);
     Ok(())
 }

@@ -47,7 +47,13 @@ pub enum Suite {
 }
 
 impl Suite {
-    pub const ALL: [Suite; 5] = [Suite::Memory, Suite::Gemm, Suite::Attention, Suite::Norm, Suite::Cublas];
+    pub const ALL: [Suite; 5] = [
+        Suite::Memory,
+        Suite::Gemm,
+        Suite::Attention,
+        Suite::Norm,
+        Suite::Cublas,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -81,7 +87,11 @@ impl FromStr for Suite {
         Suite::ALL
             .into_iter()
             .find(|suite| suite.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown suite {s:?}: expected one of memory, gemm, attention, norm, cublas"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown suite {s:?}: expected one of memory, gemm, attention, norm, cublas"
+                )
+            })
     }
 }
 

@@ -86,7 +86,18 @@ fn alloc(b: &mut Bench) -> Result<Buffers, GpuError> {
     let uw = b.fill_bf16(weight.ptr, WIDTH, 0.5, 1.5)?;
     let uscale = b.fill_bf16(scale.ptr, BATCH * WIDTH, -0.5, 0.5)?;
     let ushift = b.fill_bf16(shift.ptr, BATCH * WIDTH, -0.5, 0.5)?;
-    Ok(Buffers { x, y, weight, scale, shift, ux, uw, uscale, ushift, sets })
+    Ok(Buffers {
+        x,
+        y,
+        weight,
+        scale,
+        shift,
+        ux,
+        uw,
+        uscale,
+        ushift,
+        sets,
+    })
 }
 
 fn launch(b: &Bench, k: &Kernels, bufs: &Buffers, op: Op, set: u64) -> Result<(), GpuError> {
@@ -99,14 +110,29 @@ fn launch(b: &Bench, k: &Kernels, bufs: &Buffers, op: Op, set: u64) -> Result<()
             ((rows() / 8) as u32, 1, 1),
             256,
             0,
-            &[Arg::Ptr(x), Arg::Ptr(bufs.weight.ptr), Arg::Ptr(y), Arg::U64(rows()), Arg::I32(WIDTH as i32), Arg::F32(EPS)],
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(bufs.weight.ptr),
+                Arg::Ptr(y),
+                Arg::U64(rows()),
+                Arg::I32(WIDTH as i32),
+                Arg::F32(EPS),
+            ],
         ),
         Op::Modulate => k.modulate.launch(
             b.gpu,
             (b.stride_grid(n / 8), 1, 1),
             256,
             0,
-            &[Arg::Ptr(x), Arg::Ptr(bufs.scale.ptr), Arg::Ptr(bufs.shift.ptr), Arg::Ptr(y), Arg::U64(n), Arg::U64(TOKENS), Arg::I32(WIDTH as i32)],
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(bufs.scale.ptr),
+                Arg::Ptr(bufs.shift.ptr),
+                Arg::Ptr(y),
+                Arg::U64(n),
+                Arg::U64(TOKENS),
+                Arg::I32(WIDTH as i32),
+            ],
         ),
     }
 }
@@ -124,7 +150,9 @@ fn check(b: &Bench, k: &Kernels, bufs: &Buffers, op: Op) -> Result<f64, GpuError
             let w = bufs.uw.bf16_range(0, d);
             (0..rows() as usize)
                 .into_par_iter()
-                .flat_map_iter(|r| rmsnorm_row(&bufs.ux.bf16_range((r * d) as u64, d), &w, EPS as f64))
+                .flat_map_iter(|r| {
+                    rmsnorm_row(&bufs.ux.bf16_range((r * d) as u64, d), &w, EPS as f64)
+                })
                 .collect()
         }
         Op::Modulate => (0..n)
@@ -132,14 +160,25 @@ fn check(b: &Bench, k: &Kernels, bufs: &Buffers, op: Op) -> Result<f64, GpuError
             .map(|i| {
                 let sample = (i / (TOKENS as usize * d)) as u64;
                 let cond = sample * WIDTH + (i % d) as u64;
-                modulate(bufs.ux.bf16_at(i as u64), bufs.uscale.bf16_at(cond), bufs.ushift.bf16_at(cond))
+                modulate(
+                    bufs.ux.bf16_at(i as u64),
+                    bufs.uscale.bf16_at(cond),
+                    bufs.ushift.bf16_at(cond),
+                )
             })
             .collect(),
     };
     Ok(rel_error_par(n, |i| got[i], |i| want[i]))
 }
 
-fn measure(b: &mut Bench, k: &Kernels, bufs: &Buffers, op: Op, name: &str, shape: &str) -> Result<(), GpuError> {
+fn measure(
+    b: &mut Bench,
+    k: &Kernels,
+    bufs: &Buffers,
+    op: Op,
+    name: &str,
+    shape: &str,
+) -> Result<(), GpuError> {
     let error = check(b, k, bufs, op)?;
     let timing = b.time(|rep| launch(b, k, bufs, op, rep as u64 % bufs.sets))?;
     let n = (rows() * WIDTH) as f64;
@@ -150,7 +189,17 @@ fn measure(b: &mut Bench, k: &Kernels, bufs: &Buffers, op: Op, name: &str, shape
     // FLOPs per element: RMSNorm square-accumulate, two multiplies (rsqrt per row not counted) = 3;
     // modulate one add and one FMA = 3.
     let flops = 3.0 * n;
-    let result = BenchResult::new("norm", name, shape.to_string(), flops, 2.0 * 2.0 * n + extra, timing, error, TOL).with_elements(rows() * WIDTH);
+    let result = BenchResult::new(
+        "norm",
+        name,
+        shape.to_string(),
+        flops,
+        2.0 * 2.0 * n + extra,
+        timing,
+        error,
+        TOL,
+    )
+    .with_elements(rows() * WIDTH);
     b.push(result, PeakKind::Memory);
     Ok(())
 }

@@ -98,7 +98,11 @@ fn check(r: sys::nvrtcResult, call: &str) -> Result<(), GpuError> {
 
 /// Compiles `src` for `arch` (e.g. "sm_90a") to a CUBIN with `-std=c++17`, ptxas's verbose
 /// resource report and the given extra options; `common.cuh` is supplied as an include.
-pub fn compile(src: &KernelSource, arch: &str, extra_options: &[&str]) -> Result<Compiled, GpuError> {
+pub fn compile(
+    src: &KernelSource,
+    arch: &str,
+    extra_options: &[&str],
+) -> Result<Compiled, GpuError> {
     if !nvrtc_present() {
         return Err(GpuError::NoNvrtc);
     }
@@ -115,8 +119,13 @@ impl Drop for Program {
     }
 }
 
-fn compile_unchecked(src: &KernelSource, arch: &str, extra_options: &[&str]) -> Result<Compiled, GpuError> {
-    let invalid = |what: &str| GpuError::Invalid(format!("{what} of {} contains a NUL byte", src.file));
+fn compile_unchecked(
+    src: &KernelSource,
+    arch: &str,
+    extra_options: &[&str],
+) -> Result<Compiled, GpuError> {
+    let invalid =
+        |what: &str| GpuError::Invalid(format!("{what} of {} contains a NUL byte", src.file));
     let source = CString::new(src.source).map_err(|_| invalid("source"))?;
     let name = CString::new(src.file).map_err(|_| invalid("name"))?;
     let header = CString::new(COMMON_HEADER.source).map_err(|_| invalid("common.cuh"))?;
@@ -126,7 +135,16 @@ fn compile_unchecked(src: &KernelSource, arch: &str, extra_options: &[&str]) -> 
 
     let mut raw = std::ptr::null_mut();
     check(
-        unsafe { sys::nvrtcCreateProgram(&mut raw, source.as_ptr(), name.as_ptr(), 1, headers.as_ptr(), header_names.as_ptr()) },
+        unsafe {
+            sys::nvrtcCreateProgram(
+                &mut raw,
+                source.as_ptr(),
+                name.as_ptr(),
+                1,
+                headers.as_ptr(),
+                header_names.as_ptr(),
+            )
+        },
         "nvrtcCreateProgram",
     )?;
     let program = Program(raw);
@@ -142,13 +160,23 @@ fn compile_unchecked(src: &KernelSource, arch: &str, extra_options: &[&str]) -> 
         .map(|o| CString::new(o).map_err(|_| invalid("an option")))
         .collect::<Result<_, _>>()?;
     let option_ptrs: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
-    let compiled = unsafe { sys::nvrtcCompileProgram(program.0, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
+    let compiled = unsafe {
+        sys::nvrtcCompileProgram(program.0, option_ptrs.len() as c_int, option_ptrs.as_ptr())
+    };
 
     let mut log_size = 0usize;
-    check(unsafe { sys::nvrtcGetProgramLogSize(program.0, &mut log_size) }, "nvrtcGetProgramLogSize")?;
+    check(
+        unsafe { sys::nvrtcGetProgramLogSize(program.0, &mut log_size) },
+        "nvrtcGetProgramLogSize",
+    )?;
     let mut log_buf = vec![0 as c_char; log_size.max(1)];
-    check(unsafe { sys::nvrtcGetProgramLog(program.0, log_buf.as_mut_ptr()) }, "nvrtcGetProgramLog")?;
-    let log = unsafe { CStr::from_ptr(log_buf.as_ptr()) }.to_string_lossy().into_owned();
+    check(
+        unsafe { sys::nvrtcGetProgramLog(program.0, log_buf.as_mut_ptr()) },
+        "nvrtcGetProgramLog",
+    )?;
+    let log = unsafe { CStr::from_ptr(log_buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
 
     if compiled != sys::nvrtcResult::NVRTC_SUCCESS {
         return Err(GpuError::Compile {
@@ -157,9 +185,15 @@ fn compile_unchecked(src: &KernelSource, arch: &str, extra_options: &[&str]) -> 
         });
     }
     let mut size = 0usize;
-    check(unsafe { sys::nvrtcGetCUBINSize(program.0, &mut size) }, "nvrtcGetCUBINSize")?;
+    check(
+        unsafe { sys::nvrtcGetCUBINSize(program.0, &mut size) },
+        "nvrtcGetCUBINSize",
+    )?;
     let mut cubin = vec![0u8; size];
-    check(unsafe { sys::nvrtcGetCUBIN(program.0, cubin.as_mut_ptr().cast()) }, "nvrtcGetCUBIN")?;
+    check(
+        unsafe { sys::nvrtcGetCUBIN(program.0, cubin.as_mut_ptr().cast()) },
+        "nvrtcGetCUBIN",
+    )?;
     Ok(Compiled { cubin, log })
 }
 
@@ -193,7 +227,9 @@ pub fn parse_ptxas_log(log: &str) -> Vec<KernelResources> {
             });
             continue;
         }
-        let Some(current) = kernels.last_mut() else { continue };
+        let Some(current) = kernels.last_mut() else {
+            continue;
+        };
         if line.contains("bytes stack frame") {
             current.stack_frame_bytes = number_before(line, "bytes stack frame").unwrap_or(0);
             current.spill_store_bytes = number_before(line, "bytes spill stores").unwrap_or(0);

@@ -58,7 +58,11 @@ pub fn bf16_bits_to_f64(bits: &[u16]) -> Vec<f64> {
 /// Relative error ||out - ref||_2 / ||ref||_2; infinite when `out` holds a NaN or infinity
 /// (an element the kernel never wrote keeps the NaN poison).
 pub fn rel_error(out: &[f64], reference: &[f64]) -> f64 {
-    assert_eq!(out.len(), reference.len(), "output and reference lengths differ");
+    assert_eq!(
+        out.len(),
+        reference.len(),
+        "output and reference lengths differ"
+    );
     let mut diff = 0.0;
     let mut norm = 0.0;
     for (&o, &r) in out.iter().zip(reference) {
@@ -154,12 +158,19 @@ mod tests {
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.05, "mean {mean}");
         assert!(v.iter().any(|&x| x != v[0]));
-        assert_ne!(u.f32_at(1 << 33), u.f32_at(0), "high index bits must matter");
+        assert_ne!(
+            u.f32_at(1 << 33),
+            u.f32_at(0),
+            "high index bits must matter"
+        );
     }
 
     #[test]
     fn bf16_round_trip_is_exact_on_representable_values() {
-        let bits = [bf16::from_f32(1.5).to_bits(), bf16::from_f32(-0.25).to_bits()];
+        let bits = [
+            bf16::from_f32(1.5).to_bits(),
+            bf16::from_f32(-0.25).to_bits(),
+        ];
         assert_eq!(bf16_bits_to_f64(&bits), vec![1.5, -0.25]);
     }
 

@@ -67,8 +67,23 @@ pub struct BenchResult {
 impl BenchResult {
     /// A result from a timing and the work of one run; rates use the median time.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(suite: &str, kernel: &str, shape: String, flops: f64, bytes: f64, timing: Timing, rel_error: f64, tolerance: f64) -> Self {
-        let rate = |amount: f64| if timing.median_s > 0.0 { amount / timing.median_s } else { 0.0 };
+    pub fn new(
+        suite: &str,
+        kernel: &str,
+        shape: String,
+        flops: f64,
+        bytes: f64,
+        timing: Timing,
+        rel_error: f64,
+        tolerance: f64,
+    ) -> Self {
+        let rate = |amount: f64| {
+            if timing.median_s > 0.0 {
+                amount / timing.median_s
+            } else {
+                0.0
+            }
+        };
         BenchResult {
             suite: suite.to_string(),
             kernel: kernel.to_string(),
@@ -193,7 +208,10 @@ pub fn format_table(report: &BenchReport) -> String {
         "check"
     );
     for r in &report.results {
-        let peak = r.fraction_of_peak.map(|f| format!("{:.1}%", 100.0 * f)).unwrap_or_else(|| "-".to_string());
+        let peak = r
+            .fraction_of_peak
+            .map(|f| format!("{:.1}%", 100.0 * f))
+            .unwrap_or_else(|| "-".to_string());
         out.push_str(&format!(
             "{:<10} {:<16} {:<28} {:>8.1} us {:>13} {:>12} {:>7} {:>9.1e} {}\n",
             r.suite,
@@ -204,7 +222,11 @@ pub fn format_table(report: &BenchReport) -> String {
             si(r.bytes_per_s, "B/s"),
             peak,
             r.max_rel_error,
-            if r.correct { "ok" } else { "FAILED (timing invalid)" }
+            if r.correct {
+                "ok"
+            } else {
+                "FAILED (timing invalid)"
+            }
         ));
     }
     out
@@ -226,9 +248,28 @@ mod tests {
             p90_s: 2.1e-3,
             reps: 50,
         };
-        let gemm = BenchResult::new("gemm", "gemm_mma_sync", "8192x8192x8192".into(), 2.0 * 8192f64.powi(3), 3.0 * 2.0 * 8192f64.powi(2), timing, 3e-3, 1e-2)
-            .with_mnk(8192, 8192, 8192);
-        let copy = BenchResult::new("memory", "copy", "1 GiB".into(), 0.0, 2.0 * 1073741824.0, timing, f64::INFINITY, 1e-5).with_elements(1 << 28);
+        let gemm = BenchResult::new(
+            "gemm",
+            "gemm_mma_sync",
+            "8192x8192x8192".into(),
+            2.0 * 8192f64.powi(3),
+            3.0 * 2.0 * 8192f64.powi(2),
+            timing,
+            3e-3,
+            1e-2,
+        )
+        .with_mnk(8192, 8192, 8192);
+        let copy = BenchResult::new(
+            "memory",
+            "copy",
+            "1 GiB".into(),
+            0.0,
+            2.0 * 1073741824.0,
+            timing,
+            f64::INFINITY,
+            1e-5,
+        )
+        .with_elements(1 << 28);
         BenchReport {
             schema: SCHEMA.into(),
             date: iso8601_utc(0),
@@ -246,11 +287,40 @@ mod tests {
         for key in ["date", "command", "roofline_version", "device", "results"] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
-        for key in ["name", "compute_capability", "sm_count", "l2_bytes", "memory_bytes", "clock_khz", "memory_clock_khz", "memory_bus_width_bits", "driver_version", "cuda_driver_version", "nvrtc_version"] {
+        for key in [
+            "name",
+            "compute_capability",
+            "sm_count",
+            "l2_bytes",
+            "memory_bytes",
+            "clock_khz",
+            "memory_clock_khz",
+            "memory_bus_width_bits",
+            "driver_version",
+            "cuda_driver_version",
+            "nvrtc_version",
+        ] {
             assert!(v["device"].get(key).is_some(), "missing device.{key}");
         }
         let r = &v["results"][0];
-        for key in ["suite", "kernel", "shape", "m", "n", "k", "flops", "bytes", "time_s", "time_min_s", "time_p90_s", "reps", "flops_per_s", "bytes_per_s", "max_rel_error", "correct"] {
+        for key in [
+            "suite",
+            "kernel",
+            "shape",
+            "m",
+            "n",
+            "k",
+            "flops",
+            "bytes",
+            "time_s",
+            "time_min_s",
+            "time_p90_s",
+            "reps",
+            "flops_per_s",
+            "bytes_per_s",
+            "max_rel_error",
+            "correct",
+        ] {
             assert!(r.get(key).is_some(), "missing results[0].{key}");
         }
         assert!((r["flops_per_s"].as_f64().unwrap() - 2.0 * 8192f64.powi(3) / 2e-3).abs() < 1.0);
