@@ -113,11 +113,11 @@ pub fn run(b: &mut Bench, which: Implementations) {
     };
     for shape in shapes(&b.opts.gemm_shapes) {
         let label = format!("{} {}x{}x{}", shape.name, shape.m, shape.n, shape.k);
-        if shape.k % 8 != 0 || shape.n % 8 != 0 || shape.m == 0 || shape.m > i32::MAX as u64 {
+        if !supported(&shape) {
             let e = GpuError::Invalid(format!(
-                "GEMM shape {label}: the kernels need K and N multiples of 8"
+                "GEMM shape {label}: the kernels need K and N multiples of 8, N and K below 2^31 and 0 < M <= 65535 * 128"
             ));
-            b.push_error("gemm", impls[0].name(), label, &e);
+            b.push_error(impls[0].suite(), impls[0].name(), label, &e);
             continue;
         }
         let operands = match Operands::new(b, &shape) {
@@ -133,6 +133,17 @@ pub fn run(b: &mut Bench, which: Implementations) {
             }
         }
     }
+}
+
+/// Shapes the kernels accept: 16-byte rows of K, bf16 pairs of N, grid.y = ceil(M / 128) within
+/// the launch limit, int32 indices.
+fn supported(s: &GemmShape) -> bool {
+    s.k.is_multiple_of(8)
+        && s.n.is_multiple_of(8)
+        && s.m > 0
+        && s.m.div_ceil(MMA_TILE as u64) <= 65_535
+        && s.n <= i32::MAX as u64
+        && s.k <= i32::MAX as u64
 }
 
 fn load_own(b: &Bench) -> Result<OwnKernels, GpuError> {
@@ -415,6 +426,13 @@ mod tests {
         assert_eq!(*idx.last().unwrap(), 63);
         assert!(idx.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(sample_indices(1, 5), vec![0]);
+    }
+
+    #[test]
+    fn unsupported_shapes_are_rejected() {
+        assert!(supported(&GemmShape::new("ok", 64, 4608, 768)));
+        assert!(!supported(&GemmShape::new("odd k", 64, 64, 100)));
+        assert!(!supported(&GemmShape::new("empty", 0, 64, 64)));
     }
 
     #[test]
