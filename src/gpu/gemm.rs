@@ -27,11 +27,15 @@ const MMA_SHARED: u32 = 4 * (128 + 128) * 32 * 2;
 const WGMMA_TILE: u32 = 128;
 const WGMMA_SHARED: u32 = 4 * 2 * 128 * 64 * 2 + 1024;
 
-/// Which implementations a pass over the shapes measures.
+/// The implementation a pass over the shapes measures.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Implementations {
-    /// The kernels of kernels/gemm_*.cu and the FMA peak.
-    Own,
+pub enum Pass {
+    /// kernels/gemm_mma.cu, and the FMA peak.
+    MmaSync,
+    /// kernels/gemm_wgmma.cu (sm_90a only). `run` schedules it after every other suite: a
+    /// faulting kernel leaves the CUDA context unusable, and this one has the least certain
+    /// addressing (shared-memory descriptors).
+    Wgmma,
     /// cuBLAS GemmEx.
     Cublas,
 }
@@ -59,12 +63,6 @@ impl Gemm {
     }
 }
 
-struct OwnKernels {
-    mma: Function,
-    _mma_module: Module,
-    wgmma: Option<(Function, Module)>,
-}
-
 struct CublasHandle(cublas_sys::cublasHandle_t);
 
 impl Drop for CublasHandle {
@@ -76,7 +74,11 @@ impl Drop for CublasHandle {
 }
 
 enum Runner {
-    Own(OwnKernels),
+    /// The function and the module that must outlive it.
+    Kernel {
+        f: Function,
+        _module: Module,
+    },
     Cublas(CublasHandle),
 }
 
@@ -90,26 +92,27 @@ fn shapes(requested: &[GemmShape]) -> Vec<GemmShape> {
     all
 }
 
-pub fn run(b: &mut Bench, which: Implementations) {
-    let runner = match which {
-        Implementations::Own => {
-            if let Err(e) = fma_peak(b) {
-                b.push_error("gemm", "fma_fp32", "peak".into(), &e);
-            }
-            match load_own(b) {
-                Ok(k) => Runner::Own(k),
-                Err(e) => return b.push_error("gemm", "gemm_mma.cu", "compile/load".into(), &e),
-            }
-        }
-        Implementations::Cublas => match open_cublas(b) {
-            Ok(h) => Runner::Cublas(h),
-            Err(e) => return b.push_error("cublas", "cublas_gemm", "cublas handle".into(), &e),
-        },
+pub fn run(b: &mut Bench, pass: Pass) {
+    let gemm = match pass {
+        Pass::MmaSync => Gemm::MmaSync,
+        Pass::Wgmma => Gemm::Wgmma,
+        Pass::Cublas => Gemm::Cublas,
     };
-    let impls: Vec<Gemm> = match &runner {
-        Runner::Own(k) if k.wgmma.is_some() => vec![Gemm::MmaSync, Gemm::Wgmma],
-        Runner::Own(_) => vec![Gemm::MmaSync],
-        Runner::Cublas(_) => vec![Gemm::Cublas],
+    if pass == Pass::MmaSync {
+        if let Err(e) = fma_peak(b) {
+            b.push_error("gemm", "fma_fp32", "peak".into(), &e);
+        }
+    }
+    if pass == Pass::Wgmma && (b.gpu.arch != "sm_90a" || b.max_dynamic_shared < WGMMA_SHARED) {
+        eprintln!(
+            "  gemm_wgmma skipped: needs sm_90a (this device compiles for {})",
+            b.gpu.arch
+        );
+        return;
+    }
+    let runner = match load(b, gemm) {
+        Ok(r) => r,
+        Err(e) => return b.push_error(gemm.suite(), gemm.name(), "compile/load".into(), &e),
     };
     for shape in shapes(&b.opts.gemm_shapes) {
         let label = format!("{} {}x{}x{}", shape.name, shape.m, shape.n, shape.k);
@@ -117,20 +120,13 @@ pub fn run(b: &mut Bench, which: Implementations) {
             let e = GpuError::Invalid(format!(
                 "GEMM shape {label}: the kernels need K and N multiples of 8, N and K below 2^31 and 0 < M <= 65535 * 128"
             ));
-            b.push_error(impls[0].suite(), impls[0].name(), label, &e);
+            b.push_error(gemm.suite(), gemm.name(), label, &e);
             continue;
         }
-        let operands = match Operands::new(b, &shape) {
-            Ok(o) => o,
-            Err(e) => {
-                b.push_error(impls[0].suite(), impls[0].name(), label, &e);
-                continue;
-            }
-        };
-        for &gemm in &impls {
-            if let Err(e) = measure(b, &runner, gemm, &shape, &operands, &label) {
-                b.push_error(gemm.suite(), gemm.name(), label.clone(), &e);
-            }
+        let result = Operands::new(b, &shape)
+            .and_then(|operands| measure(b, &runner, gemm, &shape, &operands, &label));
+        if let Err(e) = result {
+            b.push_error(gemm.suite(), gemm.name(), label, &e);
         }
     }
 }
@@ -146,27 +142,16 @@ fn supported(s: &GemmShape) -> bool {
         && s.k <= i32::MAX as u64
 }
 
-fn load_own(b: &Bench) -> Result<OwnKernels, GpuError> {
-    let mma_module = b.load(&nvrtc::GEMM_MMA, &[])?;
-    let mma = mma_module.function("gemm_mma_sync")?;
-    mma.set_max_dynamic_shared(MMA_SHARED)?;
-    let wgmma = if b.gpu.arch == "sm_90a" && b.max_dynamic_shared >= WGMMA_SHARED {
-        let module = b.load(&nvrtc::GEMM_WGMMA, &[])?;
-        let f = module.function("gemm_wgmma")?;
-        f.set_max_dynamic_shared(WGMMA_SHARED)?;
-        Some((f, module))
-    } else {
-        eprintln!(
-            "  gemm_wgmma skipped: needs sm_90a (this device compiles for {})",
-            b.gpu.arch
-        );
-        None
+fn load(b: &Bench, gemm: Gemm) -> Result<Runner, GpuError> {
+    let (src, name, shared) = match gemm {
+        Gemm::MmaSync => (&nvrtc::GEMM_MMA, "gemm_mma_sync", MMA_SHARED),
+        Gemm::Wgmma => (&nvrtc::GEMM_WGMMA, "gemm_wgmma", WGMMA_SHARED),
+        Gemm::Cublas => return open_cublas(b).map(Runner::Cublas),
     };
-    Ok(OwnKernels {
-        mma,
-        _mma_module: mma_module,
-        wgmma,
-    })
+    let module = b.load(src, &[])?;
+    let f = module.function(name)?;
+    f.set_max_dynamic_shared(shared)?;
+    Ok(Runner::Kernel { f, _module: module })
 }
 
 fn open_cublas(b: &Bench) -> Result<CublasHandle, GpuError> {
@@ -239,19 +224,15 @@ fn launch(
         Arg::I32(k),
     ];
     match (runner, gemm) {
-        (Runner::Own(own), Gemm::MmaSync) => {
+        (Runner::Kernel { f, .. }, Gemm::MmaSync) => {
             let grid = (
                 (s.n as u32).div_ceil(MMA_TILE),
                 (s.m as u32).div_ceil(MMA_TILE),
                 1,
             );
-            own.mma.launch(b.gpu, grid, 256, MMA_SHARED, &args)
+            f.launch(b.gpu, grid, 256, MMA_SHARED, &args)
         }
-        (Runner::Own(own), Gemm::Wgmma) => {
-            let (f, _) = own
-                .wgmma
-                .as_ref()
-                .ok_or_else(|| GpuError::Invalid("gemm_wgmma not loaded".into()))?;
+        (Runner::Kernel { f, .. }, Gemm::Wgmma) => {
             let grid = (
                 (s.n as u32).div_ceil(WGMMA_TILE),
                 (s.m as u32).div_ceil(WGMMA_TILE),

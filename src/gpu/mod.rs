@@ -35,8 +35,8 @@ pub use report::{format_table, print_table, BenchReport, BenchResult, DeviceInfo
 pub enum Suite {
     /// copy, scale, triad, reduce, and cuMemcpyDtoD as the baseline.
     Memory,
-    /// bf16 GEMM (mma.sync, and wgmma on sm_90) over the square sweep and the given shapes, and
-    /// the fp32 FMA peak.
+    /// bf16 GEMM (mma.sync, and wgmma on sm_90, measured after every other suite) over the
+    /// square sweep and the given shapes, and the fp32 FMA peak.
     Gemm,
     /// Naive three-step and fused attention forward at batch 64, 12 heads, seq 512, head dim 64.
     Attention,
@@ -188,11 +188,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, GpuError> {
         eprintln!("== suite {suite}");
         match suite {
             Suite::Memory => memory::run(&mut bench),
-            Suite::Gemm => gemm::run(&mut bench, gemm::Implementations::Own),
+            Suite::Gemm => gemm::run(&mut bench, gemm::Pass::MmaSync),
             Suite::Attention => attention::run(&mut bench),
             Suite::Norm => norm::run(&mut bench),
-            Suite::Cublas => gemm::run(&mut bench, gemm::Implementations::Cublas),
+            Suite::Cublas => gemm::run(&mut bench, gemm::Pass::Cublas),
         }
+        bench.write_report()?;
+    }
+    if opts.suites.contains(&Suite::Gemm) {
+        eprintln!("== suite gemm (wgmma, run last)");
+        gemm::run(&mut bench, gemm::Pass::Wgmma);
         bench.write_report()?;
     }
     Ok(bench.report())
