@@ -18,7 +18,7 @@ use super::{BenchOptions, Peaks};
 pub const WARMUP: u32 = 3;
 /// Input sets rotate until they span this many L2 sizes (or `MAX_SETS`).
 const L2_SPAN: u64 = 3;
-const MAX_SETS: u64 = 32;
+const MAX_SETS: u64 = 1024;
 
 /// Which peak a kernel's rate is compared with.
 #[derive(Debug, Clone, Copy)]

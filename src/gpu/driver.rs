@@ -125,7 +125,8 @@ impl Gpu {
     }
 
     /// Times `reps` runs of `launch(rep)` with a CUDA event pair around each, after `warmup`
-    /// untimed runs; `launch` receives the repetition index to rotate its buffers.
+    /// untimed runs; `launch` receives the repetition index to rotate its buffers. A kernel
+    /// shorter than its launch (a few microseconds) is timed with the launch gap included.
     pub fn time(
         &self,
         warmup: u32,
