@@ -152,3 +152,20 @@ O = attention(Q, Kt, V, S, scale * np.log2(np.e))
 sc = scale * Q @ Kt.T; P = np.exp(sc - sc.max(1, keepdims=True)); P /= P.sum(1, keepdims=True)
 ref = P @ V
 print("attention_fused: nan", np.isnan(O).sum(), "rel err", np.linalg.norm(O - ref) / np.linalg.norm(ref))
+
+# ---------------- gemm_wgmma.cu shared-memory addressing ----------------
+# wgmma reads a K-major operand with the 128-byte swizzle as: pre = start + (r / 8) * SBO +
+# (r % 8) * 128 + k * 2 (SBO = 1024), then XORs address bits [4:6] with bits [7:9]. The kernel
+# writes element (row, k) of a 1024-byte-aligned tile at swz128(row, k / 8) + (k % 8) * 2 and
+# starts warpgroup wg's k-step kk at wg * 64 * 128 + kk * 32.
+bad = 0
+for wg in range(2):
+    for kk in range(4):
+        start = wg * 64 * 128 + kk * 32
+        for rr in range(64):
+            for kq in range(16):
+                pre = start + (rr // 8) * 1024 + (rr % 8) * 128 + kq * 2
+                hw = pre ^ (((pre >> 7) & 7) << 4)
+                row, k = wg * 64 + rr, kk * 16 + kq
+                bad += hw != swz128(row, k // 8) + (k % 8) * 2
+print("gemm_wgmma addressing mismatches:", bad)
