@@ -3,11 +3,13 @@
 //! For every op of a training step it counts FLOPs and bytes moved through GPU memory
 //! ([`graph`]), places each op on the GPU's roofline and adds up a bottleneck-aware step time
 //! ([`time`]), and from it throughput, MFU, memory ([`memory`]), training time and cost.
+//! CUDA microkernels ([`gpu`]) measure what a real GPU reaches.
 
 pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod export;
+pub mod gpu;
 pub mod graph;
 pub mod memory;
 pub mod spec;
