@@ -35,6 +35,31 @@ pub enum Command {
     Estimate(EstimateArgs),
     /// Regenerate the audit of the seed document's plan (reports/seed-audit.md).
     AuditSeed(AuditArgs),
+    /// Run the CUDA microbenchmarks on this machine's GPU (needs an NVIDIA driver).
+    Bench(BenchArgs),
+}
+
+/// `roofline bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Suites to run: memory, gemm, attention, norm, cublas (comma-separated) or all.
+    #[arg(long, default_value = "all")]
+    pub suite: String,
+    /// Also measure every GEMM shape of this model's training step (name or TOML path).
+    #[arg(long)]
+    pub shapes: Option<String>,
+    /// Batch per GPU for --shapes.
+    #[arg(long, default_value = "64", value_parser = parse_count_u64)]
+    pub batch: u64,
+    /// GPU spec whose peaks give `fraction_of_peak` (e.g. h100-sxm).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Timed repetitions per kernel and size.
+    #[arg(long, default_value_t = 20)]
+    pub reps: u32,
+    /// Write the JSON report here (rewritten after each suite).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -348,6 +373,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(a) => bench(&a),
         Command::AuditSeed(a) => {
             let md = crate::audit::seed_audit()?;
             export::write_file(&a.out, &md)?;
@@ -355,6 +381,37 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn bench(a: &BenchArgs) -> Result<()> {
+    use crate::gpu;
+    let suites = gpu::Suite::parse_list(&a.suite).map_err(Error::Invalid)?;
+    let gemm_shapes = match &a.shapes {
+        Some(model) => gpu::model_gemm_shapes(&spec::load_model(model)?, a.batch)?,
+        None => Vec::new(),
+    };
+    let peaks = match &a.gpu {
+        Some(g) => {
+            let g = spec::load_gpu(g)?;
+            Some(gpu::Peaks {
+                bf16_tensor_flops: g.peak_flops.bf16_tensor.value,
+                fp32_vector_flops: g.peak_flops.fp32_vector.value,
+                hbm_bytes_per_s: g.memory.hbm_bandwidth.value,
+            })
+        }
+        None => None,
+    };
+    if a.reps == 0 {
+        return Err(Error::Invalid("--reps must be positive".into()));
+    }
+    let opts = gpu::BenchOptions { suites, gemm_shapes, reps: a.reps, out: a.out.clone(), peaks };
+    let report = gpu::run(&opts).map_err(|e| Error::Gpu(e.to_string()))?;
+    gpu::print_table(&report);
+    if let Some(out) = &a.out {
+        export::write_file(out, &report.to_json())?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
 }
 
 /// Runs the CLI and returns the process exit code.

@@ -131,17 +131,16 @@ impl GemmShape {
     }
 }
 
-/// The GEMMs of one JiT-B/4 block at batch 64 (seq 512, d 768, SwiGLU hidden 2048): adaLN
-/// (M = batch), QKV, attention projection, fused SwiGLU input (w12) and output (w3).
-pub fn jit_b4_shapes() -> Vec<GemmShape> {
-    let tokens = 64 * 512;
-    vec![
-        GemmShape::new("adaln", 64, 6 * 768, 768),
-        GemmShape::new("qkv", tokens, 3 * 768, 768),
-        GemmShape::new("proj", tokens, 768, 768),
-        GemmShape::new("w12", tokens, 2 * 2048, 768),
-        GemmShape::new("w3", tokens, 768, 2048),
-    ]
+/// Every distinct GEMM shape of a model's training step (forward, data grad, weight grad), from
+/// the op graph.
+pub fn model_gemm_shapes(model: &crate::spec::ModelSpec, batch: u64) -> Result<Vec<GemmShape>, crate::error::Error> {
+    let step = crate::graph::StepConfig { batch, ..crate::graph::StepConfig::default() };
+    let mut ops = Vec::new();
+    crate::graph::build_step(model, &step, &mut ops)?;
+    Ok(crate::graph::gemm_shapes(&ops)
+        .into_iter()
+        .map(|(name, m, n, k)| GemmShape::new(&format!("{}:{name}", model.name), m, n, k))
+        .collect())
 }
 
 /// Peak rates of the device (from its spec file), to report `fraction_of_peak`.
@@ -169,7 +168,7 @@ impl Default for BenchOptions {
     fn default() -> Self {
         BenchOptions {
             suites: Suite::ALL.to_vec(),
-            gemm_shapes: jit_b4_shapes(),
+            gemm_shapes: Vec::new(),
             reps: 50,
             out: None,
             peaks: None,
@@ -221,7 +220,10 @@ mod tests {
         let g = GemmShape::new("t", 2, 3, 4);
         assert_eq!(g.flops(), 48.0);
         assert_eq!(g.bytes(), 2.0 * (8 + 12 + 6) as f64);
-        assert!(jit_b4_shapes().iter().all(|s| s.k % 8 == 0 && s.n % 8 == 0));
+        let jit = crate::spec::load_model("jit-b4").unwrap();
+        let shapes = model_gemm_shapes(&jit, 64).unwrap();
+        assert!(shapes.iter().all(|s| s.k % 8 == 0 && s.n % 8 == 0));
+        assert!(shapes.iter().any(|s| (s.m, s.n, s.k) == (64, 4608, 768)));
     }
 
     #[test]

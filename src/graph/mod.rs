@@ -410,6 +410,20 @@ impl Default for StepConfig {
     }
 }
 
+/// The distinct GEMM shapes (m, n, k) of an op list, with the name of the first op of each
+/// shape, in op order (forward, data-grad and weight-grad GEMMs alike).
+pub fn gemm_shapes(ops: &[Op]) -> Vec<(&'static str, u64, u64, u64)> {
+    let mut shapes: Vec<(&'static str, u64, u64, u64)> = Vec::new();
+    for op in ops {
+        if let OpKind::Gemm { m, n, k } = op.kind {
+            if !shapes.iter().any(|s| (s.1, s.2, s.3) == (m, n, k)) {
+                shapes.push((op.name, m, n, k));
+            }
+        }
+    }
+    shapes
+}
+
 /// Totals of an op list, per phase.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct PhaseTotals {
