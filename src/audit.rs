@@ -33,19 +33,44 @@ pub struct Reading {
 /// The three readings of "token" the audit compares.
 pub fn readings(model: &crate::spec::ModelSpec) -> [Reading; 3] {
     [
-        Reading { name: "seed's ~2000 tokens per sample", tokens_per_sample: 2000.0 },
-        Reading { name: "target patch tokens per image", tokens_per_sample: model.tokens.target as f64 },
-        Reading { name: "sequence tokens per sample", tokens_per_sample: model.tokens_per_sample() as f64 },
+        Reading {
+            name: "seed's ~2000 tokens per sample",
+            tokens_per_sample: 2000.0,
+        },
+        Reading {
+            name: "target patch tokens per image",
+            tokens_per_sample: model.tokens.target as f64,
+        },
+        Reading {
+            name: "sequence tokens per sample",
+            tokens_per_sample: model.tokens_per_sample() as f64,
+        },
     ]
 }
 
 /// The configurations the audit estimates: the public JiT code's attention run eagerly and
 /// compiled (as the public code does), and fused attention.
 pub const CONFIGS: [(AttentionImpl, ExecMode, &str); 4] = [
-    (AttentionImpl::Naive, ExecMode::Eager, "public JiT attention (fp32 naive), eager"),
-    (AttentionImpl::Naive, ExecMode::Compiled, "public JiT attention (fp32 naive), torch.compile (as the JiT code)"),
-    (AttentionImpl::Flash2, ExecMode::Compiled, "FlashAttention-2, torch.compile"),
-    (AttentionImpl::Flash3, ExecMode::Graphs, "FlashAttention-3, compiled + CUDA graphs"),
+    (
+        AttentionImpl::Naive,
+        ExecMode::Eager,
+        "public JiT attention (fp32 naive), eager",
+    ),
+    (
+        AttentionImpl::Naive,
+        ExecMode::Compiled,
+        "public JiT attention (fp32 naive), torch.compile (as the JiT code)",
+    ),
+    (
+        AttentionImpl::Flash2,
+        ExecMode::Compiled,
+        "FlashAttention-2, torch.compile",
+    ),
+    (
+        AttentionImpl::Flash3,
+        ExecMode::Graphs,
+        "FlashAttention-3, compiled + CUDA graphs",
+    ),
 ];
 
 fn days(s: f64) -> String {
@@ -60,7 +85,14 @@ pub fn seed_audit() -> Result<String> {
     let mut est = Estimator::new();
     let mut results: Vec<(&str, StepEstimate)> = Vec::new();
     for (attention, mode, label) in CONFIGS {
-        let run = RunConfig { step: StepConfig { attention, ..StepConfig::default() }, mode, ..RunConfig::default() };
+        let run = RunConfig {
+            step: StepConfig {
+                attention,
+                ..StepConfig::default()
+            },
+            mode,
+            ..RunConfig::default()
+        };
         results.push((label, est.estimate(&model, &mach, &run)?));
     }
     let base = &results[0].1;
@@ -84,7 +116,10 @@ pub fn seed_audit() -> Result<String> {
         si(peak)
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "## 1. The seed's figures and what each reading of \"token\" implies");
+    let _ = writeln!(
+        s,
+        "## 1. The seed's figures and what each reading of \"token\" implies"
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -135,7 +170,12 @@ pub fn seed_audit() -> Result<String> {
             .map(|(i, t)| (BREAKDOWN[i], *t))
             .expect("non-empty");
         let bounds = ["compute", "memory", "launch"];
-        let (bi, bt) = e.by_bound.iter().enumerate().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0)).expect("non-empty");
+        let (bi, bt) = e
+            .by_bound
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+            .expect("non-empty");
         let op_total: f64 = e.by_bound.iter().map(|x| x.0).sum();
         let _ = writeln!(
             s,
@@ -150,9 +190,15 @@ pub fn seed_audit() -> Result<String> {
         );
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "## 3. Training time for the seed's datasets, by reading of \"token\"");
+    let _ = writeln!(
+        s,
+        "## 3. Training time for the seed's datasets, by reading of \"token\""
+    );
     let _ = writeln!(s);
-    let _ = writeln!(s, "| configuration | reading | tokens/s (fleet) | 10B tokens | 1T tokens |");
+    let _ = writeln!(
+        s,
+        "| configuration | reading | tokens/s (fleet) | 10B tokens | 1T tokens |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for (label, e) in &results {
         for r in &readings {
@@ -169,7 +215,10 @@ pub fn seed_audit() -> Result<String> {
         }
     }
     let _ = writeln!(s);
-    let best = results.iter().map(|(_, e)| e.samples_per_s).fold(0.0, f64::max);
+    let best = results
+        .iter()
+        .map(|(_, e)| e.samples_per_s)
+        .fold(0.0, f64::max);
     let seed_best_sps = SEED_TOKENS_PER_S[2] / 2000.0;
     let _ = writeln!(s, "## 4. Reading");
     let _ = writeln!(s);
@@ -206,7 +255,10 @@ pub fn seed_audit() -> Result<String> {
         ))
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "Assumptions of the estimate (run `roofline estimate` for the full list):");
+    let _ = writeln!(
+        s,
+        "Assumptions of the estimate (run `roofline estimate` for the full list):"
+    );
     let _ = writeln!(s);
     for a in crate::export::assumptions(&model, &gpu, &mach, &RunConfig::default()) {
         let _ = writeln!(s, "- {a}");

@@ -6,6 +6,7 @@
 //! CUDA microkernels ([`gpu`]) measure what a real GPU reaches.
 
 pub mod audit;
+pub mod calibrate;
 pub mod cli;
 pub mod error;
 pub mod export;

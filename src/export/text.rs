@@ -305,3 +305,39 @@ pub fn op_times(ops: &[Op], mach: &Machine, run: &RunConfig) -> Result<String> {
     }
     Ok(s)
 }
+
+/// `roofline calibrate`: fitted values and residuals.
+pub fn calibration(fit: &crate::calibrate::Fit) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "HBM achievable fraction   {:.3}", fit.hbm_fraction);
+    let _ = writeln!(
+        s,
+        "streaming kernel latency  {}",
+        human_duration(Seconds(fit.kernel_latency_s))
+    );
+    if let (Some(a), Some(k0)) = (fit.bf16_fraction, fit.gemm_k0) {
+        let _ = writeln!(s, "bf16 GEMM fraction (a)    {a:.3}");
+        let _ = writeln!(s, "GEMM small-K constant k0  {k0:.1}");
+    }
+    if let Some(f) = fit.fp32_fraction {
+        let _ = writeln!(s, "fp32 vector fraction      {f:.3}");
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<14} {:<40} {:>12} {:>12} {:>8}",
+        "kernel", "shape", "measured", "predicted", "error"
+    );
+    for r in &fit.residuals {
+        let _ = writeln!(
+            s,
+            "{:<14} {:<40} {:>12} {:>12} {:>7.1}%",
+            r.kernel,
+            r.shape,
+            human_duration(Seconds(r.measured_s)),
+            human_duration(Seconds(r.predicted_s)),
+            100.0 * r.relative_error
+        );
+    }
+    s
+}

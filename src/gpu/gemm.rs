@@ -418,7 +418,10 @@ mod tests {
 
     #[test]
     fn sweep_precedes_requested_shapes() {
-        let requested = [GemmShape::new("adaln", 64, 4608, 768), GemmShape::new("qkv", 32768, 2304, 768)];
+        let requested = [
+            GemmShape::new("adaln", 64, 4608, 768),
+            GemmShape::new("qkv", 32768, 2304, 768),
+        ];
         let all = shapes(&requested);
         assert_eq!(all.len(), SQUARES.len() + 2);
         assert_eq!(all[3].m, 8192);

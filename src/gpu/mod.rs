@@ -133,8 +133,14 @@ impl GemmShape {
 
 /// Every distinct GEMM shape of a model's training step (forward, data grad, weight grad), from
 /// the op graph.
-pub fn model_gemm_shapes(model: &crate::spec::ModelSpec, batch: u64) -> Result<Vec<GemmShape>, crate::error::Error> {
-    let step = crate::graph::StepConfig { batch, ..crate::graph::StepConfig::default() };
+pub fn model_gemm_shapes(
+    model: &crate::spec::ModelSpec,
+    batch: u64,
+) -> Result<Vec<GemmShape>, crate::error::Error> {
+    let step = crate::graph::StepConfig {
+        batch,
+        ..crate::graph::StepConfig::default()
+    };
     let mut ops = Vec::new();
     crate::graph::build_step(model, &step, &mut ops)?;
     Ok(crate::graph::gemm_shapes(&ops)

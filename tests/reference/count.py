@@ -112,8 +112,12 @@ def _flop_summary(counter) -> dict:
             "by_module": dict(by_module)}
 
 
-def count_one(model_name: str, batch: int, attention: str, precision: str) -> dict:
-    """Count FLOPs and saved bytes for one training step of ``model_name`` (no optimizer)."""
+def count_one(model_name: str, batch: int, attention: str, precision: str,
+              model_kwargs: dict | None = None) -> dict:
+    """Count FLOPs and saved bytes for one training step of ``model_name`` (no optimizer).
+
+    ``model_kwargs`` override the model's config (used by the unit tests with tiny models).
+    """
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -121,17 +125,24 @@ def count_one(model_name: str, batch: int, attention: str, precision: str) -> di
                 else contextlib.nullcontext())
     with FakeTensorMode():
         torch.manual_seed(0)
-        model = build_model(model_name, attention)
+        model = build_model(model_name, attention, **(model_kwargs or {}))
         data = model.make_batch(batch, "cpu")
         param_storages = {_storage_key(p) for p in model.parameters()}
 
         stack, handles = _module_scopes(model)
-        records = []  # (scope, full module name, storage key, storage bytes, view bytes, dtype)
+        modules = dict(model.named_modules())
+        records = []  # (scope, storage key, storage bytes, view bytes, dtype, is weight copy)
 
         def pack(t: torch.Tensor):
             scope = stack[-1] if stack else ""
+            # A lower-precision copy of the running module's own weight made by autocast (saved
+            # as is or as a transposed view, e.g. addmm's mat2 = weight.t()).
+            w = getattr(modules.get(scope), "weight", None)
+            weight_copy = (isinstance(w, torch.Tensor) and t.dtype != w.dtype
+                           and sorted(t.shape) == sorted(w.shape)
+                           and _storage_nbytes(t) == t.numel() * t.element_size())
             records.append((scope, _storage_key(t), _storage_nbytes(t), t.numel() * t.element_size(),
-                            str(t.dtype).replace("torch.", ""), tuple(t.shape)))
+                            str(t.dtype).replace("torch.", ""), weight_copy))
             return t
 
         with warnings.catch_warnings():
@@ -144,17 +155,20 @@ def count_one(model_name: str, batch: int, attention: str, precision: str) -> di
                 h.remove()
             # All saved tensors are still alive here (held by the graph): identities are valid.
             seen = set()
-            activation_bytes = parameter_bytes = undeduplicated = 0
+            activation_bytes = parameter_bytes = weight_copy_bytes = undeduplicated = 0
             per_scope: dict[str, int] = defaultdict(int)
             per_module_block0: dict[str, int] = defaultdict(int)
             per_dtype: dict[str, int] = defaultdict(int)
-            for scope, key, nbytes, view_bytes, dtype, _shape in records:
+            for scope, key, nbytes, view_bytes, dtype, weight_copy in records:
                 undeduplicated += view_bytes
                 if key in seen:
                     continue
                 seen.add(key)
                 if key in param_storages:
                     parameter_bytes += nbytes
+                    continue
+                if weight_copy:
+                    weight_copy_bytes += nbytes
                     continue
                 activation_bytes += nbytes
                 per_scope[_top_scope(scope)] += nbytes
@@ -172,6 +186,7 @@ def count_one(model_name: str, batch: int, attention: str, precision: str) -> di
         "flops_backward": _flop_summary(bwd_counter),
         "saved_for_backward": {
             "activation_bytes": activation_bytes,
+            "autocast_weight_copy_bytes": weight_copy_bytes,
             "parameter_bytes": parameter_bytes,
             "undeduplicated_bytes": undeduplicated,
             "saved_tensor_count": len(records),
@@ -217,8 +232,12 @@ def count_model(model_name: str, batch: int, command: str) -> dict:
                                "cannot be chosen without a GPU); its FLOP formula and saved tensors "
                                "(q, k, v, out, fp32 logsumexp) match the CUDA flash kernel's"),
             "saved_bytes": ("bytes of distinct storages packed by saved_tensors_hooks during the "
-                            "forward, parameters excluded (reported as parameter_bytes); bf16 "
-                            "copies of weights made by autocast count as activations"),
+                            "forward. activation_bytes excludes parameters (parameter_bytes) and "
+                            "the bf16 copies of module weights that autocast makes and autograd "
+                            "keeps (autocast_weight_copy_bytes: a saved tensor with the running "
+                            "module's weight shape, or its transpose, in another dtype). by_scope, block0_by_module "
+                            "and by_dtype break down activation_bytes. undeduplicated_bytes sums "
+                            "numel*element_size over every packed tensor, parameters included"),
             "scope": "module running when the tensor was saved; '(model)' = outside any submodule "
                      "(loss, input mixing)",
             "training_step": "loss forward + backward only; no optimizer",
