@@ -39,6 +39,27 @@ pub enum Command {
     Bench(BenchArgs),
     /// Fit the time model to `roofline bench` measurements and write a calibration file.
     Calibrate(CalibrateArgs),
+    /// Compare predictions with measured training steps (validation/measure.py output).
+    Validate(ValidateArgs),
+}
+
+/// `roofline validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The measurements JSON (schema roofline-validation/1).
+    pub measurements: PathBuf,
+    /// Calibration file (from `roofline calibrate`).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// GPU spec (default: inferred from the device name in the file).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Print Markdown.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `roofline calibrate`.
@@ -391,6 +412,40 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(a) => bench(&a),
         Command::Calibrate(a) => calibrate(&a),
+        Command::Validate(a) => {
+            let text = std::fs::read_to_string(&a.measurements)
+                .map_err(|e| Error::io(&a.measurements, e))?;
+            let m: crate::validate::Measurements = serde_json::from_str(&text).map_err(|e| {
+                Error::spec(
+                    a.measurements.display().to_string(),
+                    "(json)",
+                    format!("not a roofline-validation/1 file: {e}"),
+                )
+            })?;
+            let device = m.device.get("name").and_then(|v| v.as_str()).unwrap_or("");
+            let gpu = match &a.gpu {
+                Some(g) => g.clone(),
+                None => gpu_for_device(device)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "cannot tell the GPU spec of device `{device}`: pass --gpu"
+                        ))
+                    })?
+                    .to_string(),
+            };
+            let cal = a
+                .calibration
+                .as_deref()
+                .map(Calibration::load)
+                .transpose()?;
+            let v = crate::validate::validate(&m, &gpu, cal.as_ref())?;
+            if a.json {
+                println!("{}", export::json::to_string(&v)?);
+            } else {
+                print!("{}", crate::validate::render(&v, a.markdown));
+            }
+            Ok(())
+        }
         Command::AuditSeed(a) => {
             let md = crate::audit::seed_audit()?;
             export::write_file(&a.out, &md)?;

@@ -16,3 +16,4 @@ pub mod memory;
 pub mod spec;
 pub mod time;
 pub mod units;
+pub mod validate;

@@ -269,3 +269,36 @@ fn suffixes_and_huge_sizes() {
     ]);
     assert_eq!(v["gpus"], 1000);
 }
+
+#[test]
+fn validate_reads_the_example_measurements() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/validation/example-measurements.json"
+    );
+    let v = json(&["validate", file, "--gpu", "h100-sxm", "--json"]);
+    assert_eq!(v["example"], true);
+    let rows = v["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        let (m, p) = (
+            r["measured_s"].as_f64().unwrap(),
+            r["predicted_s"].as_f64().unwrap(),
+        );
+        assert!((r["error"].as_f64().unwrap() - (p / m - 1.0)).abs() < 1e-9);
+    }
+    let mape = v["mape"].as_f64().unwrap();
+    let mean = rows
+        .iter()
+        .map(|r| r["error"].as_f64().unwrap().abs())
+        .sum::<f64>()
+        / rows.len() as f64;
+    assert!((mape - mean).abs() < 1e-12);
+    let (code, out, _) = roofline(&["validate", file, "--gpu", "h100-sxm", "--markdown"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("synthetic EXAMPLE"), "{out}");
+    // The device in the example is no real GPU: without --gpu the command says so.
+    let (code, _, err) = roofline(&["validate", file]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--gpu"), "{err}");
+}
