@@ -5,10 +5,10 @@
 //!   fit (nalgebra SVD; weights 1/t so that residuals are relative) gives the achievable fraction
 //!   f and the per-kernel launch latency t0.
 //! - GEMM: cuBLAS's times for every measured shape follow the model of
-//!   [`crate::time::efficiency`]: `t = max(FLOPs / (P · a · e(M, N, K; k0)), bytes / (B · f)) + t0`.
-//!   For a fixed k0 the least-squares a over the compute-bound shapes has a closed form
-//!   (minimizing Σ (t_pred / t − 1)²); k0 is found by a grid over [0, 1024] refined by golden-
-//!   section search.
+//!   [`crate::time::efficiency`]: `t = max(FLOPs / (P · a · e(M, N, K; k0)), bytes / (B · f)) + t_g`.
+//!   For a fixed k0, t_g and 1/a are a weighted linear least-squares fit over the compute-bound
+//!   shapes (the same solver as for HBM); k0 minimizes the time-weighted squared relative
+//!   residuals of all shapes, found by a grid over [0, 1024] refined by golden-section search.
 //! - fp32 vector: the FMA-peak kernel's FLOP/s over the datasheet peak.
 //!
 //! Residuals (predicted vs measured, per kernel and shape) are reported for every fit.
@@ -46,6 +46,8 @@ pub struct Fit {
     pub bf16_fraction: Option<f64>,
     /// GEMM small-K constant.
     pub gemm_k0: Option<f64>,
+    /// Fixed time of one GEMM call (launch and cuBLAS set-up), s.
+    pub gemm_latency_s: Option<f64>,
     /// Achievable fraction of the fp32 vector peak.
     pub fp32_fraction: Option<f64>,
     /// Points used by each fit and their residuals.
@@ -113,16 +115,17 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
                 && r.k.is_some()
         })
         .collect();
-    let (mut bf16_fraction, mut gemm_k0) = (None, None);
+    let (mut bf16_fraction, mut gemm_k0, mut gemm_latency_s) = (None, None, None);
     if !gemms.is_empty() {
-        let (a, k0) = fit_gemm(&gemms, &mut mach, kernel_latency_s);
+        let (a, k0, tg) = fit_gemm(&gemms, &mut mach);
         mach.frac_bf16 = a;
         mach.gemm_k0 = k0;
         for r in &gemms {
-            residuals.push(residual(r, gemm_time(&mach, r, a, kernel_latency_s)));
+            residuals.push(residual(r, gemm_time(&mach, r, a, tg)));
         }
         bf16_fraction = Some(a);
         gemm_k0 = Some(k0);
+        gemm_latency_s = Some(tg);
     }
     let fp32_fraction = report
         .results
@@ -138,6 +141,7 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
         kernel_latency_s,
         bf16_fraction,
         gemm_k0,
+        gemm_latency_s,
         fp32_fraction,
         residuals,
     })
@@ -164,36 +168,31 @@ fn gemm_time(mach: &Machine, r: &BenchResult, a: f64, latency: f64) -> f64 {
     (gemm_unit_time(mach, r) / a).max(memory) + latency
 }
 
-/// Best (a, k0) for the GEMM measurements.
-fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine, latency: f64) -> (f64, f64) {
-    let solve = |mach: &mut Machine, k0: f64| -> (f64, f64) {
+/// Best (a, k0, t_g) for the GEMM measurements: `t = max(x(k0) / a, memory) + t_g`, with x the
+/// compute time at a = 1. For a fixed k0, (t_g, 1/a) is the weighted linear least-squares line
+/// through the compute-bound shapes; k0 minimizes the squared relative residuals of all shapes
+/// weighted by their measured time (what matters for a step's time).
+fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine) -> (f64, f64, f64) {
+    let solve = |mach: &mut Machine, k0: f64| -> (f64, f64, f64) {
         mach.gemm_k0 = k0;
-        // Closed-form least squares of 1/a over the shapes that are compute-bound at a = 1.
-        let (mut num, mut den) = (0.0, 0.0);
-        for r in gemms {
-            let x = gemm_unit_time(mach, r);
-            let memory = r.bytes / (mach.hbm * mach.frac_hbm);
-            if x > memory {
-                let y = x / (r.time_s - latency).max(1e-12);
-                num += y;
-                den += y * y;
-            }
-        }
-        let a = if den > 0.0 {
-            (den / num).clamp(1e-3, 1.0)
-        } else {
-            1.0
-        };
+        let points: Vec<(f64, f64)> = gemms
+            .iter()
+            .filter(|r| gemm_unit_time(mach, r) > r.bytes / (mach.hbm * mach.frac_hbm))
+            .map(|r| (gemm_unit_time(mach, r), r.time_s))
+            .collect();
+        let (tg, c) = fit_line(&points).unwrap_or((0.0, 1.0));
+        let a = (1.0 / c.max(1e-12)).clamp(1e-3, 1.0);
+        let tg = tg.max(0.0);
         let cost = gemms
             .iter()
-            .map(|r| (gemm_time(mach, r, a, latency) / r.time_s - 1.0).powi(2))
+            .map(|r| r.time_s * (gemm_time(mach, r, a, tg) / r.time_s - 1.0).powi(2))
             .sum();
-        (a, cost)
+        (a, tg, cost)
     };
     let mut best = (0.0, f64::INFINITY);
     let mut k = 0.0;
     while k <= 1024.0 {
-        let (_, cost) = solve(mach, k);
+        let (_, _, cost) = solve(mach, k);
         if cost < best.1 {
             best = (k, cost);
         }
@@ -204,15 +203,15 @@ fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine, latency: f64) -> (f64, f
     for _ in 0..60 {
         let x1 = hi - g * (hi - lo);
         let x2 = lo + g * (hi - lo);
-        if solve(mach, x1).1 < solve(mach, x2).1 {
+        if solve(mach, x1).2 < solve(mach, x2).2 {
             hi = x2;
         } else {
             lo = x1;
         }
     }
     let k0 = 0.5 * (lo + hi);
-    let (a, _) = solve(mach, k0);
-    (a, k0)
+    let (a, tg, _) = solve(mach, k0);
+    (a, k0, tg)
 }
 
 /// Root-mean-square of the relative errors of residuals whose kernel satisfies `f`.

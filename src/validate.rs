@@ -122,6 +122,8 @@ fn measured_class(op: &Op, mode: ExecMode, chain_class: Option<&'static str>) ->
         OpKind::Attention { .. } => "attention",
         OpKind::Softmax if op.class == OpClass::Attention => "attention",
         OpKind::Softmax => "other",
+        // Eager RMSNorm is a composite of pointwise kernels and reductions.
+        OpKind::Normalization if mode == ExecMode::Eager && op.kernels > 1 => "elementwise",
         OpKind::Normalization => "normalization",
         OpKind::Optimizer => "optimizer",
         OpKind::Reduction if op.name.starts_with("loss") => "other",

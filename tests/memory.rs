@@ -32,7 +32,7 @@ fn gpt2_activations_match_korthikanti() {
     let (s, b, h, a) = (1024.0, 4.0, 768.0, 12.0);
     let cfg = StepConfig {
         batch: 4,
-        attention: AttentionImpl::SdpaMath,
+        attention: AttentionImpl::Unfused,
         precision: Precision::Bf16Pure,
         ..StepConfig::default()
     };

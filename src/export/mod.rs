@@ -415,7 +415,13 @@ pub fn assumptions(
         AttentionImpl::Naive => v.push(
             "attention naive (public JiT code): fp32 QK^T on the vector units, materialized [B,1,s,s] bias, fp32 softmax, bf16 PV".into(),
         ),
-        AttentionImpl::SdpaMath => v.push("attention sdpa-math: scores and probabilities materialized in the activation dtype".into()),
+        AttentionImpl::SdpaMath => v.push(
+            "attention sdpa-math: PyTorch's math backend, q, k, v upcast to fp32, fp32 scores and PV on the vector units".into(),
+        ),
+        AttentionImpl::Unfused => {
+            v.push("attention unfused: 16-bit scores and probabilities materialized (Megatron-LM core attention)".into())
+        }
+
         AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
             "attention {}: fused; rate(s) = rate(512) * [s/(s+{})]/[512/(512+{})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
             run.step.attention, mach.flash_seq_half, mach.flash_seq_half

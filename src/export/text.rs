@@ -318,6 +318,13 @@ pub fn calibration(fit: &crate::calibrate::Fit) -> String {
     if let (Some(a), Some(k0)) = (fit.bf16_fraction, fit.gemm_k0) {
         let _ = writeln!(s, "bf16 GEMM fraction (a)    {a:.3}");
         let _ = writeln!(s, "GEMM small-K constant k0  {k0:.1}");
+        if let Some(t) = fit.gemm_latency_s {
+            let _ = writeln!(
+                s,
+                "GEMM call latency         {}",
+                human_duration(Seconds(t))
+            );
+        }
     }
     if let Some(f) = fit.fp32_fraction {
         let _ = writeln!(s, "fp32 vector fraction      {f:.3}");

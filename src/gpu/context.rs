@@ -254,14 +254,19 @@ fn fraction(p: &Peaks, kind: PeakKind, r: &BenchResult) -> Option<f64> {
     (peak > 0.0 && achieved > 0.0).then(|| achieved / peak)
 }
 
-/// The NVIDIA kernel module's version ("580.95.05"), read from /proc; empty if unavailable.
+/// The NVIDIA kernel module's version ("580.95.05"): the first dotted number after "Kernel
+/// Module" in /proc/driver/nvidia/version (the open module writes "Kernel Module for x86_64
+/// 580.159.04"); empty if unavailable.
 fn kernel_driver_version() -> String {
     std::fs::read_to_string("/proc/driver/nvidia/version")
         .ok()
         .and_then(|text| {
             let line = text.lines().next()?.to_string();
             let idx = line.find("Kernel Module")?;
-            line[idx..].split_whitespace().nth(2).map(str::to_string)
+            line[idx..]
+                .split_whitespace()
+                .find(|w| w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
+                .map(str::to_string)
         })
         .unwrap_or_default()
 }

@@ -67,6 +67,14 @@ pub(crate) enum Bwd {
     Cast,
     /// Explicit backward traffic and FLOPs.
     Explicit { read: f64, written: f64, flops: f64 },
+    /// Explicit backward traffic and FLOPs in `kernels` kernels (used for ops whose forward
+    /// launches nothing, such as gradient accumulation at a fork).
+    Kernels {
+        read: f64,
+        written: f64,
+        flops: f64,
+        kernels: u8,
+    },
     /// Linear layer (M, N, K): data grad GEMM (M, K, N) if `input_grad`, weight grad GEMM
     /// (K, N, M), and a bias-grad reduction over M rows if `bias`.
     Linear { input_grad: bool, bias: bool },
@@ -91,6 +99,8 @@ struct Numerics {
     res: f64,
     /// Whether GEMM weights get a low-precision copy each forward (autocast).
     weight_copy: bool,
+    /// Bytes per element of the parameters as forward reads them (norm weights, tables).
+    param: f64,
 }
 
 impl Numerics {
@@ -103,6 +113,7 @@ impl Numerics {
                 out: 2.0,
                 res: 4.0,
                 weight_copy: true,
+                param: 4.0,
             },
             Precision::Bf16Pure => Numerics {
                 gemm_dtype: Dtype::Bf16,
@@ -111,6 +122,7 @@ impl Numerics {
                 out: 2.0,
                 res: 2.0,
                 weight_copy: false,
+                param: 2.0,
             },
             Precision::Fp8 => Numerics {
                 gemm_dtype: Dtype::Fp8,
@@ -119,6 +131,7 @@ impl Numerics {
                 out: 2.0,
                 res: 4.0,
                 weight_copy: true,
+                param: 4.0,
             },
             Precision::Tf32 => Numerics {
                 gemm_dtype: Dtype::Tf32,
@@ -127,6 +140,7 @@ impl Numerics {
                 out: 4.0,
                 res: 4.0,
                 weight_copy: false,
+                param: 4.0,
             },
             Precision::Fp32 => Numerics {
                 gemm_dtype: Dtype::Fp32,
@@ -135,6 +149,7 @@ impl Numerics {
                 out: 4.0,
                 res: 4.0,
                 weight_copy: false,
+                param: 4.0,
             },
         }
     }
@@ -177,6 +192,8 @@ struct Vector {
     alone: bool,
     core: bool,
     bwd: Bwd,
+    /// Eager (unfused) implementation as several kernels: (kernels, bytes read, bytes written).
+    composite: Option<(u8, f64, f64)>,
 }
 
 impl Vector {
@@ -193,7 +210,14 @@ impl Vector {
             alone: false,
             core: false,
             bwd: Bwd::Generic,
+            composite: None,
         }
+    }
+    /// In eager mode the op runs as `kernels` kernels moving `read` and `written` bytes in all
+    /// (a composite of framework ops); fused, it moves only its inputs and outputs.
+    fn composite(mut self, kernels: u8, read: f64, written: f64) -> Self {
+        self.composite = Some((kernels, read, written));
+        self
     }
     fn side(mut self, b: f64) -> Self {
         self.side_in = b;
@@ -262,12 +286,13 @@ impl Builder<'_> {
                 dtype: Dtype::Fp32,
                 flops: Flops(v.flops),
                 model_flops: Flops::ZERO,
-                bytes_read: Bytes(v.main_in + v.side_in),
-                bytes_written: Bytes(v.output),
+                bytes_read: Bytes(v.composite.map_or(v.main_in + v.side_in, |c| c.1)),
+                bytes_written: Bytes(v.composite.map_or(v.output, |c| c.2)),
                 fused_read: Bytes(fused_read),
                 fused_written: Bytes(v.output),
                 chained_read: Bytes(v.main_in),
                 chain,
+                kernels: v.composite.map_or(1, |c| c.0),
                 saved: Bytes(v.saved),
                 attention_core: v.core,
                 recompute: false,
@@ -331,6 +356,7 @@ impl Builder<'_> {
                 fused_read: Bytes(read),
                 fused_written: Bytes(written),
                 chained_read: Bytes(mf * kf * nu.op),
+                kernels: 1,
                 chain: Chain::Alone,
                 saved: Bytes(mf * kf * nu.op),
                 attention_core: false,
@@ -379,6 +405,7 @@ impl Builder<'_> {
                 fused_read: Bytes(read),
                 fused_written: Bytes(written),
                 chained_read: Bytes(read),
+                kernels: 1,
                 chain: Chain::Alone,
                 saved: Bytes(saved),
                 attention_core: true,
@@ -395,8 +422,13 @@ impl Builder<'_> {
         self.open_chain = false;
     }
 
-    /// A norm over `rows` rows of `width` (in `inb`, out `outb` bytes per element); saves its
-    /// input and one fp32 statistic per row.
+    /// A norm over `rows` rows of `width`, input `inb` bytes per element; returns the output's
+    /// bytes per element. LayerNorm is one native kernel that keeps its input and two fp32
+    /// statistics per row; under autocast it runs (and outputs) in fp32. RMSNorm, which eager
+    /// PyTorch runs as a composite as written in JiT's and Llama's reference code
+    /// (`x.float()`, `pow`, `mean`, `+ eps`, `rsqrt`, `mul`, `type_as`, `* weight`), keeps the fp32
+    /// input, the normalized tensor and one fp32 statistic per row; its output takes the
+    /// weight's dtype when that is wider (fp32 under autocast).
     fn norm(
         &mut self,
         names: &'static Names,
@@ -404,21 +436,46 @@ impl Builder<'_> {
         rows: f64,
         width: f64,
         inb: f64,
-        outb: f64,
-    ) {
-        let per = if kind == NormKind::Rmsnorm { 4.0 } else { 7.0 };
+    ) -> f64 {
         let e = rows * width;
-        self.vector(
-            names,
-            Vector::new(
-                OpKind::Normalization,
-                OpClass::Normalization,
-                per * e,
-                e * inb,
-                e * outb,
-            )
-            .saved(e * inb + rows * 4.0 * if kind == NormKind::Rmsnorm { 1.0 } else { 2.0 }),
-        );
+        let p = self.num.param;
+        match kind {
+            NormKind::Rmsnorm => {
+                let outb = inb.max(p);
+                let casts = if inb != 4.0 { 2 } else { 0 };
+                let cast_bytes = if inb != 4.0 { e * (inb + 4.0) } else { 0.0 };
+                let read = 3.0 * e * 4.0 + 3.0 * rows * 4.0 + e * inb + width * p + cast_bytes;
+                let written = 2.0 * e * 4.0 + 3.0 * rows * 4.0 + e * outb + cast_bytes;
+                self.vector(
+                    names,
+                    Vector::new(
+                        OpKind::Normalization,
+                        OpClass::Normalization,
+                        4.0 * e,
+                        e * inb,
+                        e * outb,
+                    )
+                    .saved(e * 4.0 + e * inb + rows * 4.0)
+                    .composite(6 + casts, read, written),
+                );
+                outb
+            }
+            NormKind::Layernorm | NormKind::LayernormNoAffine => {
+                let outb = inb.max(p);
+                self.vector(
+                    names,
+                    Vector::new(
+                        OpKind::Normalization,
+                        OpClass::Normalization,
+                        7.0 * e,
+                        e * inb,
+                        e * outb,
+                    )
+                    .saved(e * inb + rows * 8.0),
+                );
+                outb
+            }
+        }
     }
 }
 
@@ -784,57 +841,51 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             true,
         );
     }
-    let modulation = 2.0 * bf * d * nu.out;
 
-    // Attention branch.
-    b.norm(n!("attn.norm"), t.norm, tf, d, nu.res, nu.res);
-    if adaln {
-        b.vector(
-            n!("attn.modulate"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                2.0 * e,
-                e * nu.res,
-                e * nu.res,
-            )
-            .side(modulation)
-            .saved(e * nu.res),
-        );
-    }
+    // Attention branch. The residual stream feeds both the norm and the residual add.
+    grad_fork(b, n!("attn.fork"), e, nu.res);
+    let x = b.norm(n!("attn.norm"), t.norm, tf, d, nu.res);
+    let x = if adaln {
+        modulate(b, n!("attn.modulate"), e, bf * d, x)
+    } else {
+        x
+    };
     b.linear(
         n!("attn.qkv"),
         rows,
         3 * t.width,
         t.width,
-        nu.res,
+        x,
         t.qkv_bias,
         true,
     );
+    // q, k, v are views of the qkv output: backward gathers dq, dk, dv into one tensor.
+    b.vector(
+        n!("attn.qkv_split"),
+        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
+            .alone()
+            .composite(0, 0.0, 0.0)
+            .bwd(Bwd::Kernels {
+                read: 3.0 * e * nu.out,
+                written: 3.0 * e * nu.out,
+                flops: 0.0,
+                kernels: 1,
+            }),
+    );
+    let mut qk = nu.out;
     if t.qk_norm {
-        b.norm(
+        qk = b.norm(
             n!("attn.qk_norm"),
             NormKind::Rmsnorm,
             2.0 * tf * h,
             dh,
             nu.out,
-            nu.out,
         );
     }
     if t.rope != RopeKind::None {
-        b.vector(
-            n!("attn.rope"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                3.0 * 2.0 * e,
-                2.0 * e * nu.out,
-                2.0 * e * nu.out,
-            )
-            .side(2.0 * seq as f64 * dh * 4.0),
-        );
+        qk = rope(b, e, seq as f64 * dh, qk);
     }
-    attention_core(b, m, cfg, batch, seq);
+    attention_core(b, m, cfg, batch, seq, qk);
     b.linear(
         n!("attn.proj"),
         rows,
@@ -854,46 +905,33 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             false,
         );
     }
-    let gate = if adaln { bf * d * nu.out } else { 0.0 };
-    residual(b, n!("attn.residual"), e, gate, adaln);
+    residual(b, n!("attn.residual"), e, if adaln { bf * d } else { 0.0 });
 
     // MLP branch.
-    b.norm(n!("mlp.norm"), t.norm, tf, d, nu.res, nu.res);
-    if adaln {
-        b.vector(
-            n!("mlp.modulate"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                2.0 * e,
-                e * nu.res,
-                e * nu.res,
-            )
-            .side(modulation)
-            .saved(e * nu.res),
-        );
-    }
-    b.linear(
-        n!("mlp.fc1"),
-        rows,
-        up_out,
-        t.width,
-        nu.res,
-        t.mlp_bias,
-        true,
-    );
+    grad_fork(b, n!("mlp.fork"), e, nu.res);
+    let x = b.norm(n!("mlp.norm"), t.norm, tf, d, nu.res);
+    let x = if adaln {
+        modulate(b, n!("mlp.modulate"), e, bf * d, x)
+    } else {
+        x
+    };
+    b.linear(n!("mlp.fc1"), rows, up_out, t.width, x, t.mlp_bias, true);
     let hid = tf * t.mlp_hidden as f64;
+    let o = nu.out;
     match t.mlp {
+        // silu(x1) * x2: eager runs silu (reads x1, writes s) and mul (reads s, x2, writes y);
+        // backward needs x1, x2 and s.
         MlpKind::Swiglu => b.vector(
             n!("mlp.swiglu"),
             Vector::new(
                 OpKind::Elementwise,
                 OpClass::Elementwise,
                 5.0 * hid,
-                2.0 * hid * nu.out,
-                hid * nu.out,
+                2.0 * hid * o,
+                hid * o,
             )
-            .saved(2.0 * hid * nu.out),
+            .saved(3.0 * hid * o)
+            .composite(2, 3.0 * hid * o, 2.0 * hid * o),
         ),
         MlpKind::Gelu => b.vector(
             n!("mlp.gelu"),
@@ -901,10 +939,10 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
                 OpKind::Elementwise,
                 OpClass::Elementwise,
                 8.0 * hid,
-                hid * nu.out,
-                hid * nu.out,
+                hid * o,
+                hid * o,
             )
-            .saved(hid * nu.out),
+            .saved(hid * o),
         ),
     }
     b.linear(
@@ -912,315 +950,392 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
         rows,
         t.width,
         t.mlp_hidden,
-        nu.out,
+        o,
         t.mlp_bias,
         true,
     );
     if t.dropout > 0.0 {
-        dropout(
-            b,
-            n!("mlp.dropout_out"),
-            e,
-            nu.out,
-            OpClass::Elementwise,
-            false,
-        );
+        dropout(b, n!("mlp.dropout_out"), e, o, OpClass::Elementwise, false);
     }
-    residual(b, n!("mlp.residual"), e, gate, adaln);
+    residual(b, n!("mlp.residual"), e, if adaln { bf * d } else { 0.0 });
 }
 
-/// `x = x + gate · y` (or `x + y` without adaLN): reads x (E·res) and y (E·out), writes x.
-/// Backward: the residual gradient passes through; only `dy = gate · dx` (and d gate) is computed:
-/// reads dx (E·res) and y, writes dy (E·out).
-fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64, gated: bool) {
-    let nu = b.num;
-    let (flops, saved, bwd) = if gated {
-        (
-            2.0 * e,
-            e * nu.out + gate,
-            Bwd::Explicit {
-                read: e * nu.res + e * nu.out + gate,
-                written: e * nu.out + gate,
-                flops: 3.0 * e,
-            },
-        )
-    } else {
-        (
-            e,
-            0.0,
-            Bwd::Explicit {
-                read: e * nu.res,
-                written: e * nu.out,
-                flops: 0.0,
-            },
-        )
-    };
+/// A tensor read by two ops: no forward kernel, and a backward kernel that adds the two
+/// gradients (autograd's accumulation): reads 2·n, writes n elements of `el` bytes.
+fn grad_fork(b: &mut Builder, names: &'static Names, n: f64, el: f64) {
+    b.vector(
+        names,
+        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
+            .alone()
+            .composite(0, 0.0, 0.0)
+            .bwd(Bwd::Kernels {
+                read: 2.0 * n * el,
+                written: n * el,
+                flops: n,
+                kernels: 1,
+            }),
+    );
+}
+
+/// adaLN modulation `x·(1 + scale) + shift` over E elements of `xb` bytes, with per-sample scale
+/// and shift (`cond` elements each, in the GEMM output dtype). Eager runs three kernels
+/// (1 + scale, mul, add); backward keeps x. Returns the output's bytes per element.
+fn modulate(b: &mut Builder, names: &'static Names, e: f64, cond: f64, xb: f64) -> f64 {
+    let o = b.num.out;
     b.vector(
         names,
         Vector::new(
             OpKind::Elementwise,
             OpClass::Elementwise,
-            flops,
-            e * nu.res,
-            e * nu.res,
+            2.0 * e,
+            e * xb,
+            e * xb,
         )
-        .side(e * nu.out + gate)
-        .saved(saved)
-        .keep()
-        .bwd(bwd),
+        .side(2.0 * cond * o)
+        .saved(e * xb)
+        .composite(3, 2.0 * e * xb + 3.0 * cond * o, 2.0 * e * xb + cond * o),
     );
+    xb
 }
 
-fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64) {
+/// 2-D axial / 1-D rotary embedding of q and k (E elements each, `inb` bytes):
+/// `t·cos + rotate_half(t)·sin` with fp32 tables (`table` elements each). Eager runs, per tensor,
+/// neg and stack (rotate_half), two muls and an add; the fp32 tables promote the result to fp32
+/// under autocast. Returns the output's bytes per element.
+fn rope(b: &mut Builder, e: f64, table: f64, inb: f64) -> f64 {
+    let outb = inb.max(b.num.param);
+    let per_read = e * (3.5 * inb + 2.0 * outb) + 2.0 * table * 4.0;
+    let per_written = e * (1.5 * inb + 3.0 * outb);
+    b.vector(
+        n!("attn.rope"),
+        Vector::new(
+            OpKind::Elementwise,
+            OpClass::Elementwise,
+            3.0 * 2.0 * e,
+            2.0 * e * inb,
+            2.0 * e * outb,
+        )
+        .side(2.0 * table * 4.0)
+        .composite(10, 2.0 * per_read, 2.0 * per_written),
+    );
+    outb
+}
+
+/// `x = x + gate · y` (or `x + y` without adaLN; `gate` = B·d elements, 0 without): reads x
+/// (E·res) and y (E·out), writes x. Eager runs mul and add. Backward: the residual gradient
+/// passes through; `dy = gate · dx` (reads dx, writes dy) and `d gate = Σ dx·y` (reads dx and
+/// y) take three kernels.
+fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
+    let nu = b.num;
+    let (o, r) = (nu.out, nu.res);
+    let v = Vector::new(
+        OpKind::Elementwise,
+        OpClass::Elementwise,
+        2.0 * e,
+        e * r,
+        e * r,
+    )
+    .side(e * o + gate * o)
+    .keep();
+    let v = if gate > 0.0 {
+        v.saved(e * o + gate * o)
+            .composite(2, e * (2.0 * o + r) + gate * o, e * (o + r))
+            .bwd(Bwd::Kernels {
+                read: e * (2.0 * r + o) + gate * o,
+                written: e * o + gate * 4.0,
+                flops: 3.0 * e,
+                kernels: 3,
+            })
+    } else {
+        v.bwd(Bwd::Explicit {
+            read: e * r,
+            written: e * o,
+            flops: 0.0,
+        })
+    };
+    b.vector(names, v);
+}
+
+/// How an unfused attention implementation stores and computes its s x s matrices.
+struct Unfused {
+    /// Bytes per score / probability element before PV.
+    scores: f64,
+    /// Scores GEMM runs on the fp32 vector units (else on the precision's GEMM unit).
+    scores_fp32: bool,
+    /// PV runs on the fp32 vector units.
+    pv_fp32: bool,
+    /// q, k, v are upcast to fp32 (PyTorch's math backend).
+    upcast_v: bool,
+    /// A zero bias [B,1,s,s] is materialized and added (the public JiT code).
+    bias: bool,
+    /// q is scaled before QKᵀ (else the scores are).
+    scale_q: bool,
+}
+
+/// The attention core: scores, softmax and PV, or one fused kernel. `qk` is the bytes per
+/// element of q and k as they arrive (fp32 after RoPE under autocast).
+fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64, qk: f64) {
     let nu = b.num;
     let t = &m.transformer;
     let (bf, sf, dh) = (batch as f64, seq as f64, m.head_dim());
     let bh = batch * t.heads;
     let e = bf * sf * t.width as f64;
+    let o = nu.out;
     let sc = bh as f64 * sf * sf;
     let causal_scale = if t.causal { 0.5 } else { 1.0 };
-    match cfg.attention {
-        AttentionImpl::Naive => {
-            let o = nu.out;
-            if o != 4.0 {
-                b.vector(
-                    n!("attn.qk_upcast"),
-                    Vector::new(
-                        OpKind::Elementwise,
-                        OpClass::Attention,
-                        0.0,
-                        2.0 * e * o,
-                        2.0 * e * 4.0,
-                    )
-                    .core()
-                    .bwd(Bwd::Cast),
-                );
-            }
-            let (unit, dtype) = if cfg.precision == Precision::Tf32 {
-                (Unit::Tensor, Dtype::Tf32)
-            } else {
-                (Unit::Vector, Dtype::Fp32)
-            };
-            b.batched(
-                n!("attn.scores"),
-                (bh, seq, seq, dh),
-                unit,
-                dtype,
-                2.0 * e * 4.0,
-                sc * 4.0,
-                2.0 * e * 4.0,
-                causal_scale,
-                Bwd::Scores,
-            );
+    let plan = match cfg.attention {
+        AttentionImpl::Naive => Unfused {
+            scores: 4.0,
+            scores_fp32: true,
+            pv_fp32: false,
+            upcast_v: false,
+            bias: !t.causal,
+            scale_q: false,
+        },
+        AttentionImpl::SdpaMath => Unfused {
+            scores: 4.0,
+            scores_fp32: true,
+            pv_fp32: true,
+            upcast_v: true,
+            bias: false,
+            scale_q: true,
+        },
+        AttentionImpl::Unfused => Unfused {
+            scores: o,
+            scores_fp32: false,
+            pv_fp32: false,
+            upcast_v: false,
+            bias: false,
+            scale_q: true,
+        },
+        AttentionImpl::Flash2 | AttentionImpl::Flash3 => {
+            flash(b, m, cfg, batch, seq, qk);
+            return;
+        }
+    };
+    let cast = |b: &mut Builder, names: &'static Names, n: f64, from: f64, to: f64| {
+        if from != to {
             b.vector(
-                n!("attn.scale"),
+                names,
                 Vector::new(
                     OpKind::Elementwise,
                     OpClass::Attention,
-                    sc,
-                    sc * 4.0,
-                    sc * 4.0,
+                    0.0,
+                    n * from,
+                    n * to,
                 )
-                .core(),
+                .core()
+                .bwd(Bwd::Cast),
             );
-            if t.causal {
-                b.vector(
-                    n!("attn.mask"),
-                    Vector::new(
-                        OpKind::Elementwise,
-                        OpClass::Attention,
-                        sc,
-                        sc * 4.0,
-                        sc * 4.0,
-                    )
-                    .side(sf * sf)
-                    .core(),
-                );
-            } else {
-                let bias = bf * sf * sf * o;
-                b.vector(
-                    n!("attn.bias_fill"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, 0.0, bias)
-                        .keep()
-                        .core()
-                        .bwd(Bwd::None),
-                );
-                b.vector(
-                    n!("attn.bias_add"),
-                    Vector::new(
-                        OpKind::Elementwise,
-                        OpClass::Attention,
-                        sc,
-                        sc * 4.0,
-                        sc * 4.0,
-                    )
-                    .side(bias)
-                    .core()
-                    .bwd(Bwd::None),
-                );
-            }
-            b.vector(
-                n!("attn.softmax"),
-                Vector::new(
-                    OpKind::Softmax,
-                    OpClass::Attention,
-                    5.0 * sc,
-                    sc * 4.0,
-                    sc * 4.0,
-                )
-                .saved(sc * 4.0)
-                .core(),
-            );
-            if t.dropout > 0.0 {
-                dropout(b, n!("attn.dropout"), sc, 4.0, OpClass::Attention, true);
-            }
-            if o != 4.0 {
-                b.vector(
-                    n!("attn.probs_cast"),
-                    Vector::new(
-                        OpKind::Elementwise,
-                        OpClass::Attention,
-                        0.0,
-                        sc * 4.0,
-                        sc * o,
-                    )
-                    .core()
-                    .bwd(Bwd::Cast),
-                );
-            }
-            b.batched(
-                n!("attn.pv"),
-                (bh, seq, dh, seq),
-                nu.gemm_unit,
-                if nu.gemm_dtype == Dtype::Fp8 {
-                    Dtype::Bf16
-                } else {
-                    nu.gemm_dtype
-                },
-                sc * o + e * o,
-                e * o,
-                sc * o + e * o,
-                causal_scale,
-                Bwd::Pv { p_bytes: o },
-            );
-            out_transpose(b, e, o);
         }
-        AttentionImpl::SdpaMath => {
-            let o = nu.out;
-            b.vector(
-                n!("attn.q_scale"),
-                Vector::new(OpKind::Elementwise, OpClass::Attention, e, e * o, e * o).core(),
-            );
-            let dtype = if nu.gemm_dtype == Dtype::Fp8 {
+    };
+    // q, k into the dtype the scores GEMM reads: fp32 for fp32 scores (a no-op when RoPE already
+    // made them fp32), else the activation dtype (SDPA's autocast cast).
+    let qk_in = if plan.scores_fp32 { 4.0 } else { o };
+    if plan.upcast_v {
+        // SDPA under autocast casts to bf16 first, then the math backend upcasts q, k, v to fp32.
+        cast(b, n!("attn.qk_cast"), 2.0 * e, qk, o);
+        cast(b, n!("attn.qkv_upcast"), 3.0 * e, o, 4.0);
+    } else {
+        cast(b, n!("attn.qk_cast"), 2.0 * e, qk, qk_in);
+    }
+    let v_bytes = if plan.upcast_v { 4.0 } else { o };
+    if plan.scale_q {
+        b.vector(
+            n!("attn.q_scale"),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Attention,
+                e,
+                e * qk_in,
+                e * qk_in,
+            )
+            .core(),
+        );
+    }
+    let (unit, dtype) = if plan.scores_fp32 {
+        if cfg.precision == Precision::Tf32 {
+            (Unit::Tensor, Dtype::Tf32)
+        } else {
+            (Unit::Vector, Dtype::Fp32)
+        }
+    } else {
+        (
+            nu.gemm_unit,
+            if nu.gemm_dtype == Dtype::Fp8 {
                 Dtype::Bf16
             } else {
                 nu.gemm_dtype
-            };
-            b.batched(
-                n!("attn.scores"),
-                (bh, seq, seq, dh),
-                nu.gemm_unit,
-                dtype,
-                2.0 * e * o,
-                sc * o,
-                2.0 * e * o,
-                causal_scale,
-                Bwd::Scores,
-            );
-            if t.causal {
-                b.vector(
-                    n!("attn.mask"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * o, sc * o)
-                        .side(sf * sf)
-                        .core(),
-                );
-            }
-            b.vector(
-                n!("attn.softmax"),
-                Vector::new(
-                    OpKind::Softmax,
-                    OpClass::Attention,
-                    5.0 * sc,
-                    sc * o,
-                    sc * o,
-                )
-                .saved(sc * o)
-                .core(),
-            );
-            // With dropout, PV consumes (and keeps) the dropout output instead of the softmax's.
-            let p_saved = if t.dropout > 0.0 {
-                dropout(b, n!("attn.dropout"), sc, o, OpClass::Attention, true);
-                sc * o
-            } else {
-                0.0
-            };
-            b.batched(
-                n!("attn.pv"),
-                (bh, seq, dh, seq),
-                nu.gemm_unit,
-                dtype,
-                sc * o + e * o,
-                e * o,
-                p_saved + e * o,
-                causal_scale,
-                Bwd::Pv { p_bytes: o },
-            );
-            out_transpose(b, e, o);
-        }
-        AttentionImpl::Flash2 | AttentionImpl::Flash3 => {
-            let o = nu.out;
-            let lse = bh as f64 * sf * 4.0;
-            let flops = 4.0 * bf * sf * sf * t.width as f64 * causal_scale;
-            let read = 3.0 * e * o;
-            let written = e * o + lse;
-            b.push(
-                Op {
-                    name: "attn.flash",
-                    layer: b.layer,
-                    phase: Phase::Forward,
-                    kind: OpKind::Attention {
-                        batch,
-                        heads: t.heads,
-                        seq,
-                        head_dim: dh,
-                        causal: t.causal,
-                        flash: if cfg.attention == AttentionImpl::Flash3 {
-                            3
-                        } else {
-                            2
-                        },
-                    },
-                    class: OpClass::Attention,
-                    unit: Unit::Tensor,
-                    dtype: Dtype::Bf16,
-                    flops: Flops(flops),
-                    model_flops: Flops(flops),
-                    bytes_read: Bytes(read),
-                    bytes_written: Bytes(written),
-                    fused_read: Bytes(read),
-                    fused_written: Bytes(written),
-                    chained_read: Bytes(read),
-                    chain: Chain::Alone,
-                    saved: Bytes(4.0 * e * o + lse),
-                    attention_core: false,
-                    recompute: false,
-                },
-                Meta {
-                    names: n!("attn.flash"),
-                    // Backward reads Q, K, V, O, dO, the log-sum-exp and D = rowsum(dO∘O); writes
-                    // dQ, dK, dV, D, and the fp32 dQ accumulator (written and read once).
-                    bwd: Bwd::Flash {
-                        read: 5.0 * e * o + 2.0 * lse + e * 4.0,
-                        written: 3.0 * e * o + lse + e * 4.0,
-                    },
-                    output: written,
-                    keep: true,
-                    shape: (0, 0, 0, 0),
-                },
-            );
-            b.open_chain = false;
-        }
+            },
+        )
+    };
+    let s = plan.scores;
+    b.batched(
+        n!("attn.scores"),
+        (bh, seq, seq, dh),
+        unit,
+        dtype,
+        2.0 * e * qk_in,
+        sc * s,
+        2.0 * e * qk_in,
+        causal_scale,
+        Bwd::Scores,
+    );
+    if !plan.scale_q {
+        b.vector(
+            n!("attn.scale"),
+            Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s).core(),
+        );
     }
+    if t.causal {
+        b.vector(
+            n!("attn.mask"),
+            Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s)
+                .side(sf * sf)
+                .core(),
+        );
+    }
+    if plan.bias {
+        let bias = bf * sf * sf * qk_in;
+        b.vector(
+            n!("attn.bias_fill"),
+            Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, 0.0, bias)
+                .keep()
+                .core()
+                .bwd(Bwd::None),
+        );
+        b.vector(
+            n!("attn.bias_add"),
+            Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s)
+                .side(bias)
+                .core()
+                .bwd(Bwd::None),
+        );
+    }
+    b.vector(
+        n!("attn.softmax"),
+        Vector::new(
+            OpKind::Softmax,
+            OpClass::Attention,
+            5.0 * sc,
+            sc * s,
+            sc * s,
+        )
+        .saved(sc * s)
+        .core(),
+    );
+    // PV keeps its P operand when P is a new tensor: the dropout output or a cast copy.
+    let mut p_saved = 0.0;
+    if t.dropout > 0.0 {
+        dropout(b, n!("attn.dropout"), sc, s, OpClass::Attention, true);
+        p_saved = sc * s;
+    }
+    let (p_bytes, pv_unit, pv_dtype) = if plan.pv_fp32 {
+        (4.0, Unit::Vector, Dtype::Fp32)
+    } else {
+        (
+            o,
+            nu.gemm_unit,
+            if nu.gemm_dtype == Dtype::Fp8 {
+                Dtype::Bf16
+            } else {
+                nu.gemm_dtype
+            },
+        )
+    };
+    if p_bytes != s {
+        cast(b, n!("attn.probs_cast"), sc, s, p_bytes);
+        p_saved = sc * p_bytes;
+    }
+    b.batched(
+        n!("attn.pv"),
+        (bh, seq, dh, seq),
+        pv_unit,
+        pv_dtype,
+        sc * p_bytes + e * v_bytes,
+        e * v_bytes,
+        p_saved + e * v_bytes,
+        causal_scale,
+        Bwd::Pv { p_bytes },
+    );
+    cast(b, n!("attn.out_cast"), e, v_bytes, o);
+    out_transpose(b, e, o);
+}
+
+/// A fused FlashAttention kernel; q and k are cast to the activation dtype first when they arrive
+/// in another (SDPA's autocast cast of fp32 RoPE outputs).
+fn flash(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64, qk: f64) {
+    let nu = b.num;
+    let t = &m.transformer;
+    let (bf, sf, dh) = (batch as f64, seq as f64, m.head_dim());
+    let bh = batch * t.heads;
+    let e = bf * sf * t.width as f64;
+    let o = nu.out;
+    if qk != o {
+        b.vector(
+            n!("attn.qk_cast"),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                0.0,
+                2.0 * e * qk,
+                2.0 * e * o,
+            )
+            .bwd(Bwd::Cast),
+        );
+    }
+    let causal_scale = if t.causal { 0.5 } else { 1.0 };
+    let lse = bh as f64 * sf * 4.0;
+    let flops = 4.0 * bf * sf * sf * t.width as f64 * causal_scale;
+    let read = 3.0 * e * o;
+    let written = e * o + lse;
+    b.push(
+        Op {
+            name: "attn.flash",
+            layer: b.layer,
+            phase: Phase::Forward,
+            kind: OpKind::Attention {
+                batch,
+                heads: t.heads,
+                seq,
+                head_dim: dh,
+                causal: t.causal,
+                flash: if cfg.attention == AttentionImpl::Flash3 {
+                    3
+                } else {
+                    2
+                },
+            },
+            class: OpClass::Attention,
+            unit: Unit::Tensor,
+            dtype: Dtype::Bf16,
+            flops: Flops(flops),
+            model_flops: Flops(flops),
+            bytes_read: Bytes(read),
+            bytes_written: Bytes(written),
+            fused_read: Bytes(read),
+            fused_written: Bytes(written),
+            chained_read: Bytes(read),
+            kernels: 1,
+            chain: Chain::Alone,
+            saved: Bytes(4.0 * e * o + lse),
+            attention_core: false,
+            recompute: false,
+        },
+        Meta {
+            names: n!("attn.flash"),
+            // Backward reads Q, K, V, O, dO, the log-sum-exp and D = rowsum(dO∘O); writes dQ, dK,
+            // dV, D, and the fp32 dQ accumulator (written and read once).
+            bwd: Bwd::Flash {
+                read: 5.0 * e * o + 2.0 * lse + e * 4.0,
+                written: 3.0 * e * o + lse + e * 4.0,
+            },
+            output: written,
+            keep: true,
+            shape: (0, 0, 0, 0),
+        },
+    );
+    b.open_chain = false;
 }
 
 /// Dropout over `n` elements of `el` bytes: writes the output and a 1-byte mask, keeps the mask.
@@ -1301,23 +1416,14 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     true,
                 );
             }
-            b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, nu.res);
-            if t.conditioning == Conditioning::AdalnZero {
-                b.vector(
-                    n!("final.modulate"),
-                    Vector::new(
-                        OpKind::Elementwise,
-                        OpClass::Elementwise,
-                        2.0 * e,
-                        e * nu.res,
-                        e * nu.res,
-                    )
-                    .side(2.0 * bf * d * nu.out)
-                    .saved(e * nu.res),
-                );
-            }
+            let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res);
+            let x = if t.conditioning == Conditioning::AdalnZero {
+                modulate(b, n!("final.modulate"), e, bf * d, x)
+            } else {
+                x
+            };
             let out = inp.patch * inp.patch * inp.out_channels;
-            b.linear(n!("final.linear"), rows, out, t.width, nu.res, true, true);
+            b.linear(n!("final.linear"), rows, out, t.width, x, true, true);
             let y = (rows * out) as f64;
             b.vector(
                 n!("loss.mse"),
@@ -1340,13 +1446,13 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
         ModelKind::Language => {
             let rows = batch * m.tokens.text;
             let v = m.embedding.vocab as f64;
-            b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, nu.res);
+            let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res);
             b.linear(
                 n!("lm_head"),
                 rows,
                 m.embedding.vocab,
                 t.width,
-                nu.res,
+                x,
                 false,
                 true,
             );
@@ -1398,6 +1504,7 @@ fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
         fused_read: Bytes(16.0 * p),
         fused_written: Bytes((12.0 + extra) * p),
         chained_read: Bytes::ZERO,
+        kernels: 1,
         chain: Chain::Alone,
         saved: Bytes::ZERO,
         attention_core: false,
@@ -1509,6 +1616,7 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                         fused_read,
                         fused_written: op.fused_read,
                         chained_read: op.bytes_written,
+                        kernels: op.kernels.saturating_mul(2),
                         ..base
                     },
                     bwd_meta,
@@ -1522,6 +1630,25 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                     fused_read: op.fused_written,
                     fused_written: op.fused_read,
                     chained_read: op.bytes_written,
+                    ..base
+                },
+                bwd_meta,
+            ),
+            Bwd::Kernels {
+                read,
+                written,
+                flops,
+                kernels,
+            } => b.push(
+                Op {
+                    name: meta.names.bwd,
+                    flops: Flops(flops),
+                    model_flops: Flops::ZERO,
+                    bytes_read: Bytes(read),
+                    bytes_written: Bytes(written),
+                    fused_read: Bytes(read),
+                    fused_written: Bytes(written),
+                    kernels,
                     ..base
                 },
                 bwd_meta,

@@ -264,6 +264,9 @@ pub struct Op {
     pub chained_read: Bytes,
     /// Fusion role.
     pub chain: Chain,
+    /// Kernels the op launches when not fused (eager): more than one for ops that eager
+    /// frameworks run as a composite of simpler ops (e.g. RMSNorm as pow, mean, rsqrt, mul).
+    pub kernels: u8,
     /// Activation bytes this op keeps for backward, per layer (forward ops only).
     pub saved: Bytes,
     /// Part of the unfused attention core (what selective checkpointing recomputes).
@@ -333,8 +336,12 @@ cli_enum!(
         /// Scores materialized; as the public JiT code: fp32 scores (autocast off), a materialized
         /// zero bias [B,1,s,s] added, fp32 softmax, probabilities cast to bf16 for PV.
         Naive => "naive",
-        /// PyTorch's unfused math SDPA: scores and probabilities materialized in the activation dtype.
+        /// PyTorch's math SDPA backend, which (since 2.5) upcasts bf16/fp16 q, k, v to fp32:
+        /// fp32 scores and PV on the vector units.
         SdpaMath => "sdpa-math",
+        /// Unfused attention with 16-bit scores and probabilities (Megatron-LM's core attention,
+        /// the assumption of Korthikanti et al.).
+        Unfused => "unfused",
         /// FlashAttention-2: fused, no s x s matrix in HBM; backward recomputes S.
         Flash2 => "flash2",
         /// FlashAttention-3 (Hopper): as flash2 with faster kernels.

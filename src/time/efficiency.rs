@@ -4,7 +4,7 @@
 //! GEMM efficiency model (shape-aware; after the wave-quantization analysis of REFERENCE.md s.7
 //! and NVIDIA's "Matrix Multiplication Background" guide):
 //!
-//! eff(M, N, K) = a · max over tiles (tm, tn) of [ q_tile(tm, tn) · u_wave(tm, tn) · r(tm, tn) ] · K / (K + k0)
+//! eff(M, N, K) = a · max over tiles (tm, tn) of [ q_tile · u_wave · r · K' / (K' + k0) ], K' = K / split
 //!
 //! - a: achievable fraction of the dtype's dense peak for a large, well-shaped GEMM
 //!   (8192³ measured; [`crate::spec::hardware::Achievable`]).
@@ -19,8 +19,13 @@
 //!   `roofline calibrate`).
 //! - Skinny M (e.g. adaLN's M = batch): captured by tile and wave quantization, and such GEMMs
 //!   are memory-bound on their weight read, which the roofline max() takes care of.
+//! - Few tiles, long K (weight gradients: M·N small, K = tokens): split-K ([`split_k`]) spreads
+//!   the K loop over idle SMs, as cuBLAS's heuristics do; K/(K+k0) then applies per split.
 //!
 //! The best tile is chosen as cuBLAS's heuristics would: the one with the highest product.
+//!
+//! Alignment: a GEMM with M, N or K not a multiple of 16 bytes of its operand dtype (e.g. GPT-2's
+//! vocabulary of 50257) runs on slow alignment-1 kernels, capped at [`MISALIGNED_CEILING`].
 
 use crate::error::{Error, Result};
 use crate::graph::{AttentionImpl, Dtype, Unit};
@@ -38,6 +43,28 @@ pub const TILES: [(u64, u64, f64); 4] = [
     (128, 128, 0.9),
     (64, 128, 0.75),
 ];
+
+/// Split-K factor: when the output tiles cannot fill the SMs, cuBLAS splits the K loop over
+/// several CTAs (split-K / stream-K) and adds the partial tiles. The model splits into as many
+/// parts as fill one wave, keeping at least [`SPLIT_K_MIN`] of K per part.
+pub fn split_k(tiles: f64, k: f64, sms: f64) -> f64 {
+    if tiles >= sms {
+        return 1.0;
+    }
+    (sms / tiles)
+        .floor()
+        .min((k / SPLIT_K_MIN).floor())
+        .max(1.0)
+}
+
+/// Smallest K slice per split-K part (assumption: a few pipeline stages of 64).
+pub const SPLIT_K_MIN: f64 = 256.0;
+
+/// Ceiling of a GEMM whose M, N or K is not a multiple of 16 bytes of its operand dtype, as a
+/// fraction of the dense peak: cuBLAS then falls back to alignment-1 kernels. Measured: GPT-2's
+/// LM head (vocabulary 50257) ran on `cutlass_75_tensorop_bf16_s1688gemm_*_align1` kernels at
+/// 95-148 TFLOP/s on an H100 SXM (10-15% of 989), reports/measurements/2026-11-27-h100-sxm.
+pub const MISALIGNED_CEILING: f64 = 0.14;
 
 /// Default small-K constant k0 (assumption, see module docs).
 pub const DEFAULT_K0: f64 = 64.0;
@@ -278,11 +305,43 @@ impl Machine {
             let tiles_n = n.div_ceil(tn);
             let q = (m as f64 * n as f64) / ((tiles_m * tm) as f64 * (tiles_n * tn) as f64);
             let tiles = tiles_m as f64 * tiles_n as f64 * batch as f64;
-            let waves = (tiles / self.sms).ceil();
-            let u = tiles / (waves * self.sms);
-            best = best.max(q * u * r);
+            let split = split_k(tiles, k as f64, self.sms);
+            let ctas = tiles * split;
+            let waves = (ctas / self.sms).ceil();
+            let u = ctas / (waves * self.sms);
+            let kk = k as f64 / split;
+            best = best.max(q * u * r * kk / (kk + self.gemm_k0));
         }
-        best * k as f64 / (k as f64 + self.gemm_k0)
+        best
+    }
+
+    /// Attainable FLOP/s of `batch` GEMMs (M, N, K) on (unit, dtype): peak × achievable fraction
+    /// × shape efficiency, capped at [`MISALIGNED_CEILING`] of the peak when misaligned.
+    pub fn gemm_rate(
+        &self,
+        unit: Unit,
+        dtype: Dtype,
+        batch: u64,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> FlopRate {
+        let (peak, frac) = self.peak(unit, dtype);
+        let eff = frac * self.gemm_shape_efficiency(batch, m, n, k);
+        let align = match dtype {
+            Dtype::Fp8 => 16,
+            Dtype::Bf16 => 8,
+            Dtype::Fp32 | Dtype::Tf32 => 4,
+        };
+        let aligned = m % align == 0 && n % align == 0 && k % align == 0;
+        FlopRate(
+            peak.0
+                * if aligned || unit == Unit::Vector {
+                    eff
+                } else {
+                    eff.min(MISALIGNED_CEILING)
+                },
+        )
     }
 
     /// Attainable FLOP/s of a fused attention kernel at sequence `seq` (forward or backward).

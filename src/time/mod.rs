@@ -9,7 +9,8 @@
 //! L2 rule (stated assumption): the input an op reads right after the previous kernel wrote it
 //! (`Op::chained_read`) is served from L2 when it is at most half the L2 size.
 //!
-//! Execution modes: `eager` launches one kernel per op and pays `host_dispatch_s` per op;
+//! Execution modes: `eager` launches `Op::kernels` kernels per op (several for composites such
+//! as RMSNorm written as pow, mean, rsqrt, mul) and pays `host_dispatch_s` per kernel;
 //! `compiled` launches one kernel per fused chain, uses fused traffic, and pays
 //! [`COMPILED_HOST_FACTOR`] × `host_dispatch_s` per kernel; `graphs` is `compiled` replayed as a
 //! CUDA graph: no host dispatch, `graph_launch_s` per kernel.
@@ -80,14 +81,8 @@ pub fn op_time(
         ExecMode::Compiled | ExecMode::Graphs => (op.fused_read, op.fused_written),
     };
     let attainable = match op.kind {
-        OpKind::Gemm { m, n, k } => {
-            let (peak, frac) = mach.peak(op.unit, op.dtype);
-            FlopRate(peak.0 * frac * mach.gemm_shape_efficiency(1, m, n, k))
-        }
-        OpKind::BatchedGemm { batch, m, n, k } => {
-            let (peak, frac) = mach.peak(op.unit, op.dtype);
-            FlopRate(peak.0 * frac * mach.gemm_shape_efficiency(batch, m, n, k))
-        }
+        OpKind::Gemm { m, n, k } => mach.gemm_rate(op.unit, op.dtype, 1, m, n, k),
+        OpKind::BatchedGemm { batch, m, n, k } => mach.gemm_rate(op.unit, op.dtype, batch, m, n, k),
         OpKind::Attention { seq, .. } => {
             mach.flash_rate(attention, seq, op.phase == Phase::Backward)?
         }
@@ -115,12 +110,13 @@ pub fn op_time(
     };
     let memory = mach.hbm_time(Bytes(read.0 + written.0 - l2_hit)) + mach.l2_time(Bytes(l2_hit));
     let kernels = match (mode, op.chain) {
-        (ExecMode::Eager, _) => 1.0,
+        _ if op.kernels == 0 => 0.0,
+        (ExecMode::Eager, _) => op.kernels as f64,
         (_, Chain::Member) => 0.0,
         _ => 1.0,
     };
     let (gap, host) = match mode {
-        ExecMode::Eager => (mach.kernel_launch, mach.host_dispatch),
+        ExecMode::Eager => (mach.kernel_launch * kernels, mach.host_dispatch * kernels),
         ExecMode::Compiled => (
             mach.kernel_launch * kernels,
             mach.host_dispatch * COMPILED_HOST_FACTOR * kernels,
