@@ -35,6 +35,8 @@ pub enum Command {
     Estimate(EstimateArgs),
     /// Regenerate the audit of the seed document's plan (reports/seed-audit.md).
     AuditSeed(AuditArgs),
+    /// Charts: `plot roofline` (every op of a step on the GPU's roofline).
+    Plot(crate::plot::PlotArgs),
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -327,6 +329,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", a.out.display());
             Ok(())
         }
+        Command::Plot(a) => crate::plot::run(&a),
     }
 }
 

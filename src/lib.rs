@@ -13,3 +13,4 @@ pub mod units;
 pub mod audit;
 pub mod cli;
 pub mod export;
+pub mod plot;
