@@ -37,6 +37,8 @@ pub enum Command {
     AuditSeed(AuditArgs),
     /// Charts: `plot roofline` (every op of a step on the GPU's roofline).
     Plot(crate::plot::PlotArgs),
+    /// Evaluate the cartesian product of --vary specs in parallel; CSV/JSON rows and a chart.
+    Sweep(crate::sweep::SweepArgs),
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -330,6 +332,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plot(a) => crate::plot::run(&a),
+        Command::Sweep(a) => crate::sweep::run(&a),
     }
 }
 

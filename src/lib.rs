@@ -14,3 +14,4 @@ pub mod audit;
 pub mod cli;
 pub mod export;
 pub mod plot;
+pub mod sweep;
