@@ -39,6 +39,8 @@ pub enum Command {
     Plot(crate::plot::PlotArgs),
     /// Evaluate the cartesian product of --vary specs in parallel; CSV/JSON rows and a chart.
     Sweep(crate::sweep::SweepArgs),
+    /// Effect of every assumption on step and training time: table, elasticities, tornado chart.
+    Sensitivity(crate::sensitivity::SensitivityArgs),
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -333,6 +335,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Plot(a) => crate::plot::run(&a),
         Command::Sweep(a) => crate::sweep::run(&a),
+        Command::Sensitivity(a) => crate::sensitivity::run(&a),
     }
 }
 

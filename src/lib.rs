@@ -14,4 +14,5 @@ pub mod audit;
 pub mod cli;
 pub mod export;
 pub mod plot;
+pub mod sensitivity;
 pub mod sweep;
