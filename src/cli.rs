@@ -178,6 +178,10 @@ pub struct EstimateArgs {
     /// Also print the per-op table with times and bounds.
     #[arg(long)]
     pub ops: bool,
+    /// Add a 90% interval of the step time: Monte Carlo over the ranges in the GPU and
+    /// calibration files (1000 samples, fixed seed).
+    #[arg(long)]
+    pub interval: bool,
 }
 
 /// `roofline audit-seed`.
@@ -312,12 +316,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Estimate(a) => {
             let report = export::EstimateReport::compute(&a)?;
+            let interval = if a.interval { Some(crate::uncertainty::step_interval(&a)?) } else { None };
             if a.json {
-                println!("{}", export::json::to_string(&report)?);
+                match &interval {
+                    Some(i) => println!("{}", crate::uncertainty::report_json(&report, i)?),
+                    None => println!("{}", export::json::to_string(&report)?),
+                }
             } else if a.markdown {
                 print!("{}", export::markdown::estimate(&report));
             } else {
                 print!("{}", export::text::estimate(&report));
+            }
+            if let (Some(i), false) = (&interval, a.json) {
+                println!("\n{}", i.line());
             }
             if a.ops {
                 let (model, _gpu, mach, run) = a.resolve()?;

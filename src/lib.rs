@@ -16,3 +16,4 @@ pub mod export;
 pub mod plot;
 pub mod sensitivity;
 pub mod sweep;
+pub mod uncertainty;
