@@ -41,6 +41,8 @@ pub enum Command {
     Sweep(crate::sweep::SweepArgs),
     /// Effect of every assumption on step and training time: table, elasticities, tornado chart.
     Sensitivity(crate::sensitivity::SensitivityArgs),
+    /// naive vs sdpa-math vs flash2 vs flash3 across sequence lengths: Markdown table and chart.
+    FlashReport(crate::flash_report::FlashArgs),
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -347,6 +349,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => crate::plot::run(&a),
         Command::Sweep(a) => crate::sweep::run(&a),
         Command::Sensitivity(a) => crate::sensitivity::run(&a),
+        Command::FlashReport(a) => crate::flash_report::run(&a),
     }
 }
 

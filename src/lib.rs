@@ -13,6 +13,7 @@ pub mod units;
 pub mod audit;
 pub mod cli;
 pub mod export;
+pub mod flash_report;
 pub mod plot;
 pub mod sensitivity;
 pub mod sweep;
