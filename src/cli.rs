@@ -43,6 +43,8 @@ pub enum Command {
     Sensitivity(crate::sensitivity::SensitivityArgs),
     /// naive vs sdpa-math vs flash2 vs flash3 across sequence lengths: Markdown table and chart.
     FlashReport(crate::flash_report::FlashArgs),
+    /// Regenerate the committed reports (audit, roofline charts, FlashAttention, GPU comparison).
+    Report(crate::report::ReportArgs),
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -350,6 +352,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => crate::sweep::run(&a),
         Command::Sensitivity(a) => crate::sensitivity::run(&a),
         Command::FlashReport(a) => crate::flash_report::run(&a),
+        Command::Report(a) => crate::report::run(&a),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod export;
 pub mod flash_report;
 pub mod plot;
+pub mod report;
 pub mod sensitivity;
 pub mod sweep;
 pub mod uncertainty;
