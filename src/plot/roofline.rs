@@ -195,9 +195,15 @@ impl RooflineChart {
         roof.peak * roof.fraction / (self.hbm * self.hbm_fraction)
     }
 
+    /// Measured points that fit log axes meant for training ops (intensity ≥ 1e-3 FLOP/byte,
+    /// ≥ 1 MFLOP/s); pure copies (a FLOP count of ~0) have no place on them.
+    fn plottable(&self) -> impl Iterator<Item = &MeasuredPoint> {
+        self.measured.iter().filter(|m| m.intensity >= 1e-3 && m.flops_per_s >= 1e6)
+    }
+
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let xs = self.points.iter().map(|p| p.intensity).chain(self.measured.iter().map(|m| m.intensity));
-        let ys = self.points.iter().map(|p| p.flops_per_s).chain(self.measured.iter().map(|m| m.flops_per_s));
+        let xs = self.points.iter().map(|p| p.intensity).chain(self.plottable().map(|m| m.intensity));
+        let ys = self.points.iter().map(|p| p.flops_per_s).chain(self.plottable().map(|m| m.flops_per_s));
         let (mut x0, mut x1) = xs.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
         let (mut y0, mut y1) = ys.fold((f64::INFINITY, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
         for r in &self.roofs {
@@ -247,7 +253,7 @@ impl Placer {
     fn place(&mut self, anchor: (i32, i32), size: (i32, i32), gap: i32) -> Option<(Rect, bool)> {
         let (ax, ay) = anchor;
         let (w, h) = size;
-        for (ring, extra) in [0, 14, 32, 54, 80].into_iter().enumerate() {
+        for (ring, extra) in [0, 14, 32, 54, 80, 110, 150].into_iter().enumerate() {
             let g = gap + extra;
             let candidates = [
                 (ax + g, ay - h / 2),
@@ -402,9 +408,10 @@ impl Figure for RooflineChart {
             let c = class_color(p.class);
             marker(root, p.phase, at, radius(p.share), c.mix(0.55).filled(), c.stroke_width(1))?;
         }
-        for m in &self.measured {
+        for m in self.plottable() {
             let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
             root.draw(&Cross::new(at, 7, BLACK.stroke_width(2)))?;
+            placer.taken.push(Rect { x0: at.0 - 7, y0: at.1 - 7, x1: at.0 + 7, y1: at.1 + 7 });
         }
         // Every marker is an obstacle for labels.
         for (i, &(cx, cy)) in centres.iter().enumerate() {
@@ -415,6 +422,18 @@ impl Figure for RooflineChart {
             let s = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
             if let Some((rect, _)) = placer.place(rp, (s.0 as i32, s.1 as i32), 10) {
                 texts.push((t, (rect.x0 + 2, rect.y0 + 1), colour));
+            }
+        }
+        for m in self.plottable() {
+            let t = format!("measured {}", m.name);
+            let s = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
+            let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
+            if let Some((rect, leader)) = placer.place(at, (s.0 as i32, s.1 as i32), 9) {
+                if leader {
+                    let end = ((rect.x0 + rect.x1) / 2, if rect.y1 < at.1 { rect.y1 } else { rect.y0 });
+                    root.draw(&PathElement::new(vec![at, end], BLACK.stroke_width(1)))?;
+                }
+                texts.push((t, (rect.x0 + 2, rect.y0 + 1), BLACK));
             }
         }
         // Labels of the costliest ops.
@@ -429,14 +448,6 @@ impl Figure for RooflineChart {
                     root.draw(&PathElement::new(vec![anchor, end], RGBColor(120, 120, 120).stroke_width(1)))?;
                 }
                 texts.push((t, (rect.x0 + 2, rect.y0 + 1), RGBColor(20, 20, 20)));
-            }
-        }
-        for m in &self.measured {
-            let t = format!("measured {}", m.name);
-            let s = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
-            let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
-            if let Some((rect, _)) = placer.place(at, (s.0 as i32, s.1 as i32), 9) {
-                texts.push((t, (rect.x0 + 2, rect.y0 + 1), BLACK));
             }
         }
         for (t, at, colour) in texts {
