@@ -35,6 +35,12 @@ pub enum Command {
     Estimate(EstimateArgs),
     /// Regenerate the audit of the seed document's plan (reports/seed-audit.md).
     AuditSeed(AuditArgs),
+    /// Run the CUDA microbenchmarks on this machine's GPU (needs an NVIDIA driver).
+    Bench(BenchArgs),
+    /// Fit the time model to `roofline bench` measurements and write a calibration file.
+    Calibrate(CalibrateArgs),
+    /// Compare predictions with measured training steps (validation/measure.py output).
+    Validate(ValidateArgs),
     /// Charts: `plot roofline` (every op of a step on the GPU's roofline).
     Plot(crate::plot::PlotArgs),
     /// Evaluate the cartesian product of --vary specs in parallel; CSV/JSON rows and a chart.
@@ -45,6 +51,62 @@ pub enum Command {
     FlashReport(crate::flash_report::FlashArgs),
     /// Regenerate the committed reports (audit, roofline charts, FlashAttention, GPU comparison).
     Report(crate::report::ReportArgs),
+}
+
+/// `roofline validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The measurements JSON (schema roofline-validation/1).
+    pub measurements: PathBuf,
+    /// Calibration file (from `roofline calibrate`).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// GPU spec (default: inferred from the device name in the file).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Print Markdown.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `roofline calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The `roofline bench --out` JSON.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// GPU spec of the measured device (default: inferred from the device name).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Where to write the calibration TOML.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `roofline bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Suites to run: memory, gemm, attention, norm, cublas (comma-separated) or all.
+    #[arg(long, default_value = "all")]
+    pub suite: String,
+    /// Also measure every GEMM shape of this model's training step (name or TOML path).
+    #[arg(long)]
+    pub shapes: Option<String>,
+    /// Batch per GPU for --shapes.
+    #[arg(long, default_value = "64", value_parser = parse_count_u64)]
+    pub batch: u64,
+    /// GPU spec whose peaks give `fraction_of_peak` (e.g. h100-sxm).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Timed repetitions per kernel and size.
+    #[arg(long, default_value_t = 20)]
+    pub reps: u32,
+    /// Write the JSON report here (rewritten after each suite).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Model and step settings shared by `ops`, `memory` and `estimate`.
@@ -207,13 +269,20 @@ pub fn parse_count_f64(s: &str) -> std::result::Result<f64, String> {
                 'B' | 'G' => 1e9,
                 'T' => 1e12,
                 'P' => 1e15,
-                _ => return Err(format!("unknown suffix `{c}` in `{s}` (use K, M, B/G, T or P)")),
+                _ => {
+                    return Err(format!(
+                        "unknown suffix `{c}` in `{s}` (use K, M, B/G, T or P)"
+                    ))
+                }
             };
             (&t[..t.len() - 1], m)
         }
         _ => (t, 1.0),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
     let v = v * mult;
     if !v.is_finite() || v <= 0.0 {
         return Err(format!("`{s}` must be a positive finite number"));
@@ -235,23 +304,35 @@ impl EstimateArgs {
     pub fn resolve(&self) -> Result<(ModelSpec, GpuSpec, Machine, RunConfig)> {
         let (model, step) = self.step.resolve()?;
         let gpu = spec::load_gpu(&self.gpu)?;
-        let cal = self.calibration.as_deref().map(Calibration::load).transpose()?;
+        let cal = self
+            .calibration
+            .as_deref()
+            .map(Calibration::load)
+            .transpose()?;
         let mach = Machine::new(&gpu, cal.as_ref());
         if self.gpus_per_node == 0 || self.gpus == 0 {
-            return Err(Error::Invalid("--gpus and --gpus-per-node must be positive".into()));
+            return Err(Error::Invalid(
+                "--gpus and --gpus-per-node must be positive".into(),
+            ));
         }
         if !(self.inter_node_gbps.is_finite() && self.inter_node_gbps > 0.0) {
-            return Err(Error::Invalid("--inter-node-gbps must be a positive number".into()));
+            return Err(Error::Invalid(
+                "--inter-node-gbps must be a positive number".into(),
+            ));
         }
         if !(self.workspace_gib.is_finite() && self.workspace_gib >= 0.0) {
-            return Err(Error::Invalid("--workspace-gib must be a non-negative number".into()));
+            return Err(Error::Invalid(
+                "--workspace-gib must be a non-negative number".into(),
+            ));
         }
         if !(self.epochs.is_finite() && self.epochs > 0.0) {
             return Err(Error::Invalid("--epochs must be a positive number".into()));
         }
         if let Some(p) = self.price_per_gpu_hour {
             if !(p.is_finite() && p >= 0.0) {
-                return Err(Error::Invalid("--price-per-gpu-hour must be a non-negative number".into()));
+                return Err(Error::Invalid(
+                    "--price-per-gpu-hour must be a non-negative number".into(),
+                ));
             }
         }
         let run = RunConfig {
@@ -265,7 +346,10 @@ impl EstimateArgs {
             },
             zero: self.zero,
             grad_accum: self.grad_accum,
-            memory: MemoryConfig { workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64), ..MemoryConfig::default() },
+            memory: MemoryConfig {
+                workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
+                ..MemoryConfig::default()
+            },
         };
         Ok((model, gpu, mach, run))
     }
@@ -296,10 +380,15 @@ fn run(cli: Cli) -> Result<()> {
             let (model, step) = a.step.resolve()?;
             let gpu = spec::load_gpu(&a.gpu)?;
             if !(a.workspace_gib.is_finite() && a.workspace_gib >= 0.0) {
-                return Err(Error::Invalid("--workspace-gib must be a non-negative number".into()));
+                return Err(Error::Invalid(
+                    "--workspace-gib must be a non-negative number".into(),
+                ));
             }
             if a.zero > 3 {
-                return Err(Error::Invalid(format!("--zero {} is not a ZeRO stage (0-3)", a.zero)));
+                return Err(Error::Invalid(format!(
+                    "--zero {} is not a ZeRO stage (0-3)",
+                    a.zero
+                )));
             }
             let mc = MemoryConfig {
                 zero: a.zero,
@@ -320,7 +409,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Estimate(a) => {
             let report = export::EstimateReport::compute(&a)?;
-            let interval = if a.interval { Some(crate::uncertainty::step_interval(&a)?) } else { None };
+            let interval = if a.interval {
+                Some(crate::uncertainty::step_interval(&a)?)
+            } else {
+                None
+            };
             if a.json {
                 match &interval {
                     Some(i) => println!("{}", crate::uncertainty::report_json(&report, i)?),
@@ -342,6 +435,42 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(a) => bench(&a),
+        Command::Calibrate(a) => calibrate(&a),
+        Command::Validate(a) => {
+            let text = std::fs::read_to_string(&a.measurements)
+                .map_err(|e| Error::io(&a.measurements, e))?;
+            let m: crate::validate::Measurements = serde_json::from_str(&text).map_err(|e| {
+                Error::spec(
+                    a.measurements.display().to_string(),
+                    "(json)",
+                    format!("not a roofline-validation/1 file: {e}"),
+                )
+            })?;
+            let device = m.device.get("name").and_then(|v| v.as_str()).unwrap_or("");
+            let gpu = match &a.gpu {
+                Some(g) => g.clone(),
+                None => gpu_for_device(device)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "cannot tell the GPU spec of device `{device}`: pass --gpu"
+                        ))
+                    })?
+                    .to_string(),
+            };
+            let cal = a
+                .calibration
+                .as_deref()
+                .map(Calibration::load)
+                .transpose()?;
+            let v = crate::validate::validate(&m, &gpu, cal.as_ref())?;
+            if a.json {
+                println!("{}", export::json::to_string(&v)?);
+            } else {
+                print!("{}", crate::validate::render(&v, a.markdown));
+            }
+            Ok(())
+        }
         Command::AuditSeed(a) => {
             let md = crate::audit::seed_audit()?;
             export::write_file(&a.out, &md)?;
@@ -354,6 +483,101 @@ fn run(cli: Cli) -> Result<()> {
         Command::FlashReport(a) => crate::flash_report::run(&a),
         Command::Report(a) => crate::report::run(&a),
     }
+}
+
+/// The embedded GPU spec whose name matches a device name reported by the driver.
+fn gpu_for_device(device: &str) -> Option<&'static str> {
+    let d = device.to_ascii_uppercase();
+    if d.contains("H200") {
+        Some("h200-sxm")
+    } else if d.contains("H100") && d.contains("PCIE") {
+        Some("h100-pcie")
+    } else if d.contains("H100") {
+        Some("h100-sxm")
+    } else if d.contains("A100") {
+        Some("a100-sxm-80gb")
+    } else if d.contains("B200") {
+        Some("b200")
+    } else if d.contains("L40S") {
+        Some("l40s")
+    } else {
+        None
+    }
+}
+
+fn calibrate(a: &CalibrateArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.from).map_err(|e| Error::io(&a.from, e))?;
+    let report: crate::gpu::BenchReport = serde_json::from_str(&text).map_err(|e| {
+        Error::spec(
+            a.from.display().to_string(),
+            "(json)",
+            format!("not a roofline-bench/1 report: {e}"),
+        )
+    })?;
+    let gpu_name = match &a.gpu {
+        Some(g) => g.clone(),
+        None => gpu_for_device(&report.device.name)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot tell the GPU spec of device `{}`: pass --gpu",
+                    report.device.name
+                ))
+            })?
+            .to_string(),
+    };
+    let gpu = spec::load_gpu(&gpu_name)?;
+    let fit = crate::calibrate::fit(&report, &gpu)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command);
+    let toml = toml::to_string(&cal)
+        .map_err(|e| Error::Invalid(format!("cannot write calibration: {e}")))?;
+    let header = format!(
+        "# Calibration of {} from `roofline bench` measurements (generated by `roofline calibrate`).\n\
+         # Use with `roofline estimate --calibration {}`.\n\n",
+        gpu.name,
+        a.out.display()
+    );
+    export::write_file(&a.out, &(header + &toml))?;
+    print!("{}", export::text::calibration(&fit));
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn bench(a: &BenchArgs) -> Result<()> {
+    use crate::gpu;
+    let suites = gpu::Suite::parse_list(&a.suite).map_err(Error::Invalid)?;
+    let gemm_shapes = match &a.shapes {
+        Some(model) => gpu::model_gemm_shapes(&spec::load_model(model)?, a.batch)?,
+        None => Vec::new(),
+    };
+    let peaks = match &a.gpu {
+        Some(g) => {
+            let g = spec::load_gpu(g)?;
+            Some(gpu::Peaks {
+                bf16_tensor_flops: g.peak_flops.bf16_tensor.value,
+                fp32_vector_flops: g.peak_flops.fp32_vector.value,
+                hbm_bytes_per_s: g.memory.hbm_bandwidth.value,
+            })
+        }
+        None => None,
+    };
+    if a.reps == 0 {
+        return Err(Error::Invalid("--reps must be positive".into()));
+    }
+    let opts = gpu::BenchOptions {
+        suites,
+        gemm_shapes,
+        reps: a.reps,
+        out: a.out.clone(),
+        peaks,
+    };
+    let report = gpu::run(&opts).map_err(|e| Error::Gpu(e.to_string()))?;
+    gpu::print_table(&report);
+    if let Some(out) = &a.out {
+        export::write_file(out, &report.to_json())?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
 }
 
 /// Runs the CLI and returns the process exit code.

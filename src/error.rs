@@ -46,13 +46,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Builds a [`Error::Spec`].
-    pub fn spec(file: impl Into<String>, field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Spec { file: file.into(), field: field.into(), problem: problem.into() }
+    pub fn spec(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        Error::Spec {
+            file: file.into(),
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 
     /// Builds an [`Error::Io`].
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// The process exit code for this error: 2 for anything the user can fix in the input,
@@ -81,7 +92,12 @@ pub fn closest(name: &str, known: &[&str]) -> Option<String> {
     let lower = name.to_ascii_lowercase();
     known
         .iter()
-        .map(|k| (strsim::normalized_levenshtein(&lower, &k.to_ascii_lowercase()), *k))
+        .map(|k| {
+            (
+                strsim::normalized_levenshtein(&lower, &k.to_ascii_lowercase()),
+                *k,
+            )
+        })
         .filter(|(score, _)| *score >= 0.4)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| k.to_string())
@@ -90,15 +106,28 @@ pub fn closest(name: &str, known: &[&str]) -> Option<String> {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Spec { file, field, problem } => {
+            Error::Spec {
+                file,
+                field,
+                problem,
+            } => {
                 write!(f, "{file}: field `{field}`: {problem}")
             }
-            Error::UnknownName { what, name, suggestion, known } => {
+            Error::UnknownName {
+                what,
+                name,
+                suggestion,
+                known,
+            } => {
                 write!(f, "unknown {what} `{name}`")?;
                 if let Some(s) = suggestion {
                     write!(f, "; did you mean `{s}`?")?;
                 }
-                write!(f, " (known: {}; a path to a TOML file also works)", known.join(", "))
+                write!(
+                    f,
+                    " (known: {}; a path to a TOML file also works)",
+                    known.join(", ")
+                )
             }
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),

@@ -1,7 +1,7 @@
 //! Memory footprint of a training step on one GPU.
 //!
-//! Persistent state, per parameter P (PyTorch autocast, AdamW with fp32 states):
-//! weights 4P, gradients 4P, AdamW m and v 8P, each EMA copy 4P; ZeRO stage 1 shards the
+//! Persistent state, per parameter P ([`ParamBytes`]; PyTorch autocast, AdamW with fp32
+//! states): weights 4P, gradients 4P, AdamW m and v 8P, each EMA copy 4P; ZeRO stage 1 shards the
 //! optimizer states over the data-parallel ranks, stage 2 also the gradients, stage 3 also the
 //! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
 //! to the end of the backward. Activations are what autograd keeps for backward: the sum of the
@@ -10,8 +10,8 @@
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
 
-use crate::graph::{Checkpointing, Layer, Op, Phase, StepConfig};
 use crate::graph::{param_count, Precision};
+use crate::graph::{Checkpointing, Layer, Op, Phase, StepConfig};
 use crate::spec::ModelSpec;
 use crate::units::Bytes;
 use serde::Serialize;
@@ -31,7 +31,12 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { zero: 0, dp: 1, workspace: Bytes((1u64 << 30) as f64), fragmentation: 0.05 }
+        MemoryConfig {
+            zero: 0,
+            dp: 1,
+            workspace: Bytes((1u64 << 30) as f64),
+            fragmentation: 0.05,
+        }
     }
 }
 
@@ -65,7 +70,11 @@ pub struct MemoryBreakdown {
 impl MemoryBreakdown {
     /// Persistent allocated state: weights, gradients, optimizer, EMA, weight copies.
     pub fn persistent_bytes(&self) -> Bytes {
-        self.weights_bytes + self.gradients_bytes + self.optimizer_bytes + self.ema_bytes + self.weight_copies_bytes
+        self.weights_bytes
+            + self.gradients_bytes
+            + self.optimizer_bytes
+            + self.ema_bytes
+            + self.weight_copies_bytes
     }
 
     /// Largest batch whose footprint fits in `capacity` (0 if not even one sample fits). The
@@ -73,11 +82,58 @@ impl MemoryBreakdown {
     /// fixed workspace, f the fragmentation and a the activation + transient bytes per sample.
     pub fn max_batch(&self, capacity: Bytes, mc: &MemoryConfig, batch: u64) -> u64 {
         let per_sample = (self.activations_bytes.0 + self.transient_bytes.0) / batch.max(1) as f64;
-        let room = (capacity.0 - mc.workspace.0) / (1.0 + mc.fragmentation) - self.persistent_bytes().0;
+        let room =
+            (capacity.0 - mc.workspace.0) / (1.0 + mc.fragmentation) - self.persistent_bytes().0;
         if room <= 0.0 || per_sample <= 0.0 {
             return 0;
         }
         (room / per_sample).floor().min(1e15) as u64
+    }
+}
+
+/// Bytes per parameter of persistent state, by precision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamBytes {
+    /// Model weights as used by forward (fp32 under autocast, bf16 for `bf16-pure`).
+    pub weights: f64,
+    /// Gradients (fp32).
+    pub gradients: f64,
+    /// Optimizer state: AdamW m and v (fp32), plus fp32 master weights for `bf16-pure`.
+    pub optimizer: f64,
+    /// Per GEMM weight: the low-precision copy autocast makes each forward.
+    pub copies: f64,
+}
+
+impl ParamBytes {
+    /// Autocast (bf16, fp8): 4 + 4 + 8 = 16 B/param plus the copies; bf16-pure: 2 + 4 + 12 =
+    /// 18 B/param; fp32/tf32: 16 B/param.
+    pub fn of(p: Precision) -> Self {
+        match p {
+            Precision::Bf16 => ParamBytes {
+                weights: 4.0,
+                gradients: 4.0,
+                optimizer: 8.0,
+                copies: 2.0,
+            },
+            Precision::Fp8 => ParamBytes {
+                weights: 4.0,
+                gradients: 4.0,
+                optimizer: 8.0,
+                copies: 1.0,
+            },
+            Precision::Bf16Pure => ParamBytes {
+                weights: 2.0,
+                gradients: 4.0,
+                optimizer: 12.0,
+                copies: 0.0,
+            },
+            Precision::Fp32 | Precision::Tf32 => ParamBytes {
+                weights: 4.0,
+                gradients: 4.0,
+                optimizer: 8.0,
+                copies: 0.0,
+            },
+        }
     }
 }
 
@@ -125,25 +181,30 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
 }
 
 /// The footprint of the step whose ops are `ops` (built for `cfg`).
-pub fn footprint(m: &ModelSpec, cfg: &StepConfig, ops: &[Op], mc: &MemoryConfig) -> MemoryBreakdown {
+pub fn footprint(
+    m: &ModelSpec,
+    cfg: &StepConfig,
+    ops: &[Op],
+    mc: &MemoryConfig,
+) -> MemoryBreakdown {
     let p = param_count(m);
     let pf = p.total as f64;
     let dp = mc.dp.max(1) as f64;
     let shard = |stage: u8| if mc.zero >= stage { 1.0 / dp } else { 1.0 };
-    let weights = 4.0 * pf * shard(3);
-    let grads = 4.0 * pf * shard(2);
-    let optimizer = 8.0 * pf * shard(1);
+    let b = ParamBytes::of(cfg.precision);
+    let weights = b.weights * pf * shard(3);
+    let grads = b.gradients * pf * shard(2);
+    let optimizer = b.optimizer * pf * shard(1);
     let ema = 4.0 * pf * cfg.ema as f64;
-    let copy_bytes = match cfg.precision {
-        Precision::Bf16 => 2.0,
-        Precision::Fp8 => 1.0,
-        Precision::Fp32 | Precision::Tf32 => 0.0,
-    };
-    let weight_copies = copy_bytes * p.gemm_weights as f64;
+    let weight_copies = b.copies * p.gemm_weights as f64;
     let activations = activation_bytes(ops, cfg.checkpointing);
     let transient = ops
         .iter()
-        .filter(|o| o.phase == Phase::Backward && !o.name.ends_with("weights_cast.bwd") && o.name != "weights.cast.bwd")
+        .filter(|o| {
+            o.phase == Phase::Backward
+                && !o.name.ends_with("weights_cast.bwd")
+                && o.name != "weights.cast.bwd"
+        })
         .map(|o| o.bytes_written.0)
         .fold(0.0, f64::max);
     let allocated = weights + grads + optimizer + ema + weight_copies + activations.0 + transient;

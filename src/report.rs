@@ -33,8 +33,10 @@ pub const SCENARIOS: [(&str, f64); 2] = [("10B tokens", 1e10), ("1T tokens", 1e1
 
 /// Tokens per sample: the model's own 512 (256 condition + 256 target patch tokens) and the
 /// seed document's assumed ~2000.
-pub const TOKENS_PER_SAMPLE: [(f64, &str); 2] =
-    [(512.0, "512 tokens per sample (the model's sequence)"), (2000.0, "2000 tokens per sample (the seed's assumption)")];
+pub const TOKENS_PER_SAMPLE: [(f64, &str); 2] = [
+    (512.0, "512 tokens per sample (the model's sequence)"),
+    (2000.0, "2000 tokens per sample (the seed's assumption)"),
+];
 
 /// `roofline report`.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,7 +55,9 @@ struct Wrap {
 /// `EstimateArgs` as the command line `roofline estimate ARGS...` would give them.
 pub fn estimate_args(args: &[&str]) -> Result<EstimateArgs> {
     let argv = std::iter::once("roofline-estimate").chain(args.iter().copied());
-    Wrap::try_parse_from(argv).map(|w| w.e).map_err(|e| Error::Invalid(format!("internal: bad estimate arguments {args:?}: {e}")))
+    Wrap::try_parse_from(argv)
+        .map(|w| w.e)
+        .map_err(|e| Error::Invalid(format!("internal: bad estimate arguments {args:?}: {e}")))
 }
 
 /// The seed's plan on `gpu`.
@@ -92,7 +96,8 @@ pub fn gpu_comparison() -> Result<String> {
             si(r.tokens_per_s),
             r.mfu * 100.0,
             crate::units::binary_bytes(crate::units::Bytes(r.memory_per_gpu_bytes)),
-            r.price_per_gpu_hour.map_or("n/a".to_string(), |p| format!("${p:.2}"))
+            r.price_per_gpu_hour
+                .map_or("n/a".to_string(), |p| format!("${p:.2}"))
         );
         reports.push((g, r));
     }
@@ -105,13 +110,23 @@ pub fn gpu_comparison() -> Result<String> {
             "A dataset of N tokens is N / {tps:.0} samples (images). One pass, 8 GPUs, optimizer steps rounded up."
         );
         let _ = writeln!(s);
-        let _ = writeln!(s, "| GPU | scenario | samples | training time | GPU-hours | cost |");
+        let _ = writeln!(
+            s,
+            "| GPU | scenario | samples | training time | GPU-hours | cost |"
+        );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
         for g in COMPARE_GPUS {
             for (name, tokens) in SCENARIOS {
                 let tokens_arg = format!("{tokens}");
                 let tps_arg = format!("{tps}");
-                let a = estimate_args(&["--gpu", g, "--train-tokens", &tokens_arg, "--tokens-per-sample", &tps_arg])?;
+                let a = estimate_args(&[
+                    "--gpu",
+                    g,
+                    "--train-tokens",
+                    &tokens_arg,
+                    "--tokens-per-sample",
+                    &tps_arg,
+                ])?;
                 let r = EstimateReport::compute(&a)?;
                 let samples = r.dataset.as_ref().map_or(0.0, |d| d.samples);
                 let _ = writeln!(
@@ -119,7 +134,8 @@ pub fn gpu_comparison() -> Result<String> {
                     "| {} | {name} | {} | {} | {} | {} |",
                     g,
                     si(samples),
-                    r.train_time_s.map_or("n/a".into(), |t| human_duration(Seconds(t))),
+                    r.train_time_s
+                        .map_or("n/a".into(), |t| human_duration(Seconds(t))),
                     r.gpu_hours.map_or("n/a".into(), |h| format!("{h:.0}")),
                     r.cost.map_or("n/a".into(), |c| format!("${c:.0}"))
                 );
@@ -130,7 +146,13 @@ pub fn gpu_comparison() -> Result<String> {
     let _ = writeln!(s, "Prices and their sources:");
     let _ = writeln!(s);
     for (g, r) in &reports {
-        let _ = writeln!(s, "- {g}: {}", r.price_source.as_deref().unwrap_or("no price in the GPU file"));
+        let _ = writeln!(
+            s,
+            "- {g}: {}",
+            r.price_source
+                .as_deref()
+                .unwrap_or("no price in the GPU file")
+        );
     }
     Ok(s)
 }
@@ -144,15 +166,24 @@ fn index(audit: bool) -> String {
     if audit {
         let _ = writeln!(s, "- [Audit of the seed document's plan](seed-audit.md)");
     }
-    let _ = writeln!(s, "- [GPU comparison: time and cost of the 10B- and 1T-token scenarios](gpu-comparison.md)");
-    let _ = writeln!(s, "- [FlashAttention report, jit-b4 on h200-sxm](flash-jit-b4-h200-sxm.md)");
+    let _ = writeln!(
+        s,
+        "- [GPU comparison: time and cost of the 10B- and 1T-token scenarios](gpu-comparison.md)"
+    );
+    let _ = writeln!(
+        s,
+        "- [FlashAttention report, jit-b4 on h200-sxm](flash-jit-b4-h200-sxm.md)"
+    );
     let _ = writeln!(s, "- [FlashAttention report, jit-b4 at 2048 tokens on h200-sxm](flash-jit-b4-seq2048-h200-sxm.md)");
     for g in ROOFLINE_GPUS {
         let _ = writeln!(s, "- Roofline chart of the seed's plan on {g}: [SVG](roofline-jit-b4-{g}.svg), [PNG](roofline-jit-b4-{g}.png)");
     }
     for g in ROOFLINE_GPUS {
         let _ = writeln!(s);
-        let _ = writeln!(s, "![Roofline chart, jit-b4 on {g}](roofline-jit-b4-{g}.svg)");
+        let _ = writeln!(
+            s,
+            "![Roofline chart, jit-b4 on {g}](roofline-jit-b4-{g}.svg)"
+        );
     }
     s
 }
@@ -168,7 +199,10 @@ pub fn markdown_files() -> Result<Vec<(String, String)>> {
     for a in [seed_plan("h200-sxm")?, seed_plan_2048()?] {
         let r = crate::flash_report::build(&a)?;
         let stem = crate::flash_report::stem(&r);
-        v.push((format!("{stem}.md"), crate::flash_report::markdown(&r, Some(&format!("{stem}.svg")))));
+        v.push((
+            format!("{stem}.md"),
+            crate::flash_report::markdown(&r, Some(&format!("{stem}.svg"))),
+        ));
     }
     v.push(("gpu-comparison.md".to_string(), gpu_comparison()?));
     v.push(("README.md".to_string(), index(has_audit)));

@@ -61,48 +61,154 @@ pub fn assumptions(gpu: &GpuSpec, cal: Option<&Calibration>, mach: &Machine) -> 
     let a = &gpu.achievable;
     let att = gpu.attention.as_ref();
     let mut v = Vec::new();
-    let mut add = |name: &'static str, spec: Option<&Sourced>, calv: Option<&Sourced>, value: f64, spread: f64, set: Setter| {
+    let mut add = |name: &'static str,
+                   spec: Option<&Sourced>,
+                   calv: Option<&Sourced>,
+                   value: f64,
+                   spread: f64,
+                   set: Setter| {
         if value <= 0.0 {
             return;
         }
         let (range, range_source, from_file) = match (calv, spec) {
-            (Some(s), _) if s.range.is_some() => (s.bounds(), "calibration file range".to_string(), true),
-            (None, Some(s)) if s.range.is_some() => (s.bounds(), "GPU file range".to_string(), true),
+            (Some(s), _) if s.range.is_some() => {
+                (s.bounds(), "calibration file range".to_string(), true)
+            }
+            (None, Some(s)) if s.range.is_some() => {
+                (s.bounds(), "GPU file range".to_string(), true)
+            }
             _ => (
                 [value * (1.0 - spread), value * (1.0 + spread)],
-                format!("assumption: ±{:.0}% (no range in the files)", spread * 100.0),
+                format!(
+                    "assumption: ±{:.0}% (no range in the files)",
+                    spread * 100.0
+                ),
                 false,
             ),
         };
-        v.push(Assumption { name, value, range, range_source, from_file, set });
+        v.push(Assumption {
+            name,
+            value,
+            range,
+            range_source,
+            from_file,
+            set,
+        });
     };
     let d = DEFAULT_SPREAD;
-    add("peak_flops (all dense peaks together)", None, None, 1.0, d, |m, x| {
-        m.peak_bf16 *= x;
-        m.peak_fp8 *= x;
-        m.peak_tf32 *= x;
-        m.peak_fp32 *= x;
-    });
-    add("achievable.bf16_tensor", Some(&a.bf16_tensor), c.bf16_tensor.as_ref(), mach.frac_bf16, d, |m, x| m.frac_bf16 = x);
+    add(
+        "peak_flops (all dense peaks together)",
+        None,
+        None,
+        1.0,
+        d,
+        |m, x| {
+            m.peak_bf16 *= x;
+            m.peak_fp8 *= x;
+            m.peak_tf32 *= x;
+            m.peak_fp32 *= x;
+        },
+    );
+    add(
+        "achievable.bf16_tensor",
+        Some(&a.bf16_tensor),
+        c.bf16_tensor.as_ref(),
+        mach.frac_bf16,
+        d,
+        |m, x| m.frac_bf16 = x,
+    );
     if mach.peak_fp8 > 0.0 {
-        add("achievable.fp8_tensor", a.fp8_tensor.as_ref(), c.fp8_tensor.as_ref(), mach.frac_fp8, d, |m, x| m.frac_fp8 = x);
+        add(
+            "achievable.fp8_tensor",
+            a.fp8_tensor.as_ref(),
+            c.fp8_tensor.as_ref(),
+            mach.frac_fp8,
+            d,
+            |m, x| m.frac_fp8 = x,
+        );
     }
     if mach.peak_tf32 > 0.0 {
-        add("achievable.tf32_tensor", a.tf32_tensor.as_ref(), c.tf32_tensor.as_ref(), mach.frac_tf32, d, |m, x| m.frac_tf32 = x);
+        add(
+            "achievable.tf32_tensor",
+            a.tf32_tensor.as_ref(),
+            c.tf32_tensor.as_ref(),
+            mach.frac_tf32,
+            d,
+            |m, x| m.frac_tf32 = x,
+        );
     }
-    add("achievable.fp32_vector", Some(&a.fp32_vector), c.fp32_vector.as_ref(), mach.frac_fp32, d, |m, x| m.frac_fp32 = x);
-    add("achievable.hbm", Some(&a.hbm), c.hbm.as_ref(), mach.frac_hbm, d, |m, x| m.frac_hbm = x);
-    add("memory.hbm_bandwidth", Some(&gpu.memory.hbm_bandwidth), None, mach.hbm, d, |m, x| m.hbm = x);
-    add("memory.l2_bandwidth", Some(&gpu.memory.l2_bandwidth), None, mach.l2_bw, d, |m, x| m.l2_bw = x);
-    add("memory.l2_bytes", Some(&gpu.memory.l2_bytes), None, mach.l2_bytes, d, |m, x| m.l2_bytes = x);
-    add("gemm_k0", None, c.gemm_k0.as_ref(), mach.gemm_k0, 0.5, |m, x| m.gemm_k0 = x);
-    add("launch.kernel_launch_s", Some(&gpu.launch.kernel_launch_s), c.kernel_launch_s.as_ref(), mach.kernel_launch, d, |m, x| {
-        m.kernel_launch = x
-    });
-    add("launch.host_dispatch_s", Some(&gpu.launch.host_dispatch_s), c.host_dispatch_s.as_ref(), mach.host_dispatch, d, |m, x| {
-        m.host_dispatch = x
-    });
-    add("launch.graph_launch_s", Some(&gpu.launch.graph_launch_s), None, mach.graph_launch, d, |m, x| m.graph_launch = x);
+    add(
+        "achievable.fp32_vector",
+        Some(&a.fp32_vector),
+        c.fp32_vector.as_ref(),
+        mach.frac_fp32,
+        d,
+        |m, x| m.frac_fp32 = x,
+    );
+    add(
+        "achievable.hbm",
+        Some(&a.hbm),
+        c.hbm.as_ref(),
+        mach.frac_hbm,
+        d,
+        |m, x| m.frac_hbm = x,
+    );
+    add(
+        "memory.hbm_bandwidth",
+        Some(&gpu.memory.hbm_bandwidth),
+        None,
+        mach.hbm,
+        d,
+        |m, x| m.hbm = x,
+    );
+    add(
+        "memory.l2_bandwidth",
+        Some(&gpu.memory.l2_bandwidth),
+        None,
+        mach.l2_bw,
+        d,
+        |m, x| m.l2_bw = x,
+    );
+    add(
+        "memory.l2_bytes",
+        Some(&gpu.memory.l2_bytes),
+        None,
+        mach.l2_bytes,
+        d,
+        |m, x| m.l2_bytes = x,
+    );
+    add(
+        "gemm_k0",
+        None,
+        c.gemm_k0.as_ref(),
+        mach.gemm_k0,
+        0.5,
+        |m, x| m.gemm_k0 = x,
+    );
+    add(
+        "launch.kernel_launch_s",
+        Some(&gpu.launch.kernel_launch_s),
+        c.kernel_launch_s.as_ref(),
+        mach.kernel_launch,
+        d,
+        |m, x| m.kernel_launch = x,
+    );
+    add(
+        "launch.host_dispatch_s",
+        Some(&gpu.launch.host_dispatch_s),
+        c.host_dispatch_s.as_ref(),
+        mach.host_dispatch,
+        d,
+        |m, x| m.host_dispatch = x,
+    );
+    add(
+        "launch.graph_launch_s",
+        Some(&gpu.launch.graph_launch_s),
+        None,
+        mach.graph_launch,
+        d,
+        |m, x| m.graph_launch = x,
+    );
     add(
         "interconnect.allreduce_bus_bandwidth",
         Some(&gpu.interconnect.allreduce_bus_bandwidth),
@@ -120,31 +226,66 @@ pub fn assumptions(gpu: &GpuSpec, cal: Option<&Calibration>, mach: &Machine) -> 
         |m, x| m.allreduce_latency = x,
     );
     if let Some(t) = att {
-        add("attention.seq_half", Some(&t.seq_half), None, mach.flash_seq_half, d, |m, x| m.flash_seq_half = x);
+        add(
+            "attention.seq_half",
+            Some(&t.seq_half),
+            None,
+            mach.flash_seq_half,
+            d,
+            |m, x| m.flash_seq_half = x,
+        );
     }
     if let Some(f) = mach.flash2 {
-        add("attention.flash2_fwd", att.and_then(|t| t.flash2_fwd.as_ref()), c.flash2_fwd.as_ref(), f.fwd, d, |m, x| {
-            if let Some(f) = m.flash2.as_mut() {
-                f.fwd = x
-            }
-        });
-        add("attention.flash2_bwd", att.and_then(|t| t.flash2_bwd.as_ref()), c.flash2_bwd.as_ref(), f.bwd, d, |m, x| {
-            if let Some(f) = m.flash2.as_mut() {
-                f.bwd = x
-            }
-        });
+        add(
+            "attention.flash2_fwd",
+            att.and_then(|t| t.flash2_fwd.as_ref()),
+            c.flash2_fwd.as_ref(),
+            f.fwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash2.as_mut() {
+                    f.fwd = x
+                }
+            },
+        );
+        add(
+            "attention.flash2_bwd",
+            att.and_then(|t| t.flash2_bwd.as_ref()),
+            c.flash2_bwd.as_ref(),
+            f.bwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash2.as_mut() {
+                    f.bwd = x
+                }
+            },
+        );
     }
     if let Some(f) = mach.flash3 {
-        add("attention.flash3_fwd", att.and_then(|t| t.flash3_fwd.as_ref()), c.flash3_fwd.as_ref(), f.fwd, d, |m, x| {
-            if let Some(f) = m.flash3.as_mut() {
-                f.fwd = x
-            }
-        });
-        add("attention.flash3_bwd", att.and_then(|t| t.flash3_bwd.as_ref()), c.flash3_bwd.as_ref(), f.bwd, d, |m, x| {
-            if let Some(f) = m.flash3.as_mut() {
-                f.bwd = x
-            }
-        });
+        add(
+            "attention.flash3_fwd",
+            att.and_then(|t| t.flash3_fwd.as_ref()),
+            c.flash3_fwd.as_ref(),
+            f.fwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash3.as_mut() {
+                    f.fwd = x
+                }
+            },
+        );
+        add(
+            "attention.flash3_bwd",
+            att.and_then(|t| t.flash3_bwd.as_ref()),
+            c.flash3_bwd.as_ref(),
+            f.bwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash3.as_mut() {
+                    f.bwd = x
+                }
+            },
+        );
     }
     v
 }
@@ -189,7 +330,9 @@ impl Effect {
     /// Size used for sorting: the span of the relative change in training time, or in step
     /// time when that is larger.
     pub fn size(&self) -> f64 {
-        (self.train_change_high - self.train_change_low).abs().max((self.step_change_high - self.step_change_low).abs())
+        (self.train_change_high - self.train_change_low)
+            .abs()
+            .max((self.step_change_high - self.step_change_low).abs())
     }
 }
 
@@ -213,7 +356,12 @@ pub struct Sensitivity {
 }
 
 /// (step time, time per sample) of one evaluation.
-fn times(est: &mut Estimator, model: &ModelSpec, mach: &Machine, run: &RunConfig) -> Result<(f64, f64)> {
+fn times(
+    est: &mut Estimator,
+    model: &ModelSpec,
+    mach: &Machine,
+    run: &RunConfig,
+) -> Result<(f64, f64)> {
     let e = est.estimate(model, mach, run)?;
     Ok((e.step_time.0, e.step_time.0 / e.samples_per_step))
 }
@@ -256,14 +404,21 @@ fn fmt_value(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
         format!("{v:.3e}")
     } else {
-        format!("{:.4}", v).trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{:.4}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
 /// Sensitivity of the configuration `a` to every assumption.
 pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
     let (model, gpu, mach, run) = a.resolve()?;
-    let cal = a.calibration.as_deref().map(Calibration::load).transpose()?;
+    let cal = a
+        .calibration
+        .as_deref()
+        .map(Calibration::load)
+        .transpose()?;
     let mut est = Estimator::new();
     let base = times(&mut est, &model, &mach, &run)?;
     let mut effects = Vec::new();
@@ -282,47 +437,83 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
             (fmt_value(p.range[1]), hi.0, hi.1),
             p.range_source.clone(),
             base,
-            (Some(elasticity(x0, dn.0, x1, up.0)), Some(elasticity(x0, dn.1, x1, up.1))),
+            (
+                Some(elasticity(x0, dn.0, x1, up.0)),
+                Some(elasticity(x0, dn.1, x1, up.1)),
+            ),
         ));
     }
     // Discrete alternatives: the fastest and the slowest.
-    let mut discrete = |name: &str, baseline: String, alts: Vec<(String, RunConfig)>| -> Result<()> {
-        let mut pts = Vec::new();
-        for (label, r) in alts {
-            pts.push((label, times(&mut est, &model, &mach, &r)?));
-        }
-        if pts.is_empty() {
-            return Ok(());
-        }
-        let min = pts.iter().min_by(|x, y| x.1 .1.total_cmp(&y.1 .1)).cloned().map(|(l, t)| (l, t.0, t.1));
-        let max = pts.iter().max_by(|x, y| x.1 .1.total_cmp(&y.1 .1)).cloned().map(|(l, t)| (l, t.0, t.1));
-        if let (Some(lo), Some(hi)) = (min, max) {
-            let labels: Vec<&str> = pts.iter().map(|p| p.0.as_str()).collect();
-            effects.push(effect(
-                name.to_string(),
-                baseline,
-                lo,
-                hi,
-                format!("alternatives: {}", labels.join(", ")),
-                base,
-                (None, None),
-            ));
-        }
-        Ok(())
-    };
+    let mut discrete =
+        |name: &str, baseline: String, alts: Vec<(String, RunConfig)>| -> Result<()> {
+            let mut pts = Vec::new();
+            for (label, r) in alts {
+                pts.push((label, times(&mut est, &model, &mach, &r)?));
+            }
+            if pts.is_empty() {
+                return Ok(());
+            }
+            let min = pts
+                .iter()
+                .min_by(|x, y| x.1 .1.total_cmp(&y.1 .1))
+                .cloned()
+                .map(|(l, t)| (l, t.0, t.1));
+            let max = pts
+                .iter()
+                .max_by(|x, y| x.1 .1.total_cmp(&y.1 .1))
+                .cloned()
+                .map(|(l, t)| (l, t.0, t.1));
+            if let (Some(lo), Some(hi)) = (min, max) {
+                let labels: Vec<&str> = pts.iter().map(|p| p.0.as_str()).collect();
+                effects.push(effect(
+                    name.to_string(),
+                    baseline,
+                    lo,
+                    hi,
+                    format!("alternatives: {}", labels.join(", ")),
+                    base,
+                    (None, None),
+                ));
+            }
+            Ok(())
+        };
     let atts = AttentionImpl::ALL
         .iter()
         .filter(|x| attention_available(&mach, **x))
-        .map(|x| (x.to_string(), RunConfig { step: crate::graph::StepConfig { attention: *x, ..run.step }, ..run }))
+        .map(|x| {
+            (
+                x.to_string(),
+                RunConfig {
+                    step: crate::graph::StepConfig {
+                        attention: *x,
+                        ..run.step
+                    },
+                    ..run
+                },
+            )
+        })
         .collect();
-    discrete("attention implementation", run.step.attention.to_string(), atts)?;
-    let modes = ExecMode::ALL.iter().map(|m| (m.to_string(), RunConfig { mode: *m, ..run })).collect();
+    discrete(
+        "attention implementation",
+        run.step.attention.to_string(),
+        atts,
+    )?;
+    let modes = ExecMode::ALL
+        .iter()
+        .map(|m| (m.to_string(), RunConfig { mode: *m, ..run }))
+        .collect();
     discrete("execution mode", run.mode.to_string(), modes)?;
 
     // Batch and sequence: two points each, with elasticities over them.
     let b = run.step.batch;
     if b >= 2 {
-        let rb = |x: u64| RunConfig { step: crate::graph::StepConfig { batch: x, ..run.step }, ..run };
+        let rb = |x: u64| RunConfig {
+            step: crate::graph::StepConfig {
+                batch: x,
+                ..run.step
+            },
+            ..run
+        };
         let lo = times(&mut est, &model, &mach, &rb(b / 2))?;
         let hi = times(&mut est, &model, &mach, &rb(b * 2))?;
         let (x0, x1) = ((b / 2) as f64, (b * 2) as f64);
@@ -333,11 +524,17 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
             ((b * 2).to_string(), hi.0, hi.1),
             "stated: x1/2 and x2".into(),
             base,
-            (Some(elasticity(x0, lo.0, x1, hi.0)), Some(elasticity(x0, lo.1, x1, hi.1))),
+            (
+                Some(elasticity(x0, lo.0, x1, hi.0)),
+                Some(elasticity(x0, lo.1, x1, hi.1)),
+            ),
         ));
     }
     let s = model.max_seq();
-    let neighbours = [(s / 2, s * 2, "x1/2 and x2"), (s / 4, s * 4, "x1/4 and x4 (x2 gives no square patch grid)")];
+    let neighbours = [
+        (s / 2, s * 2, "x1/2 and x2"),
+        (s / 4, s * 4, "x1/4 and x4 (x2 gives no square patch grid)"),
+    ];
     let base_model = crate::spec::load_model(&a.step.model)?;
     for (s0, s1, how) in neighbours {
         let (Ok(m0), Ok(m1)) = (base_model.with_sequence(s0), base_model.with_sequence(s1)) else {
@@ -355,7 +552,10 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
             (s1.to_string(), hi.0, hi.1),
             format!("stated: {how}"),
             base,
-            (Some(elasticity(s0 as f64, lo.0, s1 as f64, hi.0)), Some(elasticity(s0 as f64, lo.1, s1 as f64, hi.1))),
+            (
+                Some(elasticity(s0 as f64, lo.0, s1 as f64, hi.0)),
+                Some(elasticity(s0 as f64, lo.1, s1 as f64, hi.1)),
+            ),
         ));
         break;
     }
@@ -383,7 +583,11 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
 pub fn text(s: &Sensitivity) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "sensitivity of {} on {} ({})", s.model, s.gpu, s.configuration);
+    let _ = writeln!(
+        o,
+        "sensitivity of {} on {} ({})",
+        s.model, s.gpu, s.configuration
+    );
     let _ = writeln!(
         o,
         "baseline step {:.3} ms, {:.3} us per sample; {}",
@@ -407,7 +611,8 @@ pub fn text(s: &Sensitivity) -> String {
             e.step_change_high * 100.0,
             e.train_change_low * 100.0,
             e.train_change_high * 100.0,
-            e.step_elasticity.map_or(String::new(), |x| format!("{x:+.3}")),
+            e.step_elasticity
+                .map_or(String::new(), |x| format!("{x:+.3}")),
             e.range_source
         );
     }
@@ -440,7 +645,11 @@ pub fn run(a: &SensitivityArgs) -> Result<()> {
         print!("{}", text(&s));
     }
     if let Some(p) = &a.out {
-        crate::plot::save(&crate::plot::tornado::Tornado::new(&s), p, crate::plot::SIZE)?;
+        crate::plot::save(
+            &crate::plot::tornado::Tornado::new(&s),
+            p,
+            crate::plot::SIZE,
+        )?;
         eprintln!("wrote {}", p.display());
     }
     Ok(())

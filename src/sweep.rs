@@ -90,16 +90,28 @@ pub const PARAMS: [(&str, Param); 12] = [
 ];
 
 /// Metrics a sweep chart can show (columns of the output).
-pub const METRICS: [&str; 5] = ["step_time_s", "samples_per_s", "tokens_per_s", "mfu", "memory_per_gpu_bytes"];
+pub const METRICS: [&str; 5] = [
+    "step_time_s",
+    "samples_per_s",
+    "tokens_per_s",
+    "mfu",
+    "memory_per_gpu_bytes",
+];
 
 impl Param {
     /// Command-line name.
     pub fn name(self) -> &'static str {
-        PARAMS.iter().find(|(_, p)| *p == self).map_or("?", |(n, _)| n)
+        PARAMS
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("?", |(n, _)| n)
     }
 
     fn numeric(self) -> bool {
-        matches!(self, Param::Seq | Param::Batch | Param::Gpus | Param::GradAccum | Param::Zero | Param::Ema)
+        matches!(
+            self,
+            Param::Seq | Param::Batch | Param::Gpus | Param::GradAccum | Param::Zero | Param::Ema
+        )
     }
 }
 
@@ -130,10 +142,16 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         .ok_or_else(|| Error::unknown("sweep parameter", name, &names))?;
     let values = values.trim();
     let bad = |why: String| Error::Invalid(format!("--vary `{spec}`: {why}"));
-    let mut dim = Dim { param, labels: Vec::new(), nums: Vec::new() };
+    let mut dim = Dim {
+        param,
+        labels: Vec::new(),
+        nums: Vec::new(),
+    };
     if let Some((a, b)) = values.split_once("..") {
         if !param.numeric() {
-            return Err(bad(format!("a range a..b needs a numeric parameter; list the values of {name} instead")));
+            return Err(bad(format!(
+                "a range a..b needs a numeric parameter; list the values of {name} instead"
+            )));
         }
         let a = parse_count_u64(a).map_err(&bad)?;
         let b = parse_count_u64(b).map_err(&bad)?;
@@ -155,7 +173,9 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
             }
             if param.numeric() {
                 let n = match param {
-                    Param::Zero | Param::Ema => v.parse::<u64>().map_err(|_| bad(format!("`{v}` is not a whole number")))?,
+                    Param::Zero | Param::Ema => v
+                        .parse::<u64>()
+                        .map_err(|_| bad(format!("`{v}` is not a whole number")))?,
                     _ => parse_count_u64(v).map_err(&bad)?,
                 };
                 dim.nums.push(n);
@@ -172,7 +192,9 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         Param::Mode => check_all::<ExecMode>(&dim.labels)?,
         Param::Precision => check_all::<Precision>(&dim.labels)?,
         Param::Checkpointing => check_all::<Checkpointing>(&dim.labels)?,
-        Param::Zero if dim.nums.iter().any(|z| *z > 3) => return Err(bad("ZeRO stages are 0-3".into())),
+        Param::Zero if dim.nums.iter().any(|z| *z > 3) => {
+            return Err(bad("ZeRO stages are 0-3".into()))
+        }
         Param::Gpus | Param::GradAccum | Param::Batch | Param::Seq if dim.nums.contains(&0) => {
             return Err(bad("values must be positive".into()))
         }
@@ -321,7 +343,9 @@ impl Plan<'_> {
                 Param::Attention => run.step.attention = text.parse().unwrap_or(run.step.attention),
                 Param::Mode => run.mode = text.parse().unwrap_or(run.mode),
                 Param::Precision => run.step.precision = text.parse().unwrap_or(run.step.precision),
-                Param::Checkpointing => run.step.checkpointing = text.parse().unwrap_or(run.step.checkpointing),
+                Param::Checkpointing => {
+                    run.step.checkpointing = text.parse().unwrap_or(run.step.checkpointing)
+                }
                 Param::Gpus => run.fleet.gpus = num,
                 Param::GradAccum => run.grad_accum = num,
                 Param::Zero => run.zero = num as u8,
@@ -339,13 +363,20 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
     }
     for (i, d) in dims.iter().enumerate() {
         if dims[..i].iter().any(|e| e.param == d.param) {
-            return Err(Error::Invalid(format!("--vary {} is given twice", d.param.name())));
+            return Err(Error::Invalid(format!(
+                "--vary {} is given twice",
+                d.param.name()
+            )));
         }
     }
     let (_, _, _, base_run) = base.resolve()?;
     let find = |p: Param| dims.iter().find(|d| d.param == p);
-    let model_names: Vec<String> = find(Param::Model).map_or_else(|| vec![base.step.model.clone()], |d| d.labels.clone());
-    let seqs: Vec<Option<u64>> = find(Param::Seq).map_or_else(|| vec![base.step.seq], |d| d.nums.iter().map(|s| Some(*s)).collect());
+    let model_names: Vec<String> =
+        find(Param::Model).map_or_else(|| vec![base.step.model.clone()], |d| d.labels.clone());
+    let seqs: Vec<Option<u64>> = find(Param::Seq).map_or_else(
+        || vec![base.step.seq],
+        |d| d.nums.iter().map(|s| Some(*s)).collect(),
+    );
     let mut models = Vec::with_capacity(model_names.len() * seqs.len());
     for name in &model_names {
         let m = spec::load_model(name)?;
@@ -356,44 +387,73 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
             });
         }
     }
-    let cal = base.calibration.as_deref().map(Calibration::load).transpose()?;
-    let gpu_names: Vec<String> = find(Param::Gpu).map_or_else(|| vec![base.gpu.clone()], |d| d.labels.clone());
+    let cal = base
+        .calibration
+        .as_deref()
+        .map(Calibration::load)
+        .transpose()?;
+    let gpu_names: Vec<String> =
+        find(Param::Gpu).map_or_else(|| vec![base.gpu.clone()], |d| d.labels.clone());
     let machines = gpu_names
         .iter()
-        .map(|g| spec::load_gpu(g).map(|spec| (spec.name.clone(), Machine::new(&spec, cal.as_ref()))))
+        .map(|g| {
+            spec::load_gpu(g).map(|spec| (spec.name.clone(), Machine::new(&spec, cal.as_ref())))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let plan = Plan { dims, models, n_seq: seqs.len(), machines, base: base_run };
+    let plan = Plan {
+        dims,
+        models,
+        n_seq: seqs.len(),
+        machines,
+        base: base_run,
+    };
 
-    let n: usize = dims.iter().map(|d| d.labels.len()).try_fold(1usize, |a, b| a.checked_mul(b)).unwrap_or(usize::MAX);
+    let n: usize = dims
+        .iter()
+        .map(|d| d.labels.len())
+        .try_fold(1usize, |a, b| a.checked_mul(b))
+        .unwrap_or(usize::MAX);
     if n > 50_000_000 {
-        return Err(Error::Invalid(format!("the sweep has {n} configurations; at most 50 million are allowed")));
+        return Err(Error::Invalid(format!(
+            "the sweep has {n} configurations; at most 50 million are allowed"
+        )));
     }
-    let mut out: Vec<Option<std::result::Result<StepEstimate, String>>> = (0..n).map(|_| None).collect();
+    let mut out: Vec<Option<std::result::Result<StepEstimate, String>>> =
+        (0..n).map(|_| None).collect();
     let bar = (progress && n >= 2000 && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::with_draw_target(Some(n as u64), indicatif::ProgressDrawTarget::stderr());
+        let b = indicatif::ProgressBar::with_draw_target(
+            Some(n as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} configurations, {per_sec}, eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} configurations, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
     let threads = rayon::current_num_threads().max(1);
     let chunk = (n / (threads * 16)).clamp(1, 4096);
     let start = Instant::now();
-    out.par_chunks_mut(chunk).enumerate().for_each_init(Estimator::new, |est, (c, slots)| {
-        let mut idx = [0usize; PARAMS.len()];
-        for (j, slot) in slots.iter_mut().enumerate() {
-            plan.digits(c * chunk + j, &mut idx);
-            let (m, g, run) = plan.config(&idx);
-            *slot = Some(match &plan.models[m] {
-                Ok(model) => est.estimate(model, &plan.machines[g].1, &run).map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
-            });
-        }
-        if let Some(b) = &bar {
-            b.inc(slots.len() as u64);
-        }
-    });
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each_init(Estimator::new, |est, (c, slots)| {
+            let mut idx = [0usize; PARAMS.len()];
+            for (j, slot) in slots.iter_mut().enumerate() {
+                plan.digits(c * chunk + j, &mut idx);
+                let (m, g, run) = plan.config(&idx);
+                *slot = Some(match &plan.models[m] {
+                    Ok(model) => est
+                        .estimate(model, &plan.machines[g].1, &run)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+            if let Some(b) = &bar {
+                b.inc(slots.len() as u64);
+            }
+        });
     let eval_seconds = start.elapsed().as_secs_f64();
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -419,14 +479,23 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
         rows.push(row(model_name, plan.machines[g].0.clone(), seq, &run, e));
     }
     Ok(SweepResult {
-        vary: dims.iter().map(|d| (d.param.name().to_string(), d.labels.clone())).collect(),
+        vary: dims
+            .iter()
+            .map(|d| (d.param.name().to_string(), d.labels.clone()))
+            .collect(),
         configurations: n,
         rows,
         eval_seconds,
     })
 }
 
-fn row(model: String, gpu: String, seq: Option<u64>, run: &RunConfig, e: std::result::Result<StepEstimate, String>) -> Row {
+fn row(
+    model: String,
+    gpu: String,
+    seq: Option<u64>,
+    run: &RunConfig,
+    e: std::result::Result<StepEstimate, String>,
+) -> Row {
     let ok = e.as_ref().ok();
     let f = |g: fn(&StepEstimate) -> f64| ok.map(g);
     Row {
@@ -477,12 +546,15 @@ pub fn to_csv(r: &SweepResult) -> Result<String> {
     let mut s = COLUMNS.join(",");
     s.push('\n');
     for row in &r.rows {
-        let v = serde_json::to_value(row).map_err(|e| Error::Invalid(format!("cannot serialize a row: {e}")))?;
+        let v = serde_json::to_value(row)
+            .map_err(|e| Error::Invalid(format!("cannot serialize a row: {e}")))?;
         let cells: Vec<String> = COLUMNS
             .iter()
             .map(|c| match &v[*c] {
                 serde_json::Value::Null => String::new(),
-                serde_json::Value::String(t) if t.contains([',', '"', '\n']) => format!("\"{}\"", t.replace('"', "\"\"")),
+                serde_json::Value::String(t) if t.contains([',', '"', '\n']) => {
+                    format!("\"{}\"", t.replace('"', "\"\""))
+                }
                 serde_json::Value::String(t) => t.clone(),
                 other => other.to_string(),
             })
@@ -495,19 +567,34 @@ pub fn to_csv(r: &SweepResult) -> Result<String> {
 
 /// Runs `roofline sweep`.
 pub fn run(a: &SweepArgs) -> Result<()> {
-    let dims = a.vary.iter().map(|v| parse_vary(v)).collect::<Result<Vec<_>>>()?;
+    let dims = a
+        .vary
+        .iter()
+        .map(|v| parse_vary(v))
+        .collect::<Result<Vec<_>>>()?;
     if !METRICS.contains(&a.metric.as_str()) {
         return Err(Error::unknown("metric", &a.metric, &METRICS));
     }
-    let text_kind = a.out.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    let text_kind = a
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
     if !matches!(text_kind.as_deref(), Some("csv") | Some("json")) {
-        return Err(Error::Invalid(format!("--out {} must end in .csv or .json", a.out.display())));
+        return Err(Error::Invalid(format!(
+            "--out {} must end in .csv or .json",
+            a.out.display()
+        )));
     }
     if let Some(p) = &a.plot {
         crate::plot::Format::of(p)?;
     }
     let r = sweep(&a.estimate, &dims, true)?;
-    let text = if text_kind.as_deref() == Some("csv") { to_csv(&r)? } else { crate::export::json::to_string(&r)? };
+    let text = if text_kind.as_deref() == Some("csv") {
+        to_csv(&r)?
+    } else {
+        crate::export::json::to_string(&r)?
+    };
     crate::export::write_file(&a.out, &text)?;
     let errors = r.rows.iter().filter(|x| x.error.is_some()).count();
     eprintln!(

@@ -86,8 +86,15 @@ impl Interval {
 /// Propagates the files' ranges to the step time of configuration `a`.
 pub fn step_interval(a: &EstimateArgs) -> Result<Interval> {
     let (model, gpu, mach, run) = a.resolve()?;
-    let cal = a.calibration.as_deref().map(Calibration::load).transpose()?;
-    let params: Vec<_> = assumptions(&gpu, cal.as_ref(), &mach).into_iter().filter(|p| p.from_file).collect();
+    let cal = a
+        .calibration
+        .as_deref()
+        .map(Calibration::load)
+        .transpose()?;
+    let params: Vec<_> = assumptions(&gpu, cal.as_ref(), &mach)
+        .into_iter()
+        .filter(|p| p.from_file)
+        .collect();
     let mut est = Estimator::new();
     let nominal = est.estimate(&model, &mach, &run)?.step_time.0;
     let mut rng = SplitMix64::new(SEED);
@@ -115,9 +122,13 @@ pub fn step_interval(a: &EstimateArgs) -> Result<Interval> {
 
 /// The estimate's JSON with `step_time_interval_s` (and how it was computed) added.
 pub fn report_json(report: &EstimateReport, interval: &Interval) -> Result<String> {
-    let mut v = serde_json::to_value(report).map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+    let mut v = serde_json::to_value(report)
+        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
     if let Some(o) = v.as_object_mut() {
-        o.insert("step_time_interval_s".into(), serde_json::json!(interval.step_time_interval_s));
+        o.insert(
+            "step_time_interval_s".into(),
+            serde_json::json!(interval.step_time_interval_s),
+        );
         o.insert(
             "step_time_interval".into(),
             serde_json::json!({

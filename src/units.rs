@@ -173,7 +173,12 @@ pub fn si(v: f64) -> String {
 /// Formats a byte count in binary units (KiB, MiB, GiB, TiB), as memory capacities are read.
 pub fn binary_bytes(b: Bytes) -> String {
     let v = b.0;
-    let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    let units = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     for (name, scale) in units {
         if v.abs() >= scale as f64 {
             return format!("{:.2} {name}", v / scale as f64);

@@ -12,10 +12,17 @@ fn check_xml(s: &str) -> Result<(), String> {
         let mut rest = t;
         while let Some(i) = rest.find('&') {
             let after = &rest[i + 1..];
-            let end = after.find(';').ok_or_else(|| format!("bare & in {:?}", &rest[i..rest.len().min(i + 20)]))?;
+            let end = after
+                .find(';')
+                .ok_or_else(|| format!("bare & in {:?}", &rest[i..rest.len().min(i + 20)]))?;
             let name = &after[..end];
             let ok = matches!(name, "amp" | "lt" | "gt" | "quot" | "apos")
-                || (name.starts_with('#') && name.len() > 1 && name[1..].trim_start_matches('x').chars().all(|c| c.is_ascii_hexdigit()));
+                || (name.starts_with('#')
+                    && name.len() > 1
+                    && name[1..]
+                        .trim_start_matches('x')
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit()));
             if !ok {
                 return Err(format!("bad entity &{name};"));
             }
@@ -47,7 +54,9 @@ fn check_xml(s: &str) -> Result<(), String> {
         let tag = &rest[1..end];
         rest = &rest[end + 1..];
         if let Some(name) = tag.strip_prefix('/') {
-            let open = stack.pop().ok_or_else(|| format!("closing </{name}> without an open tag"))?;
+            let open = stack
+                .pop()
+                .ok_or_else(|| format!("closing </{name}> without an open tag"))?;
             if open != name.trim() {
                 return Err(format!("</{}> closes <{open}>", name.trim()));
             }
@@ -56,12 +65,18 @@ fn check_xml(s: &str) -> Result<(), String> {
         let self_closing = tag.ends_with('/');
         let body = tag.trim_end_matches('/');
         let name: String = body.chars().take_while(|c| !c.is_whitespace()).collect();
-        if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || "-_:.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_:.".contains(c))
+        {
             return Err(format!("bad tag name {name:?}"));
         }
         let mut attrs = body[name.len()..].trim();
         while !attrs.is_empty() {
-            let eq = attrs.find('=').ok_or_else(|| format!("attribute without value in <{name} {attrs}>"))?;
+            let eq = attrs
+                .find('=')
+                .ok_or_else(|| format!("attribute without value in <{name} {attrs}>"))?;
             let q = attrs[eq + 1..].chars().next().ok_or("missing quote")?;
             if q != '"' && q != '\'' {
                 return Err(format!("unquoted attribute in <{name}>"));
@@ -146,7 +161,10 @@ fn other_charts_render() {
     let r = roofline::flash_report::build(&base).unwrap();
     let md = roofline::flash_report::write(&r, dir.path()).unwrap();
     check_xml(&std::fs::read_to_string(md.with_extension("svg")).unwrap()).unwrap();
-    assert_eq!(png_size(&std::fs::read(md.with_extension("png")).unwrap()), (1200, 800));
+    assert_eq!(
+        png_size(&std::fs::read(md.with_extension("png")).unwrap()),
+        (1200, 800)
+    );
     let s = roofline::sensitivity::analyse(&base).unwrap();
     let t = dir.path().join("t.svg");
     roofline::plot::save(&roofline::plot::tornado::Tornado::new(&s), &t, (1200, 800)).unwrap();
@@ -167,19 +185,45 @@ fn sweep_has_one_row_per_configuration_and_matches_estimate() {
     assert_eq!(r.rows.len(), 4 * 3 * 3 * 2);
     // seq 256 is no square patch grid for jit-b4; flash3 has no data for b200: error rows.
     let bad_seq = r.rows.iter().filter(|x| x.seq == Some(256)).count();
-    assert!(r.rows.iter().filter(|x| x.seq == Some(256)).all(|x| x.error.is_some() && x.step_time_s.is_none()));
+    assert!(r
+        .rows
+        .iter()
+        .filter(|x| x.seq == Some(256))
+        .all(|x| x.error.is_some() && x.step_time_s.is_none()));
     assert_eq!(bad_seq, 4 * 3 * 2);
-    assert!(r.rows.iter().any(|x| x.gpu == "b200" && x.attention == "flash3" && x.error.is_some()));
+    assert!(r
+        .rows
+        .iter()
+        .any(|x| x.gpu == "b200" && x.attention == "flash3" && x.error.is_some()));
     // The same configuration gives the same numbers as `estimate --json`.
     let row = r
         .rows
         .iter()
-        .find(|x| x.batch_per_gpu == 32 && x.seq == Some(512) && x.attention == "flash2" && x.gpu == "h200-sxm")
+        .find(|x| {
+            x.batch_per_gpu == 32
+                && x.seq == Some(512)
+                && x.attention == "flash2"
+                && x.gpu == "h200-sxm"
+        })
         .unwrap();
-    let e = EstimateReport::compute(&estimate_args(&["--batch", "32", "--seq", "512", "--attention", "flash2"]).unwrap()).unwrap();
+    let e = EstimateReport::compute(
+        &estimate_args(&["--batch", "32", "--seq", "512", "--attention", "flash2"]).unwrap(),
+    )
+    .unwrap();
     let json = serde_json::to_value(&e).unwrap();
     let rowv = serde_json::to_value(row).unwrap();
-    for k in ["step_time_s", "forward_s", "backward_s", "samples_per_s", "tokens_per_s", "mfu", "hfu", "memory_per_gpu_bytes", "max_batch", "fits"] {
+    for k in [
+        "step_time_s",
+        "forward_s",
+        "backward_s",
+        "samples_per_s",
+        "tokens_per_s",
+        "mfu",
+        "hfu",
+        "memory_per_gpu_bytes",
+        "max_batch",
+        "fits",
+    ] {
         assert_eq!(rowv[k], json[k], "{k}");
     }
     assert_eq!(row.model, e.model);
@@ -192,13 +236,30 @@ fn bad_vary_specs_are_clear_errors() {
     let e = parse_vary("btach=8..64").unwrap_err();
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("did you mean `batch`"), "{e}");
-    assert!(parse_vary("batch").unwrap_err().to_string().contains("NAME=SPEC"));
+    assert!(parse_vary("batch")
+        .unwrap_err()
+        .to_string()
+        .contains("NAME=SPEC"));
     assert!(parse_vary("batch=64..8").is_err());
     assert!(parse_vary("attention=naive..flash2").is_err());
-    assert!(parse_vary("attention=flsh2").unwrap_err().to_string().contains("flash2"));
-    assert_eq!(parse_vary("seq=256..8192").unwrap().nums, vec![256, 512, 1024, 2048, 4096, 8192]);
+    assert!(parse_vary("attention=flsh2")
+        .unwrap_err()
+        .to_string()
+        .contains("flash2"));
+    assert_eq!(
+        parse_vary("seq=256..8192").unwrap().nums,
+        vec![256, 512, 1024, 2048, 4096, 8192]
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_roofline"))
-        .args(["sweep", "--vary", "batch=8..16", "--metric", "mfuu", "--out", "/nonexistent/x.csv"])
+        .args([
+            "sweep",
+            "--vary",
+            "batch=8..16",
+            "--metric",
+            "mfuu",
+            "--out",
+            "/nonexistent/x.csv",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -207,7 +268,11 @@ fn bad_vary_specs_are_clear_errors() {
 
 fn peak_elasticity(args: &[&str]) -> f64 {
     let s = roofline::sensitivity::analyse(&estimate_args(args).unwrap()).unwrap();
-    let e = s.effects.iter().find(|e| e.parameter.starts_with("peak_flops")).unwrap();
+    let e = s
+        .effects
+        .iter()
+        .find(|e| e.parameter.starts_with("peak_flops"))
+        .unwrap();
     e.step_elasticity.unwrap()
 }
 
@@ -217,10 +282,29 @@ fn elasticity_to_peak_flops_is_between_minus_one_and_zero() {
     assert!((-1.0..=0.0).contains(&seed), "{seed}");
     // Nearly all compute-bound: a 7B GEMM-dominated model with fp32 GEMMs on the vector units,
     // CUDA graphs (no host dispatch), one GPU (no communication).
-    let args = ["--model", "llama2-7b", "--precision", "fp32", "--mode", "graphs", "--gpus", "1", "--batch", "8", "--attention", "flash2"];
+    let args = [
+        "--model",
+        "llama2-7b",
+        "--precision",
+        "fp32",
+        "--mode",
+        "graphs",
+        "--gpus",
+        "1",
+        "--batch",
+        "8",
+        "--attention",
+        "flash2",
+    ];
     let (model, _, mach, run) = estimate_args(&args).unwrap().resolve().unwrap();
-    let e = roofline::time::Estimator::new().estimate(&model, &mach, &run).unwrap();
-    assert!(e.by_bound[0].0 / e.step_time.0 > 0.95, "compute-bound share {}", e.by_bound[0].0 / e.step_time.0);
+    let e = roofline::time::Estimator::new()
+        .estimate(&model, &mach, &run)
+        .unwrap();
+    assert!(
+        e.by_bound[0].0 / e.step_time.0 > 0.95,
+        "compute-bound share {}",
+        e.by_bound[0].0 / e.step_time.0
+    );
     let cb = peak_elasticity(&args);
     assert!((cb + 1.0).abs() < 0.05, "{cb}");
 }
@@ -230,8 +314,17 @@ fn interval_brackets_the_estimate_and_is_reproducible() {
     let a = estimate_args(&[]).unwrap();
     let i = roofline::uncertainty::step_interval(&a).unwrap();
     let [lo, hi] = i.step_time_interval_s;
-    assert!(lo <= i.step_time_s && i.step_time_s <= hi && lo < hi, "{lo} {} {hi}", i.step_time_s);
-    assert_eq!(roofline::uncertainty::step_interval(&a).unwrap().step_time_interval_s, [lo, hi]);
+    assert!(
+        lo <= i.step_time_s && i.step_time_s <= hi && lo < hi,
+        "{lo} {} {hi}",
+        i.step_time_s
+    );
+    assert_eq!(
+        roofline::uncertainty::step_interval(&a)
+            .unwrap()
+            .step_time_interval_s,
+        [lo, hi]
+    );
     assert!(i.line().contains("90%"));
 }
 

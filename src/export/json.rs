@@ -7,11 +7,15 @@ use serde::Serialize;
 
 /// Pretty JSON of any report; non-finite numbers are an error, never silent output.
 pub fn to_string<T: Serialize>(v: &T) -> Result<String> {
-    let value = serde_json::to_value(v).map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+    let value = serde_json::to_value(v)
+        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
     if has_non_finite(&value) {
-        return Err(Error::Invalid("internal error: a non-finite number in the output".into()));
+        return Err(Error::Invalid(
+            "internal error: a non-finite number in the output".into(),
+        ));
     }
-    serde_json::to_string_pretty(&value).map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))
+    serde_json::to_string_pretty(&value)
+        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))
 }
 
 fn has_non_finite(v: &serde_json::Value) -> bool {
@@ -114,7 +118,11 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
                 bytes_read: op.bytes_read.0 * c,
                 bytes_written: op.bytes_written.0 * c,
                 flops_per_layer: op.flops.0,
-                intensity: if op.bytes_read.0 + op.bytes_written.0 > 0.0 { op.intensity() } else { 0.0 },
+                intensity: if op.bytes_read.0 + op.bytes_written.0 > 0.0 {
+                    op.intensity()
+                } else {
+                    0.0
+                },
                 saved_bytes: op.saved.0 * c,
                 recompute: op.recompute,
             }

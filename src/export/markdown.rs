@@ -17,12 +17,26 @@ pub fn estimate(r: &EstimateReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "| quantity | value |");
     let _ = writeln!(s, "|---|---|");
-    let _ = writeln!(s, "| step time | {} |", human_duration(Seconds(r.step_time_s)));
+    let _ = writeln!(
+        s,
+        "| step time | {} |",
+        human_duration(Seconds(r.step_time_s))
+    );
     for (k, v) in &r.breakdown {
-        let _ = writeln!(s, "| - {k} | {} ({:.1}%) |", human_duration(Seconds(*v)), 100.0 * v / r.step_time_s);
+        let _ = writeln!(
+            s,
+            "| - {k} | {} ({:.1}%) |",
+            human_duration(Seconds(*v)),
+            100.0 * v / r.step_time_s
+        );
     }
     let _ = writeln!(s, "| samples/s (fleet) | {:.1} |", r.samples_per_s);
-    let _ = writeln!(s, "| tokens/s (fleet, {} per sample) | {} |", r.tokens_per_sample, si(r.tokens_per_s));
+    let _ = writeln!(
+        s,
+        "| tokens/s (fleet, {} per sample) | {} |",
+        r.tokens_per_sample,
+        si(r.tokens_per_s)
+    );
     let _ = writeln!(s, "| MFU | {:.1}% |", r.mfu * 100.0);
     let _ = writeln!(s, "| HFU | {:.1}% |", r.hfu * 100.0);
     let _ = writeln!(

@@ -73,7 +73,13 @@ pub struct MemoryReport {
 
 impl MemoryReport {
     /// Gathers the report.
-    pub fn new(model: &ModelSpec, gpu: &GpuSpec, step: &StepConfig, m: &MemoryBreakdown, mc: &MemoryConfig) -> Self {
+    pub fn new(
+        model: &ModelSpec,
+        gpu: &GpuSpec,
+        step: &StepConfig,
+        m: &MemoryBreakdown,
+        mc: &MemoryConfig,
+    ) -> Self {
         let cap = gpu.hbm_capacity();
         MemoryReport {
             model: model.name.clone(),
@@ -174,6 +180,7 @@ pub struct EstimateReport {
     /// Samples per second per GPU.
     pub samples_per_s_per_gpu: f64,
     /// Images per second, whole fleet (vision models: one sample = one target image).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub images_per_s: Option<f64>,
     /// Tokens per sample (the model's sequence tokens).
     pub tokens_per_sample: f64,
@@ -182,6 +189,7 @@ pub struct EstimateReport {
     /// Model tokens per second per GPU.
     pub tokens_per_s_per_gpu: f64,
     /// Predicted (target) patch tokens per second, whole fleet (vision).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_patch_tokens_per_s: Option<f64>,
     /// Model FLOPs per GPU per step.
     pub model_flops_per_gpu_step: f64,
@@ -204,16 +212,22 @@ pub struct EstimateReport {
     /// Memory breakdown.
     pub memory: MemoryBreakdown,
     /// Dataset, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetReport>,
     /// Training time, when a dataset is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub train_time_s: Option<f64>,
     /// GPU-hours, when a dataset is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_hours: Option<f64>,
     /// Price per GPU-hour used.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub price_per_gpu_hour: Option<f64>,
     /// Where the price comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub price_source: Option<String>,
     /// Cost in USD, when a dataset and a price are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
     /// Assumptions behind the numbers, with sources.
     pub assumptions: Vec<String>,
@@ -226,7 +240,15 @@ impl EstimateReport {
         let mut est = Estimator::new();
         let e = est.estimate(&model, &mach, &run)?;
         let dataset = dataset(a, &model, &e)?;
-        Ok(Self::assemble(&model, &gpu, &mach, &run, &e, dataset, a.price_per_gpu_hour))
+        Ok(Self::assemble(
+            &model,
+            &gpu,
+            &mach,
+            &run,
+            &e,
+            dataset,
+            a.price_per_gpu_hour,
+        ))
     }
 
     /// Builds the report from an estimate.
@@ -239,14 +261,25 @@ impl EstimateReport {
         dataset: Option<DatasetReport>,
         price: Option<f64>,
     ) -> Self {
-        let breakdown = BREAKDOWN.iter().zip(e.breakdown.iter()).map(|(k, v)| (*k, v.0)).collect();
-        let by_bound = ["compute", "memory", "launch"].into_iter().zip(e.by_bound.iter()).map(|(k, v)| (k, v.0)).collect();
+        let breakdown = BREAKDOWN
+            .iter()
+            .zip(e.breakdown.iter())
+            .map(|(k, v)| (*k, v.0))
+            .collect();
+        let by_bound = ["compute", "memory", "launch"]
+            .into_iter()
+            .zip(e.by_bound.iter())
+            .map(|(k, v)| (k, v.0))
+            .collect();
         let gpus = run.fleet.gpus as f64;
         let vision = model.kind == ModelKind::Vision;
         let (price, price_source) = match price {
             Some(p) => (Some(p), Some("--price-per-gpu-hour".to_string())),
             None => match &gpu.price {
-                Some(p) => (Some(p.usd_per_gpu_hour.value), Some(p.usd_per_gpu_hour.source.clone())),
+                Some(p) => (
+                    Some(p.usd_per_gpu_hour.value),
+                    Some(p.usd_per_gpu_hour.source.clone()),
+                ),
                 None => (None, None),
             },
         };
@@ -288,7 +321,8 @@ impl EstimateReport {
             tokens_per_sample: e.tokens_per_sample,
             tokens_per_s: e.tokens_per_s,
             tokens_per_s_per_gpu: e.tokens_per_s / gpus,
-            target_patch_tokens_per_s: vision.then_some(e.samples_per_s * model.tokens.target as f64),
+            target_patch_tokens_per_s: vision
+                .then_some(e.samples_per_s * model.tokens.target as f64),
             model_flops_per_gpu_step: e.model_flops.0,
             hw_flops_per_gpu_step: e.hw_flops.0,
             mfu_peak_flops: e.mfu_peak.0,
@@ -315,12 +349,16 @@ fn dataset(a: &EstimateArgs, model: &ModelSpec, e: &StepEstimate) -> Result<Opti
     let (given_as, given, tps, samples) = match (a.train_samples, a.train_tokens) {
         (Some(s), _) => ("samples", s, None, s),
         (None, Some(t)) => {
-            let tps = a.tokens_per_sample.unwrap_or(model.tokens_per_sample() as f64);
+            let tps = a
+                .tokens_per_sample
+                .unwrap_or(model.tokens_per_sample() as f64);
             ("tokens", t, Some(tps), t / tps)
         }
         (None, None) => {
             if a.tokens_per_sample.is_some() {
-                return Err(Error::Invalid("--tokens-per-sample needs --train-tokens".into()));
+                return Err(Error::Invalid(
+                    "--tokens-per-sample needs --train-tokens".into(),
+                ));
             }
             return Ok(None);
         }
@@ -337,7 +375,12 @@ fn dataset(a: &EstimateArgs, model: &ModelSpec, e: &StepEstimate) -> Result<Opti
 }
 
 /// The assumptions behind an estimate, each with its source.
-pub fn assumptions(model: &ModelSpec, gpu: &GpuSpec, mach: &Machine, run: &RunConfig) -> Vec<String> {
+pub fn assumptions(
+    model: &ModelSpec,
+    gpu: &GpuSpec,
+    mach: &Machine,
+    run: &RunConfig,
+) -> Vec<String> {
     let mut v = vec![
         format!(
             "precision {}: {}",
@@ -345,6 +388,8 @@ pub fn assumptions(model: &ModelSpec, gpu: &GpuSpec, mach: &Machine, run: &RunCo
             match run.step.precision {
                 crate::graph::Precision::Bf16 =>
                     "PyTorch autocast: fp32 weights, gradients and AdamW states (16 B/param), bf16 GEMMs, fp32 residual stream",
+                crate::graph::Precision::Bf16Pure =>
+                    "bf16 weights and activations (residual stream too), fp32 master weights, gradients and AdamW states (18 B/param)",
                 crate::graph::Precision::Fp32 => "fp32 everywhere, GEMMs on the fp32 vector units (allow_tf32 = False)",
                 crate::graph::Precision::Tf32 => "fp32 storage, GEMMs on tf32 tensor cores",
                 crate::graph::Precision::Fp8 => "fp8 GEMM operands, bf16 outputs, otherwise as bf16 autocast",
@@ -377,7 +422,10 @@ pub fn assumptions(model: &ModelSpec, gpu: &GpuSpec, mach: &Machine, run: &RunCo
         )),
     }
     if model.transformer.causal {
-        v.push("causal attention: model FLOPs count half of the score FLOPs (Megatron-LM convention)".into());
+        v.push(
+            "causal attention: model FLOPs count half of the score FLOPs (Megatron-LM convention)"
+                .into(),
+        );
     }
     if run.fleet.gpus > 1 {
         v.push(format!(
@@ -398,6 +446,9 @@ pub fn assumptions(model: &ModelSpec, gpu: &GpuSpec, mach: &Machine, run: &RunCo
         crate::units::binary_bytes(Bytes(run.memory.workspace.0)),
         run.memory.fragmentation * 100.0
     ));
-    v.push(format!("tokens per sample: {} (the model's sequence length)", model.tokens_per_sample()));
+    v.push(format!(
+        "tokens per sample: {} (the model's sequence length)",
+        model.tokens_per_sample()
+    ));
     v
 }

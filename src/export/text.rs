@@ -14,7 +14,13 @@ pub fn models() -> Result<String> {
     for (name, _) in spec::MODELS {
         let m = spec::load_model(name)?;
         let p = param_count(&m).total;
-        let _ = writeln!(s, "{name:<12} {:>8} params  seq {:<5} {}", si(p as f64), m.max_seq(), m.description);
+        let _ = writeln!(
+            s,
+            "{name:<12} {:>8} params  seq {:<5} {}",
+            si(p as f64),
+            m.max_seq(),
+            m.description
+        );
     }
     Ok(s)
 }
@@ -50,7 +56,10 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> String {
         step.checkpointing,
         param_count(model).total
     );
-    let _ = writeln!(s, "FLOPs and bytes are totals over the layers a row stands for; AI = FLOP/byte (unfused).");
+    let _ = writeln!(
+        s,
+        "FLOPs and bytes are totals over the layers a row stands for; AI = FLOP/byte (unfused)."
+    );
     let _ = writeln!(
         s,
         "{:<9} {:<28} {:<12} {:<13} {:>11} {:>11} {:>11} {:>8}",
@@ -67,7 +76,11 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> String {
             si(op.total_flops().0),
             format!("{}B", si(op.total_bytes_read().0)),
             format!("{}B", si(op.total_bytes_written().0)),
-            if (op.bytes_read + op.bytes_written).0 > 0.0 { op.intensity() } else { 0.0 }
+            if (op.bytes_read + op.bytes_written).0 > 0.0 {
+                op.intensity()
+            } else {
+                0.0
+            }
         );
     }
     let _ = writeln!(s);
@@ -98,9 +111,9 @@ pub fn memory(r: &MemoryReport) -> String {
         r.model, r.gpu, r.batch, r.attention, r.checkpointing, r.zero
     );
     let rows = [
-        ("weights (fp32)", r.weights_bytes),
+        ("weights", r.weights_bytes),
         ("gradients (fp32)", r.gradients_bytes),
-        ("AdamW states (fp32 m, v)", r.optimizer_bytes),
+        ("optimizer (AdamW m, v; fp32 master)", r.optimizer_bytes),
         ("EMA copies", r.ema_bytes),
         ("autocast weight copies", r.weight_copies_bytes),
         ("activations kept for backward", r.activations_bytes),
@@ -125,7 +138,11 @@ pub fn memory(r: &MemoryReport) -> String {
 /// `roofline estimate` (human-readable).
 pub fn estimate(r: &EstimateReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "roofline estimate: {} ({})", r.model, r.model_description);
+    let _ = writeln!(
+        s,
+        "roofline estimate: {} ({})",
+        r.model, r.model_description
+    );
     let _ = writeln!(
         s,
         "  {} x {} ({} per node), batch {} per GPU x {} accumulation, {}, attention {}, {} mode, checkpointing {}, ZeRO-{}",
@@ -224,10 +241,20 @@ pub fn estimate(r: &EstimateReport) -> String {
                 );
             }
             None => {
-                let _ = writeln!(s, "dataset            {} samples x {} epochs", si(d.given), d.epochs);
+                let _ = writeln!(
+                    s,
+                    "dataset            {} samples x {} epochs",
+                    si(d.given),
+                    d.epochs
+                );
             }
         }
-        let _ = writeln!(s, "training time      {}  ({} optimizer steps)", human_duration(Seconds(t)), d.steps);
+        let _ = writeln!(
+            s,
+            "training time      {}  ({} optimizer steps)",
+            human_duration(Seconds(t)),
+            d.steps
+        );
         if let Some(h) = r.gpu_hours {
             let _ = writeln!(s, "GPU-hours          {h:.0}");
         }
@@ -277,4 +304,40 @@ pub fn op_times(ops: &[Op], mach: &Machine, run: &RunConfig) -> Result<String> {
         let _ = writeln!(s, "(fused chains: members report their share of the fused kernel's traffic and launch no kernel)");
     }
     Ok(s)
+}
+
+/// `roofline calibrate`: fitted values and residuals.
+pub fn calibration(fit: &crate::calibrate::Fit) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "HBM achievable fraction   {:.3}", fit.hbm_fraction);
+    let _ = writeln!(
+        s,
+        "streaming kernel latency  {}",
+        human_duration(Seconds(fit.kernel_latency_s))
+    );
+    if let (Some(a), Some(k0)) = (fit.bf16_fraction, fit.gemm_k0) {
+        let _ = writeln!(s, "bf16 GEMM fraction (a)    {a:.3}");
+        let _ = writeln!(s, "GEMM small-K constant k0  {k0:.1}");
+    }
+    if let Some(f) = fit.fp32_fraction {
+        let _ = writeln!(s, "fp32 vector fraction      {f:.3}");
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<14} {:<40} {:>12} {:>12} {:>8}",
+        "kernel", "shape", "measured", "predicted", "error"
+    );
+    for r in &fit.residuals {
+        let _ = writeln!(
+            s,
+            "{:<14} {:<40} {:>12} {:>12} {:>7.1}%",
+            r.kernel,
+            r.shape,
+            human_duration(Seconds(r.measured_s)),
+            human_duration(Seconds(r.predicted_s)),
+            100.0 * r.relative_error
+        );
+    }
+    s
 }

@@ -10,10 +10,13 @@
 
 use super::params::param_count;
 use super::{
-    AttentionImpl, Chain, Checkpointing, Dtype, Layer, Op, OpClass, OpKind, Phase, Precision, StepConfig, Unit,
+    AttentionImpl, Chain, Checkpointing, Dtype, Layer, Op, OpClass, OpKind, Phase, Precision,
+    StepConfig, Unit,
 };
 use crate::error::{Error, Result};
-use crate::spec::model::{Conditioning, MlpKind, ModelKind, NormKind, PatchEmbed, PositionEmbed, RopeKind};
+use crate::spec::model::{
+    Conditioning, MlpKind, ModelKind, NormKind, PatchEmbed, PositionEmbed, RopeKind,
+};
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
 
@@ -100,6 +103,14 @@ impl Numerics {
                 out: 2.0,
                 res: 4.0,
                 weight_copy: true,
+            },
+            Precision::Bf16Pure => Numerics {
+                gemm_dtype: Dtype::Bf16,
+                gemm_unit: Unit::Tensor,
+                op: 2.0,
+                out: 2.0,
+                res: 2.0,
+                weight_copy: false,
             },
             Precision::Fp8 => Numerics {
                 gemm_dtype: Dtype::Fp8,
@@ -234,7 +245,11 @@ impl Builder<'_> {
                 }
             }
         }
-        let fused_read = if chain == Chain::Member { v.side_in } else { v.main_in + v.side_in };
+        let fused_read = if chain == Chain::Member {
+            v.side_in
+        } else {
+            v.main_in + v.side_in
+        };
         let unit = Unit::Vector;
         self.push(
             Op {
@@ -246,7 +261,7 @@ impl Builder<'_> {
                 unit,
                 dtype: Dtype::Fp32,
                 flops: Flops(v.flops),
-                model_flops: Flops(v.flops),
+                model_flops: Flops::ZERO,
                 bytes_read: Bytes(v.main_in + v.side_in),
                 bytes_written: Bytes(v.output),
                 fused_read: Bytes(fused_read),
@@ -257,7 +272,13 @@ impl Builder<'_> {
                 attention_core: v.core,
                 recompute: false,
             },
-            Meta { names, bwd: v.bwd, output: v.output, keep: v.keep, shape: (0, 0, 0, 0) },
+            Meta {
+                names,
+                bwd: v.bwd,
+                output: v.output,
+                keep: v.keep,
+                shape: (0, 0, 0, 0),
+            },
         );
         self.open_chain = chain != Chain::Alone;
     }
@@ -266,14 +287,29 @@ impl Builder<'_> {
     /// (K·N·op), writes y (M·N·out). When x arrives in another dtype (`src` bytes per element)
     /// a cast op precedes it (autocast's cast of the input). Saves x for the weight gradient.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&mut self, names: &'static Names, m: u64, n: u64, k: u64, src: f64, bias: bool, input_grad: bool) {
+    fn linear(
+        &mut self,
+        names: &'static Names,
+        m: u64,
+        n: u64,
+        k: u64,
+        src: f64,
+        bias: bool,
+        input_grad: bool,
+    ) {
         let nu = self.num;
         let (mf, nf, kf) = (m as f64, n as f64, k as f64);
         if src != nu.op {
             self.vector(
                 names.cast.unwrap_or(names),
-                Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, mf * kf * src, mf * kf * nu.op)
-                    .bwd(if input_grad { Bwd::Cast } else { Bwd::None }),
+                Vector::new(
+                    OpKind::Elementwise,
+                    OpClass::Elementwise,
+                    0.0,
+                    mf * kf * src,
+                    mf * kf * nu.op,
+                )
+                .bwd(if input_grad { Bwd::Cast } else { Bwd::None }),
             );
         }
         let read = mf * kf * nu.op + kf * nf * nu.op;
@@ -300,7 +336,13 @@ impl Builder<'_> {
                 attention_core: false,
                 recompute: false,
             },
-            Meta { names, bwd: Bwd::Linear { input_grad, bias }, output: written, keep: true, shape: (1, m, n, k) },
+            Meta {
+                names,
+                bwd: Bwd::Linear { input_grad, bias },
+                output: written,
+                keep: true,
+                shape: (1, m, n, k),
+            },
         );
         self.open_chain = false;
     }
@@ -320,7 +362,7 @@ impl Builder<'_> {
         bwd: Bwd,
     ) {
         let (b, m, n, k) = shape;
-        let flops = 2.0 * (b * m * n * k) as f64;
+        let flops = 2.0 * b as f64 * m as f64 * n as f64 * k as f64;
         self.push(
             Op {
                 name: names.fwd,
@@ -342,20 +384,40 @@ impl Builder<'_> {
                 attention_core: true,
                 recompute: false,
             },
-            Meta { names, bwd, output: written, keep: true, shape },
+            Meta {
+                names,
+                bwd,
+                output: written,
+                keep: true,
+                shape,
+            },
         );
         self.open_chain = false;
     }
 
     /// A norm over `rows` rows of `width` (in `inb`, out `outb` bytes per element); saves its
     /// input and one fp32 statistic per row.
-    fn norm(&mut self, names: &'static Names, kind: NormKind, rows: f64, width: f64, inb: f64, outb: f64) {
+    fn norm(
+        &mut self,
+        names: &'static Names,
+        kind: NormKind,
+        rows: f64,
+        width: f64,
+        inb: f64,
+        outb: f64,
+    ) {
         let per = if kind == NormKind::Rmsnorm { 4.0 } else { 7.0 };
         let e = rows * width;
         self.vector(
             names,
-            Vector::new(OpKind::Normalization, OpClass::Normalization, per * e, e * inb, e * outb)
-                .saved(e * inb + rows * 4.0 * if kind == NormKind::Rmsnorm { 1.0 } else { 2.0 }),
+            Vector::new(
+                OpKind::Normalization,
+                OpClass::Normalization,
+                per * e,
+                e * inb,
+                e * outb,
+            )
+            .saved(e * inb + rows * 4.0 * if kind == NormKind::Rmsnorm { 1.0 } else { 2.0 }),
         );
     }
 }
@@ -381,14 +443,26 @@ pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<
 }
 
 /// [`build_step`] with a caller-owned metadata buffer (for allocation-free sweeps).
-pub(crate) fn build_step_with(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>, meta: &mut Vec<Meta>) -> Result<()> {
+pub(crate) fn build_step_with(
+    m: &ModelSpec,
+    cfg: &StepConfig,
+    ops: &mut Vec<Op>,
+    meta: &mut Vec<Meta>,
+) -> Result<()> {
     if cfg.batch == 0 {
         return Err(Error::Invalid("batch must be a positive integer".into()));
     }
     ops.clear();
     meta.clear();
     let num = Numerics::of(cfg.precision);
-    let mut b = Builder { ops, meta, layer: Layer::Embed, num, open_chain: false, batch: cfg.batch };
+    let mut b = Builder {
+        ops,
+        meta,
+        layer: Layer::Embed,
+        num,
+        open_chain: false,
+        batch: cfg.batch,
+    };
 
     embed_forward(&mut b, m, cfg);
     let embed_end = b.ops.len();
@@ -398,7 +472,10 @@ pub(crate) fn build_step_with(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>
         if count == 0 {
             continue;
         }
-        b.layer = Layer::Blocks { first: first as u32, count: count as u32 };
+        b.layer = Layer::Blocks {
+            first: first as u32,
+            count: count as u32,
+        };
         b.open_chain = false;
         let start = b.ops.len();
         block_forward(&mut b, m, cfg, seq);
@@ -432,30 +509,60 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
         let pg = embed_gemm_weights(m) as f64;
         b.vector(
             n!("embed.weights_cast"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, pg * 4.0, pg * nu.op).alone().bwd(Bwd::Cast),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                0.0,
+                pg * 4.0,
+                pg * nu.op,
+            )
+            .alone()
+            .bwd(Bwd::Cast),
         );
     }
     match m.kind {
         ModelKind::Vision => {
             let inp = m.input.as_ref().expect("validated");
-            let rows = (b.batch * m.patch_tokens()) as u64;
+            let rows = b.batch * m.patch_tokens();
             let pin = inp.channels * inp.patch * inp.patch;
             match m.embedding.patch_embed {
                 Some(PatchEmbed::Bottleneck) => {
                     let bn = m.embedding.bottleneck;
                     b.linear(n!("patch.conv"), rows, bn, pin, 4.0, false, false);
-                    b.linear(n!("patch.proj"), rows, m.transformer.width, bn, nu.out, true, true);
+                    b.linear(
+                        n!("patch.proj"),
+                        rows,
+                        m.transformer.width,
+                        bn,
+                        nu.out,
+                        true,
+                        true,
+                    );
                 }
-                _ => b.linear(n!("patch.conv"), rows, m.transformer.width, pin, 4.0, true, false),
+                _ => b.linear(
+                    n!("patch.conv"),
+                    rows,
+                    m.transformer.width,
+                    pin,
+                    4.0,
+                    true,
+                    false,
+                ),
             }
             let e = rows as f64 * d;
             if m.embedding.position != PositionEmbed::None {
                 let table = m.patch_tokens() as f64 * d * 4.0;
                 b.vector(
                     n!("pos.add"),
-                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, e, e * nu.out, e * nu.res)
-                        .side(table)
-                        .bwd(Bwd::Cast),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Elementwise,
+                        e,
+                        e * nu.out,
+                        e * nu.res,
+                    )
+                    .side(table)
+                    .bwd(Bwd::Cast),
                 );
             }
             conditioning_forward(b, m, batch, d);
@@ -466,9 +573,19 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             let v = m.embedding.vocab as f64;
             b.vector(
                 n!("tok_embed.lookup"),
-                Vector::new(OpKind::Embedding, OpClass::Elementwise, 0.0, e * 4.0, e * 4.0)
-                    .side(rows as f64 * 8.0)
-                    .bwd(Bwd::Explicit { read: e * 4.0 + rows as f64 * 8.0, written: v * d * 4.0, flops: e }),
+                Vector::new(
+                    OpKind::Embedding,
+                    OpClass::Elementwise,
+                    0.0,
+                    e * 4.0,
+                    e * 4.0,
+                )
+                .side(rows as f64 * 8.0)
+                .bwd(Bwd::Explicit {
+                    read: e * 4.0 + rows as f64 * 8.0,
+                    written: v * d * 4.0,
+                    flops: e,
+                }),
             );
             if m.embedding.position == PositionEmbed::Learned {
                 let s = m.tokens.text as f64;
@@ -476,7 +593,11 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     n!("pos_embed.add"),
                     Vector::new(OpKind::Embedding, OpClass::Elementwise, e, e * 4.0, e * 4.0)
                         .side(s * d * 4.0)
-                        .bwd(Bwd::Explicit { read: e * 4.0, written: s * d * 4.0, flops: e }),
+                        .bwd(Bwd::Explicit {
+                            read: e * 4.0,
+                            written: s * d * 4.0,
+                            flops: e,
+                        }),
                 );
             }
         }
@@ -487,9 +608,15 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
         let after = before + ic * d;
         b.vector(
             n!("in_context.concat"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, ic * d, before * nu.res, after * nu.res)
-                .side(ic * d * 4.0 * 2.0)
-                .alone(),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                ic * d,
+                before * nu.res,
+                after * nu.res,
+            )
+            .side(ic * d * 4.0 * 2.0)
+            .alone(),
         );
     }
 }
@@ -519,28 +646,75 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
         let f = e.timestep_frequencies;
         b.vector(
             n!("t_embed.freq"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 4.0 * batch * f as f64, batch * 4.0, batch * f as f64 * 4.0)
-                .bwd(Bwd::None),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                4.0 * batch * f as f64,
+                batch * 4.0,
+                batch * f as f64 * 4.0,
+            )
+            .bwd(Bwd::None),
         );
-        b.linear(n!("t_embed.fc1"), b.batch, m.transformer.width, f, 4.0, true, false);
+        b.linear(
+            n!("t_embed.fc1"),
+            b.batch,
+            m.transformer.width,
+            f,
+            4.0,
+            true,
+            false,
+        );
         let x = batch * d;
         b.vector(
             n!("t_embed.silu"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 4.0 * x, x * nu.out, x * nu.out).saved(x * nu.out),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                4.0 * x,
+                x * nu.out,
+                x * nu.out,
+            )
+            .saved(x * nu.out),
         );
-        b.linear(n!("t_embed.fc2"), b.batch, m.transformer.width, m.transformer.width, nu.out, true, true);
+        b.linear(
+            n!("t_embed.fc2"),
+            b.batch,
+            m.transformer.width,
+            m.transformer.width,
+            nu.out,
+            true,
+            true,
+        );
     }
     if e.classes > 0 {
         let x = batch * d;
         b.vector(
             n!("y_embed.lookup"),
-            Vector::new(OpKind::Embedding, OpClass::Elementwise, 0.0, x * 4.0, x * 4.0).side(batch * 8.0).bwd(
-                Bwd::Explicit { read: x * 4.0 + batch * 8.0, written: e.classes as f64 * d * 4.0, flops: x },
-            ),
+            Vector::new(
+                OpKind::Embedding,
+                OpClass::Elementwise,
+                0.0,
+                x * 4.0,
+                x * 4.0,
+            )
+            .side(batch * 8.0)
+            .bwd(Bwd::Explicit {
+                read: x * 4.0 + batch * 8.0,
+                written: e.classes as f64 * d * 4.0,
+                flops: x,
+            }),
         );
         b.vector(
             n!("cond.add"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, x, x * 4.0, x * 4.0).side(x * nu.out).bwd(Bwd::Explicit {
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                x,
+                x * 4.0,
+                x * 4.0,
+            )
+            .side(x * nu.out)
+            .bwd(Bwd::Explicit {
                 read: x * 4.0,
                 written: x * (4.0 + nu.out),
                 flops: x,
@@ -554,7 +728,13 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     let t = &m.transformer;
     let batch = b.batch;
     let rows = batch * seq;
-    let (bf, tf, d, dh, h) = (batch as f64, rows as f64, t.width as f64, m.head_dim() as f64, t.heads as f64);
+    let (bf, tf, d, dh, h) = (
+        batch as f64,
+        rows as f64,
+        t.width as f64,
+        m.head_dim() as f64,
+        t.heads as f64,
+    );
     let e = tf * d;
     let adaln = t.conditioning == Conditioning::AdalnZero;
     let up_out = match t.mlp {
@@ -563,20 +743,46 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     };
 
     if nu.weight_copy {
-        let pg = (3 * t.width * t.width + t.width * t.width + up_out * t.width + t.mlp_hidden * t.width
+        let pg = (3 * t.width * t.width
+            + t.width * t.width
+            + up_out * t.width
+            + t.mlp_hidden * t.width
             + if adaln { 6 * t.width * t.width } else { 0 }) as f64;
         b.vector(
             n!("weights.cast"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, pg * 4.0, pg * nu.op).alone().bwd(Bwd::Cast),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                0.0,
+                pg * 4.0,
+                pg * nu.op,
+            )
+            .alone()
+            .bwd(Bwd::Cast),
         );
     }
     if adaln {
         let x = bf * d;
         b.vector(
             n!("adaln.silu"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 4.0 * x, x * 4.0, x * 4.0).saved(x * 4.0),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                4.0 * x,
+                x * 4.0,
+                x * 4.0,
+            )
+            .saved(x * 4.0),
         );
-        b.linear(n!("adaln.linear"), batch, 6 * t.width, t.width, 4.0, true, true);
+        b.linear(
+            n!("adaln.linear"),
+            batch,
+            6 * t.width,
+            t.width,
+            4.0,
+            true,
+            true,
+        );
     }
     let modulation = 2.0 * bf * d * nu.out;
 
@@ -585,24 +791,69 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     if adaln {
         b.vector(
             n!("attn.modulate"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 2.0 * e, e * nu.res, e * nu.res)
-                .side(modulation)
-                .saved(e * nu.res),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                2.0 * e,
+                e * nu.res,
+                e * nu.res,
+            )
+            .side(modulation)
+            .saved(e * nu.res),
         );
     }
-    b.linear(n!("attn.qkv"), rows, 3 * t.width, t.width, nu.res, t.qkv_bias, true);
+    b.linear(
+        n!("attn.qkv"),
+        rows,
+        3 * t.width,
+        t.width,
+        nu.res,
+        t.qkv_bias,
+        true,
+    );
     if t.qk_norm {
-        b.norm(n!("attn.qk_norm"), NormKind::Rmsnorm, 2.0 * tf * h, dh, nu.out, nu.out);
+        b.norm(
+            n!("attn.qk_norm"),
+            NormKind::Rmsnorm,
+            2.0 * tf * h,
+            dh,
+            nu.out,
+            nu.out,
+        );
     }
     if t.rope != RopeKind::None {
         b.vector(
             n!("attn.rope"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 3.0 * 2.0 * e, 2.0 * e * nu.out, 2.0 * e * nu.out)
-                .side(2.0 * seq as f64 * dh * 4.0),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                3.0 * 2.0 * e,
+                2.0 * e * nu.out,
+                2.0 * e * nu.out,
+            )
+            .side(2.0 * seq as f64 * dh * 4.0),
         );
     }
     attention_core(b, m, cfg, batch, seq);
-    b.linear(n!("attn.proj"), rows, t.width, t.width, nu.out, t.out_bias, true);
+    b.linear(
+        n!("attn.proj"),
+        rows,
+        t.width,
+        t.width,
+        nu.out,
+        t.out_bias,
+        true,
+    );
+    if t.dropout > 0.0 {
+        dropout(
+            b,
+            n!("attn.dropout_out"),
+            e,
+            nu.out,
+            OpClass::Elementwise,
+            false,
+        );
+    }
     let gate = if adaln { bf * d * nu.out } else { 0.0 };
     residual(b, n!("attn.residual"), e, gate, adaln);
 
@@ -611,26 +862,70 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     if adaln {
         b.vector(
             n!("mlp.modulate"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 2.0 * e, e * nu.res, e * nu.res)
-                .side(modulation)
-                .saved(e * nu.res),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                2.0 * e,
+                e * nu.res,
+                e * nu.res,
+            )
+            .side(modulation)
+            .saved(e * nu.res),
         );
     }
-    b.linear(n!("mlp.fc1"), rows, up_out, t.width, nu.res, t.mlp_bias, true);
+    b.linear(
+        n!("mlp.fc1"),
+        rows,
+        up_out,
+        t.width,
+        nu.res,
+        t.mlp_bias,
+        true,
+    );
     let hid = tf * t.mlp_hidden as f64;
     match t.mlp {
         MlpKind::Swiglu => b.vector(
             n!("mlp.swiglu"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 5.0 * hid, 2.0 * hid * nu.out, hid * nu.out)
-                .saved(2.0 * hid * nu.out),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                5.0 * hid,
+                2.0 * hid * nu.out,
+                hid * nu.out,
+            )
+            .saved(2.0 * hid * nu.out),
         ),
         MlpKind::Gelu => b.vector(
             n!("mlp.gelu"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 8.0 * hid, hid * nu.out, hid * nu.out)
-                .saved(hid * nu.out),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                8.0 * hid,
+                hid * nu.out,
+                hid * nu.out,
+            )
+            .saved(hid * nu.out),
         ),
     }
-    b.linear(n!("mlp.fc2"), rows, t.width, t.mlp_hidden, nu.out, t.mlp_bias, true);
+    b.linear(
+        n!("mlp.fc2"),
+        rows,
+        t.width,
+        t.mlp_hidden,
+        nu.out,
+        t.mlp_bias,
+        true,
+    );
+    if t.dropout > 0.0 {
+        dropout(
+            b,
+            n!("mlp.dropout_out"),
+            e,
+            nu.out,
+            OpClass::Elementwise,
+            false,
+        );
+    }
     residual(b, n!("mlp.residual"), e, gate, adaln);
 }
 
@@ -643,18 +938,36 @@ fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64, gated: bo
         (
             2.0 * e,
             e * nu.out + gate,
-            Bwd::Explicit { read: e * nu.res + e * nu.out + gate, written: e * nu.out + gate, flops: 3.0 * e },
+            Bwd::Explicit {
+                read: e * nu.res + e * nu.out + gate,
+                written: e * nu.out + gate,
+                flops: 3.0 * e,
+            },
         )
     } else {
-        (e, 0.0, Bwd::Explicit { read: e * nu.res, written: e * nu.out, flops: 0.0 })
+        (
+            e,
+            0.0,
+            Bwd::Explicit {
+                read: e * nu.res,
+                written: e * nu.out,
+                flops: 0.0,
+            },
+        )
     };
     b.vector(
         names,
-        Vector::new(OpKind::Elementwise, OpClass::Elementwise, flops, e * nu.res, e * nu.res)
-            .side(e * nu.out + gate)
-            .saved(saved)
-            .keep()
-            .bwd(bwd),
+        Vector::new(
+            OpKind::Elementwise,
+            OpClass::Elementwise,
+            flops,
+            e * nu.res,
+            e * nu.res,
+        )
+        .side(e * nu.out + gate)
+        .saved(saved)
+        .keep()
+        .bwd(bwd),
     );
 }
 
@@ -664,7 +977,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
     let (bf, sf, dh) = (batch as f64, seq as f64, m.head_dim());
     let bh = batch * t.heads;
     let e = bf * sf * t.width as f64;
-    let sc = (bh * seq * seq) as f64;
+    let sc = bh as f64 * sf * sf;
     let causal_scale = if t.causal { 0.5 } else { 1.0 };
     match cfg.attention {
         AttentionImpl::Naive => {
@@ -672,13 +985,22 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             if o != 4.0 {
                 b.vector(
                     n!("attn.qk_upcast"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, 2.0 * e * o, 2.0 * e * 4.0)
-                        .core()
-                        .bwd(Bwd::Cast),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Attention,
+                        0.0,
+                        2.0 * e * o,
+                        2.0 * e * 4.0,
+                    )
+                    .core()
+                    .bwd(Bwd::Cast),
                 );
             }
-            let (unit, dtype) =
-                if cfg.precision == Precision::Tf32 { (Unit::Tensor, Dtype::Tf32) } else { (Unit::Vector, Dtype::Fp32) };
+            let (unit, dtype) = if cfg.precision == Precision::Tf32 {
+                (Unit::Tensor, Dtype::Tf32)
+            } else {
+                (Unit::Vector, Dtype::Fp32)
+            };
             b.batched(
                 n!("attn.scores"),
                 (bh, seq, seq, dh),
@@ -692,44 +1014,89 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             );
             b.vector(
                 n!("attn.scale"),
-                Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * 4.0, sc * 4.0).core(),
+                Vector::new(
+                    OpKind::Elementwise,
+                    OpClass::Attention,
+                    sc,
+                    sc * 4.0,
+                    sc * 4.0,
+                )
+                .core(),
             );
             if t.causal {
                 b.vector(
                     n!("attn.mask"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * 4.0, sc * 4.0)
-                        .side(sf * sf)
-                        .core(),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Attention,
+                        sc,
+                        sc * 4.0,
+                        sc * 4.0,
+                    )
+                    .side(sf * sf)
+                    .core(),
                 );
             } else {
                 let bias = bf * sf * sf * o;
                 b.vector(
                     n!("attn.bias_fill"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, 0.0, bias).keep().core().bwd(Bwd::None),
+                    Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, 0.0, bias)
+                        .keep()
+                        .core()
+                        .bwd(Bwd::None),
                 );
                 b.vector(
                     n!("attn.bias_add"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * 4.0, sc * 4.0)
-                        .side(bias)
-                        .core()
-                        .bwd(Bwd::None),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Attention,
+                        sc,
+                        sc * 4.0,
+                        sc * 4.0,
+                    )
+                    .side(bias)
+                    .core()
+                    .bwd(Bwd::None),
                 );
             }
             b.vector(
                 n!("attn.softmax"),
-                Vector::new(OpKind::Softmax, OpClass::Attention, 5.0 * sc, sc * 4.0, sc * 4.0).saved(sc * 4.0).core(),
+                Vector::new(
+                    OpKind::Softmax,
+                    OpClass::Attention,
+                    5.0 * sc,
+                    sc * 4.0,
+                    sc * 4.0,
+                )
+                .saved(sc * 4.0)
+                .core(),
             );
+            if t.dropout > 0.0 {
+                dropout(b, n!("attn.dropout"), sc, 4.0, OpClass::Attention, true);
+            }
             if o != 4.0 {
                 b.vector(
                     n!("attn.probs_cast"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, sc * 4.0, sc * o).core().bwd(Bwd::Cast),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Attention,
+                        0.0,
+                        sc * 4.0,
+                        sc * o,
+                    )
+                    .core()
+                    .bwd(Bwd::Cast),
                 );
             }
             b.batched(
                 n!("attn.pv"),
                 (bh, seq, dh, seq),
                 nu.gemm_unit,
-                if nu.gemm_dtype == Dtype::Fp8 { Dtype::Bf16 } else { nu.gemm_dtype },
+                if nu.gemm_dtype == Dtype::Fp8 {
+                    Dtype::Bf16
+                } else {
+                    nu.gemm_dtype
+                },
                 sc * o + e * o,
                 e * o,
                 sc * o + e * o,
@@ -744,7 +1111,11 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
                 n!("attn.q_scale"),
                 Vector::new(OpKind::Elementwise, OpClass::Attention, e, e * o, e * o).core(),
             );
-            let dtype = if nu.gemm_dtype == Dtype::Fp8 { Dtype::Bf16 } else { nu.gemm_dtype };
+            let dtype = if nu.gemm_dtype == Dtype::Fp8 {
+                Dtype::Bf16
+            } else {
+                nu.gemm_dtype
+            };
             b.batched(
                 n!("attn.scores"),
                 (bh, seq, seq, dh),
@@ -759,13 +1130,30 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             if t.causal {
                 b.vector(
                     n!("attn.mask"),
-                    Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * o, sc * o).side(sf * sf).core(),
+                    Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * o, sc * o)
+                        .side(sf * sf)
+                        .core(),
                 );
             }
             b.vector(
                 n!("attn.softmax"),
-                Vector::new(OpKind::Softmax, OpClass::Attention, 5.0 * sc, sc * o, sc * o).saved(sc * o).core(),
+                Vector::new(
+                    OpKind::Softmax,
+                    OpClass::Attention,
+                    5.0 * sc,
+                    sc * o,
+                    sc * o,
+                )
+                .saved(sc * o)
+                .core(),
             );
+            // With dropout, PV consumes (and keeps) the dropout output instead of the softmax's.
+            let p_saved = if t.dropout > 0.0 {
+                dropout(b, n!("attn.dropout"), sc, o, OpClass::Attention, true);
+                sc * o
+            } else {
+                0.0
+            };
             b.batched(
                 n!("attn.pv"),
                 (bh, seq, dh, seq),
@@ -773,7 +1161,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
                 dtype,
                 sc * o + e * o,
                 e * o,
-                e * o,
+                p_saved + e * o,
                 causal_scale,
                 Bwd::Pv { p_bytes: o },
             );
@@ -781,7 +1169,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
         }
         AttentionImpl::Flash2 | AttentionImpl::Flash3 => {
             let o = nu.out;
-            let lse = (bh * seq) as f64 * 4.0;
+            let lse = bh as f64 * sf * 4.0;
             let flops = 4.0 * bf * sf * sf * t.width as f64 * causal_scale;
             let read = 3.0 * e * o;
             let written = e * o + lse;
@@ -796,7 +1184,11 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
                         seq,
                         head_dim: dh,
                         causal: t.causal,
-                        flash: if cfg.attention == AttentionImpl::Flash3 { 3 } else { 2 },
+                        flash: if cfg.attention == AttentionImpl::Flash3 {
+                            3
+                        } else {
+                            2
+                        },
                     },
                     class: OpClass::Attention,
                     unit: Unit::Tensor,
@@ -817,7 +1209,10 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
                     names: n!("attn.flash"),
                     // Backward reads Q, K, V, O, dO, the log-sum-exp and D = rowsum(dO∘O); writes
                     // dQ, dK, dV, D, and the fp32 dQ accumulator (written and read once).
-                    bwd: Bwd::Flash { read: 5.0 * e * o + 2.0 * lse + e * 4.0, written: 3.0 * e * o + lse + e * 4.0 },
+                    bwd: Bwd::Flash {
+                        read: 5.0 * e * o + 2.0 * lse + e * 4.0,
+                        written: 3.0 * e * o + lse + e * 4.0,
+                    },
                     output: written,
                     keep: true,
                     shape: (0, 0, 0, 0),
@@ -826,6 +1221,19 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             b.open_chain = false;
         }
     }
+}
+
+/// Dropout over `n` elements of `el` bytes: writes the output and a 1-byte mask, keeps the mask.
+/// Backward reads the gradient and the mask, writes the gradient.
+fn dropout(b: &mut Builder, names: &'static Names, n: f64, el: f64, class: OpClass, core: bool) {
+    let v = Vector::new(OpKind::Elementwise, class, 2.0 * n, n * el, n * (el + 1.0))
+        .saved(n)
+        .bwd(Bwd::Explicit {
+            read: n * (el + 1.0),
+            written: n * el,
+            flops: n,
+        });
+    b.vector(names, if core { v.core() } else { v });
 }
 
 /// `out.transpose(1, 2).reshape(B, s, d)` after unfused attention: a copy of E elements.
@@ -846,11 +1254,23 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             Some(inp) => inp.patch * inp.patch * inp.out_channels,
             None => m.embedding.vocab,
         };
-        let pg = (t.width * out + if t.conditioning == Conditioning::AdalnZero { 2 * t.width * t.width } else { 0 })
-            as f64;
+        let pg = (t.width * out
+            + if t.conditioning == Conditioning::AdalnZero {
+                2 * t.width * t.width
+            } else {
+                0
+            }) as f64;
         b.vector(
             n!("head.weights_cast"),
-            Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, pg * 4.0, pg * nu.op).alone().bwd(Bwd::Cast),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                0.0,
+                pg * 4.0,
+                pg * nu.op,
+            )
+            .alone()
+            .bwd(Bwd::Cast),
         );
     }
     match m.kind {
@@ -862,17 +1282,38 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 let x = bf * d;
                 b.vector(
                     n!("final.adaln.silu"),
-                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, 4.0 * x, x * 4.0, x * 4.0).saved(x * 4.0),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Elementwise,
+                        4.0 * x,
+                        x * 4.0,
+                        x * 4.0,
+                    )
+                    .saved(x * 4.0),
                 );
-                b.linear(n!("final.adaln.linear"), batch, 2 * t.width, t.width, 4.0, true, true);
+                b.linear(
+                    n!("final.adaln.linear"),
+                    batch,
+                    2 * t.width,
+                    t.width,
+                    4.0,
+                    true,
+                    true,
+                );
             }
             b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, nu.res);
             if t.conditioning == Conditioning::AdalnZero {
                 b.vector(
                     n!("final.modulate"),
-                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, 2.0 * e, e * nu.res, e * nu.res)
-                        .side(2.0 * bf * d * nu.out)
-                        .saved(e * nu.res),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Elementwise,
+                        2.0 * e,
+                        e * nu.res,
+                        e * nu.res,
+                    )
+                    .side(2.0 * bf * d * nu.out)
+                    .saved(e * nu.res),
                 );
             }
             let out = inp.patch * inp.patch * inp.out_channels;
@@ -880,25 +1321,53 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             let y = (rows * out) as f64;
             b.vector(
                 n!("loss.mse"),
-                Vector::new(OpKind::Reduction, OpClass::Elementwise, 3.0 * y, y * nu.out, bf * 4.0)
-                    .side(y * 4.0)
-                    .saved(y * (nu.out + 4.0))
-                    .bwd(Bwd::Explicit { read: y * (nu.out + 4.0), written: y * nu.out, flops: 3.0 * y }),
+                Vector::new(
+                    OpKind::Reduction,
+                    OpClass::Elementwise,
+                    3.0 * y,
+                    y * nu.out,
+                    bf * 4.0,
+                )
+                .side(y * 4.0)
+                .saved(y * (nu.out + 4.0))
+                .bwd(Bwd::Explicit {
+                    read: y * (nu.out + 4.0),
+                    written: y * nu.out,
+                    flops: 3.0 * y,
+                }),
             );
         }
         ModelKind::Language => {
             let rows = batch * m.tokens.text;
             let v = m.embedding.vocab as f64;
             b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, nu.res);
-            b.linear(n!("lm_head"), rows, m.embedding.vocab, t.width, nu.res, false, true);
+            b.linear(
+                n!("lm_head"),
+                rows,
+                m.embedding.vocab,
+                t.width,
+                nu.res,
+                false,
+                true,
+            );
             let logits = rows as f64 * v;
             // Cross-entropy under autocast runs in fp32: logits upcast, log-softmax kept for
             // backward; backward writes the fp32 gradient and casts it back to the logits' dtype.
             b.vector(
                 n!("loss.cross_entropy"),
-                Vector::new(OpKind::Softmax, OpClass::Elementwise, 5.0 * logits, logits * nu.out, logits * 4.0)
-                    .saved(logits * 4.0)
-                    .bwd(Bwd::Explicit { read: logits * 8.0, written: logits * (4.0 + nu.out), flops: 3.0 * logits }),
+                Vector::new(
+                    OpKind::Softmax,
+                    OpClass::Elementwise,
+                    5.0 * logits,
+                    logits * nu.out,
+                    logits * 4.0,
+                )
+                .saved(logits * 4.0)
+                .bwd(Bwd::Explicit {
+                    read: logits * 8.0,
+                    written: logits * (4.0 + nu.out),
+                    flops: 3.0 * logits,
+                }),
             );
         }
     }
@@ -906,6 +1375,12 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
 
 fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
     let p = param_count(m).total as f64;
+    // bf16-pure also writes the bf16 working copy of each parameter (2 B).
+    let extra = if cfg.precision == Precision::Bf16Pure {
+        2.0
+    } else {
+        0.0
+    };
     b.layer = Layer::Model;
     // AdamW with fp32 states: reads parameter, gradient, m, v (16 B), writes parameter, m, v (12 B).
     let adam = Op {
@@ -919,16 +1394,22 @@ fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
         flops: Flops(14.0 * p),
         model_flops: Flops::ZERO,
         bytes_read: Bytes(16.0 * p),
-        bytes_written: Bytes(12.0 * p),
+        bytes_written: Bytes((12.0 + extra) * p),
         fused_read: Bytes(16.0 * p),
-        fused_written: Bytes(12.0 * p),
+        fused_written: Bytes((12.0 + extra) * p),
         chained_read: Bytes::ZERO,
         chain: Chain::Alone,
         saved: Bytes::ZERO,
         attention_core: false,
         recompute: false,
     };
-    let meta = Meta { names: n!("optimizer.adamw"), bwd: Bwd::None, output: 0.0, keep: true, shape: (0, 0, 0, 0) };
+    let meta = Meta {
+        names: n!("optimizer.adamw"),
+        bwd: Bwd::None,
+        output: 0.0,
+        keep: true,
+        shape: (0, 0, 0, 0),
+    };
     b.push(adam, meta);
     for _ in 0..cfg.ema {
         // EMA: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B), writes ema (4 B).
@@ -941,7 +1422,13 @@ fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
             fused_written: Bytes(4.0 * p),
             ..adam
         };
-        b.push(ema, Meta { names: n!("optimizer.ema"), ..meta });
+        b.push(
+            ema,
+            Meta {
+                names: n!("optimizer.ema"),
+                ..meta
+            },
+        );
     }
 }
 
@@ -968,7 +1455,13 @@ fn emit_recompute(b: &mut Builder, start: usize, end: usize, mode: Checkpointing
                 recompute: true,
                 ..op
             };
-            b.push(re, Meta { bwd: Bwd::None, ..meta });
+            b.push(
+                re,
+                Meta {
+                    bwd: Bwd::None,
+                    ..meta
+                },
+            );
         }
     }
 }
@@ -997,7 +1490,10 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             chained_read: Bytes::ZERO,
             ..op
         };
-        let bwd_meta = Meta { bwd: Bwd::None, ..meta };
+        let bwd_meta = Meta {
+            bwd: Bwd::None,
+            ..meta
+        };
         match meta.bwd {
             Bwd::None => {}
             Bwd::Generic => {
@@ -1007,7 +1503,7 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                     Op {
                         name: meta.names.bwd,
                         flops: op.flops * 2.0,
-                        model_flops: op.model_flops * 2.0,
+                        model_flops: Flops::ZERO,
                         bytes_read: read,
                         bytes_written: op.bytes_read,
                         fused_read,
@@ -1030,11 +1526,15 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 },
                 bwd_meta,
             ),
-            Bwd::Explicit { read, written, flops } => b.push(
+            Bwd::Explicit {
+                read,
+                written,
+                flops,
+            } => b.push(
                 Op {
                     name: meta.names.bwd,
                     flops: Flops(flops),
-                    model_flops: Flops(flops),
+                    model_flops: Flops::ZERO,
                     bytes_read: Bytes(read),
                     bytes_written: Bytes(written),
                     fused_read: Bytes(read),
@@ -1086,7 +1586,7 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                         unit: Unit::Vector,
                         dtype: Dtype::Fp32,
                         flops: Flops(mf * nf),
-                        model_flops: Flops(mf * nf),
+                        model_flops: Flops::ZERO,
                         bytes_read: Bytes(mf * nf * nu.out),
                         bytes_written: Bytes(nf * 4.0),
                         fused_read: Bytes(mf * nf * nu.out),
@@ -1099,13 +1599,22 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             }
             Bwd::Scores => {
                 let (bh, s, _, dh) = meta.shape;
-                let el = if op.dtype == Dtype::Fp32 || op.dtype == Dtype::Tf32 { 4.0 } else { nu.out };
-                let sc = (bh * s * s) as f64;
-                let qk = (bh * s * dh) as f64;
+                let el = if op.dtype == Dtype::Fp32 || op.dtype == Dtype::Tf32 {
+                    4.0
+                } else {
+                    nu.out
+                };
+                let sc = bh as f64 * s as f64 * s as f64;
+                let qk = bh as f64 * s as f64 * dh as f64;
                 let half = op.flops;
                 let g = |name| Op {
                     name,
-                    kind: OpKind::BatchedGemm { batch: bh, m: s, n: dh, k: s },
+                    kind: OpKind::BatchedGemm {
+                        batch: bh,
+                        m: s,
+                        n: dh,
+                        k: s,
+                    },
                     flops: half,
                     model_flops: op.model_flops,
                     bytes_read: Bytes(sc * el + qk * el),
@@ -1120,13 +1629,18 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             }
             Bwd::Pv { p_bytes } => {
                 let (bh, s, dh, _) = meta.shape;
-                let sc = (bh * s * s) as f64;
-                let e = (bh * s * dh) as f64;
+                let sc = bh as f64 * s as f64 * s as f64;
+                let e = bh as f64 * s as f64 * dh as f64;
                 let o = nu.out;
                 b.push(
                     Op {
                         name: "attn.pv.dgrad_p",
-                        kind: OpKind::BatchedGemm { batch: bh, m: s, n: s, k: dh },
+                        kind: OpKind::BatchedGemm {
+                            batch: bh,
+                            m: s,
+                            n: s,
+                            k: dh,
+                        },
                         bytes_read: Bytes(2.0 * e * o),
                         bytes_written: Bytes(sc * p_bytes),
                         fused_read: Bytes(2.0 * e * o),
@@ -1139,7 +1653,12 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 b.push(
                     Op {
                         name: "attn.pv.dgrad_v",
-                        kind: OpKind::BatchedGemm { batch: bh, m: s, n: dh, k: s },
+                        kind: OpKind::BatchedGemm {
+                            batch: bh,
+                            m: s,
+                            n: dh,
+                            k: s,
+                        },
                         bytes_read: Bytes(sc * p_bytes + e * o),
                         bytes_written: Bytes(e * o),
                         fused_read: Bytes(sc * p_bytes + e * o),

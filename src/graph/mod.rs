@@ -13,7 +13,9 @@
 //!   convention, which includes recomputing S); the MFU numerator counts 2× (no recompute).
 //! - Backward of a GEMM is two GEMMs of the same FLOPs (data grad and weight grad).
 //! - Vector ops count a fixed number of FLOPs per element (see [`build`]); backward of a vector op
-//!   counts twice its forward FLOPs. Vector FLOPs never bind in practice; bytes do.
+//!   counts twice its forward FLOPs. Vector FLOPs never bind in practice; bytes do. They count as
+//!   executed FLOPs (HFU) but not as model FLOPs: the MFU numerator is matmul FLOPs only, as in
+//!   PaLM's 6N + 12·L·H·Q·T (arXiv 2204.02311, appendix B).
 //! - Bytes are HBM traffic of an unfused (eager) kernel: each input read once, each output written
 //!   once, at its dtype. `fused_*` give the traffic when the op is part of a fused chain
 //!   (torch.compile): only tensors entering or leaving the chain count.
@@ -87,8 +89,13 @@ pub enum OpClass {
 
 impl OpClass {
     /// All classes, in report order.
-    pub const ALL: [OpClass; 5] =
-        [OpClass::Gemm, OpClass::Attention, OpClass::Normalization, OpClass::Elementwise, OpClass::Optimizer];
+    pub const ALL: [OpClass; 5] = [
+        OpClass::Gemm,
+        OpClass::Attention,
+        OpClass::Normalization,
+        OpClass::Elementwise,
+        OpClass::Optimizer,
+    ];
 
     /// Lower-case name used in JSON and tables.
     pub fn name(self) -> &'static str {
@@ -340,6 +347,9 @@ cli_enum!(
     Precision, "precision", {
         /// PyTorch autocast bf16 with fp32 master weights (the default).
         Bf16 => "bf16",
+        /// bf16 parameters and activations throughout, residual stream included (Megatron-LM
+        /// style), fp32 master weights, fp32 gradient accumulation and AdamW states.
+        Bf16Pure => "bf16-pure",
         /// Everything fp32; GEMMs on the fp32 vector units (PyTorch's default allow_tf32=False).
         Fp32 => "fp32",
         /// fp32 storage, GEMMs on tf32 tensor cores.
@@ -398,6 +408,20 @@ impl Default for StepConfig {
             ema: 0,
         }
     }
+}
+
+/// The distinct GEMM shapes (m, n, k) of an op list, with the name of the first op of each
+/// shape, in op order (forward, data-grad and weight-grad GEMMs alike).
+pub fn gemm_shapes(ops: &[Op]) -> Vec<(&'static str, u64, u64, u64)> {
+    let mut shapes: Vec<(&'static str, u64, u64, u64)> = Vec::new();
+    for op in ops {
+        if let OpKind::Gemm { m, n, k } = op.kind {
+            if !shapes.iter().any(|s| (s.1, s.2, s.3) == (m, n, k)) {
+                shapes.push((op.name, m, n, k));
+            }
+        }
+    }
+    shapes
 }
 
 /// Totals of an op list, per phase.

@@ -73,7 +73,10 @@ pub fn param_count(m: &ModelSpec) -> ParamCount {
     let mut head_gemm = 0;
     match m.kind {
         ModelKind::Vision => {
-            let inp = m.input.as_ref().expect("validated: vision models have [input]");
+            let inp = m
+                .input
+                .as_ref()
+                .expect("validated: vision models have [input]");
             let patch_in = inp.channels * inp.patch * inp.patch;
             match e.patch_embed {
                 Some(PatchEmbed::Linear) | None => {

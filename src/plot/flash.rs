@@ -44,7 +44,13 @@ impl FlashChart {
                 (a.to_string(), pts)
             })
             .collect();
-        FlashChart { title: format!("Attention implementations: {} on {} ({})", r.model, r.gpu, r.configuration), lines }
+        FlashChart {
+            title: format!(
+                "Attention implementations: {} on {} ({})",
+                r.model, r.gpu, r.configuration
+            ),
+            lines,
+        }
     }
 
     fn panel<DB: DrawingBackend>(
@@ -55,14 +61,38 @@ impl FlashChart {
         log_y: bool,
         fmt: &dyn Fn(&f64) -> String,
     ) -> DrawResult<DB> {
-        let all: Vec<(f64, f64)> = self.lines.iter().flat_map(|(_, p)| p.iter().map(|q| (q.0, pick(q)))).collect();
-        let (x0, x1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
-        let (y0, y1) = all.iter().filter(|p| p.1 > 0.0).fold((f64::INFINITY, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-        let (x0, x1) = if x0.is_finite() { (x0.log2() - 0.3, x1.log2() + 0.3) } else { (7.0, 14.0) };
+        let all: Vec<(f64, f64)> = self
+            .lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| (q.0, pick(q))))
+            .collect();
+        let (x0, x1) = all.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+        let (y0, y1) = all
+            .iter()
+            .filter(|p| p.1 > 0.0)
+            .fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+                (a.min(p.1), b.max(p.1))
+            });
+        let (x0, x1) = if x0.is_finite() {
+            (x0.log2() - 0.3, x1.log2() + 0.3)
+        } else {
+            (7.0, 14.0)
+        };
         let (y0, y1) = if y0.is_finite() { (y0, y1) } else { (0.1, 1.0) };
-        let xfmt = |v: &f64| if (v - v.round()).abs() < 1e-6 { format!("{}", 2f64.powf(v.round())) } else { String::new() };
+        let xfmt = |v: &f64| {
+            if (v - v.round()).abs() < 1e-6 {
+                format!("{}", 2f64.powf(v.round()))
+            } else {
+                String::new()
+            }
+        };
         let mut b = ChartBuilder::on(area);
-        b.margin(10).caption(name, ("sans-serif", 16)).x_label_area_size(36).y_label_area_size(70);
+        b.margin(10)
+            .caption(name, ("sans-serif", 16))
+            .x_label_area_size(36)
+            .y_label_area_size(70);
         macro_rules! draw {
             ($chart:expr, $ylo:expr) => {{
                 let mut c = $chart;
@@ -76,14 +106,24 @@ impl FlashChart {
                     .draw()?;
                 for (i, (label, pts)) in self.lines.iter().enumerate() {
                     let col = series_color(i);
-                    let p: Vec<(f64, f64)> = pts.iter().map(|q| (q.0.log2(), pick(q).max($ylo))).collect();
+                    let p: Vec<(f64, f64)> = pts
+                        .iter()
+                        .map(|q| (q.0.log2(), pick(q).max($ylo)))
+                        .collect();
                     c.draw_series(LineSeries::new(p.clone(), col.stroke_width(2)))?
                         .label(label.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
+                        });
                     c.draw_series(p.into_iter().map(|q| Circle::new(q, 4, col.filled())))?;
                 }
                 if name.starts_with("attention share") {
-                    c.draw_series(DashedLineSeries::new(vec![(x0, 0.5), (x1, 0.5)], 6, 5, BLACK.stroke_width(1)))?;
+                    c.draw_series(DashedLineSeries::new(
+                        vec![(x0, 0.5), (x1, 0.5)],
+                        6,
+                        5,
+                        BLACK.stroke_width(1),
+                    ))?;
                 }
                 c.configure_series_labels()
                     .position(SeriesLabelPosition::UpperLeft)
@@ -95,9 +135,15 @@ impl FlashChart {
         }
         if log_y {
             let lo = y0 / 2.0;
-            draw!(b.build_cartesian_2d(x0..x1, (lo..y1 * 2.0).log_scale())?, lo);
+            draw!(
+                b.build_cartesian_2d(x0..x1, (lo..y1 * 2.0).log_scale())?,
+                lo
+            );
         } else {
-            draw!(b.build_cartesian_2d(x0..x1, 0.0..(y1 * 1.15).max(1.0))?, 0.0);
+            draw!(
+                b.build_cartesian_2d(x0..x1, 0.0..(y1 * 1.15).max(1.0))?,
+                0.0
+            );
         }
         Ok(())
     }
@@ -106,13 +152,41 @@ impl FlashChart {
 impl Figure for FlashChart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
-        root.draw(&Text::new(self.title.clone(), (16, 10), ("sans-serif", 16).into_font()))?;
+        root.draw(&Text::new(
+            self.title.clone(),
+            (16, 10),
+            ("sans-serif", 16).into_font(),
+        ))?;
         let body = root.margin(34, 4, 4, 4);
         let panels = body.split_evenly((2, 2));
-        self.panel(&panels[0], "attention share of step time (50% dashed)", |q| q.1, false, &|v| format!("{:.0}%", v * 100.0))?;
-        self.panel(&panels[1], "step speedup over naive", |q| q.2, false, &|v| format!("{v:.1}x"))?;
-        self.panel(&panels[2], "activation memory per GPU (log)", |q| q.3, true, &|v| binary_bytes(Bytes(*v)))?;
-        self.panel(&panels[3], "largest batch per GPU that fits (log)", |q| q.4, true, &|v| si_label(*v))?;
+        self.panel(
+            &panels[0],
+            "attention share of step time (50% dashed)",
+            |q| q.1,
+            false,
+            &|v| format!("{:.0}%", v * 100.0),
+        )?;
+        self.panel(
+            &panels[1],
+            "step speedup over naive",
+            |q| q.2,
+            false,
+            &|v| format!("{v:.1}x"),
+        )?;
+        self.panel(
+            &panels[2],
+            "activation memory per GPU (log)",
+            |q| q.3,
+            true,
+            &|v| binary_bytes(Bytes(*v)),
+        )?;
+        self.panel(
+            &panels[3],
+            "largest batch per GPU that fits (log)",
+            |q| q.4,
+            true,
+            &|v| si_label(*v),
+        )?;
         Ok(())
     }
 }

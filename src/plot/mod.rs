@@ -48,7 +48,8 @@ static REGISTER: Once = Once::new();
 pub const SIZE: (u32, u32) = (1200, 800);
 
 /// Result of drawing on a backend.
-pub type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub type DrawResult<DB> =
+    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A chart that can be drawn on any plotters backend.
 pub trait Figure {
@@ -77,7 +78,12 @@ pub enum Format {
 impl Format {
     /// The format of `path` from its extension; an error for anything but .svg and .png.
     pub fn of(path: &Path) -> Result<Self> {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("svg") => Ok(Format::Svg),
             Some("png") => Ok(Format::Png),
             _ => Err(Error::Invalid(format!(
@@ -146,12 +152,33 @@ pub fn series_color(i: usize) -> RGBColor {
 /// Formats a number with an SI prefix and three significant digits at most, trailing zeros
 /// dropped (e.g. 1T, 782T, 4.3T, 64, 0.5).
 pub fn si_label(v: f64) -> String {
-    const P: [(f64, &str); 6] = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")];
-    let (scale, prefix) = P.iter().find(|(s, _)| v.abs() >= *s).copied().unwrap_or((1.0, ""));
+    const P: [(f64, &str); 6] = [
+        (1e18, "E"),
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+    ];
+    let (scale, prefix) = P
+        .iter()
+        .find(|(s, _)| v.abs() >= *s)
+        .copied()
+        .unwrap_or((1.0, ""));
     let x = v / scale;
-    let digits = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 2 };
+    let digits = if x.abs() >= 100.0 {
+        0
+    } else if x.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
     let text = format!("{x:.digits$}");
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
     format!("{text}{prefix}")
 }
 

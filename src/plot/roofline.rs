@@ -94,14 +94,23 @@ fn yes() -> bool {
 pub fn load_measured(path: &Path) -> Result<Vec<MeasuredPoint>> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let f: BenchFile = serde_json::from_str(&text).map_err(|e| Error::spec(&label, "(json)", e.to_string()))?;
+    let f: BenchFile =
+        serde_json::from_str(&text).map_err(|e| Error::spec(&label, "(json)", e.to_string()))?;
     if f.schema != "roofline-bench/1" {
-        return Err(Error::spec(&label, "schema", format!("expected \"roofline-bench/1\", found {:?}", f.schema)));
+        return Err(Error::spec(
+            &label,
+            "schema",
+            format!("expected \"roofline-bench/1\", found {:?}", f.schema),
+        ));
     }
     Ok(f.results
         .into_iter()
         .filter(|r| r.correct && r.flops > 0.0 && r.bytes > 0.0 && r.time_s > 0.0)
-        .map(|r| MeasuredPoint { intensity: r.flops / r.bytes, flops_per_s: r.flops / r.time_s, name: r.kernel })
+        .map(|r| MeasuredPoint {
+            intensity: r.flops / r.bytes,
+            flops_per_s: r.flops / r.time_s,
+            name: r.kernel,
+        })
         .collect())
 }
 
@@ -141,7 +150,11 @@ impl RooflineChart {
         let mut roofs: Vec<Roof> = Vec::new();
         let mut add_roof = |name: &str, peak: f64, fraction: f64| {
             if peak > 0.0 && !roofs.iter().any(|r| r.name == name) {
-                roofs.push(Roof { name: name.to_string(), peak, fraction });
+                roofs.push(Roof {
+                    name: name.to_string(),
+                    peak,
+                    fraction,
+                });
             }
         };
         if matches!(run.step.precision, Precision::Bf16 | Precision::Fp8) {
@@ -187,7 +200,15 @@ impl RooflineChart {
             est.step_time.0 * 1e3,
             est.mfu * 100.0
         );
-        Ok(RooflineChart { title, caption, hbm: mach.hbm, hbm_fraction: mach.frac_hbm, roofs, points, measured })
+        Ok(RooflineChart {
+            title,
+            caption,
+            hbm: mach.hbm,
+            hbm_fraction: mach.frac_hbm,
+            roofs,
+            points,
+            measured,
+        })
     }
 
     /// Ridge intensity I* = P·a / (B·a_hbm) of an achievable roof.
@@ -198,12 +219,22 @@ impl RooflineChart {
     /// Measured points that fit log axes meant for training ops (intensity ≥ 1e-3 FLOP/byte,
     /// ≥ 1 MFLOP/s); pure copies (a FLOP count of ~0) have no place on them.
     fn plottable(&self) -> impl Iterator<Item = &MeasuredPoint> {
-        self.measured.iter().filter(|m| m.intensity >= 1e-3 && m.flops_per_s >= 1e6)
+        self.measured
+            .iter()
+            .filter(|m| m.intensity >= 1e-3 && m.flops_per_s >= 1e6)
     }
 
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let xs = self.points.iter().map(|p| p.intensity).chain(self.plottable().map(|m| m.intensity));
-        let ys = self.points.iter().map(|p| p.flops_per_s).chain(self.plottable().map(|m| m.flops_per_s));
+        let xs = self
+            .points
+            .iter()
+            .map(|p| p.intensity)
+            .chain(self.plottable().map(|m| m.intensity));
+        let ys = self
+            .points
+            .iter()
+            .map(|p| p.flops_per_s)
+            .chain(self.plottable().map(|m| m.flops_per_s));
         let (mut x0, mut x1) = xs.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
         let (mut y0, mut y1) = ys.fold((f64::INFINITY, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
         for r in &self.roofs {
@@ -266,7 +297,12 @@ impl Placer {
                 (ax - g - w, ay + g),
             ];
             for (x, y) in candidates {
-                let r = Rect { x0: x - 2, y0: y - 1, x1: x + w + 2, y1: y + h + 1 };
+                let r = Rect {
+                    x0: x - 2,
+                    y0: y - 1,
+                    x1: x + w + 2,
+                    y1: y + h + 1,
+                };
                 if r.inside(&self.bounds) && !self.taken.iter().any(|t| t.overlaps(&r)) {
                     self.taken.push(r);
                     return Some((r, ring > 0));
@@ -292,7 +328,11 @@ fn marker<DB: DrawingBackend>(
         }
         Phase::Backward => {
             let s = (r as f64 * 1.3) as i32;
-            let pts = vec![(at.0, at.1 - s), (at.0 - s, at.1 + s * 2 / 3), (at.0 + s, at.1 + s * 2 / 3)];
+            let pts = vec![
+                (at.0, at.1 - s),
+                (at.0 - s, at.1 + s * 2 / 3),
+                (at.0 + s, at.1 + s * 2 / 3),
+            ];
             area.draw(&Polygon::new(pts.clone(), fill))?;
             let mut closed = pts;
             closed.push(closed[0]);
@@ -300,8 +340,14 @@ fn marker<DB: DrawingBackend>(
         }
         Phase::Optimizer => {
             let s = r * 9 / 10;
-            area.draw(&Rectangle::new([(at.0 - s, at.1 - s), (at.0 + s, at.1 + s)], fill))?;
-            area.draw(&Rectangle::new([(at.0 - s, at.1 - s), (at.0 + s, at.1 + s)], edge))
+            area.draw(&Rectangle::new(
+                [(at.0 - s, at.1 - s), (at.0 + s, at.1 + s)],
+                fill,
+            ))?;
+            area.draw(&Rectangle::new(
+                [(at.0 - s, at.1 - s), (at.0 + s, at.1 + s)],
+                edge,
+            ))
         }
     }
 }
@@ -317,7 +363,11 @@ impl Figure for RooflineChart {
         let title_font = ("sans-serif", 22).into_font();
         let small = ("sans-serif", 13).into_font();
         root.draw(&Text::new(self.title.clone(), (20, 12), title_font.clone()))?;
-        root.draw(&Text::new(self.caption.clone(), (20, 42), small.clone().color(&RGBColor(80, 80, 80))))?;
+        root.draw(&Text::new(
+            self.caption.clone(),
+            (20, 42),
+            small.clone().color(&RGBColor(80, 80, 80)),
+        ))?;
         let body = root.margin(64, 8, 8, 8);
         let (plot, legend) = body.split_horizontally(w as i32 - 300);
         let ((x0, x1), (y0, y1)) = self.ranges();
@@ -340,7 +390,15 @@ impl Figure for RooflineChart {
 
         let grey = RGBColor(60, 60, 60);
         let (px, py) = chart.plotting_area().get_pixel_range();
-        let mut placer = Placer { bounds: Rect { x0: px.start, y0: py.start, x1: px.end, y1: py.end }, taken: Vec::new() };
+        let mut placer = Placer {
+            bounds: Rect {
+                x0: px.start,
+                y0: py.start,
+                x1: px.end,
+                y1: py.end,
+            },
+            taken: Vec::new(),
+        };
         let mut texts: Vec<(String, (i32, i32), RGBColor)> = Vec::new();
 
         // Memory roofs: datasheet (solid) and achievable (dashed), up to the highest roof.
@@ -357,12 +415,24 @@ impl Figure for RooflineChart {
         let mut ridges = Vec::new();
         // Compute roofs, from the ridge (where they meet the memory roof) to the right edge.
         for (i, r) in self.roofs.iter().enumerate() {
-            let colour = if i == 0 { RGBColor(40, 40, 40) } else { RGBColor(110, 110, 110) };
+            let colour = if i == 0 {
+                RGBColor(40, 40, 40)
+            } else {
+                RGBColor(110, 110, 110)
+            };
             let peak_ridge = r.peak / self.hbm;
-            chart.draw_series(LineSeries::new(vec![(peak_ridge, r.peak), (x1, r.peak)], colour.stroke_width(2)))?;
+            chart.draw_series(LineSeries::new(
+                vec![(peak_ridge, r.peak), (x1, r.peak)],
+                colour.stroke_width(2),
+            ))?;
             let ach = r.peak * r.fraction;
             let ridge = self.ridge(r);
-            chart.draw_series(DashedLineSeries::new(vec![(ridge, ach), (x1, ach)], 8, 6, colour.stroke_width(2)))?;
+            chart.draw_series(DashedLineSeries::new(
+                vec![(ridge, ach), (x1, ach)],
+                8,
+                6,
+                colour.stroke_width(2),
+            ))?;
             let pr = chart.backend_coord(&(x1, r.peak));
             let t1 = format!(
                 "{}: peak {}FLOP/s, achievable {}FLOP/s ({:.0}%)",
@@ -372,13 +442,23 @@ impl Figure for RooflineChart {
                 r.fraction * 100.0
             );
             let s1 = root.estimate_text_size(&t1, &small.clone().into_text_style(root))?;
-            let r1 = Rect { x0: pr.0 - s1.0 as i32 - 8, y0: pr.1 - s1.1 as i32 - 6, x1: pr.0 - 4, y1: pr.1 - 2 };
+            let r1 = Rect {
+                x0: pr.0 - s1.0 as i32 - 8,
+                y0: pr.1 - s1.1 as i32 - 6,
+                x1: pr.0 - 4,
+                y1: pr.1 - 2,
+            };
             placer.taken.push(r1);
             texts.push((t1, (r1.x0 + 2, r1.y0 + 1), colour));
             // Ridge point of the achievable roof.
             let rp = chart.backend_coord(&(ridge, ach));
             root.draw(&Circle::new(rp, 5, colour.filled()))?;
-            placer.taken.push(Rect { x0: rp.0 - 6, y0: rp.1 - 6, x1: rp.0 + 6, y1: rp.1 + 6 });
+            placer.taken.push(Rect {
+                x0: rp.0 - 6,
+                y0: rp.1 - 6,
+                x1: rp.0 + 6,
+                y1: rp.1 + 6,
+            });
             ridges.push((rp, format!("ridge {} FLOP/B", si_label(ridge)), colour));
         }
         // Memory roof label near the left end of the slope.
@@ -391,7 +471,12 @@ impl Figure for RooflineChart {
         let anchor_x = (x0 * 4.0).min(x1);
         let hp = chart.backend_coord(&(anchor_x, anchor_x * self.hbm));
         let hs = root.estimate_text_size(&hb, &small.clone().into_text_style(root))?;
-        let hr = Rect { x0: hp.0 + 6, y0: hp.1 - hs.1 as i32 - 14, x1: hp.0 + 10 + hs.0 as i32, y1: hp.1 - 10 };
+        let hr = Rect {
+            x0: hp.0 + 6,
+            y0: hp.1 - hs.1 as i32 - 14,
+            x1: hp.0 + 10 + hs.0 as i32,
+            y1: hp.1 - 10,
+        };
         if hr.inside(&placer.bounds) {
             placer.taken.push(hr);
             texts.push((hb, (hr.x0 + 2, hr.y0 + 1), grey));
@@ -406,17 +491,34 @@ impl Figure for RooflineChart {
             let at = chart.backend_coord(&(p.intensity, p.flops_per_s));
             centres[i] = at;
             let c = class_color(p.class);
-            marker(root, p.phase, at, radius(p.share), c.mix(0.55).filled(), c.stroke_width(1))?;
+            marker(
+                root,
+                p.phase,
+                at,
+                radius(p.share),
+                c.mix(0.55).filled(),
+                c.stroke_width(1),
+            )?;
         }
         for m in self.plottable() {
             let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
             root.draw(&Cross::new(at, 7, BLACK.stroke_width(2)))?;
-            placer.taken.push(Rect { x0: at.0 - 7, y0: at.1 - 7, x1: at.0 + 7, y1: at.1 + 7 });
+            placer.taken.push(Rect {
+                x0: at.0 - 7,
+                y0: at.1 - 7,
+                x1: at.0 + 7,
+                y1: at.1 + 7,
+            });
         }
         // Every marker is an obstacle for labels.
         for (i, &(cx, cy)) in centres.iter().enumerate() {
             let r = radius(self.points[i].share);
-            placer.taken.push(Rect { x0: cx - r, y0: cy - r, x1: cx + r, y1: cy + r });
+            placer.taken.push(Rect {
+                x0: cx - r,
+                y0: cy - r,
+                x1: cx + r,
+                y1: cy + r,
+            });
         }
         for (rp, t, colour) in ridges {
             let s = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
@@ -430,7 +532,10 @@ impl Figure for RooflineChart {
             let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
             if let Some((rect, leader)) = placer.place(at, (s.0 as i32, s.1 as i32), 9) {
                 if leader {
-                    let end = ((rect.x0 + rect.x1) / 2, if rect.y1 < at.1 { rect.y1 } else { rect.y0 });
+                    let end = (
+                        (rect.x0 + rect.x1) / 2,
+                        if rect.y1 < at.1 { rect.y1 } else { rect.y0 },
+                    );
                     root.draw(&PathElement::new(vec![at, end], BLACK.stroke_width(1)))?;
                 }
                 texts.push((t, (rect.x0 + 2, rect.y0 + 1), BLACK));
@@ -442,10 +547,18 @@ impl Figure for RooflineChart {
             let t = format!("{} {:.1}%", p.name, p.share * 100.0);
             let s = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
             let anchor = centres[i];
-            if let Some((rect, leader)) = placer.place(anchor, (s.0 as i32, s.1 as i32), radius(p.share) + 4) {
+            if let Some((rect, leader)) =
+                placer.place(anchor, (s.0 as i32, s.1 as i32), radius(p.share) + 4)
+            {
                 if leader {
-                    let end = ((rect.x0 + rect.x1) / 2, if rect.y1 < anchor.1 { rect.y1 } else { rect.y0 });
-                    root.draw(&PathElement::new(vec![anchor, end], RGBColor(120, 120, 120).stroke_width(1)))?;
+                    let end = (
+                        (rect.x0 + rect.x1) / 2,
+                        if rect.y1 < anchor.1 { rect.y1 } else { rect.y0 },
+                    );
+                    root.draw(&PathElement::new(
+                        vec![anchor, end],
+                        RGBColor(120, 120, 120).stroke_width(1),
+                    ))?;
                 }
                 texts.push((t, (rect.x0 + 2, rect.y0 + 1), RGBColor(20, 20, 20)));
             }
@@ -453,7 +566,10 @@ impl Figure for RooflineChart {
         for (t, at, colour) in texts {
             let size = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
             let (w, h) = (size.0 as i32, size.1 as i32);
-            root.draw(&Rectangle::new([(at.0 - 2, at.1 - 1), (at.0 + w + 2, at.1 + h + 1)], WHITE.mix(0.8).filled()))?;
+            root.draw(&Rectangle::new(
+                [(at.0 - 2, at.1 - 1), (at.0 + w + 2, at.1 + h + 1)],
+                WHITE.mix(0.8).filled(),
+            ))?;
             root.draw(&Text::new(t, at, small.clone().color(&colour)))?;
         }
 
@@ -475,8 +591,19 @@ impl Figure for RooflineChart {
         y += 12;
         legend.draw(&Text::new("phase (shape)", (10, y), lf.clone()))?;
         y += 26;
-        for (ph, name) in [(Phase::Forward, "forward"), (Phase::Backward, "backward"), (Phase::Optimizer, "optimizer")] {
-            marker(&legend, ph, (22, y + 8), 7, RGBColor(150, 150, 150).filled(), BLACK.stroke_width(1))?;
+        for (ph, name) in [
+            (Phase::Forward, "forward"),
+            (Phase::Backward, "backward"),
+            (Phase::Optimizer, "optimizer"),
+        ] {
+            marker(
+                &legend,
+                ph,
+                (22, y + 8),
+                7,
+                RGBColor(150, 150, 150).filled(),
+                BLACK.stroke_width(1),
+            )?;
             legend.draw(&Text::new(name, (40, y), lf.clone()))?;
             y += 24;
         }
@@ -486,22 +613,44 @@ impl Figure for RooflineChart {
             y += 24;
         }
         y += 12;
-        legend.draw(&Text::new("marker size: share of step time", (10, y), small.clone()))?;
+        legend.draw(&Text::new(
+            "marker size: share of step time",
+            (10, y),
+            small.clone(),
+        ))?;
         y += 24;
         for share in [0.01, 0.1, 0.3] {
             let r = radius(share);
-            legend.draw(&Circle::new((30, y + r), r, RGBColor(150, 150, 150).stroke_width(1)))?;
-            legend.draw(&Text::new(format!("{:.0}%", share * 100.0), (62, y + r - 7), small.clone()))?;
+            legend.draw(&Circle::new(
+                (30, y + r),
+                r,
+                RGBColor(150, 150, 150).stroke_width(1),
+            ))?;
+            legend.draw(&Text::new(
+                format!("{:.0}%", share * 100.0),
+                (62, y + r - 7),
+                small.clone(),
+            ))?;
             y += 2 * r + 8;
         }
         y += 12;
-        legend.draw(&PathElement::new(vec![(10, y + 8), (50, y + 8)], grey.stroke_width(2)))?;
+        legend.draw(&PathElement::new(
+            vec![(10, y + 8), (50, y + 8)],
+            grey.stroke_width(2),
+        ))?;
         legend.draw(&Text::new("datasheet peak", (58, y), small.clone()))?;
         y += 22;
         for x in [10, 24, 38] {
-            legend.draw(&PathElement::new(vec![(x, y + 8), (x + 8, y + 8)], grey.stroke_width(2)))?;
+            legend.draw(&PathElement::new(
+                vec![(x, y + 8), (x + 8, y + 8)],
+                grey.stroke_width(2),
+            ))?;
         }
-        legend.draw(&Text::new("achievable (measured) ceiling", (58, y), small.clone()))?;
+        legend.draw(&Text::new(
+            "achievable (measured) ceiling",
+            (58, y),
+            small.clone(),
+        ))?;
         y += 22;
         legend.draw(&Circle::new((30, y + 8), 5, grey.filled()))?;
         legend.draw(&Text::new("ridge point", (58, y), small.clone()))?;
@@ -531,7 +680,12 @@ pub fn chart(a: &crate::cli::EstimateArgs, measured: Option<&Path>) -> Result<Ro
     let measured = measured.map(load_measured).transpose()?.unwrap_or_default();
     let title = format!(
         "{} on {}: batch {} per GPU, attention {}, {} mode, {}",
-        model.name, gpu.display_name, run.step.batch, run.step.attention, run.mode, run.step.precision
+        model.name,
+        gpu.display_name,
+        run.step.batch,
+        run.step.attention,
+        run.mode,
+        run.step.precision
     );
     RooflineChart::new(title, &est.ops, &mach, &run, &e, measured)
 }

@@ -28,7 +28,13 @@ impl Tornado {
             .iter()
             .filter(|e| e.size() > 1e-6)
             .take(MAX_BARS)
-            .map(|e| (format!("{} [{} .. {}]", e.parameter, e.low, e.high), e.train_change_low, e.train_change_high))
+            .map(|e| {
+                (
+                    format!("{} [{} .. {}]", e.parameter, e.low, e.high),
+                    e.train_change_low,
+                    e.train_change_high,
+                )
+            })
             .collect();
         Tornado {
             title: format!(
@@ -45,12 +51,22 @@ impl Tornado {
 impl Figure for Tornado {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
-        root.draw(&Text::new(self.title.clone(), (20, 12), ("sans-serif", 16).into_font()))?;
+        root.draw(&Text::new(
+            self.title.clone(),
+            (20, 12),
+            ("sans-serif", 16).into_font(),
+        ))?;
         let area = root.margin(62, 10, 10, 10);
         let n = self.bars.len().max(1);
         // Axis clipped at ±100%: longer bars (e.g. a 4x longer sequence) end at the edge with
         // their value written on them.
-        let m = self.bars.iter().fold(0.01f64, |a, (_, l, h)| a.max(l.abs()).max(h.abs())).min(1.0) * 100.0 * 1.15;
+        let m = self
+            .bars
+            .iter()
+            .fold(0.01f64, |a, (_, l, h)| a.max(l.abs()).max(h.abs()))
+            .min(1.0)
+            * 100.0
+            * 1.15;
         let labels: Vec<String> = self.bars.iter().map(|b| b.0.clone()).collect();
         let fmt = move |y: &f64| -> String {
             let i = y.round();
@@ -81,20 +97,44 @@ impl Figure for Tornado {
             let y = i as f64;
             for (v, c) in [(*l, low), (*h, high)] {
                 let end = (v * 100.0).clamp(-m, m);
-                chart.draw_series(std::iter::once(Rectangle::new([(0.0, y - 0.32), (end, y + 0.32)], c.mix(0.8).filled())))?;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, y - 0.32), (end, y + 0.32)],
+                    c.mix(0.8).filled(),
+                )))?;
                 if (v * 100.0).abs() > m {
                     let at = chart.backend_coord(&(end * 0.8, y - 0.15));
-                    root.draw(&Text::new(format!("{:+.0}%", v * 100.0), at, ("sans-serif", 14).into_font().color(&WHITE)))?;
+                    root.draw(&Text::new(
+                        format!("{:+.0}%", v * 100.0),
+                        at,
+                        ("sans-serif", 14).into_font().color(&WHITE),
+                    ))?;
                 }
             }
         }
-        chart.draw_series(LineSeries::new(vec![(0.0, -0.5), (0.0, n as f64 - 0.5)], BLACK.stroke_width(1)))?;
+        chart.draw_series(LineSeries::new(
+            vec![(0.0, -0.5), (0.0, n as f64 - 0.5)],
+            BLACK.stroke_width(1),
+        ))?;
         let lf = ("sans-serif", 13).into_font();
         let y = 40;
-        root.draw(&Rectangle::new([(20, y), (34, y + 14)], low.mix(0.8).filled()))?;
-        root.draw(&Text::new("low end of the range / fastest alternative", (40, y), lf.clone()))?;
-        root.draw(&Rectangle::new([(380, y), (394, y + 14)], high.mix(0.8).filled()))?;
-        root.draw(&Text::new("high end of the range / slowest alternative", (400, y), lf))?;
+        root.draw(&Rectangle::new(
+            [(20, y), (34, y + 14)],
+            low.mix(0.8).filled(),
+        ))?;
+        root.draw(&Text::new(
+            "low end of the range / fastest alternative",
+            (40, y),
+            lf.clone(),
+        ))?;
+        root.draw(&Rectangle::new(
+            [(380, y), (394, y + 14)],
+            high.mix(0.8).filled(),
+        ))?;
+        root.draw(&Text::new(
+            "high end of the range / slowest alternative",
+            (400, y),
+            lf,
+        ))?;
         Ok(())
     }
 }

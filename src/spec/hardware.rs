@@ -170,8 +170,8 @@ pub struct GpuSpec {
 impl GpuSpec {
     /// Parses and validates a spec; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Self> {
-        let spec: GpuSpec =
-            toml::from_str(text).map_err(|e| Error::spec(file, toml_error_field(&e), toml_error_problem(&e)))?;
+        let spec: GpuSpec = toml::from_str(text)
+            .map_err(|e| Error::spec(file, toml_error_field(&e, text), toml_error_problem(&e)))?;
         spec.validate(file)?;
         Ok(spec)
     }
@@ -200,8 +200,16 @@ impl GpuSpec {
         let mut checks: Vec<(&str, &Sourced, bool)> = vec![
             ("compute.sm_count", &self.compute.sm_count, false),
             ("compute.clock_hz", &self.compute.clock_hz, false),
-            ("peak_flops.bf16_tensor", &self.peak_flops.bf16_tensor, false),
-            ("peak_flops.fp32_vector", &self.peak_flops.fp32_vector, false),
+            (
+                "peak_flops.bf16_tensor",
+                &self.peak_flops.bf16_tensor,
+                false,
+            ),
+            (
+                "peak_flops.fp32_vector",
+                &self.peak_flops.fp32_vector,
+                false,
+            ),
             ("achievable.bf16_tensor", &self.achievable.bf16_tensor, true),
             ("achievable.fp32_vector", &self.achievable.fp32_vector, true),
             ("achievable.hbm", &self.achievable.hbm, true),
@@ -209,17 +217,45 @@ impl GpuSpec {
             ("memory.hbm_capacity", &self.memory.hbm_capacity, false),
             ("memory.l2_bytes", &self.memory.l2_bytes, false),
             ("memory.l2_bandwidth", &self.memory.l2_bandwidth, false),
-            ("launch.kernel_launch_s", &self.launch.kernel_launch_s, false),
-            ("launch.host_dispatch_s", &self.launch.host_dispatch_s, false),
+            (
+                "launch.kernel_launch_s",
+                &self.launch.kernel_launch_s,
+                false,
+            ),
+            (
+                "launch.host_dispatch_s",
+                &self.launch.host_dispatch_s,
+                false,
+            ),
             ("launch.graph_launch_s", &self.launch.graph_launch_s, false),
-            ("interconnect.intra_node_bandwidth", &self.interconnect.intra_node_bandwidth, false),
-            ("interconnect.allreduce_bus_bandwidth", &self.interconnect.allreduce_bus_bandwidth, false),
-            ("interconnect.allreduce_latency_s", &self.interconnect.allreduce_latency_s, false),
+            (
+                "interconnect.intra_node_bandwidth",
+                &self.interconnect.intra_node_bandwidth,
+                false,
+            ),
+            (
+                "interconnect.allreduce_bus_bandwidth",
+                &self.interconnect.allreduce_bus_bandwidth,
+                false,
+            ),
+            (
+                "interconnect.allreduce_latency_s",
+                &self.interconnect.allreduce_latency_s,
+                false,
+            ),
         ];
         let optional = [
-            ("peak_flops.fp16_tensor", &self.peak_flops.fp16_tensor, false),
+            (
+                "peak_flops.fp16_tensor",
+                &self.peak_flops.fp16_tensor,
+                false,
+            ),
             ("peak_flops.fp8_tensor", &self.peak_flops.fp8_tensor, false),
-            ("peak_flops.tf32_tensor", &self.peak_flops.tf32_tensor, false),
+            (
+                "peak_flops.tf32_tensor",
+                &self.peak_flops.tf32_tensor,
+                false,
+            ),
             ("achievable.fp16_tensor", &self.achievable.fp16_tensor, true),
             ("achievable.fp8_tensor", &self.achievable.fp8_tensor, true),
             ("achievable.tf32_tensor", &self.achievable.tf32_tensor, true),
@@ -257,24 +293,43 @@ impl GpuSpec {
 /// and a range that brackets the value.
 pub(crate) fn check_sourced(file: &str, field: &str, v: &Sourced, fraction: bool) -> Result<()> {
     if !v.value.is_finite() || v.value <= 0.0 {
-        return Err(Error::spec(file, field, format!("value {} must be a positive finite number", v.value)));
+        return Err(Error::spec(
+            file,
+            field,
+            format!("value {} must be a positive finite number", v.value),
+        ));
     }
     if fraction && v.value > 1.0 {
-        return Err(Error::spec(file, field, format!("fraction {} must be in (0, 1]", v.value)));
+        return Err(Error::spec(
+            file,
+            field,
+            format!("fraction {} must be in (0, 1]", v.value),
+        ));
     }
     if v.source.trim().is_empty() {
-        return Err(Error::spec(file, field, "every number needs a non-empty `source`"));
+        return Err(Error::spec(
+            file,
+            field,
+            "every number needs a non-empty `source`",
+        ));
     }
     if let Some([lo, hi]) = v.range {
         if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= v.value && v.value <= hi) {
             return Err(Error::spec(
                 file,
                 field,
-                format!("range [{lo}, {hi}] must be positive and contain the value {}", v.value),
+                format!(
+                    "range [{lo}, {hi}] must be positive and contain the value {}",
+                    v.value
+                ),
             ));
         }
         if fraction && hi > 1.0 {
-            return Err(Error::spec(file, field, format!("range [{lo}, {hi}] of a fraction must stay within (0, 1]")));
+            return Err(Error::spec(
+                file,
+                field,
+                format!("range [{lo}, {hi}] of a fraction must stay within (0, 1]"),
+            ));
         }
     }
     Ok(())

@@ -22,10 +22,22 @@ pub const MODELS: &[(&str, &str)] = &[
 
 /// Embedded GPU specs: (name, TOML text).
 pub const GPUS: &[(&str, &str)] = &[
-    ("h200-sxm", include_str!("../../models/hardware/h200-sxm.toml")),
-    ("h100-sxm", include_str!("../../models/hardware/h100-sxm.toml")),
-    ("h100-pcie", include_str!("../../models/hardware/h100-pcie.toml")),
-    ("a100-sxm-80gb", include_str!("../../models/hardware/a100-sxm-80gb.toml")),
+    (
+        "h200-sxm",
+        include_str!("../../models/hardware/h200-sxm.toml"),
+    ),
+    (
+        "h100-sxm",
+        include_str!("../../models/hardware/h100-sxm.toml"),
+    ),
+    (
+        "h100-pcie",
+        include_str!("../../models/hardware/h100-pcie.toml"),
+    ),
+    (
+        "a100-sxm-80gb",
+        include_str!("../../models/hardware/a100-sxm-80gb.toml"),
+    ),
     ("b200", include_str!("../../models/hardware/b200.toml")),
     ("mi300x", include_str!("../../models/hardware/mi300x.toml")),
     ("l40s", include_str!("../../models/hardware/l40s.toml")),
@@ -33,11 +45,16 @@ pub const GPUS: &[(&str, &str)] = &[
 
 /// Reads `name_or_path`: an embedded name, or a path to a TOML file (anything containing a path
 /// separator or ending in `.toml`). Returns the text and the label used in error messages.
-fn lookup(what: &'static str, name_or_path: &str, table: &[(&str, &str)]) -> Result<(String, String)> {
+fn lookup(
+    what: &'static str,
+    name_or_path: &str,
+    table: &[(&str, &str)],
+) -> Result<(String, String)> {
     if let Some((_, text)) = table.iter().find(|(n, _)| *n == name_or_path) {
         return Ok((text.to_string(), format!("embedded:{name_or_path}")));
     }
-    let looks_like_path = name_or_path.ends_with(".toml") || name_or_path.contains(std::path::MAIN_SEPARATOR);
+    let looks_like_path =
+        name_or_path.ends_with(".toml") || name_or_path.contains(std::path::MAIN_SEPARATOR);
     if looks_like_path {
         let path = Path::new(name_or_path);
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

@@ -154,6 +154,10 @@ pub struct Transformer {
     pub mlp_bias: bool,
     /// Conditioning.
     pub conditioning: Conditioning,
+    /// Dropout probability on attention probabilities and on both branch outputs (0 = none).
+    /// Each dropout keeps a 1-byte mask per element for backward.
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 /// Embeddings and head.
@@ -210,9 +214,8 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Parses and validates a spec; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Self> {
-        let spec: ModelSpec = toml::from_str(text).map_err(|e| {
-            Error::spec(file, toml_error_field(&e), toml_error_problem(&e))
-        })?;
+        let spec: ModelSpec = toml::from_str(text)
+            .map_err(|e| Error::spec(file, toml_error_field(&e, text), toml_error_problem(&e)))?;
         spec.validate(file)?;
         Ok(spec)
     }
@@ -224,19 +227,26 @@ impl ModelSpec {
 
     /// Patch tokens in one image, (H/p)(W/p); 0 for language models.
     pub fn image_tokens(&self) -> u64 {
-        self.input.as_ref().map_or(0, |i| (i.height / i.patch) * (i.width / i.patch))
+        self.input
+            .as_ref()
+            .map_or(0, |i| (i.height / i.patch) * (i.width / i.patch))
     }
 
     /// Sequence length seen by block `i` (0-based).
     pub fn seq_at_block(&self, i: u64) -> u64 {
         let t = &self.tokens;
-        let ic = if t.in_context > 0 && i >= t.in_context_from_block { t.in_context } else { 0 };
+        let ic = if t.in_context > 0 && i >= t.in_context_from_block {
+            t.in_context
+        } else {
+            0
+        };
         t.condition + t.target + t.text + ic
     }
 
     /// Longest sequence any block sees.
     pub fn max_seq(&self) -> u64 {
-        self.seq_at_block(self.transformer.depth.saturating_sub(1)).max(self.seq_at_block(0))
+        self.seq_at_block(self.transformer.depth.saturating_sub(1))
+            .max(self.seq_at_block(0))
     }
 
     /// The model's own tokens per sample: the sequence length the trunk processes at its end
@@ -295,7 +305,14 @@ impl ModelSpec {
                 return Err(Error::spec(file, field, "must be a positive integer"));
             }
         }
-        if t.width % t.heads != 0 {
+        if !(0.0..1.0).contains(&t.dropout) {
+            return Err(Error::spec(
+                file,
+                "transformer.dropout",
+                format!("{} is not a probability in [0, 1)", t.dropout),
+            ));
+        }
+        if !t.width.is_multiple_of(t.heads) {
             return Err(Error::spec(
                 file,
                 "transformer.heads",
@@ -306,13 +323,21 @@ impl ModelSpec {
             return Err(Error::spec(
                 file,
                 "tokens.in_context_from_block",
-                format!("block {} is past the last block ({})", self.tokens.in_context_from_block, t.depth - 1),
+                format!(
+                    "block {} is past the last block ({})",
+                    self.tokens.in_context_from_block,
+                    t.depth - 1
+                ),
             ));
         }
         match self.kind {
             ModelKind::Vision => {
                 let Some(inp) = &self.input else {
-                    return Err(Error::spec(file, "input", "vision models need an [input] table"));
+                    return Err(Error::spec(
+                        file,
+                        "input",
+                        "vision models need an [input] table",
+                    ));
                 };
                 for (field, v) in [
                     ("input.height", inp.height),
@@ -326,7 +351,11 @@ impl ModelSpec {
                     }
                 }
                 if inp.height % inp.patch != 0 || inp.width % inp.patch != 0 {
-                    return Err(Error::spec(file, "input.patch", "patch size must divide height and width"));
+                    return Err(Error::spec(
+                        file,
+                        "input.patch",
+                        "patch size must divide height and width",
+                    ));
                 }
                 if self.tokens.target != self.image_tokens() {
                     return Err(Error::spec(
@@ -351,54 +380,117 @@ impl ModelSpec {
                     ));
                 }
                 if self.embedding.patch_embed.is_none() {
-                    return Err(Error::spec(file, "embedding.patch_embed", "vision models need a patch embedding"));
+                    return Err(Error::spec(
+                        file,
+                        "embedding.patch_embed",
+                        "vision models need a patch embedding",
+                    ));
                 }
-                if self.embedding.patch_embed == Some(PatchEmbed::Bottleneck) && self.embedding.bottleneck == 0 {
-                    return Err(Error::spec(file, "embedding.bottleneck", "a bottleneck patch embedding needs a positive width"));
+                if self.embedding.patch_embed == Some(PatchEmbed::Bottleneck)
+                    && self.embedding.bottleneck == 0
+                {
+                    return Err(Error::spec(
+                        file,
+                        "embedding.bottleneck",
+                        "a bottleneck patch embedding needs a positive width",
+                    ));
                 }
                 if self.tokens.text != 0 {
-                    return Err(Error::spec(file, "tokens.text", "vision models have no text tokens"));
+                    return Err(Error::spec(
+                        file,
+                        "tokens.text",
+                        "vision models have no text tokens",
+                    ));
                 }
             }
             ModelKind::Language => {
                 if self.tokens.text == 0 {
-                    return Err(Error::spec(file, "tokens.text", "language models need a positive sequence length"));
+                    return Err(Error::spec(
+                        file,
+                        "tokens.text",
+                        "language models need a positive sequence length",
+                    ));
                 }
                 if self.embedding.vocab == 0 {
-                    return Err(Error::spec(file, "embedding.vocab", "language models need a positive vocabulary"));
+                    return Err(Error::spec(
+                        file,
+                        "embedding.vocab",
+                        "language models need a positive vocabulary",
+                    ));
                 }
                 if self.tokens.target != 0 || self.tokens.condition != 0 {
-                    return Err(Error::spec(file, "tokens.target", "language models use tokens.text only"));
+                    return Err(Error::spec(
+                        file,
+                        "tokens.target",
+                        "language models use tokens.text only",
+                    ));
                 }
             }
         }
-        if self.embedding.position == PositionEmbed::Learned && self.embedding.max_positions < self.max_seq() {
+        if self.embedding.position == PositionEmbed::Learned
+            && self.embedding.max_positions < self.max_seq()
+        {
             return Err(Error::spec(
                 file,
                 "embedding.max_positions",
-                format!("learned table of {} rows is shorter than the sequence {}", self.embedding.max_positions, self.max_seq()),
+                format!(
+                    "learned table of {} rows is shorter than the sequence {}",
+                    self.embedding.max_positions,
+                    self.max_seq()
+                ),
             ));
         }
-        if t.rope != RopeKind::None && self.head_dim() % 4 != 0 {
-            return Err(Error::spec(file, "transformer.rope", "RoPE needs a head dimension divisible by 4"));
+        if t.rope != RopeKind::None && !self.head_dim().is_multiple_of(4) {
+            return Err(Error::spec(
+                file,
+                "transformer.rope",
+                "RoPE needs a head dimension divisible by 4",
+            ));
         }
         Ok(())
     }
 }
 
-/// Best-effort dotted field path out of a TOML error: the key named in backticks, if any.
-pub(crate) fn toml_error_field(e: &toml::de::Error) -> String {
+/// Dotted path of the field a TOML error is about: the key named in an "unknown field" or
+/// "missing field" message, else the key on the line the error points at; prefixed by the
+/// enclosing `[table]`.
+pub(crate) fn toml_error_field(e: &toml::de::Error, text: &str) -> String {
     let msg = e.message();
-    let quoted = msg.find('`').and_then(|a| msg[a + 1..].find('`').map(|len| &msg[a + 1..a + 1 + len]));
-    match quoted {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => "(see message)".to_string(),
+    let quoted = msg
+        .find('`')
+        .and_then(|a| msg[a + 1..].find('`').map(|len| &msg[a + 1..a + 1 + len]));
+    let start = e.span().map_or(0, |s| s.start.min(text.len()));
+    let before = &text[..start];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let header = |l: &str| l.starts_with('[') && l.ends_with(']');
+    let table = std::iter::once(line.trim())
+        .filter(|l| header(l))
+        .chain(before.lines().rev().map(str::trim).filter(|l| header(l)))
+        .next()
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+        quoted.map(str::to_string)
+    } else {
+        line.split_once('=').map(|(k, _)| k.trim().to_string())
+    };
+    match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (_, Some(k)) => k,
+        (Some(t), None) => t,
+        (None, None) => "(top level)".to_string(),
     }
 }
 
 /// The TOML error as one line: the message plus the line and column where it applies.
 pub(crate) fn toml_error_problem(e: &toml::de::Error) -> String {
     let full = e.to_string();
-    let location = full.lines().next().unwrap_or("").trim_start_matches("TOML parse error ").to_string();
+    let location = full
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("TOML parse error ")
+        .to_string();
     format!("{} ({location})", e.message().trim())
 }

@@ -40,7 +40,12 @@ impl Default for Fleet {
     /// 8 GPUs in one node; between nodes 8 x 400 Gb/s InfiniBand NDR per node, one NIC per GPU
     /// (50 GB/s per GPU per direction), 80% achievable (assumption).
     fn default() -> Self {
-        Fleet { gpus: 8, gpus_per_node: 8, inter_node_bandwidth: 50e9, inter_node_efficiency: 0.8 }
+        Fleet {
+            gpus: 8,
+            gpus_per_node: 8,
+            inter_node_bandwidth: 50e9,
+            inter_node_efficiency: 0.8,
+        }
     }
 }
 
@@ -58,9 +63,14 @@ pub fn allreduce_time(fleet: &Fleet, mach: &Machine, bytes: f64) -> Seconds {
     }
     let g = fleet.gpus_per_node.min(fleet.gpus) as f64;
     let nodes = fleet.nodes() as f64;
-    let intra = if g > 1.0 { bytes * 2.0 * (g - 1.0) / g / mach.allreduce_busbw } else { 0.0 };
+    let intra = if g > 1.0 {
+        bytes * 2.0 * (g - 1.0) / g / mach.allreduce_busbw
+    } else {
+        0.0
+    };
     let inter = if nodes > 1.0 {
-        2.0 * (nodes - 1.0) / nodes * (bytes / g) / (fleet.inter_node_bandwidth * fleet.inter_node_efficiency)
+        2.0 * (nodes - 1.0) / nodes * (bytes / g)
+            / (fleet.inter_node_bandwidth * fleet.inter_node_efficiency)
     } else {
         0.0
     };
@@ -87,12 +97,13 @@ pub fn exposed_communication(
     let mut window = backward.0 * (1.0 - 1.0 / buckets);
     if zero >= 3 {
         let wbytes = match step.precision {
-            Precision::Bf16 => 2.0,
+            Precision::Bf16 | Precision::Bf16Pure => 2.0,
             Precision::Fp8 => 1.0,
             Precision::Fp32 | Precision::Tf32 => 4.0,
         };
         // An all-gather moves half an all-reduce's volume: (n-1)/n · x.
-        let gather = 0.5 * (allreduce_time(fleet, mach, wbytes * params).0 - mach.allreduce_latency);
+        let gather =
+            0.5 * (allreduce_time(fleet, mach, wbytes * params).0 - mach.allreduce_latency);
         total += 2.0 * gather;
         window += forward.0;
     }

@@ -32,7 +32,12 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Tile shapes the model chooses from, with their relative throughput `r`.
-pub const TILES: [(u64, u64, f64); 4] = [(128, 256, 1.0), (256, 128, 1.0), (128, 128, 0.9), (64, 128, 0.75)];
+pub const TILES: [(u64, u64, f64); 4] = [
+    (128, 256, 1.0),
+    (256, 128, 1.0),
+    (128, 128, 0.9),
+    (64, 128, 0.75),
+];
 
 /// Default small-K constant k0 (assumption, see module docs).
 pub const DEFAULT_K0: f64 = 64.0;
@@ -78,8 +83,9 @@ impl Calibration {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let label = path.display().to_string();
-        let c: Calibration =
-            toml::from_str(&text).map_err(|e| Error::spec(&label, toml_error_field(&e), toml_error_problem(&e)))?;
+        let c: Calibration = toml::from_str(&text).map_err(|e| {
+            Error::spec(&label, toml_error_field(&e, &text), toml_error_problem(&e))
+        })?;
         let fractions = [
             ("bf16_tensor", &c.bf16_tensor),
             ("fp8_tensor", &c.fp8_tensor),
@@ -178,7 +184,10 @@ pub struct Machine {
 
 fn pair(fwd: &Option<Sourced>, bwd: &Option<Sourced>) -> Option<FlashEfficiency> {
     match (fwd, bwd) {
-        (Some(f), Some(b)) => Some(FlashEfficiency { fwd: f.value, bwd: b.value }),
+        (Some(f), Some(b)) => Some(FlashEfficiency {
+            fwd: f.value,
+            bwd: b.value,
+        }),
         _ => None,
     }
 }
@@ -253,7 +262,9 @@ impl Machine {
         match (unit, dtype) {
             (Unit::Tensor, Dtype::Bf16) => (FlopRate(self.peak_bf16), self.frac_bf16),
             (Unit::Tensor, Dtype::Fp8) => (FlopRate(self.peak_fp8), self.frac_fp8),
-            (Unit::Tensor, Dtype::Tf32) | (Unit::Tensor, Dtype::Fp32) => (FlopRate(self.peak_tf32), self.frac_tf32),
+            (Unit::Tensor, Dtype::Tf32) | (Unit::Tensor, Dtype::Fp32) => {
+                (FlopRate(self.peak_tf32), self.frac_tf32)
+            }
             (Unit::Vector, _) => (FlopRate(self.peak_fp32), self.frac_fp32),
         }
     }
@@ -265,8 +276,8 @@ impl Machine {
         for &(tm, tn, r) in &TILES {
             let tiles_m = m.div_ceil(tm);
             let tiles_n = n.div_ceil(tn);
-            let q = (m * n) as f64 / ((tiles_m * tm) * (tiles_n * tn)) as f64;
-            let tiles = (tiles_m * tiles_n * batch) as f64;
+            let q = (m as f64 * n as f64) / ((tiles_m * tm) as f64 * (tiles_n * tn) as f64);
+            let tiles = tiles_m as f64 * tiles_n as f64 * batch as f64;
             let waves = (tiles / self.sms).ceil();
             let u = tiles / (waves * self.sms);
             best = best.max(q * u * r);

@@ -1,7 +1,7 @@
 //! The roofline time model: op time, step time, throughput, MFU, training time and cost.
 //!
-//! Time of one op (per layer): `t = max(FLOPs / attainable FLOP/s, HBM bytes / attainable B/s
-//! + L2 bytes / L2 B/s) + kernels · gap`, with attainable rates from [`Machine`]. The host is a
+//! Time of one op (per layer):
+//! `t = max(FLOPs / attainable FLOP/s, HBM bytes / attainable B/s + L2 bytes / L2 B/s) + kernels · gap`, with attainable rates from [`Machine`]. The host is a
 //! third roof for the whole step, not an addend per op: the CPU dispatches ops while the GPU runs
 //! earlier ones, so a step takes `max(GPU time, host dispatch time)`; an op is reported
 //! launch-bound when its own dispatch takes longer than its GPU time.
@@ -69,7 +69,12 @@ pub struct OpTime {
 }
 
 /// Times one op on `mach` in `mode`.
-pub fn op_time(mach: &Machine, op: &Op, mode: ExecMode, attention: AttentionImpl) -> Result<OpTime> {
+pub fn op_time(
+    mach: &Machine,
+    op: &Op,
+    mode: ExecMode,
+    attention: AttentionImpl,
+) -> Result<OpTime> {
     let (read, written) = match mode {
         ExecMode::Eager => (op.bytes_read, op.bytes_written),
         ExecMode::Compiled | ExecMode::Graphs => (op.fused_read, op.fused_written),
@@ -83,7 +88,9 @@ pub fn op_time(mach: &Machine, op: &Op, mode: ExecMode, attention: AttentionImpl
             let (peak, frac) = mach.peak(op.unit, op.dtype);
             FlopRate(peak.0 * frac * mach.gemm_shape_efficiency(batch, m, n, k))
         }
-        OpKind::Attention { seq, .. } => mach.flash_rate(attention, seq, op.phase == Phase::Backward)?,
+        OpKind::Attention { seq, .. } => {
+            mach.flash_rate(attention, seq, op.phase == Phase::Backward)?
+        }
         _ => {
             let (peak, frac) = mach.peak(op.unit, op.dtype);
             FlopRate(peak.0 * frac)
@@ -95,9 +102,17 @@ pub fn op_time(mach: &Machine, op: &Op, mode: ExecMode, attention: AttentionImpl
             op.name, op.unit, op.dtype
         )));
     }
-    let compute = if op.flops.0 > 0.0 { op.flops / attainable } else { Seconds::ZERO };
+    let compute = if op.flops.0 > 0.0 {
+        op.flops / attainable
+    } else {
+        Seconds::ZERO
+    };
     let chained = op.chained_read.0.min(read.0);
-    let l2_hit = if chained > 0.0 && chained <= 0.5 * mach.l2_bytes { chained } else { 0.0 };
+    let l2_hit = if chained > 0.0 && chained <= 0.5 * mach.l2_bytes {
+        chained
+    } else {
+        0.0
+    };
     let memory = mach.hbm_time(Bytes(read.0 + written.0 - l2_hit)) + mach.l2_time(Bytes(l2_hit));
     let kernels = match (mode, op.chain) {
         (ExecMode::Eager, _) => 1.0,
@@ -106,7 +121,10 @@ pub fn op_time(mach: &Machine, op: &Op, mode: ExecMode, attention: AttentionImpl
     };
     let (gap, host) = match mode {
         ExecMode::Eager => (mach.kernel_launch, mach.host_dispatch),
-        ExecMode::Compiled => (mach.kernel_launch * kernels, mach.host_dispatch * COMPILED_HOST_FACTOR * kernels),
+        ExecMode::Compiled => (
+            mach.kernel_launch * kernels,
+            mach.host_dispatch * COMPILED_HOST_FACTOR * kernels,
+        ),
         ExecMode::Graphs => (mach.graph_launch * kernels, 0.0),
     };
     let busy = compute.max(memory);
@@ -161,8 +179,15 @@ impl Default for RunConfig {
 }
 
 /// Breakdown slots, in report order: the op classes, then communication and launch overhead.
-pub const BREAKDOWN: [&str; 7] =
-    ["gemm", "attention", "normalization", "elementwise", "optimizer", "communication", "launch_overhead"];
+pub const BREAKDOWN: [&str; 7] = [
+    "gemm",
+    "attention",
+    "normalization",
+    "elementwise",
+    "optimizer",
+    "communication",
+    "launch_overhead",
+];
 
 fn class_slot(c: OpClass) -> usize {
     match c {
@@ -240,12 +265,22 @@ impl Estimator {
     }
 
     /// Estimates one configuration; the op list stays in `self.ops`.
-    pub fn estimate(&mut self, model: &ModelSpec, mach: &Machine, run: &RunConfig) -> Result<StepEstimate> {
+    pub fn estimate(
+        &mut self,
+        model: &ModelSpec,
+        mach: &Machine,
+        run: &RunConfig,
+    ) -> Result<StepEstimate> {
         if run.grad_accum == 0 {
-            return Err(Error::Invalid("grad-accum must be a positive integer".into()));
+            return Err(Error::Invalid(
+                "grad-accum must be a positive integer".into(),
+            ));
         }
         if run.zero > 3 {
-            return Err(Error::Invalid(format!("--zero {} is not a ZeRO stage (0, 1, 2 or 3)", run.zero)));
+            return Err(Error::Invalid(format!(
+                "--zero {} is not a ZeRO stage (0, 1, 2 or 3)",
+                run.zero
+            )));
         }
         crate::graph::build::build_step_with(model, &run.step, &mut self.ops, &mut self.meta)?;
         let k = run.grad_accum as f64;
@@ -253,6 +288,7 @@ impl Estimator {
         let mut by_bound = [Seconds::ZERO; 3];
         let (mut fwd, mut bwd, mut opt) = (Seconds::ZERO, Seconds::ZERO, Seconds::ZERO);
         let (mut host, mut gaps) = (Seconds::ZERO, Seconds::ZERO);
+        let (mut host_fwd, mut host_bwd) = (Seconds::ZERO, Seconds::ZERO);
         let (mut model_flops, mut hw_flops) = (Flops::ZERO, Flops::ZERO);
         let mut kernels = 0.0;
         for op in &self.ops {
@@ -260,8 +296,14 @@ impl Estimator {
             let reps = op.layer.count() as f64 * if op.phase == Phase::Optimizer { 1.0 } else { k };
             let busy = (t.time - t.gap) * reps;
             match op.phase {
-                Phase::Forward => fwd += t.time * reps,
-                Phase::Backward => bwd += t.time * reps,
+                Phase::Forward => {
+                    fwd += t.time * reps;
+                    host_fwd += t.host * reps;
+                }
+                Phase::Backward => {
+                    bwd += t.time * reps;
+                    host_bwd += t.host * reps;
+                }
                 Phase::Optimizer => opt += t.time * reps,
             }
             breakdown[class_slot(op.class)] += busy;
@@ -288,8 +330,10 @@ impl Estimator {
             params.total as f64,
             &run.step,
             run.zero,
-            Seconds(bwd.0 / k),
-            Seconds(fwd.0 / k),
+            // Communication overlaps with the wall time of backward (and forward), which is
+            // the host's when dispatch is slower than the GPU.
+            Seconds(bwd.max(host_bwd).0 / k),
+            Seconds(fwd.max(host_fwd).0 / k),
         );
         breakdown[5] = comm_exposed;
         let step_time = gpu + host_excess + comm_exposed;
@@ -300,7 +344,7 @@ impl Estimator {
         let memory = footprint(model, &run.step, &self.ops, &mc);
         let capacity = Bytes(mach.capacity);
         let mfu_peak = FlopRate(match run.step.precision {
-            Precision::Bf16 => mach.peak_bf16,
+            Precision::Bf16 | Precision::Bf16Pure => mach.peak_bf16,
             Precision::Fp8 => mach.peak_fp8,
             Precision::Tf32 => mach.peak_tf32,
             Precision::Fp32 => mach.peak_fp32,

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# One measuring session on a lent GPU machine (H100 / H200; CUDA 13 driver, PyTorch in python3,
+# no network, no Rust). Needs a prebuilt target/release/roofline in the repository.
+#
+#   scripts/gpu-session.sh            # writes under $OUT (default ./gpu-out)
+#
+# Steps, each bounded by a timeout and allowed to fail without stopping the others:
+#   1. nvidia-smi (card, driver, clocks as found: nothing is changed);
+#   2. find libnvrtc, libcublas and libcublasLt (CUDA toolkit, then PyTorch's nvidia wheels) and
+#      export LD_LIBRARY_PATH;
+#   3. roofline bench --suite memory,gemm,attention,norm,cublas --shapes jit-b4 -> $OUT/bench.json;
+#   4. a PyTorch cross-check of the same ceilings -> $OUT/torch-baseline.json.
+# Logs: $OUT/session.log (everything), $OUT/bench.stdout, $OUT/bench.stderr, $OUT/torch.log.
+# Timeouts (seconds) can be changed with BENCH_TIMEOUT and TORCH_TIMEOUT.
+set -u
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+OUT="${OUT:-$root/gpu-out}"
+mkdir -p "$OUT"
+BENCH_TIMEOUT="${BENCH_TIMEOUT:-150}"
+TORCH_TIMEOUT="${TORCH_TIMEOUT:-60}"
+exec > >(tee -a "$OUT/session.log") 2>&1
+
+echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) gpu-session on $(hostname)"
+echo "== nvidia-smi"
+timeout 20 nvidia-smi || echo "nvidia-smi failed (rc $?)"
+timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu --format=csv || true
+
+echo "== locating CUDA libraries"
+lib_dirs=()
+add_dir() { [ -d "$1" ] && lib_dirs+=("$1"); }
+add_dir /usr/local/cuda/lib64
+add_dir /usr/local/cuda/targets/x86_64-linux/lib
+python="$(command -v python3 || true)"
+if [ -n "$python" ]; then
+    nvidia_root="$(timeout 30 "$python" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null || true)"
+    if [ -n "$nvidia_root" ]; then
+        for d in "$nvidia_root"/nvidia/*/lib "$nvidia_root"/nvidia/cu13/lib; do add_dir "$d"; done
+    fi
+fi
+find_lib() { # first directory holding $1.so*
+    local d
+    for d in "${lib_dirs[@]}"; do
+        if compgen -G "$d/$1.so*" >/dev/null; then echo "$d"; return 0; fi
+    done
+    timeout 20 find / -xdev \( -path /proc -o -path /sys \) -prune -o -name "$1.so*" -print 2>/dev/null | head -n 1 | xargs -r dirname
+}
+ld_path=""
+for lib in libnvrtc libcublas libcublasLt; do
+    dir="$(find_lib "$lib")"
+    if [ -n "$dir" ]; then
+        echo "$lib: $dir ($(cd "$dir" && ls $lib.so* | tr '\n' ' '))"
+        case ":$ld_path:" in *":$dir:"*) ;; *) ld_path="${ld_path:+$ld_path:}$dir" ;; esac
+    else
+        echo "$lib: NOT FOUND"
+    fi
+done
+export LD_LIBRARY_PATH="${ld_path}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+echo "== roofline bench (timeout ${BENCH_TIMEOUT}s)"
+bench_rc=0
+if [ -x target/release/roofline ]; then
+    RUST_BACKTRACE=1 timeout -k 10 "$BENCH_TIMEOUT" target/release/roofline bench \
+        --suite memory,gemm,attention,norm,cublas --shapes jit-b4 --out "$OUT/bench.json" \
+        >"$OUT/bench.stdout" 2>"$OUT/bench.stderr" || bench_rc=$?
+    echo "roofline bench exit code: $bench_rc (124 = timed out; $OUT/bench.json holds the suites finished)"
+    echo "-- stderr (last 80 lines)"
+    tail -n 80 "$OUT/bench.stderr"
+else
+    echo "target/release/roofline is missing: build it with cargo build --release and carry it"
+    bench_rc=127
+fi
+
+echo "== PyTorch cross-check (timeout ${TORCH_TIMEOUT}s)"
+cat >"$OUT/torch_baseline.py" <<'PY'
+"""Cross-check of the ceilings roofline bench measures, through PyTorch: bf16 matmul on random
+data (8192^3 and the jit-b4 GEMMs as F.linear, C = A B^T), a device-to-device copy of 2 GiB
+(bytes read + written), and SDPA forward at the seed's attention shape. CUDA events, warm-up,
+median of the timed runs."""
+import json, statistics, sys
+import torch
+import torch.nn.functional as F
+
+out_path = sys.argv[1]
+dev = torch.device("cuda")
+props = torch.cuda.get_device_properties(dev)
+report = {"torch_version": torch.__version__, "cuda": torch.version.cuda, "device": props.name,
+          "sm_count": props.multi_processor_count, "results": []}
+
+def time_ms(fn, reps=30, warmup=5):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record(); fn(); e.record()
+        times.append((s, e))
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in times)
+    return statistics.median(ms), ms[0]
+
+def record(kind, shape, flops, nbytes, med_ms, min_ms):
+    r = {"kind": kind, "shape": shape, "flops": flops, "bytes": nbytes, "time_s": med_ms / 1e3,
+         "time_min_s": min_ms / 1e3, "flops_per_s": flops / (med_ms / 1e3),
+         "bytes_per_s": nbytes / (med_ms / 1e3)}
+    report["results"].append(r)
+    print(f"{kind:<12} {shape:<28} {med_ms*1e3:10.1f} us  {r['flops_per_s']/1e12:8.1f} TFLOP/s  {r['bytes_per_s']/1e9:8.1f} GB/s", flush=True)
+    with open(out_path, "w") as f:
+        json.dump(report, f, indent=2)
+
+shapes = [("square8192", 8192, 8192, 8192), ("adaln", 64, 4608, 768), ("qkv", 32768, 2304, 768),
+          ("proj", 32768, 768, 768), ("w12", 32768, 4096, 768), ("w3", 32768, 768, 2048)]
+for name, m, n, k in shapes:
+    a = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
+    w = torch.randn(n, k, device=dev, dtype=torch.bfloat16)
+    med, mn = time_ms(lambda: F.linear(a, w))
+    record("matmul_bf16", f"{name} {m}x{n}x{k}", 2.0 * m * n * k, 2.0 * (m * k + n * k + m * n), med, mn)
+    del a, w
+
+n = 2 ** 29  # fp32 elements = 2 GiB
+x = torch.rand(n, device=dev)
+y = torch.empty_like(x)
+med, mn = time_ms(lambda: y.copy_(x))
+record("copy_d2d", "2 GiB", 0.0, 2.0 * 4 * n, med, mn)
+del x, y
+
+B, H, S, D = 64, 12, 512, 64
+q, k, v = (torch.randn(B, H, S, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+med, mn = time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+record("sdpa_fwd", f"B{B} H{H} S{S} D{D}", 4.0 * B * S * S * H * D, 4 * 2.0 * B * H * S * D, med, mn)
+PY
+torch_rc=0
+if [ -n "$python" ]; then
+    timeout -k 5 "$TORCH_TIMEOUT" "$python" "$OUT/torch_baseline.py" "$OUT/torch-baseline.json" >"$OUT/torch.log" 2>&1 || torch_rc=$?
+    echo "torch cross-check exit code: $torch_rc"
+    tail -n 20 "$OUT/torch.log"
+else
+    echo "no python3: PyTorch cross-check skipped"
+fi
+
+echo "== roofline bench table"
+if [ -s "$OUT/bench.stdout" ]; then tail -n 60 "$OUT/bench.stdout"; else echo "(no table: see $OUT/bench.stderr)"; fi
+echo "== done: bench rc $bench_rc, torch rc $torch_rc; outputs in $OUT"
+exit 0

@@ -1,0 +1,292 @@
+//! `roofline calibrate`: fits the time model's parameters to `roofline bench` measurements.
+//!
+//! - HBM: the streaming kernels (copy, scale, triad) over their size sweep follow
+//!   `t = t0 + bytes / (B · f)`, with B the datasheet bandwidth: a weighted linear least-squares
+//!   fit (nalgebra SVD; weights 1/t so that residuals are relative) gives the achievable fraction
+//!   f and the per-kernel launch latency t0.
+//! - GEMM: cuBLAS's times for every measured shape follow the model of
+//!   [`crate::time::efficiency`]: `t = max(FLOPs / (P · a · e(M, N, K; k0)), bytes / (B · f)) + t0`.
+//!   For a fixed k0 the least-squares a over the compute-bound shapes has a closed form
+//!   (minimizing Σ (t_pred / t − 1)²); k0 is found by a grid over [0, 1024] refined by golden-
+//!   section search.
+//! - fp32 vector: the FMA-peak kernel's FLOP/s over the datasheet peak.
+//!
+//! Residuals (predicted vs measured, per kernel and shape) are reported for every fit.
+
+use crate::error::{Error, Result};
+use crate::gpu::{BenchReport, BenchResult};
+use crate::spec::{GpuSpec, Sourced};
+use crate::time::{Calibration, Machine};
+use nalgebra::{DMatrix, DVector};
+use serde::Serialize;
+
+/// One measured point against the fitted model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Residual {
+    /// Kernel name.
+    pub kernel: String,
+    /// Shape.
+    pub shape: String,
+    /// Measured time (s).
+    pub measured_s: f64,
+    /// Predicted time (s) with the fitted parameters.
+    pub predicted_s: f64,
+    /// (predicted - measured) / measured.
+    pub relative_error: f64,
+}
+
+/// Fitted parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    /// Achievable fraction of HBM bandwidth.
+    pub hbm_fraction: f64,
+    /// Latency of a streaming kernel (s): launch plus ramp.
+    pub kernel_latency_s: f64,
+    /// Achievable fraction of the bf16 tensor peak (cuBLAS).
+    pub bf16_fraction: Option<f64>,
+    /// GEMM small-K constant.
+    pub gemm_k0: Option<f64>,
+    /// Achievable fraction of the fp32 vector peak.
+    pub fp32_fraction: Option<f64>,
+    /// Points used by each fit and their residuals.
+    pub residuals: Vec<Residual>,
+}
+
+/// Weighted linear least squares `t ≈ t0 + s · x` with relative residuals.
+fn fit_line(points: &[(f64, f64)]) -> Result<(f64, f64)> {
+    if points.len() < 2 {
+        return Err(Error::Invalid(
+            "need at least two memory measurements of different sizes to fit bandwidth".into(),
+        ));
+    }
+    let a = DMatrix::from_fn(points.len(), 2, |i, j| {
+        if j == 0 {
+            1.0 / points[i].1
+        } else {
+            points[i].0 / points[i].1
+        }
+    });
+    let b = DVector::from_element(points.len(), 1.0);
+    let sol = a
+        .svd(true, true)
+        .solve(&b, 1e-15)
+        .map_err(|e| Error::Invalid(format!("least squares failed: {e}")))?;
+    Ok((sol[0], sol[1]))
+}
+
+fn usable(r: &BenchResult) -> bool {
+    r.correct && r.error.is_none() && r.time_s.is_finite() && r.time_s > 0.0
+}
+
+/// Fits the model to a bench report measured on `gpu`.
+pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
+    let hbm = gpu.memory.hbm_bandwidth.value;
+    let mem: Vec<&BenchResult> = report
+        .results
+        .iter()
+        .filter(|r| usable(r) && matches!(r.kernel.as_str(), "copy" | "scale" | "triad"))
+        .collect();
+    let points: Vec<(f64, f64)> = mem.iter().map(|r| (r.bytes, r.time_s)).collect();
+    let (t0, slope) = fit_line(&points)?;
+    if slope <= 0.0 {
+        return Err(Error::Invalid(
+            "memory measurements do not grow with size: cannot fit bandwidth".into(),
+        ));
+    }
+    let hbm_fraction = (1.0 / (slope * hbm)).min(1.0);
+    let kernel_latency_s = t0.max(0.0);
+    let mut residuals: Vec<Residual> = mem
+        .iter()
+        .map(|r| residual(r, kernel_latency_s + r.bytes / (hbm * hbm_fraction)))
+        .collect();
+
+    let mut mach = Machine::new(gpu, None);
+    mach.frac_hbm = hbm_fraction;
+    let gemms: Vec<&BenchResult> = report
+        .results
+        .iter()
+        .filter(|r| {
+            usable(r)
+                && r.kernel == "cublas_gemm"
+                && r.m.is_some()
+                && r.n.is_some()
+                && r.k.is_some()
+        })
+        .collect();
+    let (mut bf16_fraction, mut gemm_k0) = (None, None);
+    if !gemms.is_empty() {
+        let (a, k0) = fit_gemm(&gemms, &mut mach, kernel_latency_s);
+        mach.frac_bf16 = a;
+        mach.gemm_k0 = k0;
+        for r in &gemms {
+            residuals.push(residual(r, gemm_time(&mach, r, a, kernel_latency_s)));
+        }
+        bf16_fraction = Some(a);
+        gemm_k0 = Some(k0);
+    }
+    let fp32_fraction = report
+        .results
+        .iter()
+        .filter(|r| usable(r) && r.kernel == "fma_fp32")
+        .map(|r| r.flops_per_s / gpu.peak_flops.fp32_vector.value)
+        .fold(None, |acc: Option<f64>, x| {
+            Some(acc.map_or(x, |a| a.max(x)))
+        })
+        .map(|f| f.min(1.0));
+    Ok(Fit {
+        hbm_fraction,
+        kernel_latency_s,
+        bf16_fraction,
+        gemm_k0,
+        fp32_fraction,
+        residuals,
+    })
+}
+
+fn residual(r: &BenchResult, predicted: f64) -> Residual {
+    Residual {
+        kernel: r.kernel.clone(),
+        shape: r.shape.clone(),
+        measured_s: r.time_s,
+        predicted_s: predicted,
+        relative_error: predicted / r.time_s - 1.0,
+    }
+}
+
+/// Compute time of a GEMM at achievable fraction 1 (divide by `a` for the model's time).
+fn gemm_unit_time(mach: &Machine, r: &BenchResult) -> f64 {
+    let (m, n, k) = (r.m.unwrap_or(1), r.n.unwrap_or(1), r.k.unwrap_or(1));
+    r.flops / (mach.peak_bf16 * mach.gemm_shape_efficiency(1, m, n, k))
+}
+
+fn gemm_time(mach: &Machine, r: &BenchResult, a: f64, latency: f64) -> f64 {
+    let memory = r.bytes / (mach.hbm * mach.frac_hbm);
+    (gemm_unit_time(mach, r) / a).max(memory) + latency
+}
+
+/// Best (a, k0) for the GEMM measurements.
+fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine, latency: f64) -> (f64, f64) {
+    let solve = |mach: &mut Machine, k0: f64| -> (f64, f64) {
+        mach.gemm_k0 = k0;
+        // Closed-form least squares of 1/a over the shapes that are compute-bound at a = 1.
+        let (mut num, mut den) = (0.0, 0.0);
+        for r in gemms {
+            let x = gemm_unit_time(mach, r);
+            let memory = r.bytes / (mach.hbm * mach.frac_hbm);
+            if x > memory {
+                let y = x / (r.time_s - latency).max(1e-12);
+                num += y;
+                den += y * y;
+            }
+        }
+        let a = if den > 0.0 {
+            (den / num).clamp(1e-3, 1.0)
+        } else {
+            1.0
+        };
+        let cost = gemms
+            .iter()
+            .map(|r| (gemm_time(mach, r, a, latency) / r.time_s - 1.0).powi(2))
+            .sum();
+        (a, cost)
+    };
+    let mut best = (0.0, f64::INFINITY);
+    let mut k = 0.0;
+    while k <= 1024.0 {
+        let (_, cost) = solve(mach, k);
+        if cost < best.1 {
+            best = (k, cost);
+        }
+        k += 16.0;
+    }
+    let (mut lo, mut hi) = ((best.0 - 16.0).max(0.0), best.0 + 16.0);
+    let g = 0.5 * (5f64.sqrt() - 1.0);
+    for _ in 0..60 {
+        let x1 = hi - g * (hi - lo);
+        let x2 = lo + g * (hi - lo);
+        if solve(mach, x1).1 < solve(mach, x2).1 {
+            hi = x2;
+        } else {
+            lo = x1;
+        }
+    }
+    let k0 = 0.5 * (lo + hi);
+    let (a, _) = solve(mach, k0);
+    (a, k0)
+}
+
+/// Root-mean-square of the relative errors of residuals whose kernel satisfies `f`.
+pub fn rms(res: &[Residual], f: impl Fn(&str) -> bool) -> f64 {
+    let v: Vec<f64> = res
+        .iter()
+        .filter(|r| f(&r.kernel))
+        .map(|r| r.relative_error)
+        .collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
+}
+
+/// The calibration file for a fit.
+pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str) -> Calibration {
+    let provenance = format!(
+        "roofline bench on {} (cc {}, driver {}, CUDA driver API {}, NVRTC {}), {}; bench command: `{}`; fitted by `{}`",
+        report.device.name,
+        report.device.compute_capability,
+        report.device.driver_version,
+        report.device.cuda_driver_version,
+        report.device.nvrtc_version,
+        report.date,
+        report.command,
+        command
+    );
+    let src = |what: &str, rms: f64| -> String {
+        format!(
+            "fit to {what} measured by roofline bench on {}, {} (rms relative residual {:.1}%)",
+            report.device.name,
+            report.date,
+            100.0 * rms
+        )
+    };
+    let mem_rms = rms(&fit.residuals, |k| matches!(k, "copy" | "scale" | "triad"));
+    let gemm_rms = rms(&fit.residuals, |k| k == "cublas_gemm");
+    let sourced = |value: f64, source: String| Sourced {
+        value,
+        source,
+        range: None,
+    };
+    Calibration {
+        gpu: Some(gpu.name.clone()),
+        provenance: Some(provenance),
+        hbm: Some(sourced(
+            fit.hbm_fraction,
+            src("the copy/scale/triad size sweep", mem_rms),
+        )),
+        kernel_launch_s: (fit.kernel_latency_s > 0.0).then(|| {
+            sourced(
+                fit.kernel_latency_s,
+                src("the intercept of the copy/scale/triad size sweep", mem_rms),
+            )
+        }),
+        bf16_tensor: fit.bf16_fraction.map(|a| {
+            sourced(
+                a,
+                src(
+                    "cuBLAS bf16 GEMMs (square sweep and model shapes)",
+                    gemm_rms,
+                ),
+            )
+        }),
+        gemm_k0: fit.gemm_k0.map(|k| {
+            sourced(
+                k.max(1e-9),
+                src("cuBLAS bf16 GEMMs (small-K constant)", gemm_rms),
+            )
+        }),
+        fp32_vector: fit
+            .fp32_fraction
+            .map(|f| sourced(f, src("the fp32 FMA-peak kernel", 0.0))),
+        ..Calibration::default()
+    }
+}

@@ -1,0 +1,355 @@
+//! `roofline validate`: predicted vs measured training steps, op class by op class.
+//!
+//! Reads a `roofline-validation/1` file written by `validation/measure.py` (one GPU, PyTorch,
+//! bf16 autocast, AdamW), predicts each configuration with the same settings on one GPU, and
+//! reports the step-time error, the error per op class, and the peak-memory error.
+//!
+//! Classes are compared the way the measuring script classifies kernels by name
+//! (validation/README.md): batched matmuls of unfused attention are cuBLAS kernels (gemm), only
+//! their softmax counts as attention; the loss is "other"; in compiled mode a fused chain that
+//! contains a normalization is normalization, one that contains a softmax is attention. Predicted
+//! class times are GPU busy time (launch gaps and host stalls are in no kernel). Predicted peak
+//! memory is what the PyTorch allocator sees: weights, gradients, optimizer states, autocast
+//! copies, activations and the largest backward transient, without workspace or fragmentation.
+
+use crate::error::{Error, Result};
+use crate::graph::{AttentionImpl, Chain, ExecMode, Op, OpClass, OpKind, Precision, StepConfig};
+use crate::spec::{load_gpu, load_model};
+use crate::time::{op_time, Calibration, Estimator, Fleet, Machine, RunConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Classes the measuring script reports.
+pub const CLASSES: [&str; 6] = [
+    "gemm",
+    "attention",
+    "normalization",
+    "elementwise",
+    "optimizer",
+    "other",
+];
+
+/// A measurements file.
+#[derive(Debug, Deserialize)]
+pub struct Measurements {
+    /// "roofline-validation/1".
+    pub schema: String,
+    /// True for the synthetic example file.
+    #[serde(default)]
+    pub example: bool,
+    /// When measured.
+    #[serde(default)]
+    pub date: String,
+    /// Command that measured.
+    #[serde(default)]
+    pub command: String,
+    /// The device.
+    pub device: serde_json::Value,
+    /// Configurations.
+    pub configs: Vec<MeasuredConfig>,
+}
+
+/// One measured configuration.
+#[derive(Debug, Deserialize)]
+pub struct MeasuredConfig {
+    /// Model name.
+    pub model: String,
+    /// Batch.
+    pub batch: u64,
+    /// Attention implementation.
+    pub attention: String,
+    /// eager | compiled.
+    pub mode: String,
+    /// EMA copies updated per step.
+    #[serde(default)]
+    pub ema_copies: u32,
+    /// Median step time.
+    pub step_time_s: Option<f64>,
+    /// GPU time per class.
+    pub class_times_s: Option<BTreeMap<String, f64>>,
+    /// Peak allocated memory.
+    pub peak_memory_bytes: Option<f64>,
+    /// Error message when the configuration failed.
+    pub error: Option<String>,
+}
+
+/// Predicted vs measured for one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// "model batch attention mode".
+    pub config: String,
+    /// Measured step time.
+    pub measured_s: f64,
+    /// Predicted step time.
+    pub predicted_s: f64,
+    /// predicted / measured - 1.
+    pub error: f64,
+    /// Per class: (measured, predicted) seconds.
+    pub classes: BTreeMap<&'static str, (f64, f64)>,
+    /// Peak memory: (measured, predicted) bytes.
+    pub memory: Option<(f64, f64)>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// GPU spec used.
+    pub gpu: String,
+    /// Whether the file is the synthetic example.
+    pub example: bool,
+    /// Device as recorded.
+    pub device: String,
+    /// Per configuration.
+    pub rows: Vec<Comparison>,
+    /// Configurations skipped, with why.
+    pub skipped: Vec<String>,
+    /// Mean absolute percentage error of step time.
+    pub mape: f64,
+    /// Largest absolute error of step time.
+    pub max_error: f64,
+}
+
+/// The measured class of an op (see the module docs); `chain_class` is the class of the fused
+/// chain the op belongs to in compiled modes.
+fn measured_class(op: &Op, mode: ExecMode, chain_class: Option<&'static str>) -> &'static str {
+    if mode != ExecMode::Eager && op.chain != Chain::Alone {
+        if let Some(c) = chain_class {
+            return c;
+        }
+    }
+    match op.kind {
+        OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } => "gemm",
+        OpKind::Attention { .. } => "attention",
+        OpKind::Softmax if op.class == OpClass::Attention => "attention",
+        OpKind::Softmax => "other",
+        OpKind::Normalization => "normalization",
+        OpKind::Optimizer => "optimizer",
+        OpKind::Reduction if op.name.starts_with("loss") => "other",
+        OpKind::Embedding if op.phase == crate::graph::Phase::Backward => "other",
+        _ => "elementwise",
+    }
+}
+
+/// Predicted GPU busy time per measured class.
+pub fn predicted_classes(
+    ops: &[Op],
+    mach: &Machine,
+    run: &RunConfig,
+) -> Result<BTreeMap<&'static str, f64>> {
+    let mut out: BTreeMap<&'static str, f64> = CLASSES.iter().map(|c| (*c, 0.0)).collect();
+    let mut chain_class = None;
+    for (i, op) in ops.iter().enumerate() {
+        if op.chain == Chain::Head {
+            let members = ops[i + 1..].iter().take_while(|o| o.chain == Chain::Member);
+            let mut class = None;
+            for o in std::iter::once(op).chain(members) {
+                match o.kind {
+                    OpKind::Normalization => class = Some("normalization"),
+                    OpKind::Softmax if o.class == OpClass::Attention && class.is_none() => {
+                        class = Some("attention")
+                    }
+                    _ => {}
+                }
+            }
+            chain_class = Some(class.unwrap_or("elementwise"));
+        }
+        let t = op_time(mach, op, run.mode, run.step.attention)?;
+        let reps = op.layer.count() as f64;
+        *out.get_mut(measured_class(op, run.mode, chain_class))
+            .expect("known class") += (t.time - t.gap).0 * reps;
+    }
+    Ok(out)
+}
+
+/// Compares every configuration of `m` with roofline's prediction on `gpu`.
+pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> Result<Validation> {
+    if m.schema != "roofline-validation/1" {
+        return Err(Error::spec(
+            "measurements",
+            "schema",
+            format!("`{}` is not roofline-validation/1", m.schema),
+        ));
+    }
+    let gpu = load_gpu(gpu_name)?;
+    let mach = Machine::new(&gpu, cal);
+    let mut est = Estimator::new();
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for c in &m.configs {
+        let label = format!("{} b{} {} {}", c.model, c.batch, c.attention, c.mode);
+        let (Some(measured), None) = (c.step_time_s, &c.error) else {
+            skipped.push(format!(
+                "{label}: not measured ({})",
+                c.error.as_deref().unwrap_or("no step time")
+            ));
+            continue;
+        };
+        let attention: AttentionImpl = match c.attention.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                skipped.push(format!(
+                    "{label}: attention `{}` has no roofline equivalent",
+                    c.attention
+                ));
+                continue;
+            }
+        };
+        let mode: ExecMode = c.mode.parse()?;
+        let model = load_model(&c.model)?;
+        let run = RunConfig {
+            step: StepConfig {
+                batch: c.batch,
+                attention,
+                precision: Precision::Bf16,
+                ema: c.ema_copies,
+                ..StepConfig::default()
+            },
+            mode,
+            fleet: Fleet {
+                gpus: 1,
+                gpus_per_node: 1,
+                ..Fleet::default()
+            },
+            ..RunConfig::default()
+        };
+        let e = est.estimate(&model, &mach, &run)?;
+        let predicted = predicted_classes(&est.ops, &mach, &run)?;
+        let classes = CLASSES
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    (
+                        c.class_times_s
+                            .as_ref()
+                            .and_then(|t| t.get(*k))
+                            .copied()
+                            .unwrap_or(0.0),
+                        predicted[k],
+                    ),
+                )
+            })
+            .collect();
+        let mem = e.memory;
+        let allocated = (mem.persistent_bytes() + mem.activations_bytes + mem.transient_bytes).0;
+        rows.push(Comparison {
+            config: label,
+            measured_s: measured,
+            predicted_s: e.step_time.0,
+            error: e.step_time.0 / measured - 1.0,
+            classes,
+            memory: c.peak_memory_bytes.map(|b| (b, allocated)),
+        });
+    }
+    if rows.is_empty() {
+        return Err(Error::Invalid(
+            "no measured configuration to compare".into(),
+        ));
+    }
+    let mape = rows.iter().map(|r| r.error.abs()).sum::<f64>() / rows.len() as f64;
+    let max_error = rows.iter().map(|r| r.error.abs()).fold(0.0, f64::max);
+    Ok(Validation {
+        gpu: gpu.name.clone(),
+        example: m.example,
+        device: m
+            .device
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_string(),
+        rows,
+        skipped,
+        mape,
+        max_error,
+    })
+}
+
+/// Renders the comparison as Markdown (`markdown = true`) or plain text.
+pub fn render(v: &Validation, markdown: bool) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let ms = |x: f64| format!("{:.2}", x * 1e3);
+    let pct = |p: f64, m: f64| {
+        if m > 0.0 {
+            format!("{:+.0}%", 100.0 * (p / m - 1.0))
+        } else {
+            "n/a".into()
+        }
+    };
+    if v.example {
+        let _ = writeln!(
+            s,
+            "NOTE: the input is the synthetic EXAMPLE file, not a measurement.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "device: {} (predicted with the {} spec, one GPU)\n",
+        v.device, v.gpu
+    );
+    let sep = if markdown { " | " } else { "  " };
+    let head = [
+        "config",
+        "measured ms",
+        "predicted ms",
+        "error",
+        "gemm",
+        "attention",
+        "norm",
+        "elementwise",
+        "optimizer",
+        "peak mem",
+    ];
+    if markdown {
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    } else {
+        let _ = writeln!(s, "{}", head.join(sep));
+    }
+    for r in &v.rows {
+        let cls = |k: &str| {
+            let (m, p) = r.classes[k];
+            format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
+        };
+        let mem = r.memory.map_or("n/a".to_string(), |(m, p)| {
+            format!(
+                "{:.1}/{:.1} GiB ({})",
+                m / 1073741824.0,
+                p / 1073741824.0,
+                pct(p, m)
+            )
+        });
+        let cells = [
+            r.config.clone(),
+            ms(r.measured_s),
+            ms(r.predicted_s),
+            format!("{:+.1}%", 100.0 * r.error),
+            cls("gemm"),
+            cls("attention"),
+            cls("normalization"),
+            cls("elementwise"),
+            cls("optimizer"),
+            mem,
+        ];
+        if markdown {
+            let _ = writeln!(s, "| {} |", cells.join(" | "));
+        } else {
+            let _ = writeln!(s, "{}", cells.join(sep));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nclass cells: measured/predicted GPU ms per step (error)"
+    );
+    let _ = writeln!(
+        s,
+        "step time: mean absolute error {:.1}%, max {:.1}% over {} configurations",
+        100.0 * v.mape,
+        100.0 * v.max_error,
+        v.rows.len()
+    );
+    for k in &v.skipped {
+        let _ = writeln!(s, "skipped: {k}");
+    }
+    s
+}

@@ -1,0 +1,304 @@
+//! The command-line contract: JSON fields, exit codes, and errors that name the problem.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn roofline(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_roofline"))
+        .args(args)
+        .output()
+        .expect("run roofline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str]) -> Value {
+    let (code, out, err) = roofline(args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: invalid JSON ({e}): {out}"))
+}
+
+fn temp_spec(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("roofline-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn estimate_default_json_has_the_contract_fields() {
+    let v = json(&["estimate", "--json"]);
+    for k in [
+        "step_time_s",
+        "samples_per_s",
+        "tokens_per_s",
+        "mfu",
+        "memory_per_gpu_bytes",
+        "fits",
+        "breakdown",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["model"], "jit-b4");
+    assert_eq!(v["gpu"], "h200-sxm");
+    assert_eq!(v["gpus"], 8);
+    assert_eq!(v["batch_per_gpu"], 64);
+    let step = v["step_time_s"].as_f64().unwrap();
+    let mfu = v["mfu"].as_f64().unwrap();
+    assert!(mfu > 0.0 && mfu < 1.0);
+    assert_eq!(v["fits"], true);
+    let sum: f64 = v["breakdown"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!(
+        (sum / step - 1.0).abs() < 0.01,
+        "breakdown {sum} vs step {step}"
+    );
+    assert!(v.get("train_time_s").is_none());
+}
+
+#[test]
+fn estimate_with_a_dataset_gives_time_and_cost() {
+    let v = json(&[
+        "estimate",
+        "--train-tokens",
+        "1T",
+        "--tokens-per-sample",
+        "2000",
+        "--price-per-gpu-hour",
+        "3",
+        "--json",
+    ]);
+    let t = v["train_time_s"].as_f64().unwrap();
+    let samples_per_s = v["samples_per_s"].as_f64().unwrap();
+    let expected = 1e12 / 2000.0 / samples_per_s;
+    assert!((t / expected - 1.0).abs() < 1e-3, "{t} vs {expected}");
+    let cost = v["cost"].as_f64().unwrap();
+    assert!((cost / (t / 3600.0 * 8.0 * 3.0) - 1.0).abs() < 1e-9);
+    assert_eq!(v["dataset"]["tokens_per_sample"], 2000.0);
+}
+
+#[test]
+fn ops_json_has_the_contract_fields() {
+    let v = json(&[
+        "ops",
+        "--model",
+        "gpt2-124m",
+        "--batch",
+        "2",
+        "--attention",
+        "flash2",
+        "--json",
+    ]);
+    assert_eq!(v["params"], 124_439_808u64);
+    let ops = v["ops"].as_array().unwrap();
+    let mut fwd = 0.0;
+    for op in ops {
+        for k in [
+            "name",
+            "layer",
+            "phase",
+            "kind",
+            "flops",
+            "bytes_read",
+            "bytes_written",
+        ] {
+            assert!(op.get(k).is_some(), "op missing {k}: {op}");
+        }
+        let phase = op["phase"].as_str().unwrap();
+        assert!(["forward", "backward", "optimizer"].contains(&phase));
+        if phase == "forward" {
+            fwd += op["flops"].as_f64().unwrap();
+        }
+    }
+    assert!((fwd / v["forward_flops"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(v["backward_flops"].as_f64().unwrap() > v["forward_flops"].as_f64().unwrap());
+    assert!(v["optimizer_flops"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn memory_json_has_the_contract_fields() {
+    let v = json(&[
+        "memory", "--model", "jit-b4", "--batch", "64", "--gpu", "h200-sxm", "--json",
+    ]);
+    for k in [
+        "weights_bytes",
+        "gradients_bytes",
+        "optimizer_bytes",
+        "activations_bytes",
+        "total_bytes",
+        "max_batch",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert!(v["max_batch"].as_u64().unwrap() > 64);
+}
+
+#[test]
+fn listings_have_one_line_per_spec() {
+    let (code, out, _) = roofline(&["models"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), roofline::spec::MODELS.len());
+    let (code, out, _) = roofline(&["gpus"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), roofline::spec::GPUS.len());
+}
+
+#[test]
+fn unknown_names_suggest_the_closest_and_exit_2() {
+    let (code, _, err) = roofline(&["estimate", "--gpu", "h200sxm"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `h200-sxm`"), "{err}");
+    let (code, _, err) = roofline(&["estimate", "--model", "jit-b44"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("jit-b4"), "{err}");
+    let (code, _, err) = roofline(&["estimate", "--attention", "flash"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("flash2"), "{err}");
+}
+
+#[test]
+fn bad_spec_files_name_the_file_and_the_field() {
+    let good = include_str!("../models/jit-b4.toml");
+    let cases = [
+        (
+            "misspelt.toml",
+            good.replace("heads = 12", "haeds = 12"),
+            "haeds",
+        ),
+        ("missing.toml", good.replace("heads = 12\n", ""), "heads"),
+        (
+            "divide.toml",
+            good.replace("heads = 12", "heads = 7"),
+            "transformer.heads",
+        ),
+        (
+            "zero.toml",
+            good.replace("depth = 12", "depth = 0"),
+            "transformer.depth",
+        ),
+        (
+            "negative.toml",
+            good.replace("depth = 12", "depth = -3"),
+            "depth",
+        ),
+        (
+            "enum.toml",
+            good.replace("norm = \"rmsnorm\"", "norm = \"batchnorm\""),
+            "batchnorm",
+        ),
+    ];
+    for (name, text, field) in cases {
+        let p = temp_spec(name, &text);
+        let (code, out, err) = roofline(&["estimate", "--model", p.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains(name),
+            "{name}: error does not name the file: {err}"
+        );
+        assert!(
+            err.contains(field),
+            "{name}: error does not name `{field}`: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let gpu = include_str!("../models/hardware/h100-sxm.toml");
+    let p = temp_spec(
+        "gpu.toml",
+        &gpu.replacen("value = 132,", "value = -132,", 1),
+    );
+    let (code, _, err) = roofline(&["estimate", "--gpu", p.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("compute.sm_count"), "{err}");
+    let (code, _, err) = roofline(&["estimate", "--gpu", "/nonexistent/gpu.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/gpu.toml"), "{err}");
+}
+
+#[test]
+fn bad_numbers_exit_2() {
+    for args in [
+        vec!["estimate", "--batch", "0"],
+        vec!["estimate", "--batch", "-4"],
+        vec!["estimate", "--batch", "12X"],
+        vec!["estimate", "--gpus", "0"],
+        vec!["estimate", "--zero", "4"],
+        vec!["estimate", "--train-tokens", "1T", "--train-samples", "5"],
+        vec!["estimate", "--price-per-gpu-hour", "nan"],
+        vec![
+            "estimate",
+            "--attention",
+            "flash3",
+            "--gpu",
+            "a100-sxm-80gb",
+        ],
+    ] {
+        let (code, _, err) = roofline(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn suffixes_and_huge_sizes() {
+    let v = json(&["estimate", "--train-tokens", "1e15", "--json"]);
+    assert!(v["train_time_s"].as_f64().unwrap().is_finite());
+    let v = json(&[
+        "estimate",
+        "--model",
+        "llama2-7b",
+        "--gpu",
+        "h100-sxm",
+        "--gpus",
+        "1K",
+        "--attention",
+        "flash2",
+        "--batch",
+        "1",
+        "--zero",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(v["gpus"], 1000);
+}
+
+#[test]
+fn validate_reads_the_example_measurements() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/validation/example-measurements.json"
+    );
+    let v = json(&["validate", file, "--gpu", "h100-sxm", "--json"]);
+    assert_eq!(v["example"], true);
+    let rows = v["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        let (m, p) = (
+            r["measured_s"].as_f64().unwrap(),
+            r["predicted_s"].as_f64().unwrap(),
+        );
+        assert!((r["error"].as_f64().unwrap() - (p / m - 1.0)).abs() < 1e-9);
+    }
+    let mape = v["mape"].as_f64().unwrap();
+    let mean = rows
+        .iter()
+        .map(|r| r["error"].as_f64().unwrap().abs())
+        .sum::<f64>()
+        / rows.len() as f64;
+    assert!((mape - mean).abs() < 1e-12);
+    let (code, out, _) = roofline(&["validate", file, "--gpu", "h100-sxm", "--markdown"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("synthetic EXAMPLE"), "{out}");
+    // The device in the example is no real GPU: without --gpu the command says so.
+    let (code, _, err) = roofline(&["validate", file]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--gpu"), "{err}");
+}

@@ -1,0 +1,143 @@
+//! Activation memory against Korthikanti et al. (arXiv 2205.05198), and footprint properties.
+
+use approx::assert_relative_eq;
+use roofline::graph::{
+    build_step, AttentionImpl, Checkpointing, Layer, Op, Phase, Precision, StepConfig,
+};
+use roofline::memory::{footprint, MemoryConfig};
+use roofline::spec::{load_model, ModelSpec};
+
+fn gpt2_with_dropout() -> ModelSpec {
+    let text = include_str!("../models/gpt2-124m.toml").replace(
+        "conditioning = \"none\"",
+        "conditioning = \"none\"\ndropout = 0.1",
+    );
+    ModelSpec::from_toml(&text, "gpt2-with-dropout").unwrap()
+}
+
+fn saved_per_block(ops: &[Op], depth: f64) -> f64 {
+    ops.iter()
+        .filter(|o| o.phase == Phase::Forward && matches!(o.layer, Layer::Blocks { .. }))
+        .map(|o| o.saved.0 * o.layer.count() as f64)
+        .sum::<f64>()
+        / depth
+}
+
+/// Under the paper's assumptions (16-bit activations, 1-byte dropout masks, unfused attention,
+/// 4h GeLU MLP) one GPT layer keeps s·b·h·(34 + 5·a·s/h) bytes. The only difference in our
+/// accounting is one fp32 statistic per row kept by each LayerNorm (8 bytes per row, 0.5%).
+#[test]
+fn gpt2_activations_match_korthikanti() {
+    let m = gpt2_with_dropout();
+    let (s, b, h, a) = (1024.0, 4.0, 768.0, 12.0);
+    let cfg = StepConfig {
+        batch: 4,
+        attention: AttentionImpl::SdpaMath,
+        precision: Precision::Bf16Pure,
+        ..StepConfig::default()
+    };
+    let mut ops = Vec::new();
+    build_step(&m, &cfg, &mut ops).unwrap();
+    let ours = saved_per_block(&ops, 12.0);
+    let paper = s * b * h * (34.0 + 5.0 * a * s / h);
+    assert_relative_eq!(ours, paper, max_relative = 0.02);
+
+    // Selective recompute drops the s² terms: 34·sbh (the paper's "selective" row).
+    let sel = StepConfig {
+        checkpointing: Checkpointing::Selective,
+        ..cfg
+    };
+    build_step(&m, &sel, &mut ops).unwrap();
+    let act = roofline::memory::activation_bytes(&ops, Checkpointing::Selective).0;
+    let head_and_embed: f64 = ops
+        .iter()
+        .filter(|o| o.phase == Phase::Forward && !matches!(o.layer, Layer::Blocks { .. }))
+        .map(|o| o.saved.0)
+        .sum();
+    assert_relative_eq!(
+        (act - head_and_embed) / 12.0,
+        34.0 * s * b * h,
+        max_relative = 0.02
+    );
+}
+
+#[test]
+fn flash_attention_saves_the_score_matrices() {
+    let m = load_model("jit-b4").unwrap();
+    let mut ops = Vec::new();
+    let mut act = |a| {
+        let cfg = StepConfig {
+            batch: 64,
+            attention: a,
+            ..StepConfig::default()
+        };
+        build_step(&m, &cfg, &mut ops).unwrap();
+        footprint(&m, &cfg, &ops, &MemoryConfig::default())
+    };
+    let naive = act(AttentionImpl::Naive);
+    let flash = act(AttentionImpl::Flash2);
+    // Naive keeps fp32 softmax output (4 B) and bf16 probabilities (2 B) per score:
+    // 6 · 64 · 12 · 512² bytes per layer, 12 layers, minus flash's O and log-sum-exp.
+    let scores = 64.0 * 12.0 * 512.0 * 512.0;
+    let diff = naive.activations_bytes.0 - flash.activations_bytes.0;
+    assert!(
+        diff > 12.0 * 5.5 * scores && diff < 12.0 * 6.5 * scores,
+        "diff {diff}"
+    );
+    assert!(flash.total_bytes < naive.total_bytes);
+}
+
+#[test]
+fn footprint_is_affine_in_batch_and_max_batch_fits() {
+    let m = load_model("jit-b4").unwrap();
+    let mc = MemoryConfig::default();
+    let mut ops = Vec::new();
+    let mut total = |batch| {
+        let cfg = StepConfig {
+            batch,
+            ..StepConfig::default()
+        };
+        build_step(&m, &cfg, &mut ops).unwrap();
+        footprint(&m, &cfg, &ops, &mc)
+    };
+    let (t1, t2, t3) = (total(16), total(32), total(48));
+    assert_relative_eq!(
+        t3.total_bytes.0 - t2.total_bytes.0,
+        t2.total_bytes.0 - t1.total_bytes.0,
+        max_relative = 1e-9
+    );
+    let cap = roofline::units::Bytes(80e9);
+    let max = t2.max_batch(cap, &mc, 32);
+    assert!(total(max).total_bytes.0 <= cap.0);
+    assert!(total(max + 1).total_bytes.0 > cap.0);
+}
+
+#[test]
+fn zero_stages_shard_state() {
+    let m = load_model("llama2-7b").unwrap();
+    let cfg = StepConfig {
+        batch: 1,
+        attention: AttentionImpl::Flash2,
+        ..StepConfig::default()
+    };
+    let mut ops = Vec::new();
+    build_step(&m, &cfg, &mut ops).unwrap();
+    let at = |zero| {
+        footprint(
+            &m,
+            &cfg,
+            &ops,
+            &MemoryConfig {
+                zero,
+                dp: 8,
+                ..MemoryConfig::default()
+            },
+        )
+    };
+    let p = 6_738_415_616.0;
+    assert_relative_eq!(at(0).optimizer_bytes.0, 8.0 * p);
+    assert_relative_eq!(at(1).optimizer_bytes.0, p);
+    assert_relative_eq!(at(2).gradients_bytes.0, 0.5 * p);
+    assert_relative_eq!(at(3).weights_bytes.0, 0.5 * p);
+    assert!(at(3).total_bytes < at(2).total_bytes && at(2).total_bytes < at(1).total_bytes);
+}

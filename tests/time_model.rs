@@ -1,0 +1,255 @@
+//! Properties of the roofline time model.
+
+use approx::assert_relative_eq;
+use roofline::graph::{
+    AttentionImpl, Chain, Dtype, ExecMode, Layer, Op, OpClass, OpKind, Phase, StepConfig, Unit,
+};
+use roofline::spec::{load_gpu, load_model};
+use roofline::time::{op_time, Bound, Estimator, Machine, RunConfig};
+use roofline::units::{Bytes, Flops};
+
+fn machine(gpu: &str) -> Machine {
+    Machine::new(&load_gpu(gpu).unwrap(), None)
+}
+
+fn bare_op(kind: OpKind, unit: Unit, dtype: Dtype, flops: f64, read: f64, written: f64) -> Op {
+    Op {
+        name: "test",
+        layer: Layer::Model,
+        phase: Phase::Forward,
+        kind,
+        class: OpClass::Gemm,
+        unit,
+        dtype,
+        flops: Flops(flops),
+        model_flops: Flops(flops),
+        bytes_read: Bytes(read),
+        bytes_written: Bytes(written),
+        fused_read: Bytes(read),
+        fused_written: Bytes(written),
+        chained_read: Bytes(0.0),
+        chain: Chain::Alone,
+        saved: Bytes(0.0),
+        attention_core: false,
+        recompute: false,
+    }
+}
+
+#[test]
+fn a_large_gemm_approaches_the_achievable_peak() {
+    let m = machine("h100-sxm");
+    let n = 16384u64;
+    let flops = 2.0 * (n * n * n) as f64;
+    let bytes = 3.0 * (n * n) as f64 * 2.0;
+    let op = bare_op(
+        OpKind::Gemm { m: n, n, k: n },
+        Unit::Tensor,
+        Dtype::Bf16,
+        flops,
+        bytes,
+        0.0,
+    );
+    let t = op_time(&m, &op, ExecMode::Graphs, AttentionImpl::Flash2).unwrap();
+    assert_eq!(t.bound, Bound::Compute);
+    let achieved = flops / t.time.0;
+    let ceiling = m.peak_bf16 * m.frac_bf16;
+    assert!(
+        achieved < ceiling && achieved > 0.97 * ceiling,
+        "{achieved:e} vs {ceiling:e}"
+    );
+}
+
+#[test]
+fn a_copy_approaches_the_achievable_bandwidth() {
+    let m = machine("h200-sxm");
+    let bytes = 4e9;
+    let op = bare_op(
+        OpKind::Elementwise,
+        Unit::Vector,
+        Dtype::Fp32,
+        0.0,
+        bytes,
+        bytes,
+    );
+    let t = op_time(&m, &op, ExecMode::Graphs, AttentionImpl::Flash2).unwrap();
+    assert_eq!(t.bound, Bound::Memory);
+    let achieved = 2.0 * bytes / t.time.0;
+    assert_relative_eq!(achieved, m.hbm * m.frac_hbm, max_relative = 0.01);
+}
+
+#[test]
+fn small_ops_are_launch_bound_in_eager_mode() {
+    let m = machine("h200-sxm");
+    let op = bare_op(
+        OpKind::Elementwise,
+        Unit::Vector,
+        Dtype::Fp32,
+        1e3,
+        4e3,
+        4e3,
+    );
+    assert_eq!(
+        op_time(&m, &op, ExecMode::Eager, AttentionImpl::Flash2)
+            .unwrap()
+            .bound,
+        Bound::Launch
+    );
+    assert_ne!(
+        op_time(&m, &op, ExecMode::Graphs, AttentionImpl::Flash2)
+            .unwrap()
+            .bound,
+        Bound::Launch
+    );
+}
+
+#[test]
+fn wave_quantization_penalizes_a_partial_wave() {
+    let m = machine("h100-sxm");
+    // 132 tiles of 128x256 fill one wave exactly; 133 need two.
+    let full = m.gemm_shape_efficiency(1, 128 * 12, 256 * 11, 4096);
+    let spill = m.gemm_shape_efficiency(1, 128 * 7 * 19, 256, 4096);
+    assert!(full > 0.9 && spill < 0.6, "{full} {spill}");
+    // adaLN: 64 rows x 4608 columns, one tile row: far below one wave.
+    assert!(m.gemm_shape_efficiency(1, 64, 4608, 768) < 0.2);
+}
+
+fn estimate(run: &RunConfig, model: &str, gpu: &str) -> roofline::time::StepEstimate {
+    let m = load_model(model).unwrap();
+    Estimator::new().estimate(&m, &machine(gpu), run).unwrap()
+}
+
+#[test]
+fn doubling_the_batch_never_lowers_step_time() {
+    for attention in [AttentionImpl::Naive, AttentionImpl::Flash2] {
+        for mode in [ExecMode::Eager, ExecMode::Compiled, ExecMode::Graphs] {
+            let mut prev = 0.0;
+            let mut b = 1;
+            while b <= 1024 {
+                let run = RunConfig {
+                    step: StepConfig {
+                        batch: b,
+                        attention,
+                        ..StepConfig::default()
+                    },
+                    mode,
+                    ..RunConfig::default()
+                };
+                let t = estimate(&run, "jit-b4", "h200-sxm").step_time.0;
+                assert!(t >= prev, "{attention} {mode} batch {b}: {t} < {prev}");
+                prev = t;
+                b *= 2;
+            }
+        }
+    }
+}
+
+#[test]
+fn the_default_run_is_sane() {
+    let e = estimate(&RunConfig::default(), "jit-b4", "h200-sxm");
+    assert!(e.mfu > 0.0 && e.mfu < 1.0);
+    assert!(e.hfu >= e.mfu && e.hfu < 1.0);
+    assert!(e.fits);
+    let sum: f64 = e.breakdown.iter().map(|s| s.0).sum();
+    assert_relative_eq!(sum, e.step_time.0, max_relative = 0.01);
+    assert_relative_eq!(
+        e.samples_per_s,
+        64.0 * 8.0 / e.step_time.0,
+        max_relative = 1e-12
+    );
+    assert_relative_eq!(
+        e.tokens_per_s,
+        e.samples_per_s * 512.0,
+        max_relative = 1e-12
+    );
+}
+
+#[test]
+fn fusion_and_graphs_only_help() {
+    for attention in [
+        AttentionImpl::Naive,
+        AttentionImpl::SdpaMath,
+        AttentionImpl::Flash2,
+        AttentionImpl::Flash3,
+    ] {
+        let t = |mode| {
+            let run = RunConfig {
+                step: StepConfig {
+                    attention,
+                    ..StepConfig::default()
+                },
+                mode,
+                ..RunConfig::default()
+            };
+            estimate(&run, "jit-b4", "h100-sxm").step_time.0
+        };
+        assert!(t(ExecMode::Compiled) <= t(ExecMode::Eager));
+        assert!(t(ExecMode::Graphs) <= t(ExecMode::Compiled));
+    }
+}
+
+#[test]
+fn flash_attention_is_faster_than_naive_at_the_seed_shape() {
+    let t = |attention| {
+        let run = RunConfig {
+            step: StepConfig {
+                attention,
+                ..StepConfig::default()
+            },
+            ..RunConfig::default()
+        };
+        estimate(&run, "jit-b4", "h200-sxm")
+    };
+    let naive = t(AttentionImpl::Naive);
+    let flash = t(AttentionImpl::Flash2);
+    assert!(flash.step_time < naive.step_time);
+    assert!(flash.memory.activations_bytes < naive.memory.activations_bytes);
+    // Model FLOPs do not depend on the implementation.
+    assert_relative_eq!(
+        flash.model_flops.0,
+        naive.model_flops.0,
+        max_relative = 1e-12
+    );
+}
+
+#[test]
+fn more_gpus_add_communication_and_more_nodes_add_more() {
+    let run = |gpus| RunConfig {
+        fleet: roofline::time::Fleet {
+            gpus,
+            ..Default::default()
+        },
+        ..RunConfig::default()
+    };
+    let one = estimate(&run(1), "llama2-7b", "h100-sxm");
+    let eight = estimate(&run(8), "llama2-7b", "h100-sxm");
+    let sixteen = estimate(&run(16), "llama2-7b", "h100-sxm");
+    assert_eq!(one.comm_total.0, 0.0);
+    assert!(eight.comm_total.0 > 0.0);
+    assert!(sixteen.comm_total > eight.comm_total);
+    // Fleet throughput grows with the fleet, per-GPU throughput does not.
+    assert!(eight.samples_per_s > one.samples_per_s);
+    assert!(eight.samples_per_s / 8.0 <= one.samples_per_s * (1.0 + 1e-12));
+}
+
+#[test]
+fn grad_accumulation_amortizes_the_optimizer() {
+    let base = RunConfig {
+        step: StepConfig {
+            batch: 8,
+            ..StepConfig::default()
+        },
+        ..RunConfig::default()
+    };
+    let one = estimate(&base, "jit-b4", "h200-sxm");
+    let four = estimate(
+        &RunConfig {
+            grad_accum: 4,
+            ..base
+        },
+        "jit-b4",
+        "h200-sxm",
+    );
+    assert_relative_eq!(four.samples_per_step, 4.0 * one.samples_per_step);
+    assert!(four.samples_per_s >= one.samples_per_s);
+    assert_eq!(four.memory.activations_bytes, one.memory.activations_bytes);
+}
