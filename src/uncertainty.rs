@@ -19,7 +19,7 @@ use serde::Serialize;
 pub const SAMPLES: usize = 1000;
 
 /// Fixed seed: intervals are reproducible.
-pub const SEED: u64 = 0x5EED_0F_2026;
+pub const SEED: u64 = 0x5EED_2026;
 
 /// Coverage of the interval.
 pub const COVERAGE: f64 = 0.90;

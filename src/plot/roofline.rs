@@ -249,7 +249,7 @@ impl RooflineChart {
         x0 = 10f64.powf((x0 / 2.0).log10().floor()).max(1e-3);
         x1 = 10f64.powf((x1 * 2.0).log10().ceil());
         y0 = 10f64.powf((y0 / 2.0).log10().floor()).max(1e6);
-        y1 = y1 * 3.0;
+        y1 *= 3.0;
         ((x0, x1), (y0, y1))
     }
 }
