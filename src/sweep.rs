@@ -124,6 +124,25 @@ pub struct Dim {
     pub labels: Vec<String>,
     /// Numeric values (numeric parameters only).
     pub nums: Vec<u64>,
+    /// Values parsed once, so that the evaluation loop parses nothing.
+    pub choices: Vec<Choice>,
+}
+
+/// One parsed value of a varied parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Choice {
+    /// A number (batch, seq, gpus, grad_accum, zero, ema).
+    Num(u64),
+    /// An attention implementation.
+    Attention(AttentionImpl),
+    /// An execution mode.
+    Mode(ExecMode),
+    /// A precision.
+    Precision(Precision),
+    /// A checkpointing mode.
+    Checkpointing(Checkpointing),
+    /// A model or GPU, by its index among the dimension's values.
+    Spec,
 }
 
 /// Parses one `--vary NAME=SPEC`.
@@ -146,6 +165,7 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         param,
         labels: Vec::new(),
         nums: Vec::new(),
+        choices: Vec::new(),
     };
     if let Some((a, b)) = values.split_once("..") {
         if !param.numeric() {
@@ -187,11 +207,17 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
     if param.numeric() {
         dim.labels = dim.nums.iter().map(|n| n.to_string()).collect();
     }
+    let parse_all =
+        |f: fn(&str) -> Result<Choice>| dim.labels.iter().map(|l| f(l)).collect::<Result<Vec<_>>>();
+    dim.choices = match param {
+        Param::Attention => parse_all(|l| l.parse().map(Choice::Attention))?,
+        Param::Mode => parse_all(|l| l.parse().map(Choice::Mode))?,
+        Param::Precision => parse_all(|l| l.parse().map(Choice::Precision))?,
+        Param::Checkpointing => parse_all(|l| l.parse().map(Choice::Checkpointing))?,
+        Param::Model | Param::Gpu => vec![Choice::Spec; dim.labels.len()],
+        _ => dim.nums.iter().map(|n| Choice::Num(*n)).collect(),
+    };
     match param {
-        Param::Attention => check_all::<AttentionImpl>(&dim.labels)?,
-        Param::Mode => check_all::<ExecMode>(&dim.labels)?,
-        Param::Precision => check_all::<Precision>(&dim.labels)?,
-        Param::Checkpointing => check_all::<Checkpointing>(&dim.labels)?,
         Param::Zero if dim.nums.iter().any(|z| *z > 3) => {
             return Err(bad("ZeRO stages are 0-3".into()))
         }
@@ -201,10 +227,6 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         _ => {}
     }
     Ok(dim)
-}
-
-fn check_all<T: std::str::FromStr<Err = Error>>(labels: &[String]) -> Result<()> {
-    labels.iter().try_for_each(|l| l.parse::<T>().map(|_| ()))
 }
 
 /// One output row: the configuration and the estimate's main fields, named as in
@@ -333,23 +355,20 @@ impl Plan<'_> {
         let mut run = self.base;
         for (d, dim) in self.dims.iter().enumerate() {
             let j = idx[d];
-            let num = dim.nums.get(j).copied().unwrap_or(0);
-            let text = dim.labels[j].as_str();
-            match dim.param {
-                Param::Model => model = j,
-                Param::Seq => seq = j,
-                Param::Gpu => gpu = j,
-                Param::Batch => run.step.batch = num,
-                Param::Attention => run.step.attention = text.parse().unwrap_or(run.step.attention),
-                Param::Mode => run.mode = text.parse().unwrap_or(run.mode),
-                Param::Precision => run.step.precision = text.parse().unwrap_or(run.step.precision),
-                Param::Checkpointing => {
-                    run.step.checkpointing = text.parse().unwrap_or(run.step.checkpointing)
-                }
-                Param::Gpus => run.fleet.gpus = num,
-                Param::GradAccum => run.grad_accum = num,
-                Param::Zero => run.zero = num as u8,
-                Param::Ema => run.step.ema = num as u32,
+            match (dim.param, dim.choices[j]) {
+                (Param::Model, _) => model = j,
+                (Param::Seq, _) => seq = j,
+                (Param::Gpu, _) => gpu = j,
+                (_, Choice::Attention(a)) => run.step.attention = a,
+                (_, Choice::Mode(m)) => run.mode = m,
+                (_, Choice::Precision(p)) => run.step.precision = p,
+                (_, Choice::Checkpointing(c)) => run.step.checkpointing = c,
+                (Param::Batch, Choice::Num(n)) => run.step.batch = n,
+                (Param::Gpus, Choice::Num(n)) => run.fleet.gpus = n,
+                (Param::GradAccum, Choice::Num(n)) => run.grad_accum = n,
+                (Param::Zero, Choice::Num(n)) => run.zero = n as u8,
+                (Param::Ema, Choice::Num(n)) => run.step.ema = n as u32,
+                _ => {}
             }
         }
         (model * self.n_seq + seq, gpu, run)
