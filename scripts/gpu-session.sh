@@ -29,6 +29,7 @@ timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clo
 echo "== locating CUDA libraries"
 lib_dirs=()
 add_dir() { [ -d "$1" ] && lib_dirs+=("$1"); }
+add_dir /usr/local/nvidia/lib64
 add_dir /usr/local/cuda/lib64
 add_dir /usr/local/cuda/targets/x86_64-linux/lib
 python="$(command -v python3 || true)"
@@ -62,7 +63,7 @@ echo "== roofline bench (timeout ${BENCH_TIMEOUT}s)"
 bench_rc=0
 if [ -x target/release/roofline ]; then
     RUST_BACKTRACE=1 timeout -k 10 "$BENCH_TIMEOUT" target/release/roofline bench \
-        --suite memory,gemm,attention,norm,cublas --shapes jit-b4 --out "$OUT/bench.json" \
+        --suite memory,gemm,attention,norm,cublas --shapes jit-b4 ${GPU_SPEC:+--gpu "$GPU_SPEC"} --out "$OUT/bench.json" \
         >"$OUT/bench.stdout" 2>"$OUT/bench.stderr" || bench_rc=$?
     echo "roofline bench exit code: $bench_rc (124 = timed out; $OUT/bench.json holds the suites finished)"
     echo "-- stderr (last 80 lines)"

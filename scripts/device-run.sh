@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The one prepared script for a lent GPU machine (H100 / H200): microbenchmarks, PyTorch
+# cross-check and training-step validation, each bounded by a timeout and allowed to fail
+# without stopping the others. Needs a prebuilt target/release/roofline (carried) and python3
+# with PyTorch. At most 8 files come back from $OUT: the key results, plus all logs in a tarball.
+#
+#   OUT=/some/dir scripts/device-run.sh
+set -u
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+final="${OUT:-$root/gpu-out}"
+mkdir -p "$final"
+work="$(mktemp -d /tmp/roofline-gpu.XXXXXX)"
+name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+case "$name" in
+    *H200*) GPU_SPEC=h200-sxm ;;
+    *H100*PCIe*) GPU_SPEC=h100-pcie ;;
+    *H100*) GPU_SPEC=h100-sxm ;;
+    *) GPU_SPEC="" ;;
+esac
+export GPU_SPEC
+echo "device: $name -> spec ${GPU_SPEC:-unknown}"
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "device: $name"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv
+    python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1
+    command -v nvcc >/dev/null && nvcc --version | tail -n 2
+    uname -r
+} >"$work/provenance.txt" 2>&1
+cat "$work/provenance.txt"
+
+OUT="$work" BENCH_TIMEOUT="${BENCH_TIMEOUT:-150}" TORCH_TIMEOUT="${TORCH_TIMEOUT:-60}" bash scripts/gpu-session.sh
+
+echo "== validation/measure.py (budget ${VALIDATION_BUDGET:-190} s)"
+PYTHONUNBUFFERED=1 timeout -k 10 "${VALIDATION_TIMEOUT:-250}" python3 validation/measure.py \
+    --budget-s "${VALIDATION_BUDGET:-190}" --out "$work/measurements.json" >"$work/validation.log" 2>&1
+echo "measure.py exit code: $?"
+tail -n 40 "$work/validation.log"
+
+(cd "$work" && tar czf "$final/all-logs.tar.gz" .)
+for f in provenance.txt bench.json torch-baseline.json measurements.json session.log validation.log bench.stdout; do
+    [ -f "$work/$f" ] && cp "$work/$f" "$final/"
+done
+ls -la "$final"

@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""Measure training step time, per-class GPU kernel time and peak memory on one CUDA GPU.
+
+The measuring side of roofline's validation: for each configuration (model, batch, attention
+implementation, eager or compiled) it times complete training steps (bf16 autocast forward,
+backward, AdamW step with fp32 master weights, optional EMA update), then profiles a few steps
+with torch.profiler to split GPU time into op classes, and records the peak memory. Results are
+written after every configuration, so a run cut short still leaves valid JSON.
+
+    python3 validation/measure.py --out measurements.json              # default plan, ~4 min on H100
+    python3 validation/measure.py --config jit-b4:64:flash2:eager --out one.json
+    python3 validation/measure.py --count --out tests/reference/fixtures   # CPU only: reference counts
+
+See validation/README.md for the JSON schema and the kernel classification rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+SCHEMA = "roofline-validation/1"
+CLASSES = ("gemm", "attention", "normalization", "elementwise", "optimizer", "other")
+
+# Default plan: every batch eager; one batch per model compiled (compiling costs ~0.5-1 min each).
+DEFAULT_EAGER = {"jit-b4": (8, 16, 32, 64, 128), "gpt2-124m": (4, 8, 16)}
+DEFAULT_COMPILED = {"jit-b4": (64,), "gpt2-124m": (8,)}
+DEFAULT_ATTENTION = ("naive", "flash2")
+
+
+def log(msg: str) -> None:
+    print(f"[measure {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel classification (pure functions: tested on CPU)
+# ---------------------------------------------------------------------------------------------
+
+# Rules are applied in this order to the lower-cased kernel name; the first rule with a matching
+# substring decides. Fused Triton kernels (torch.compile) are named by inductor after the aten
+# ops they contain, so e.g. "triton_per_fused__softmax_add_0" is attention and
+# "triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1" is normalization.
+KERNEL_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # Optimizer step and EMA: fused/foreach AdamW and _foreach_lerp_ run multi-tensor kernels.
+    ("optimizer", ("adam", "multi_tensor_apply", "multitensorapply", "foreach", "fused_sgd")),
+    # Loss (log-softmax / NLL of GPT-2's cross entropy): not attention.
+    ("other", ("log_softmax", "logsoftmax", "nll_loss", "cross_entropy", "crossentropy")),
+    # Attention: fused kernels, and the softmax of the naive path (the models have no other).
+    ("attention", ("flash", "fmha", "attention", "attn", "sdpa", "softmax")),
+    # Matmuls and convolutions (cuBLAS, cuBLASLt, CUTLASS, cuDNN, inductor templates).
+    ("gemm", ("gemm", "cutlass", "cublas", "xmma", "nvjet", "sm90_", "sm80_", "sm100_", "ampere_",
+              "hopper", "matmul", "splitk", "gemv", "convolve", "convolution", "conv2d", "fprop",
+              "wgrad", "dgrad", "triton_tem", "cudnn")),
+    ("normalization", ("norm", "rsqrt", "gammabeta", "rms")),
+    # Memory-bound data movement: pointwise, casts, copies, fills, concatenation, reductions such
+    # as bias-gradient sums, gathers (embedding forward), memcpy/memset activities.
+    ("elementwise", ("elementwise", "vectorized", "unrolled", "triton_poi", "triton_red",
+                     "triton_per", "triton", "copy", "cast", "fill", "memcpy", "memset",
+                     "pointwise", "cat", "reduce", "index", "where", "pow", "mul", "add")),
+)
+
+
+def classify_kernel(name: str) -> str:
+    """Op class of a GPU kernel (or memcpy/memset activity) from its name."""
+    low = name.lower()
+    for cls, needles in KERNEL_RULES:
+        if any(n in low for n in needles):
+            return cls
+    return "other"
+
+
+def attention_kernel_family(names) -> list[str]:
+    """Which fused attention implementations appear among kernel names."""
+    fams = set()
+    for n in names:
+        low = n.lower()
+        if "flash" in low:
+            fams.add("flash")
+        if "fmha" in low or "efficient_attention" in low or "mem_eff" in low:
+            fams.add("mem-efficient")
+        if "cudnn" in low and ("attn" in low or "attention" in low or "sdpa" in low):
+            fams.add("cudnn-attention")
+    return sorted(fams)
+
+
+def summarize_kernels(kernels, steps: int, top: int = 40) -> dict:
+    """Aggregate (name, duration_s) pairs from ``steps`` profiled steps into per-step figures."""
+    class_times = {c: 0.0 for c in CLASSES}
+    by_name: dict[str, list] = {}
+    count = 0
+    for name, dur in kernels:
+        cls = classify_kernel(name)
+        class_times[cls] += dur
+        rec = by_name.setdefault(name, [cls, 0.0, 0])
+        rec[1] += dur
+        rec[2] += 1
+        count += 1
+    steps = max(steps, 1)
+    top_list = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:top]
+    return {
+        "class_times_s": {c: t / steps for c, t in class_times.items()},
+        "gpu_kernel_time_s": sum(class_times.values()) / steps,
+        "kernels_per_step": count / steps,
+        "attention_kernel_family": attention_kernel_family(by_name),
+        "top_kernels": [{"name": n[:200], "class": r[0], "time_s_per_step": r[1] / steps,
+                         "calls_per_step": r[2] / steps} for n, r in top_list],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration plan
+# ---------------------------------------------------------------------------------------------
+
+def parse_config(spec: str) -> dict:
+    """'jit-b4:64:flash2:eager' -> config dict."""
+    parts = spec.split(":")
+    if len(parts) != 4:
+        raise ValueError(f"config {spec!r}: expected MODEL:BATCH:ATTENTION:MODE")
+    model, batch, attention, mode = parts
+    from models import ATTENTION_CHOICES, MODEL_CHOICES
+    if model not in MODEL_CHOICES:
+        raise ValueError(f"config {spec!r}: model must be one of {MODEL_CHOICES}")
+    if attention not in ATTENTION_CHOICES:
+        raise ValueError(f"config {spec!r}: attention must be one of {ATTENTION_CHOICES}")
+    if mode not in ("eager", "compiled"):
+        raise ValueError(f"config {spec!r}: mode must be eager or compiled")
+    return {"model": model, "batch": int(batch), "attention": attention, "mode": mode}
+
+
+def plan_configs(args) -> list[dict]:
+    """The configurations to run, in order: per model (jit-b4, the seed's workload, first),
+    eager batches then the compiled ones (compiling is the slow part)."""
+    if args.config:
+        return [parse_config(s) for s in args.config]
+    models = args.models or list(DEFAULT_EAGER)
+    attentions = args.attention or list(DEFAULT_ATTENTION)
+    modes = args.modes or ["eager", "compiled"]
+    plan = []
+    for model in models:
+        for mode in ("eager", "compiled"):
+            if mode not in modes:
+                continue
+            table = DEFAULT_EAGER if mode == "eager" else DEFAULT_COMPILED
+            batches = args.batches or table[model]
+            for batch in batches:
+                for attention in attentions:
+                    plan.append({"model": model, "batch": batch, "attention": attention, "mode": mode})
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------
+
+def write_json(path: str, doc: dict) -> None:
+    """Write atomically (temp file + rename): a kill mid-write leaves the previous valid file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def empty_result(cfg: dict, args) -> dict:
+    return {
+        "model": cfg["model"], "batch": cfg["batch"], "attention": cfg["attention"],
+        "mode": cfg["mode"], "precision": "bf16", "ema": args.ema > 0, "ema_copies": args.ema,
+        "tf32": args.tf32,
+        "step_time_s": None, "step_time_p10_s": None, "step_time_p90_s": None, "steps": 0,
+        "class_times_s": None, "kernels_per_step": None, "peak_memory_bytes": None,
+        "error": None,
+    }
+
+
+def device_info() -> dict:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    driver = None
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+    except Exception:
+        pass
+    return {
+        "name": props.name,
+        "sm_count": props.multi_processor_count,
+        "total_memory_bytes": props.total_memory,
+        "l2_cache_bytes": getattr(props, "L2_cache_size", None),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "driver": driver,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "triton": _triton_version(),
+    }
+
+
+def _triton_version():
+    try:
+        import triton
+        return triton.__version__
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one configuration
+# ---------------------------------------------------------------------------------------------
+
+def make_optimizer(params):
+    """AdamW betas (0.9, 0.95), fused when this PyTorch supports it; returns (opt, description)."""
+    import torch
+
+    kw = dict(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw), "AdamW(fused=True)"
+    except (TypeError, RuntimeError, ValueError) as exc:
+        return torch.optim.AdamW(params, foreach=True, **kw), f"AdamW(foreach=True); fused failed: {exc}"
+
+
+def profiled_kernels(prof) -> list[tuple[str, float]]:
+    """(name, seconds) of every GPU activity (kernels, memcpy, memset) in a finished profile."""
+    from torch.autograd import DeviceType
+
+    out = []
+    try:
+        events = prof.profiler.kineto_results.events()
+        for e in events:
+            if e.device_type() != DeviceType.CUDA or e.is_user_annotation():
+                continue
+            if "annotation" in getattr(e, "activity_type", lambda: "")():
+                continue  # gpu_user_annotation spans overlap real kernels
+            out.append((e.name(), e.duration_ns() * 1e-9))
+        return out
+    except AttributeError:
+        pass
+    for e in prof.events():  # older API: FunctionEvents
+        if getattr(e, "device_type", None) == DeviceType.CUDA:
+            out.append((e.name, e.time_range.elapsed_us() * 1e-6))
+    return out
+
+
+def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs=None) -> None:
+    """Build, time, profile one configuration; fills ``result`` in place (raises on failure).
+
+    ``device`` and ``model_kwargs`` exist for the CPU unit test (tiny model, wall-clock timing);
+    measurements use the defaults.
+    """
+    import torch
+    from models import attention_backends, build_model, count_parameters
+
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    torch.manual_seed(0)
+    model = build_model(cfg["model"], cfg["attention"], **(model_kwargs or {})).to(dev)
+    result["parameters"] = count_parameters(model)["trainable"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, opt_desc = make_optimizer(params)
+    result["optimizer"] = opt_desc
+    ema = [[p.detach().clone() for p in params] for _ in range(args.ema)]
+    gen = torch.Generator(device=dev).manual_seed(1)
+    batch = model.make_batch(cfg["batch"], dev, generator=gen)
+
+    if cfg["mode"] == "compiled":
+        for blk in model.blocks:  # as the public JiT code: each block compiled, not the model
+            blk.compile()
+
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
+            loss = model.training_loss(batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        for copy in ema:
+            torch._foreach_lerp_(copy, params, 1.0 - args.ema_decay)
+        return loss
+
+    t0 = time.perf_counter()
+    for i in range(args.warmup):
+        loss = step()
+        if i == 0:
+            sync()
+            result["first_step_s"] = time.perf_counter() - t0  # includes compile in compiled mode
+    sync()
+    result["warmup_s"] = time.perf_counter() - t0
+    if not torch.isfinite(loss).item():
+        raise RuntimeError(f"non-finite loss after warm-up: {loss.item()}")
+    result["attention_ran"] = attention_backends(model)  # empty when compiled (not recorded there)
+
+    # Timed steps: one pair of CUDA events per step, no host synchronisation between steps
+    # (on CPU, only for the unit test: wall clock per step).
+    t0 = time.perf_counter()
+    if cuda:
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
+        for i in range(args.steps):
+            starts[i].record()
+            step()
+            ends[i].record()
+        torch.cuda.synchronize()
+        times = sorted(s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends))
+    else:
+        times = []
+        for i in range(args.steps):
+            t1 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t1)
+        times.sort()
+    wall = time.perf_counter() - t0
+    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else [times[0]] * 9
+    result.update({
+        "step_time_s": statistics.median(times), "step_time_p10_s": q[0], "step_time_p90_s": q[-1],
+        "step_time_min_s": times[0], "step_time_max_s": times[-1], "steps": len(times),
+        "wall_time_per_step_s": wall / len(times),
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "steady_memory_bytes": torch.cuda.memory_allocated() if cuda else None,
+    })
+    log(f"  step {result['step_time_s'] * 1e3:.2f} ms (p10 {q[0] * 1e3:.2f}, p90 {q[-1] * 1e3:.2f}), "
+        f"peak {(result['peak_memory_bytes'] or 0) / 2**30:.2f} GiB")
+
+    if args.profile_steps > 0:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+            for _ in range(args.profile_steps):
+                step()
+            sync()
+        kernels = profiled_kernels(prof)
+        if not kernels:
+            result["profile_error"] = "the profiler recorded no GPU activity"
+        summary = summarize_kernels(kernels, args.profile_steps)
+        summary["profiled_steps"] = args.profile_steps
+        result.update(summary)
+        ct = summary["class_times_s"]
+        log("  classes (ms/step): " + ", ".join(f"{c} {ct[c] * 1e3:.2f}" for c in CLASSES)
+            + f"; {summary['kernels_per_step']:.0f} kernels/step; attention kernels "
+            f"{summary['attention_kernel_family'] or 'none fused'}")
+    if cfg["mode"] == "compiled":
+        try:
+            from torch._dynamo.utils import counters
+            result["compile_unique_graphs"] = int(counters["stats"]["unique_graphs"])
+            result["compile_graph_breaks"] = int(sum(counters["graph_break"].values()))
+        except Exception:
+            pass
+
+
+def cleanup() -> None:
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    try:
+        torch._dynamo.reset()
+    except Exception:
+        pass
+    torch.cuda.reset_peak_memory_stats()
+
+
+# ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="measurements.json",
+                    help="output JSON (measure mode); in --count mode a directory, or a .json file "
+                         "with exactly one --models")
+    ap.add_argument("--config", action="append", metavar="MODEL:BATCH:ATTENTION:MODE",
+                    help="run exactly these configurations (repeatable), e.g. jit-b4:64:flash2:eager")
+    ap.add_argument("--models", nargs="+", choices=["jit-b4", "gpt2-124m"])
+    ap.add_argument("--batches", nargs="+", type=int, help="override the default batch sizes")
+    ap.add_argument("--attention", nargs="+", choices=["naive", "sdpa-math", "flash2", "sdpa"])
+    ap.add_argument("--modes", nargs="+", choices=["eager", "compiled"])
+    ap.add_argument("--warmup", type=int, default=10, help="warm-up steps (default 10)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    ap.add_argument("--profile-steps", type=int, default=3, help="profiled steps, 0 = no profile")
+    ap.add_argument("--ema", type=int, default=0, metavar="N",
+                    help="number of EMA copies of the weights updated every step (JiT uses 2; default 0)")
+    ap.add_argument("--ema-decay", type=float, default=0.9999)
+    ap.add_argument("--tf32", action="store_true",
+                    help="allow TF32 for fp32 matmuls (naive attention's fp32 scores); PyTorch default off")
+    ap.add_argument("--budget-s", type=float, default=225.0,
+                    help="start no configuration after this many seconds; a compiled one needs "
+                         "--compile-reserve-s left (remaining ones are recorded as skipped)")
+    ap.add_argument("--compile-reserve-s", type=float, default=50.0)
+    ap.add_argument("--count", action="store_true",
+                    help="no GPU: write PyTorch reference FLOP / saved-byte counts (tests/reference/count.py)")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    return ap
+
+
+def run_count(args) -> int:
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+    import count
+
+    argv = []
+    for m in args.models or []:
+        argv += ["--model", m]
+    if args.batches:
+        argv += ["--batch", str(args.batches[0])]
+    if args.out.endswith(".json"):
+        argv += ["--out", args.out]
+    else:
+        argv += ["--out-dir", args.out]
+    return count.main(argv)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.count:
+        if args.out == "measurements.json":
+            args.out = os.path.join(HERE, "..", "tests", "reference", "fixtures")
+        return run_count(args)
+    if args.steps < 1 or args.warmup < 1:
+        print("measure.py: --steps and --warmup must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_configs(args)
+    except ValueError as exc:
+        print(f"measure.py: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for cfg in plan:
+            print(f"{cfg['model']}:{cfg['batch']}:{cfg['attention']}:{cfg['mode']}")
+        return 0
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("measure.py: no CUDA device is available; this script measures GPU training steps. "
+              "Run it on a CUDA machine, or use --count for the CPU-only reference counts.",
+              file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    torch.cuda.reset_peak_memory_stats()
+
+    started = time.perf_counter()
+    doc = {
+        "schema": SCHEMA,
+        "example": False,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "python3 " + " ".join(shlex.quote(a) for a in sys.argv),
+        "device": device_info(),
+        "settings": {"warmup": args.warmup, "steps": args.steps, "profile_steps": args.profile_steps,
+                     "ema": args.ema, "ema_decay": args.ema_decay, "tf32": args.tf32,
+                     "optimizer": "AdamW lr 1e-4 betas (0.9, 0.95) weight_decay 0",
+                     "autocast": "bf16, fp32 master parameters",
+                     "data": "synthetic batch generated once on the GPU and reused every step"},
+        "configs": [],
+    }
+    log(f"device {doc['device']['name']}, torch {torch.__version__}, {len(plan)} configs")
+    write_json(args.out, doc)
+    for i, cfg in enumerate(plan):
+        result = empty_result(cfg, args)
+        name = f"{cfg['model']} batch {cfg['batch']} {cfg['attention']} {cfg['mode']}"
+        elapsed = time.perf_counter() - started
+        need = args.compile_reserve_s if cfg["mode"] == "compiled" else 0.0
+        if elapsed + need > args.budget_s:
+            result["error"] = f"skipped: time budget ({elapsed:.0f} s used of --budget-s {args.budget_s:.0f})"
+            log(f"[{i + 1}/{len(plan)}] {name}: {result['error']}")
+            doc["configs"].append(result)
+            write_json(args.out, doc)
+            continue
+        log(f"[{i + 1}/{len(plan)}] {name}")
+        t0 = time.perf_counter()
+        try:
+            run_config(cfg, args, result)
+        except Exception as exc:  # one failing configuration must not end the run
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                msg = f"OutOfMemoryError: {str(exc).splitlines()[0]}"
+                result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+            else:
+                msg = f"{type(exc).__name__}: {exc}"
+                tb = traceback.format_exc().strip().splitlines()
+                result["error_traceback_tail"] = tb[-12:]
+            result["error"] = msg[:2000]
+            log(f"  FAILED: {msg[:300]}")
+            del exc
+        result["config_wall_s"] = time.perf_counter() - t0
+        doc["configs"].append(result)
+        write_json(args.out, doc)
+        cleanup()
+    doc["total_wall_s"] = time.perf_counter() - started
+    write_json(args.out, doc)
+    ok = sum(1 for c in doc["configs"] if c["error"] is None)
+    log(f"done: {ok}/{len(plan)} configs measured in {doc['total_wall_s']:.0f} s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""CPU tests of the validation scripts (models, kernel classification, JSON, count mode).
+
+    python3 -m unittest discover -s validation -p 'test_*.py' -v      # from the repository root
+
+Needs torch (CPU is enough). Skipped as a whole when torch is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+TINY_JIT = dict(depth=2, dim=64, heads=2, bottleneck=16, img_size=16)
+TINY_GPT = dict(depth=2, dim=64, heads=2, seq=32, vocab=97)
+
+
+def linear_flops_jit(batch: int, cfg) -> int:
+    """Forward matmul FLOPs of the JiT linears (2 per MAC), from the architecture alone."""
+    d, h, n_tok = cfg.dim, cfg.mlp_hidden, cfg.grid ** 2
+    seq = 2 * n_tok
+    per_token = d * 3 * d + d * d + d * 2 * h + h * d
+    blocks = cfg.depth * (2 * batch * seq * per_token + 2 * batch * d * 6 * d)
+    t_emb = 2 * batch * (256 * d + d * d)
+    final = 2 * batch * d * 2 * d + 2 * batch * n_tok * d * cfg.patch ** 2 * cfg.in_chans
+    return blocks + t_emb + final
+
+
+@unittest.skipIf(torch is None, "torch not installed")
+class ModelTests(unittest.TestCase):
+    def test_parameter_counts(self):
+        from models import build_model, count_parameters
+
+        with torch.device("meta"):
+            jit = count_parameters(build_model("jit-b4"))
+            gpt = count_parameters(build_model("gpt2-124m"))
+        self.assertEqual(gpt["trainable"], 124_439_808)  # GPT-2 small, tied embeddings
+        # JiT-B/4 from its layer sizes: embedders + 12 blocks + final layer.
+        d, hid = 768, 2048
+        block = (2 * d + 2 * 64 + (d * 3 * d + 3 * d) + (d * d + d) + (d * 2 * hid + 2 * hid)
+                 + (hid * d + d) + (d * 6 * d + 6 * d))
+        expected = (3 * 128 * 16 + 128 * d + d + (256 * d + d) + (d * d + d) + 1001 * d
+                    + 12 * block + d + (d * 2 * d + 2 * d) + (d * 48 + 48))
+        self.assertEqual(jit["trainable"], expected)
+        self.assertEqual(jit["trainable"], 130_453_296)
+
+    def test_attention_implementations_agree_fp32(self):
+        from models import ATTENTION_CHOICES, attention_backends, build_model
+
+        for name, kw in (("jit-b4", TINY_JIT), ("gpt2-124m", TINY_GPT)):
+            ref = None
+            for att in ATTENTION_CHOICES:
+                torch.manual_seed(0)
+                model = build_model(name, att, **kw)
+                batch = model.make_batch(2, "cpu", generator=torch.Generator().manual_seed(1))
+                loss = model.training_loss(batch)
+                loss.backward()
+                grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+                self.assertEqual(attention_backends(model), [att])
+                if ref is None:
+                    ref = (loss.detach(), grad)
+                else:
+                    torch.testing.assert_close(loss.detach(), ref[0], rtol=1e-5, atol=1e-5)
+                    torch.testing.assert_close(grad, ref[1], rtol=1e-4, atol=1e-5)
+
+    def test_causal_mask_is_applied(self):
+        from models import build_model
+
+        torch.manual_seed(0)
+        model = build_model("gpt2-124m", "naive", **TINY_GPT).eval()
+        idx = torch.randint(0, 97, (1, 32))
+        idx2 = idx.clone()
+        idx2[0, -1] = (idx[0, -1] + 1) % 97
+        with torch.no_grad():
+            a, b = model(idx), model(idx2)
+        torch.testing.assert_close(a[0, :-1], b[0, :-1])  # earlier positions do not see the last
+
+    def test_bf16_autocast_and_in_context_tokens(self):
+        from models import build_model
+
+        torch.manual_seed(0)
+        model = build_model("jit-b4", "naive", in_context_len=4, in_context_start=1, **TINY_JIT)
+        batch = model.make_batch(2, "cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pred = model(batch["target"], batch["t"], batch["label"], batch["cond"])
+            loss = model.training_loss(batch)
+        self.assertEqual(tuple(pred.shape), (2, 16, 48))  # target tokens only, p*p*3 outputs
+        loss.backward()
+        self.assertTrue(torch.isfinite(loss))
+        self.assertIsNotNone(model.in_context_posemb.grad)
+
+    def test_jit_sequence(self):
+        from models import build_model
+
+        with torch.device("meta"):
+            self.assertEqual(build_model("jit-b4").seq_len, 512)
+            self.assertEqual(build_model("gpt2-124m").seq_len, 1024)
+
+
+class ClassifyTests(unittest.TestCase):
+    def test_rules(self):
+        from measure import classify_kernel
+
+        cases = {
+            "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64_warpgroupsize2x1x1": "gemm",
+            "nvjet_hsh_128x256_64x4_2x1_v_bz_coopA_NTN": "gemm",
+            "void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_32x32_128x2_nn_align8>": "gemm",
+            "ampere_sgemm_128x64_nn": "gemm",
+            "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "gemm",
+            "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128, 128, 4>>": "attention",
+            "void pytorch_flash::flash_bwd_dq_dk_dv_loop_seqk_parallel_kernel<...>": "attention",
+            "fmha_cutlassF_bf16_aligned_64x64_rf_sm80": "attention",
+            "void (anonymous namespace)::softmax_warp_forward<float, float, float, 9, false, false>": "attention",
+            "triton_per_fused__softmax_add_mul_3": "attention",
+            "void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float, float, float, at::native::(anonymous namespace)::LogSoftMaxForwardEpilogue>": "other",
+            "void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float, float>": "normalization",
+            "triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_1": "normalization",
+            "triton_poi_fused__to_copy_convert_element_type_mul_2": "elementwise",
+            "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>>": "elementwise",
+            "void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda>": "elementwise",
+            "Memcpy DtoD (Device -> Device)": "elementwise",
+            "Memset (Device)": "elementwise",
+            "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::func_wrapper_t>>": "elementwise",
+            "void at::native::(anonymous namespace)::fused_adamw_kernel": "optimizer",
+            "void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::FusedOptimizerTensorListMetadata<4>>": "optimizer",
+            "void at::native::embedding_backward_feature_kernel<float, float, long>": "other",
+        }
+        for name, cls in cases.items():
+            self.assertEqual(classify_kernel(name), cls, name)
+
+    def test_summarize(self):
+        from measure import CLASSES, summarize_kernels
+
+        kernels = [("ampere_sgemm_128x64_nn", 0.004), ("flash_fwd_kernel", 0.002),
+                   ("vectorized_elementwise_kernel", 0.001), ("ampere_sgemm_128x64_nn", 0.004)]
+        s = summarize_kernels(kernels, steps=2)
+        self.assertEqual(set(s["class_times_s"]), set(CLASSES))
+        self.assertAlmostEqual(s["class_times_s"]["gemm"], 0.004)
+        self.assertAlmostEqual(s["gpu_kernel_time_s"], 0.0055)
+        self.assertEqual(s["kernels_per_step"], 2)
+        self.assertEqual(s["attention_kernel_family"], ["flash"])
+        self.assertEqual(s["top_kernels"][0]["calls_per_step"], 1)
+
+
+class PlanAndJsonTests(unittest.TestCase):
+    def test_default_plan(self):
+        from measure import build_parser, plan_configs
+
+        plan = plan_configs(build_parser().parse_args([]))
+        eager = [c for c in plan if c["mode"] == "eager"]
+        compiled = [c for c in plan if c["mode"] == "compiled"]
+        self.assertEqual(len(eager), (5 + 3) * 2)
+        self.assertEqual(len(compiled), 2 * 2)
+        self.assertEqual(plan[0]["model"], "jit-b4")
+        jit = [c for c in plan if c["model"] == "jit-b4"]
+        self.assertEqual([c["mode"] for c in jit], ["eager"] * 10 + ["compiled"] * 2)
+
+    def test_explicit_config(self):
+        from measure import build_parser, parse_config, plan_configs
+
+        args = build_parser().parse_args(["--config", "jit-b4:64:flash2:compiled"])
+        self.assertEqual(plan_configs(args), [{"model": "jit-b4", "batch": 64, "attention": "flash2",
+                                               "mode": "compiled"}])
+        with self.assertRaises(ValueError):
+            parse_config("jit-b4:64:flash3:eager")
+
+    def test_write_json_atomic(self):
+        from measure import write_json
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "sub", "m.json")
+            write_json(path, {"configs": [1]})
+            write_json(path, {"configs": [1, 2]})
+            with open(path) as f:
+                self.assertEqual(json.load(f)["configs"], [1, 2])
+            self.assertFalse(os.path.exists(path + ".tmp"))
+
+    def test_example_file_schema(self):
+        from measure import CLASSES, SCHEMA
+
+        with open(os.path.join(HERE, "example-measurements.json")) as f:
+            doc = json.load(f)
+        self.assertEqual(doc["schema"], SCHEMA)
+        self.assertTrue(doc["example"])
+        self.assertIn("not a measurement", doc["note"].lower())
+        for key in ("name", "sm_count", "driver", "torch", "cuda", "cudnn"):
+            self.assertIn(key, doc["device"])
+        for c in doc["configs"]:
+            for key in ("model", "batch", "attention", "mode", "precision", "ema", "step_time_s",
+                        "step_time_p10_s", "step_time_p90_s", "steps", "class_times_s",
+                        "kernels_per_step", "peak_memory_bytes", "error"):
+                self.assertIn(key, c)
+            if c["error"] is None:
+                self.assertEqual(set(c["class_times_s"]), set(CLASSES))
+                self.assertLessEqual(sum(c["class_times_s"].values()), c["step_time_s"])
+
+    @unittest.skipIf(torch is None or (torch is not None and torch.cuda.is_available()),
+                     "needs torch without CUDA")
+    def test_refuses_without_cuda(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "m.json")
+            r = subprocess.run([sys.executable, os.path.join(HERE, "measure.py"), "--out", out],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("no CUDA", r.stderr)
+            self.assertFalse(os.path.exists(out))
+
+    @unittest.skipIf(torch is None, "torch not installed")
+    def test_run_config_on_cpu(self):
+        """The measuring code path end to end on a tiny model (CPU, wall-clock timing)."""
+        from measure import build_parser, empty_result, run_config
+
+        args = build_parser().parse_args(["--warmup", "1", "--steps", "3", "--profile-steps", "1",
+                                          "--ema", "1"])
+        for cfg, kw in (({"model": "jit-b4", "batch": 2, "attention": "flash2", "mode": "eager"}, TINY_JIT),
+                        ({"model": "gpt2-124m", "batch": 2, "attention": "naive", "mode": "eager"}, TINY_GPT)):
+            result = empty_result(cfg, args)
+            run_config(cfg, args, result, device="cpu", model_kwargs=kw)
+            self.assertEqual(result["steps"], 3)
+            self.assertGreater(result["step_time_s"], 0)
+            self.assertLessEqual(result["step_time_p10_s"], result["step_time_p90_s"])
+            self.assertTrue(result["optimizer"].startswith("AdamW"))
+            self.assertTrue(result["ema"])
+            self.assertEqual(result["attention_ran"], [cfg["attention"]])
+            json.dumps(result)  # serialisable
+
+
+@unittest.skipIf(torch is None, "torch not installed")
+class CountTests(unittest.TestCase):
+    def test_tiny_jit_counts_match_formulas(self):
+        import count
+        from models import JiTConfig
+
+        cfg = JiTConfig(**TINY_JIT)
+        batch, seq, d = 3, 2 * cfg.grid ** 2, cfg.dim
+        naive = count.count_one("jit-b4", batch, "naive", "fp32", TINY_JIT)
+        flash = count.count_one("jit-b4", batch, "flash2", "bf16-autocast", TINY_JIT)
+        fwd = naive["flops_forward"]["by_op"]
+        self.assertEqual(fwd["addmm"], linear_flops_jit(batch, cfg))
+        attn_fwd = 4 * batch * seq * seq * d * cfg.depth  # QK^T and PV, 2 FLOPs per MAC
+        self.assertEqual(fwd["bmm"], attn_fwd)
+        self.assertEqual(flash["flops_forward"]["total"], naive["flops_forward"]["total"])
+        # Flash backward recomputes the scores: 2.5x forward instead of 2x.
+        self.assertEqual(flash["flops_backward"]["total"] - naive["flops_backward"]["total"],
+                         attn_fwd // 2)
+        # Naive attention saves O(s^2) tensors, flash does not.
+        self.assertGreater(naive["saved_for_backward"]["activation_bytes"],
+                           flash["saved_for_backward"]["activation_bytes"])
+        self.assertGreater(flash["saved_for_backward"]["autocast_weight_copy_bytes"], 0)
+        self.assertEqual(naive["saved_for_backward"]["autocast_weight_copy_bytes"], 0)
+
+    def test_saved_bytes_scale_with_batch(self):
+        import count
+
+        a = count.count_one("gpt2-124m", 1, "flash2", "fp32", TINY_GPT)["saved_for_backward"]
+        b = count.count_one("gpt2-124m", 2, "flash2", "fp32", TINY_GPT)["saved_for_backward"]
+        per_block_a = a["by_scope"]["blocks.1"]
+        self.assertEqual(b["by_scope"]["blocks.1"], 2 * per_block_a)
+
+    def test_fixtures_present_and_consistent(self):
+        from models import GPT2Config
+
+        for name in ("jit-b4", "gpt2-124m"):
+            path = os.path.join(ROOT, "tests", "reference", "fixtures", f"{name}.json")
+            with open(path) as f:
+                doc = json.load(f)
+            for key in ("torch_version", "command", "date", "device", "batch", "seq", "parameters", "runs"):
+                self.assertIn(key, doc)
+            for run in doc["runs"]:
+                self.assertNotIn("error", run, run)
+        with open(os.path.join(ROOT, "tests", "reference", "fixtures", "gpt2-124m.json")) as f:
+            g = json.load(f)
+        c = GPT2Config()
+        fwd = g["runs"][0]["flops_forward"]["by_op"]
+        self.assertEqual(fwd["mm"], 2 * g["batch"] * c.seq * c.dim * c.vocab)  # tied lm_head
+        self.assertEqual(fwd["bmm"], 4 * g["batch"] * c.seq ** 2 * c.dim * c.depth)  # no causal halving
+
+
+if __name__ == "__main__":
+    unittest.main()
