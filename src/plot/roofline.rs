@@ -15,7 +15,11 @@
 //!   the op class, shape the phase (circle forward, triangle backward, square optimizer). Ops
 //!   without FLOPs (casts, copies) or without HBM traffic have no place on log axes and are
 //!   counted in the caption.
-//! - Measured kernels from a bench file (schema `roofline-bench/1`) are drawn as black crosses.
+//! - Measured kernels from a bench file (schema `roofline-bench/1`, e.g. `roofline bench --out`)
+//!   are drawn as black crosses at (FLOPs / bytes, FLOPs / time); pure copies (no FLOPs) are
+//!   left out. The fastest point of each measured kernel name is labelled (at most
+//!   [`MEASURED_LABELS`]), then the [`LABELLED`] costliest ops; labels are placed greedily so that none
+//!   overlaps another (see `Placer`), and a label without a free spot is dropped.
 
 use super::{class_color, si_label, DrawResult, Figure};
 use crate::error::{Error, Result};
@@ -28,6 +32,9 @@ use std::path::Path;
 
 /// Ops labelled by name (the ones that cost most).
 pub const LABELLED: usize = 8;
+
+/// Measured kernels labelled by name (the fastest point of each kernel name).
+pub const MEASURED_LABELS: usize = 6;
 
 /// A horizontal compute roof.
 #[derive(Debug, Clone)]
@@ -502,7 +509,7 @@ impl Figure for RooflineChart {
         }
         for m in self.plottable() {
             let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
-            root.draw(&Cross::new(at, 7, BLACK.stroke_width(2)))?;
+            root.draw(&Cross::new(at, 5, BLACK.mix(0.8).stroke_width(2)))?;
             placer.taken.push(Rect {
                 x0: at.0 - 7,
                 y0: at.1 - 7,
@@ -526,7 +533,18 @@ impl Figure for RooflineChart {
                 texts.push((t, (rect.x0 + 2, rect.y0 + 1), colour));
             }
         }
+        // Measured kernels: one label per kernel name, at its fastest point, at most
+        // MEASURED_LABELS of them (a bench file holds many sizes of each kernel).
+        let mut best: Vec<&MeasuredPoint> = Vec::new();
         for m in self.plottable() {
+            match best.iter_mut().find(|b| b.name == m.name) {
+                Some(b) if b.flops_per_s < m.flops_per_s => *b = m,
+                Some(_) => {}
+                None => best.push(m),
+            }
+        }
+        best.sort_by(|a, b| b.flops_per_s.total_cmp(&a.flops_per_s));
+        for m in best.into_iter().take(MEASURED_LABELS) {
             let t = format!("measured {}", m.name);
             let s = root.estimate_text_size(&t, &small.clone().into_text_style(root))?;
             let at = chart.backend_coord(&(m.intensity, m.flops_per_s));
