@@ -41,6 +41,16 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Compare predictions with measured training steps (validation/measure.py output).
     Validate(ValidateArgs),
+    /// Charts: `plot roofline` (every op of a step on the GPU's roofline).
+    Plot(crate::plot::PlotArgs),
+    /// Evaluate the cartesian product of --vary specs in parallel; CSV/JSON rows and a chart.
+    Sweep(crate::sweep::SweepArgs),
+    /// Effect of every assumption on step and training time: table, elasticities, tornado chart.
+    Sensitivity(crate::sensitivity::SensitivityArgs),
+    /// naive vs sdpa-math vs flash2 vs flash3 across sequence lengths: Markdown table and chart.
+    FlashReport(crate::flash_report::FlashArgs),
+    /// Regenerate the committed reports (audit, roofline charts, FlashAttention, GPU comparison).
+    Report(crate::report::ReportArgs),
 }
 
 /// `roofline validate`.
@@ -234,6 +244,10 @@ pub struct EstimateArgs {
     /// Also print the per-op table with times and bounds.
     #[arg(long)]
     pub ops: bool,
+    /// Add a 90% interval of the step time: Monte Carlo over the ranges in the GPU and
+    /// calibration files (1000 samples, fixed seed).
+    #[arg(long)]
+    pub interval: bool,
 }
 
 /// `roofline audit-seed`.
@@ -395,12 +409,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Estimate(a) => {
             let report = export::EstimateReport::compute(&a)?;
+            let interval = if a.interval {
+                Some(crate::uncertainty::step_interval(&a)?)
+            } else {
+                None
+            };
             if a.json {
-                println!("{}", export::json::to_string(&report)?);
+                match &interval {
+                    Some(i) => println!("{}", crate::uncertainty::report_json(&report, i)?),
+                    None => println!("{}", export::json::to_string(&report)?),
+                }
             } else if a.markdown {
                 print!("{}", export::markdown::estimate(&report));
             } else {
                 print!("{}", export::text::estimate(&report));
+            }
+            if let (Some(i), false) = (&interval, a.json) {
+                println!("\n{}", i.line());
             }
             if a.ops {
                 let (model, _gpu, mach, run) = a.resolve()?;
@@ -452,6 +477,11 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", a.out.display());
             Ok(())
         }
+        Command::Plot(a) => crate::plot::run(&a),
+        Command::Sweep(a) => crate::sweep::run(&a),
+        Command::Sensitivity(a) => crate::sensitivity::run(&a),
+        Command::FlashReport(a) => crate::flash_report::run(&a),
+        Command::Report(a) => crate::report::run(&a),
     }
 }
 

@@ -1,0 +1,204 @@
+//! Charts, one file per kind: the roofline chart of a step's ops ([`roofline`]), sweep line
+//! charts ([`sweep`]), sensitivity tornado charts ([`tornado`]) and the FlashAttention report
+//! chart ([`flash`]).
+//!
+//! Drawn with plotters. The output format follows the file extension: `.svg` (vector) or `.png`
+//! (bitmap). Text is rendered with DejaVu Sans embedded in the binary (assets/DejaVuSans.ttf,
+//! Bitstream Vera license, see assets/LICENSE-DejaVuSans.txt), registered once with
+//! `plotters::style::register_font`, so no system font configuration is needed.
+
+pub mod flash;
+pub mod roofline;
+pub mod sweep;
+pub mod tornado;
+
+use crate::error::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+/// `roofline plot KIND`.
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// The chart.
+    #[command(subcommand)]
+    pub kind: PlotKind,
+}
+
+/// Chart kinds of `roofline plot`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PlotKind {
+    /// Roofline chart of every op of one training step (log-log intensity vs FLOP/s).
+    Roofline(roofline::RooflineArgs),
+}
+
+/// Runs `roofline plot`.
+pub fn run(a: &PlotArgs) -> Result<()> {
+    match &a.kind {
+        PlotKind::Roofline(r) => roofline::run(r),
+    }
+}
+
+/// The embedded font.
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+/// Default chart size in pixels (readable as a 1200x800 PNG).
+pub const SIZE: (u32, u32) = (1200, 800);
+
+/// Result of drawing on a backend.
+pub type DrawResult<DB> =
+    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// A chart that can be drawn on any plotters backend.
+pub trait Figure {
+    /// Draws the whole chart on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+/// Registers the embedded font under plotters' `sans-serif` family (idempotent).
+pub fn register_font() {
+    REGISTER.call_once(|| {
+        // The embedded bytes are a valid TrueType font; a failure here would be a build defect,
+        // and drawing then reports the missing font as an error instead of panicking.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Output format chosen by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Scalable vector graphics.
+    Svg,
+    /// Portable network graphics.
+    Png,
+}
+
+impl Format {
+    /// The format of `path` from its extension; an error for anything but .svg and .png.
+    pub fn of(path: &Path) -> Result<Self> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            _ => Err(Error::Invalid(format!(
+                "chart file {} must end in .svg or .png (the extension picks the format)",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Draws `fig` into `path` (.svg or .png) at `size` pixels, creating parent folders.
+pub fn save(fig: &impl Figure, path: &Path, size: (u32, u32)) -> Result<()> {
+    let format = Format::of(path)?;
+    register_font();
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+    }
+    let fail = |e: String| Error::io(path, std::io::Error::other(e));
+    match format {
+        Format::Svg => {
+            let mut text = String::new();
+            {
+                let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+                fig.draw(&root).map_err(|e| fail(e.to_string()))?;
+                root.present().map_err(|e| fail(e.to_string()))?;
+            }
+            std::fs::write(path, text).map_err(|e| Error::io(path, e))
+        }
+        Format::Png => {
+            let root = BitMapBackend::new(path, size).into_drawing_area();
+            fig.draw(&root).map_err(|e| fail(e.to_string()))?;
+            root.present().map_err(|e| fail(e.to_string()))
+        }
+    }
+}
+
+/// Colour of an op class (colour-blind-safe Okabe-Ito palette).
+pub fn class_color(c: crate::graph::OpClass) -> RGBColor {
+    use crate::graph::OpClass;
+    match c {
+        OpClass::Gemm => RGBColor(0, 114, 178),
+        OpClass::Attention => RGBColor(213, 94, 0),
+        OpClass::Normalization => RGBColor(0, 158, 115),
+        OpClass::Elementwise => RGBColor(204, 121, 167),
+        OpClass::Optimizer => RGBColor(230, 159, 0),
+    }
+}
+
+/// A palette for line series (Okabe-Ito, then greys).
+pub fn series_color(i: usize) -> RGBColor {
+    const P: [RGBColor; 8] = [
+        RGBColor(0, 114, 178),
+        RGBColor(213, 94, 0),
+        RGBColor(0, 158, 115),
+        RGBColor(204, 121, 167),
+        RGBColor(230, 159, 0),
+        RGBColor(86, 180, 233),
+        RGBColor(120, 120, 120),
+        RGBColor(0, 0, 0),
+    ];
+    P[i % P.len()]
+}
+
+/// Formats a number with an SI prefix and three significant digits at most, trailing zeros
+/// dropped (e.g. 1T, 782T, 4.3T, 64, 0.5).
+pub fn si_label(v: f64) -> String {
+    const P: [(f64, &str); 6] = [
+        (1e18, "E"),
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+    ];
+    let (scale, prefix) = P
+        .iter()
+        .find(|(s, _)| v.abs() >= *s)
+        .copied()
+        .unwrap_or((1.0, ""));
+    let x = v / scale;
+    let digits = if x.abs() >= 100.0 {
+        0
+    } else if x.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{x:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{prefix}")
+}
+
+/// Powers of ten (or of two when `base2`) spanning `[lo, hi]`: tick positions of a log axis.
+pub fn log_ticks(lo: f64, hi: f64, base2: bool) -> Vec<f64> {
+    let b: f64 = if base2 { 2.0 } else { 10.0 };
+    let mut v = Vec::new();
+    if !(lo > 0.0 && hi >= lo) {
+        return v;
+    }
+    let mut e = lo.log(b).floor() as i32;
+    loop {
+        let x = b.powi(e);
+        if x > hi * (1.0 + 1e-9) {
+            break;
+        }
+        if x >= lo * (1.0 - 1e-9) {
+            v.push(x);
+        }
+        e += 1;
+    }
+    v
+}

@@ -1,0 +1,656 @@
+//! Sensitivity of the estimate to each assumption.
+//!
+//! Continuous assumptions are the numbers of the GPU file (and calibration file) that the time
+//! model reads: achievable fractions, bandwidths, L2 size, launch and dispatch costs, all-reduce
+//! bandwidth and latency, fused-attention efficiencies, the GEMM small-K constant, and all dense
+//! peaks scaled together. Each moves over its file's `range` where one is given, else over a
+//! stated ±[`DEFAULT_SPREAD`] (±50% for the GEMM k0, itself an assumption). Discrete settings move
+//! over their alternatives: every attention implementation the GPU has, every execution mode,
+//! batch ×½ and ×2, and the sequence length ×½ and ×2 (×¼ and ×4 where a vision model needs a
+//! square patch grid).
+//!
+//! For each, the step time and the training time per sample (step time / samples per step) at
+//! both ends of the range are reported, and, for numbers, the elasticity
+//! ε = d ln t / d ln p by central difference: ε ≈ [ln t(p(1+h)) − ln t(p(1−h))] / [ln(1+h) − ln(1−h)]
+//! with h = 1% for continuous values, and over the ×½/×2 (or ×¼/×4) points for batch and sequence.
+
+use crate::cli::EstimateArgs;
+use crate::error::{Error, Result};
+use crate::graph::{AttentionImpl, ExecMode};
+use crate::spec::{GpuSpec, ModelSpec, Sourced};
+use crate::time::{attention_available, Calibration, Estimator, Machine, RunConfig};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Relative spread used where a file gives no range (stated assumption): ±20%.
+pub const DEFAULT_SPREAD: f64 = 0.20;
+
+/// Relative step of the central difference for elasticities.
+pub const ELASTICITY_STEP: f64 = 0.01;
+
+/// A continuous assumption: one number of the machine, its value and its range.
+#[derive(Debug, Clone)]
+pub struct Assumption {
+    /// Dotted name as in the GPU file (or a descriptive name).
+    pub name: &'static str,
+    /// The value used.
+    pub value: f64,
+    /// `[low, high]`.
+    pub range: [f64; 2],
+    /// Where the range comes from.
+    pub range_source: String,
+    /// Whether the range comes from a file (used by Monte Carlo intervals).
+    pub from_file: bool,
+    set: fn(&mut Machine, f64),
+}
+
+impl Assumption {
+    /// A copy of `base` with this assumption set to `x`.
+    pub fn apply(&self, base: &Machine, x: f64) -> Machine {
+        let mut m = *base;
+        (self.set)(&mut m, x);
+        m
+    }
+}
+
+type Setter = fn(&mut Machine, f64);
+
+/// The continuous assumptions behind an estimate on `gpu` (with calibration overrides).
+pub fn assumptions(gpu: &GpuSpec, cal: Option<&Calibration>, mach: &Machine) -> Vec<Assumption> {
+    let c = cal.cloned().unwrap_or_default();
+    let a = &gpu.achievable;
+    let att = gpu.attention.as_ref();
+    let mut v = Vec::new();
+    let mut add = |name: &'static str,
+                   spec: Option<&Sourced>,
+                   calv: Option<&Sourced>,
+                   value: f64,
+                   spread: f64,
+                   set: Setter| {
+        if value <= 0.0 {
+            return;
+        }
+        let (range, range_source, from_file) = match (calv, spec) {
+            (Some(s), _) if s.range.is_some() => {
+                (s.bounds(), "calibration file range".to_string(), true)
+            }
+            (None, Some(s)) if s.range.is_some() => {
+                (s.bounds(), "GPU file range".to_string(), true)
+            }
+            _ => (
+                [value * (1.0 - spread), value * (1.0 + spread)],
+                format!(
+                    "assumption: ±{:.0}% (no range in the files)",
+                    spread * 100.0
+                ),
+                false,
+            ),
+        };
+        v.push(Assumption {
+            name,
+            value,
+            range,
+            range_source,
+            from_file,
+            set,
+        });
+    };
+    let d = DEFAULT_SPREAD;
+    add(
+        "peak_flops (all dense peaks together)",
+        None,
+        None,
+        1.0,
+        d,
+        |m, x| {
+            m.peak_bf16 *= x;
+            m.peak_fp8 *= x;
+            m.peak_tf32 *= x;
+            m.peak_fp32 *= x;
+        },
+    );
+    add(
+        "achievable.bf16_tensor",
+        Some(&a.bf16_tensor),
+        c.bf16_tensor.as_ref(),
+        mach.frac_bf16,
+        d,
+        |m, x| m.frac_bf16 = x,
+    );
+    if mach.peak_fp8 > 0.0 {
+        add(
+            "achievable.fp8_tensor",
+            a.fp8_tensor.as_ref(),
+            c.fp8_tensor.as_ref(),
+            mach.frac_fp8,
+            d,
+            |m, x| m.frac_fp8 = x,
+        );
+    }
+    if mach.peak_tf32 > 0.0 {
+        add(
+            "achievable.tf32_tensor",
+            a.tf32_tensor.as_ref(),
+            c.tf32_tensor.as_ref(),
+            mach.frac_tf32,
+            d,
+            |m, x| m.frac_tf32 = x,
+        );
+    }
+    add(
+        "achievable.fp32_vector",
+        Some(&a.fp32_vector),
+        c.fp32_vector.as_ref(),
+        mach.frac_fp32,
+        d,
+        |m, x| m.frac_fp32 = x,
+    );
+    add(
+        "achievable.hbm",
+        Some(&a.hbm),
+        c.hbm.as_ref(),
+        mach.frac_hbm,
+        d,
+        |m, x| m.frac_hbm = x,
+    );
+    add(
+        "memory.hbm_bandwidth",
+        Some(&gpu.memory.hbm_bandwidth),
+        None,
+        mach.hbm,
+        d,
+        |m, x| m.hbm = x,
+    );
+    add(
+        "memory.l2_bandwidth",
+        Some(&gpu.memory.l2_bandwidth),
+        None,
+        mach.l2_bw,
+        d,
+        |m, x| m.l2_bw = x,
+    );
+    add(
+        "memory.l2_bytes",
+        Some(&gpu.memory.l2_bytes),
+        None,
+        mach.l2_bytes,
+        d,
+        |m, x| m.l2_bytes = x,
+    );
+    add(
+        "gemm_k0",
+        None,
+        c.gemm_k0.as_ref(),
+        mach.gemm_k0,
+        0.5,
+        |m, x| m.gemm_k0 = x,
+    );
+    add(
+        "launch.kernel_launch_s",
+        Some(&gpu.launch.kernel_launch_s),
+        c.kernel_launch_s.as_ref(),
+        mach.kernel_launch,
+        d,
+        |m, x| m.kernel_launch = x,
+    );
+    add(
+        "launch.host_dispatch_s",
+        Some(&gpu.launch.host_dispatch_s),
+        c.host_dispatch_s.as_ref(),
+        mach.host_dispatch,
+        d,
+        |m, x| m.host_dispatch = x,
+    );
+    add(
+        "launch.graph_launch_s",
+        Some(&gpu.launch.graph_launch_s),
+        None,
+        mach.graph_launch,
+        d,
+        |m, x| m.graph_launch = x,
+    );
+    add(
+        "interconnect.allreduce_bus_bandwidth",
+        Some(&gpu.interconnect.allreduce_bus_bandwidth),
+        c.allreduce_bus_bandwidth.as_ref(),
+        mach.allreduce_busbw,
+        d,
+        |m, x| m.allreduce_busbw = x,
+    );
+    add(
+        "interconnect.allreduce_latency_s",
+        Some(&gpu.interconnect.allreduce_latency_s),
+        None,
+        mach.allreduce_latency,
+        d,
+        |m, x| m.allreduce_latency = x,
+    );
+    if let Some(t) = att {
+        add(
+            "attention.seq_half",
+            Some(&t.seq_half),
+            None,
+            mach.flash_seq_half,
+            d,
+            |m, x| m.flash_seq_half = x,
+        );
+    }
+    if let Some(f) = mach.flash2 {
+        add(
+            "attention.flash2_fwd",
+            att.and_then(|t| t.flash2_fwd.as_ref()),
+            c.flash2_fwd.as_ref(),
+            f.fwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash2.as_mut() {
+                    f.fwd = x
+                }
+            },
+        );
+        add(
+            "attention.flash2_bwd",
+            att.and_then(|t| t.flash2_bwd.as_ref()),
+            c.flash2_bwd.as_ref(),
+            f.bwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash2.as_mut() {
+                    f.bwd = x
+                }
+            },
+        );
+    }
+    if let Some(f) = mach.flash3 {
+        add(
+            "attention.flash3_fwd",
+            att.and_then(|t| t.flash3_fwd.as_ref()),
+            c.flash3_fwd.as_ref(),
+            f.fwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash3.as_mut() {
+                    f.fwd = x
+                }
+            },
+        );
+        add(
+            "attention.flash3_bwd",
+            att.and_then(|t| t.flash3_bwd.as_ref()),
+            c.flash3_bwd.as_ref(),
+            f.bwd,
+            d,
+            |m, x| {
+                if let Some(f) = m.flash3.as_mut() {
+                    f.bwd = x
+                }
+            },
+        );
+    }
+    v
+}
+
+/// The effect of one assumption.
+#[derive(Debug, Clone, Serialize)]
+pub struct Effect {
+    /// Parameter name.
+    pub parameter: String,
+    /// The value used in the baseline.
+    pub baseline: String,
+    /// The low end of its range (the value or alternative giving the lowest time for discrete
+    /// settings).
+    pub low: String,
+    /// The high end of its range (the alternative giving the highest time for discrete settings).
+    pub high: String,
+    /// Where the range comes from.
+    pub range_source: String,
+    /// Step time at the low end.
+    pub step_time_low_s: f64,
+    /// Step time at the high end.
+    pub step_time_high_s: f64,
+    /// Training time per sample at the low end (step time / samples per step).
+    pub per_sample_low_s: f64,
+    /// Training time per sample at the high end.
+    pub per_sample_high_s: f64,
+    /// Relative change of the step time at the low end (−0.1 = 10% faster).
+    pub step_change_low: f64,
+    /// Relative change of the step time at the high end.
+    pub step_change_high: f64,
+    /// Relative change of the training time at the low end.
+    pub train_change_low: f64,
+    /// Relative change of the training time at the high end.
+    pub train_change_high: f64,
+    /// d ln(step time) / d ln(parameter) (numbers only).
+    pub step_elasticity: Option<f64>,
+    /// d ln(training time per sample) / d ln(parameter) (numbers only).
+    pub train_elasticity: Option<f64>,
+}
+
+impl Effect {
+    /// Size used for sorting: the span of the relative change in training time, or in step
+    /// time when that is larger.
+    pub fn size(&self) -> f64 {
+        (self.train_change_high - self.train_change_low)
+            .abs()
+            .max((self.step_change_high - self.step_change_low).abs())
+    }
+}
+
+/// Sensitivity of one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sensitivity {
+    /// Model name.
+    pub model: String,
+    /// GPU name.
+    pub gpu: String,
+    /// Configuration in words.
+    pub configuration: String,
+    /// Baseline step time.
+    pub step_time_s: f64,
+    /// Baseline training time per sample.
+    pub per_sample_s: f64,
+    /// Effects, largest first.
+    pub effects: Vec<Effect>,
+    /// Stated method.
+    pub method: String,
+}
+
+/// (step time, time per sample) of one evaluation.
+fn times(
+    est: &mut Estimator,
+    model: &ModelSpec,
+    mach: &Machine,
+    run: &RunConfig,
+) -> Result<(f64, f64)> {
+    let e = est.estimate(model, mach, run)?;
+    Ok((e.step_time.0, e.step_time.0 / e.samples_per_step))
+}
+
+/// Elasticity from two points: [ln y1 − ln y0] / [ln x1 − ln x0].
+pub fn elasticity(x0: f64, y0: f64, x1: f64, y1: f64) -> f64 {
+    (y1.ln() - y0.ln()) / (x1.ln() - x0.ln())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn effect(
+    parameter: String,
+    baseline: String,
+    low: (String, f64, f64),
+    high: (String, f64, f64),
+    range_source: String,
+    base: (f64, f64),
+    elasticities: (Option<f64>, Option<f64>),
+) -> Effect {
+    Effect {
+        parameter,
+        baseline,
+        low: low.0,
+        high: high.0,
+        range_source,
+        step_time_low_s: low.1,
+        step_time_high_s: high.1,
+        per_sample_low_s: low.2,
+        per_sample_high_s: high.2,
+        step_change_low: low.1 / base.0 - 1.0,
+        step_change_high: high.1 / base.0 - 1.0,
+        train_change_low: low.2 / base.1 - 1.0,
+        train_change_high: high.2 / base.1 - 1.0,
+        step_elasticity: elasticities.0,
+        train_elasticity: elasticities.1,
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:.3e}")
+    } else {
+        format!("{:.4}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
+/// Sensitivity of the configuration `a` to every assumption.
+pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
+    let (model, gpu, mach, run) = a.resolve()?;
+    let cal = a
+        .calibration
+        .as_deref()
+        .map(Calibration::load)
+        .transpose()?;
+    let mut est = Estimator::new();
+    let base = times(&mut est, &model, &mach, &run)?;
+    let mut effects = Vec::new();
+    for p in assumptions(&gpu, cal.as_ref(), &mach) {
+        let at = |est: &mut Estimator, x: f64| times(est, &model, &p.apply(&mach, x), &run);
+        let lo = at(&mut est, p.range[0])?;
+        let hi = at(&mut est, p.range[1])?;
+        let h = ELASTICITY_STEP;
+        let dn = at(&mut est, p.value * (1.0 - h))?;
+        let up = at(&mut est, p.value * (1.0 + h))?;
+        let (x0, x1) = (1.0 - h, 1.0 + h);
+        effects.push(effect(
+            p.name.to_string(),
+            fmt_value(p.value),
+            (fmt_value(p.range[0]), lo.0, lo.1),
+            (fmt_value(p.range[1]), hi.0, hi.1),
+            p.range_source.clone(),
+            base,
+            (
+                Some(elasticity(x0, dn.0, x1, up.0)),
+                Some(elasticity(x0, dn.1, x1, up.1)),
+            ),
+        ));
+    }
+    // Discrete alternatives: the fastest and the slowest.
+    let mut discrete =
+        |name: &str, baseline: String, alts: Vec<(String, RunConfig)>| -> Result<()> {
+            let mut pts = Vec::new();
+            for (label, r) in alts {
+                pts.push((label, times(&mut est, &model, &mach, &r)?));
+            }
+            if pts.is_empty() {
+                return Ok(());
+            }
+            let min = pts
+                .iter()
+                .min_by(|x, y| x.1 .1.total_cmp(&y.1 .1))
+                .cloned()
+                .map(|(l, t)| (l, t.0, t.1));
+            let max = pts
+                .iter()
+                .max_by(|x, y| x.1 .1.total_cmp(&y.1 .1))
+                .cloned()
+                .map(|(l, t)| (l, t.0, t.1));
+            if let (Some(lo), Some(hi)) = (min, max) {
+                let labels: Vec<&str> = pts.iter().map(|p| p.0.as_str()).collect();
+                effects.push(effect(
+                    name.to_string(),
+                    baseline,
+                    lo,
+                    hi,
+                    format!("alternatives: {}", labels.join(", ")),
+                    base,
+                    (None, None),
+                ));
+            }
+            Ok(())
+        };
+    let atts = AttentionImpl::ALL
+        .iter()
+        .filter(|x| attention_available(&mach, **x))
+        .map(|x| {
+            (
+                x.to_string(),
+                RunConfig {
+                    step: crate::graph::StepConfig {
+                        attention: *x,
+                        ..run.step
+                    },
+                    ..run
+                },
+            )
+        })
+        .collect();
+    discrete(
+        "attention implementation",
+        run.step.attention.to_string(),
+        atts,
+    )?;
+    let modes = ExecMode::ALL
+        .iter()
+        .map(|m| (m.to_string(), RunConfig { mode: *m, ..run }))
+        .collect();
+    discrete("execution mode", run.mode.to_string(), modes)?;
+
+    // Batch and sequence: two points each, with elasticities over them.
+    let b = run.step.batch;
+    if b >= 2 {
+        let rb = |x: u64| RunConfig {
+            step: crate::graph::StepConfig {
+                batch: x,
+                ..run.step
+            },
+            ..run
+        };
+        let lo = times(&mut est, &model, &mach, &rb(b / 2))?;
+        let hi = times(&mut est, &model, &mach, &rb(b * 2))?;
+        let (x0, x1) = ((b / 2) as f64, (b * 2) as f64);
+        effects.push(effect(
+            "batch per GPU".into(),
+            b.to_string(),
+            ((b / 2).to_string(), lo.0, lo.1),
+            ((b * 2).to_string(), hi.0, hi.1),
+            "stated: x1/2 and x2".into(),
+            base,
+            (
+                Some(elasticity(x0, lo.0, x1, hi.0)),
+                Some(elasticity(x0, lo.1, x1, hi.1)),
+            ),
+        ));
+    }
+    let s = model.max_seq();
+    let neighbours = [
+        (s / 2, s * 2, "x1/2 and x2"),
+        (s / 4, s * 4, "x1/4 and x4 (x2 gives no square patch grid)"),
+    ];
+    let base_model = crate::spec::load_model(&a.step.model)?;
+    for (s0, s1, how) in neighbours {
+        let (Ok(m0), Ok(m1)) = (base_model.with_sequence(s0), base_model.with_sequence(s1)) else {
+            continue;
+        };
+        if s0 == 0 {
+            continue;
+        }
+        let lo = times(&mut est, &m0, &mach, &run)?;
+        let hi = times(&mut est, &m1, &mach, &run)?;
+        effects.push(effect(
+            "sequence length".into(),
+            s.to_string(),
+            (s0.to_string(), lo.0, lo.1),
+            (s1.to_string(), hi.0, hi.1),
+            format!("stated: {how}"),
+            base,
+            (
+                Some(elasticity(s0 as f64, lo.0, s1 as f64, hi.0)),
+                Some(elasticity(s0 as f64, lo.1, s1 as f64, hi.1)),
+            ),
+        ));
+        break;
+    }
+    effects.sort_by(|x, y| y.size().total_cmp(&x.size()));
+    Ok(Sensitivity {
+        model: model.name.clone(),
+        gpu: gpu.name.clone(),
+        configuration: format!(
+            "{} x {}, batch {} per GPU, attention {}, {} mode, {}",
+            run.fleet.gpus, gpu.name, run.step.batch, run.step.attention, run.mode, run.step.precision
+        ),
+        step_time_s: base.0,
+        per_sample_s: base.1,
+        effects,
+        method: format!(
+            "each assumption moved alone over its range (the file's range, else ±{:.0}%), everything else at its value; \
+             elasticity = d ln t / d ln p by central difference (±{:.0}% for numbers; over the two points for batch and sequence)",
+            DEFAULT_SPREAD * 100.0,
+            ELASTICITY_STEP * 100.0
+        ),
+    })
+}
+
+/// The sensitivity table as plain text.
+pub fn text(s: &Sensitivity) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "sensitivity of {} on {} ({})",
+        s.model, s.gpu, s.configuration
+    );
+    let _ = writeln!(
+        o,
+        "baseline step {:.3} ms, {:.3} us per sample; {}",
+        s.step_time_s * 1e3,
+        s.per_sample_s * 1e6,
+        s.method
+    );
+    let _ = writeln!(
+        o,
+        "{:<40} {:>10} {:>22} {:>17} {:>17} {:>8}  range",
+        "parameter", "baseline", "low .. high", "step time %", "train time %", "elast."
+    );
+    for e in &s.effects {
+        let _ = writeln!(
+            o,
+            "{:<40} {:>10} {:>22} {:>+8.1} {:>+8.1} {:>+8.1} {:>+8.1} {:>8}  {}",
+            e.parameter,
+            e.baseline,
+            format!("{} .. {}", e.low, e.high),
+            e.step_change_low * 100.0,
+            e.step_change_high * 100.0,
+            e.train_change_low * 100.0,
+            e.train_change_high * 100.0,
+            e.step_elasticity
+                .map_or(String::new(), |x| format!("{x:+.3}")),
+            e.range_source
+        );
+    }
+    o
+}
+
+/// `roofline sensitivity`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SensitivityArgs {
+    /// The configuration (as for `roofline estimate`; its --json prints the analysis as JSON).
+    #[command(flatten)]
+    pub estimate: EstimateArgs,
+    /// Tornado chart (.svg or .png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `roofline sensitivity`.
+pub fn run(a: &SensitivityArgs) -> Result<()> {
+    if let Some(p) = &a.out {
+        crate::plot::Format::of(p)?;
+    }
+    if a.estimate.markdown {
+        return Err(Error::Invalid("sensitivity prints text or --json".into()));
+    }
+    let s = analyse(&a.estimate)?;
+    if a.estimate.json {
+        println!("{}", crate::export::json::to_string(&s)?);
+    } else {
+        print!("{}", text(&s));
+    }
+    if let Some(p) = &a.out {
+        crate::plot::save(
+            &crate::plot::tornado::Tornado::new(&s),
+            p,
+            crate::plot::SIZE,
+        )?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}

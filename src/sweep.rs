@@ -1,0 +1,634 @@
+//! Parameter sweeps: the cartesian product of `--vary` specs, evaluated in parallel.
+//!
+//! `--vary NAME=SPEC`, SPEC either an explicit list `a,b,c` or a range `a..b`, which for numeric
+//! parameters means the powers of two times `a` up to `b` (a, 2a, 4a, ... ≤ b). Every other
+//! setting is taken from the `estimate` options as a fixed value.
+//!
+//! Performance: models are built once per (model, sequence) value and [`Machine`]s once per GPU
+//! before the loop; the loop itself evaluates configurations over all cores with rayon, one
+//! [`Estimator`] per worker (`for_each_init`), writing plain [`StepEstimate`] values into a
+//! preallocated slot per configuration: no allocation per configuration (an invalid one
+//! allocates its error message). Rows are formatted after the loop.
+
+use crate::cli::{parse_count_u64, EstimateArgs};
+use crate::error::{Error, Result};
+use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
+use crate::spec::{self, ModelSpec};
+use crate::time::{Calibration, Estimator, Machine, RunConfig, StepEstimate};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `roofline sweep`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// Fixed settings (as for `roofline estimate`); a varied parameter overrides its option.
+    #[command(flatten)]
+    pub estimate: EstimateArgs,
+    /// NAME=SPEC, repeatable: SPEC is `a..b` (powers of two from a to b) or a list `a,b,c`.
+    /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
+    /// grad_accum, zero, ema.
+    #[arg(long = "vary", required = true)]
+    pub vary: Vec<String>,
+    /// Output table: .csv or .json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Line chart of the metric (.svg or .png): x = first varied parameter, one line per value
+    /// of the others.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu | memory_per_gpu_bytes.
+    #[arg(long, default_value = "step_time_s")]
+    pub metric: String,
+}
+
+/// A parameter that can be varied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    /// Model spec (name or path).
+    Model,
+    /// GPU spec (name or path).
+    Gpu,
+    /// Sequence length ([`ModelSpec::with_sequence`]).
+    Seq,
+    /// Samples per GPU.
+    Batch,
+    /// Attention implementation.
+    Attention,
+    /// Execution mode.
+    Mode,
+    /// Precision.
+    Precision,
+    /// Activation checkpointing.
+    Checkpointing,
+    /// GPUs in total.
+    Gpus,
+    /// Micro-steps per optimizer step.
+    GradAccum,
+    /// ZeRO stage.
+    Zero,
+    /// EMA copies.
+    Ema,
+}
+
+/// Every parameter with its command-line name.
+pub const PARAMS: [(&str, Param); 12] = [
+    ("model", Param::Model),
+    ("gpu", Param::Gpu),
+    ("seq", Param::Seq),
+    ("batch", Param::Batch),
+    ("attention", Param::Attention),
+    ("mode", Param::Mode),
+    ("precision", Param::Precision),
+    ("checkpointing", Param::Checkpointing),
+    ("gpus", Param::Gpus),
+    ("grad_accum", Param::GradAccum),
+    ("zero", Param::Zero),
+    ("ema", Param::Ema),
+];
+
+/// Metrics a sweep chart can show (columns of the output).
+pub const METRICS: [&str; 5] = [
+    "step_time_s",
+    "samples_per_s",
+    "tokens_per_s",
+    "mfu",
+    "memory_per_gpu_bytes",
+];
+
+impl Param {
+    /// Command-line name.
+    pub fn name(self) -> &'static str {
+        PARAMS
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    fn numeric(self) -> bool {
+        matches!(
+            self,
+            Param::Seq | Param::Batch | Param::Gpus | Param::GradAccum | Param::Zero | Param::Ema
+        )
+    }
+}
+
+/// One varied parameter and its values (as given, and parsed).
+#[derive(Debug, Clone)]
+pub struct Dim {
+    /// The parameter.
+    pub param: Param,
+    /// Values as text (for labels and error messages).
+    pub labels: Vec<String>,
+    /// Numeric values (numeric parameters only).
+    pub nums: Vec<u64>,
+    /// Values parsed once, so that the evaluation loop parses nothing.
+    pub choices: Vec<Choice>,
+}
+
+/// One parsed value of a varied parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Choice {
+    /// A number (batch, seq, gpus, grad_accum, zero, ema).
+    Num(u64),
+    /// An attention implementation.
+    Attention(AttentionImpl),
+    /// An execution mode.
+    Mode(ExecMode),
+    /// A precision.
+    Precision(Precision),
+    /// A checkpointing mode.
+    Checkpointing(Checkpointing),
+    /// A model or GPU, by its index among the dimension's values.
+    Spec,
+}
+
+/// Parses one `--vary NAME=SPEC`.
+pub fn parse_vary(spec: &str) -> Result<Dim> {
+    let Some((name, values)) = spec.split_once('=') else {
+        return Err(Error::Invalid(format!(
+            "--vary `{spec}`: expected NAME=SPEC, e.g. batch=8..512 or attention=naive,flash2"
+        )));
+    };
+    let name = name.trim();
+    let names: Vec<&str> = PARAMS.iter().map(|(n, _)| *n).collect();
+    let param = PARAMS
+        .iter()
+        .find(|(n, _)| *n == name || n.replace('_', "-") == name)
+        .map(|(_, p)| *p)
+        .ok_or_else(|| Error::unknown("sweep parameter", name, &names))?;
+    let values = values.trim();
+    let bad = |why: String| Error::Invalid(format!("--vary `{spec}`: {why}"));
+    let mut dim = Dim {
+        param,
+        labels: Vec::new(),
+        nums: Vec::new(),
+        choices: Vec::new(),
+    };
+    if let Some((a, b)) = values.split_once("..") {
+        if !param.numeric() {
+            return Err(bad(format!(
+                "a range a..b needs a numeric parameter; list the values of {name} instead"
+            )));
+        }
+        let a = parse_count_u64(a).map_err(&bad)?;
+        let b = parse_count_u64(b).map_err(&bad)?;
+        if a > b {
+            return Err(bad(format!("range start {a} is above its end {b}")));
+        }
+        let mut v = a;
+        while v <= b {
+            dim.nums.push(v);
+            v = v.saturating_mul(2);
+            if dim.nums.len() > 64 {
+                break;
+            }
+        }
+    } else {
+        for v in values.split(',').map(str::trim) {
+            if v.is_empty() {
+                return Err(bad("empty value in the list".into()));
+            }
+            if param.numeric() {
+                let n = match param {
+                    Param::Zero | Param::Ema => v
+                        .parse::<u64>()
+                        .map_err(|_| bad(format!("`{v}` is not a whole number")))?,
+                    _ => parse_count_u64(v).map_err(&bad)?,
+                };
+                dim.nums.push(n);
+            } else {
+                dim.labels.push(v.to_string());
+            }
+        }
+    }
+    if param.numeric() {
+        dim.labels = dim.nums.iter().map(|n| n.to_string()).collect();
+    }
+    let parse_all =
+        |f: fn(&str) -> Result<Choice>| dim.labels.iter().map(|l| f(l)).collect::<Result<Vec<_>>>();
+    dim.choices = match param {
+        Param::Attention => parse_all(|l| l.parse().map(Choice::Attention))?,
+        Param::Mode => parse_all(|l| l.parse().map(Choice::Mode))?,
+        Param::Precision => parse_all(|l| l.parse().map(Choice::Precision))?,
+        Param::Checkpointing => parse_all(|l| l.parse().map(Choice::Checkpointing))?,
+        Param::Model | Param::Gpu => vec![Choice::Spec; dim.labels.len()],
+        _ => dim.nums.iter().map(|n| Choice::Num(*n)).collect(),
+    };
+    match param {
+        Param::Zero if dim.nums.iter().any(|z| *z > 3) => {
+            return Err(bad("ZeRO stages are 0-3".into()))
+        }
+        Param::Gpus | Param::GradAccum | Param::Batch | Param::Seq if dim.nums.contains(&0) => {
+            return Err(bad("values must be positive".into()))
+        }
+        _ => {}
+    }
+    Ok(dim)
+}
+
+/// One output row: the configuration and the estimate's main fields, named as in
+/// `roofline estimate --json`; `error` is set (and the numbers absent) for an invalid
+/// configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Model name.
+    pub model: String,
+    /// GPU name.
+    pub gpu: String,
+    /// Sequence length (tokens per sample).
+    pub seq: Option<u64>,
+    /// Samples per GPU per micro-step.
+    pub batch_per_gpu: u64,
+    /// Attention implementation.
+    pub attention: String,
+    /// Execution mode.
+    pub mode: String,
+    /// Precision.
+    pub precision: String,
+    /// Checkpointing.
+    pub checkpointing: String,
+    /// GPUs in total.
+    pub gpus: u64,
+    /// Micro-steps per optimizer step.
+    pub grad_accum: u64,
+    /// ZeRO stage.
+    pub zero: u8,
+    /// EMA copies.
+    pub ema: u32,
+    /// Optimizer step time.
+    pub step_time_s: Option<f64>,
+    /// Forward per micro-step.
+    pub forward_s: Option<f64>,
+    /// Backward per micro-step.
+    pub backward_s: Option<f64>,
+    /// Optimizer per step.
+    pub optimizer_s: Option<f64>,
+    /// Exposed communication per step.
+    pub comm_exposed_s: Option<f64>,
+    /// Samples per second, whole fleet.
+    pub samples_per_s: Option<f64>,
+    /// Tokens per second, whole fleet.
+    pub tokens_per_s: Option<f64>,
+    /// Model FLOPs utilization.
+    pub mfu: Option<f64>,
+    /// Hardware FLOPs utilization.
+    pub hfu: Option<f64>,
+    /// Memory per GPU.
+    pub memory_per_gpu_bytes: Option<f64>,
+    /// Whether it fits.
+    pub fits: Option<bool>,
+    /// Largest batch per GPU that fits.
+    pub max_batch: Option<u64>,
+    /// Why the configuration could not be evaluated.
+    pub error: Option<String>,
+}
+
+/// CSV column order (the fields of [`Row`]).
+pub const COLUMNS: [&str; 25] = [
+    "model",
+    "gpu",
+    "seq",
+    "batch_per_gpu",
+    "attention",
+    "mode",
+    "precision",
+    "checkpointing",
+    "gpus",
+    "grad_accum",
+    "zero",
+    "ema",
+    "step_time_s",
+    "forward_s",
+    "backward_s",
+    "optimizer_s",
+    "comm_exposed_s",
+    "samples_per_s",
+    "tokens_per_s",
+    "mfu",
+    "hfu",
+    "memory_per_gpu_bytes",
+    "fits",
+    "max_batch",
+    "error",
+];
+
+/// The result of a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepResult {
+    /// Varied parameters and their values, in order (first = outermost loop, chart x axis).
+    pub vary: Vec<(String, Vec<String>)>,
+    /// Configurations evaluated (the product of the value counts).
+    pub configurations: usize,
+    /// One row per configuration, last parameter varying fastest.
+    pub rows: Vec<Row>,
+    /// Wall time of the parallel evaluation (s).
+    #[serde(skip)]
+    pub eval_seconds: f64,
+}
+
+/// Everything the loop needs, resolved before it.
+struct Plan<'a> {
+    dims: &'a [Dim],
+    /// Per (model index, seq index): the model, or why it is invalid.
+    models: Vec<std::result::Result<ModelSpec, String>>,
+    n_seq: usize,
+    machines: Vec<(String, Machine)>,
+    base: RunConfig,
+}
+
+impl Plan<'_> {
+    /// Mixed-radix digits of configuration `i` (last dimension fastest) into `idx`.
+    fn digits(&self, mut i: usize, idx: &mut [usize; PARAMS.len()]) {
+        for (d, dim) in self.dims.iter().enumerate().rev() {
+            let n = dim.labels.len();
+            idx[d] = i % n;
+            i /= n;
+        }
+    }
+
+    /// The configuration of digits `idx`: (model slot, machine slot, run config).
+    fn config(&self, idx: &[usize; PARAMS.len()]) -> (usize, usize, RunConfig) {
+        let (mut model, mut seq, mut gpu) = (0, 0, 0);
+        let mut run = self.base;
+        for (d, dim) in self.dims.iter().enumerate() {
+            let j = idx[d];
+            match (dim.param, dim.choices[j]) {
+                (Param::Model, _) => model = j,
+                (Param::Seq, _) => seq = j,
+                (Param::Gpu, _) => gpu = j,
+                (_, Choice::Attention(a)) => run.step.attention = a,
+                (_, Choice::Mode(m)) => run.mode = m,
+                (_, Choice::Precision(p)) => run.step.precision = p,
+                (_, Choice::Checkpointing(c)) => run.step.checkpointing = c,
+                (Param::Batch, Choice::Num(n)) => run.step.batch = n,
+                (Param::Gpus, Choice::Num(n)) => run.fleet.gpus = n,
+                (Param::GradAccum, Choice::Num(n)) => run.grad_accum = n,
+                (Param::Zero, Choice::Num(n)) => run.zero = n as u8,
+                (Param::Ema, Choice::Num(n)) => run.step.ema = n as u32,
+                _ => {}
+            }
+        }
+        (model * self.n_seq + seq, gpu, run)
+    }
+}
+
+/// Runs a sweep: the product of `dims` over the fixed settings of `base`.
+pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepResult> {
+    if dims.is_empty() {
+        return Err(Error::Invalid("give at least one --vary NAME=SPEC".into()));
+    }
+    for (i, d) in dims.iter().enumerate() {
+        if dims[..i].iter().any(|e| e.param == d.param) {
+            return Err(Error::Invalid(format!(
+                "--vary {} is given twice",
+                d.param.name()
+            )));
+        }
+    }
+    let (_, _, _, base_run) = base.resolve()?;
+    let find = |p: Param| dims.iter().find(|d| d.param == p);
+    let model_names: Vec<String> =
+        find(Param::Model).map_or_else(|| vec![base.step.model.clone()], |d| d.labels.clone());
+    let seqs: Vec<Option<u64>> = find(Param::Seq).map_or_else(
+        || vec![base.step.seq],
+        |d| d.nums.iter().map(|s| Some(*s)).collect(),
+    );
+    let mut models = Vec::with_capacity(model_names.len() * seqs.len());
+    for name in &model_names {
+        let m = spec::load_model(name)?;
+        for s in &seqs {
+            models.push(match s {
+                Some(s) => m.with_sequence(*s).map_err(|e| e.to_string()),
+                None => Ok(m.clone()),
+            });
+        }
+    }
+    let cal = base
+        .calibration
+        .as_deref()
+        .map(Calibration::load)
+        .transpose()?;
+    let gpu_names: Vec<String> =
+        find(Param::Gpu).map_or_else(|| vec![base.gpu.clone()], |d| d.labels.clone());
+    let machines = gpu_names
+        .iter()
+        .map(|g| {
+            spec::load_gpu(g).map(|spec| (spec.name.clone(), Machine::new(&spec, cal.as_ref())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let plan = Plan {
+        dims,
+        models,
+        n_seq: seqs.len(),
+        machines,
+        base: base_run,
+    };
+
+    let n: usize = dims
+        .iter()
+        .map(|d| d.labels.len())
+        .try_fold(1usize, |a, b| a.checked_mul(b))
+        .unwrap_or(usize::MAX);
+    if n > 50_000_000 {
+        return Err(Error::Invalid(format!(
+            "the sweep has {n} configurations; at most 50 million are allowed"
+        )));
+    }
+    let mut out: Vec<Option<std::result::Result<StepEstimate, String>>> =
+        (0..n).map(|_| None).collect();
+    let bar = (progress && n >= 2000 && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::with_draw_target(
+            Some(n as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} configurations, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = (n / (threads * 16)).clamp(1, 4096);
+    let start = Instant::now();
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each_init(Estimator::new, |est, (c, slots)| {
+            let mut idx = [0usize; PARAMS.len()];
+            for (j, slot) in slots.iter_mut().enumerate() {
+                plan.digits(c * chunk + j, &mut idx);
+                let (m, g, run) = plan.config(&idx);
+                *slot = Some(match &plan.models[m] {
+                    Ok(model) => est
+                        .estimate(model, &plan.machines[g].1, &run)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+            if let Some(b) = &bar {
+                b.inc(slots.len() as u64);
+            }
+        });
+    let eval_seconds = start.elapsed().as_secs_f64();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+
+    let mut rows = Vec::with_capacity(n);
+    let mut idx = [0usize; PARAMS.len()];
+    for (i, r) in out.into_iter().enumerate() {
+        plan.digits(i, &mut idx);
+        let (m, g, run) = plan.config(&idx);
+        let (model_name, seq) = match &plan.models[m] {
+            Ok(model) => (model.name.clone(), Some(model.max_seq())),
+            Err(_) => {
+                let seq = seqs[m % plan.n_seq];
+                (model_names[m / plan.n_seq].clone(), seq)
+            }
+        };
+        let e = match r {
+            Some(Ok(e)) => Ok(e),
+            Some(Err(msg)) => Err(msg),
+            None => Err("not evaluated".to_string()),
+        };
+        rows.push(row(model_name, plan.machines[g].0.clone(), seq, &run, e));
+    }
+    Ok(SweepResult {
+        vary: dims
+            .iter()
+            .map(|d| (d.param.name().to_string(), d.labels.clone()))
+            .collect(),
+        configurations: n,
+        rows,
+        eval_seconds,
+    })
+}
+
+fn row(
+    model: String,
+    gpu: String,
+    seq: Option<u64>,
+    run: &RunConfig,
+    e: std::result::Result<StepEstimate, String>,
+) -> Row {
+    let ok = e.as_ref().ok();
+    let f = |g: fn(&StepEstimate) -> f64| ok.map(g);
+    Row {
+        model,
+        gpu,
+        seq,
+        batch_per_gpu: run.step.batch,
+        attention: run.step.attention.to_string(),
+        mode: run.mode.to_string(),
+        precision: run.step.precision.to_string(),
+        checkpointing: run.step.checkpointing.to_string(),
+        gpus: run.fleet.gpus,
+        grad_accum: run.grad_accum,
+        zero: run.zero,
+        ema: run.step.ema,
+        step_time_s: f(|e| e.step_time.0),
+        forward_s: f(|e| e.forward.0),
+        backward_s: f(|e| e.backward.0),
+        optimizer_s: f(|e| e.optimizer.0),
+        comm_exposed_s: f(|e| e.comm_exposed.0),
+        samples_per_s: f(|e| e.samples_per_s),
+        tokens_per_s: f(|e| e.tokens_per_s),
+        mfu: f(|e| e.mfu),
+        hfu: f(|e| e.hfu),
+        memory_per_gpu_bytes: f(|e| e.memory.total_bytes.0),
+        fits: ok.map(|e| e.fits),
+        max_batch: ok.map(|e| e.max_batch),
+        error: e.err(),
+    }
+}
+
+impl Row {
+    /// The value of a metric column, if the row has it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "step_time_s" => self.step_time_s,
+            "samples_per_s" => self.samples_per_s,
+            "tokens_per_s" => self.tokens_per_s,
+            "mfu" => self.mfu,
+            "memory_per_gpu_bytes" => self.memory_per_gpu_bytes,
+            _ => None,
+        }
+    }
+}
+
+/// The rows as CSV (RFC 4180 quoting), columns [`COLUMNS`].
+pub fn to_csv(r: &SweepResult) -> Result<String> {
+    let mut s = COLUMNS.join(",");
+    s.push('\n');
+    for row in &r.rows {
+        let v = serde_json::to_value(row)
+            .map_err(|e| Error::Invalid(format!("cannot serialize a row: {e}")))?;
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match &v[*c] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(t) if t.contains([',', '"', '\n']) => {
+                    format!("\"{}\"", t.replace('"', "\"\""))
+                }
+                serde_json::Value::String(t) => t.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        s.push_str(&cells.join(","));
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// Runs `roofline sweep`.
+pub fn run(a: &SweepArgs) -> Result<()> {
+    let dims = a
+        .vary
+        .iter()
+        .map(|v| parse_vary(v))
+        .collect::<Result<Vec<_>>>()?;
+    if !METRICS.contains(&a.metric.as_str()) {
+        return Err(Error::unknown("metric", &a.metric, &METRICS));
+    }
+    let text_kind = a
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    if !matches!(text_kind.as_deref(), Some("csv") | Some("json")) {
+        return Err(Error::Invalid(format!(
+            "--out {} must end in .csv or .json",
+            a.out.display()
+        )));
+    }
+    if let Some(p) = &a.plot {
+        crate::plot::Format::of(p)?;
+    }
+    let r = sweep(&a.estimate, &dims, true)?;
+    let text = if text_kind.as_deref() == Some("csv") {
+        to_csv(&r)?
+    } else {
+        crate::export::json::to_string(&r)?
+    };
+    crate::export::write_file(&a.out, &text)?;
+    let errors = r.rows.iter().filter(|x| x.error.is_some()).count();
+    eprintln!(
+        "evaluated {} configurations in {:.3} s: {:.0} configurations/s on {} threads ({} invalid); wrote {}",
+        r.configurations,
+        r.eval_seconds,
+        r.configurations as f64 / r.eval_seconds.max(1e-9),
+        rayon::current_num_threads(),
+        errors,
+        a.out.display()
+    );
+    if let Some(p) = &a.plot {
+        let chart = crate::plot::sweep::SweepChart::new(&r, &a.metric, &a.estimate)?;
+        crate::plot::save(&chart, p, crate::plot::SIZE)?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}

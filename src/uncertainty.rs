@@ -1,0 +1,160 @@
+//! Uncertainty of the step time: Monte Carlo propagation of the `range`s in the GPU file (and
+//! the calibration file, whose ranges take precedence for the values it sets).
+//!
+//! Method (stated in every output): [`SAMPLES`] samples with the fixed seed [`SEED`]; in each,
+//! every value that has a range in a file is drawn uniformly and independently within
+//! `[low, high]` (values without a range stay fixed); the interval is the 5th to 95th percentile
+//! of the sampled step times (90%). Random numbers come from SplitMix64 (Steele, Lea & Flood,
+//! "Fast splittable pseudorandom number generators", OOPSLA 2014), 53 bits mapped to [0, 1).
+
+use crate::cli::EstimateArgs;
+use crate::error::{Error, Result};
+use crate::export::EstimateReport;
+use crate::sensitivity::assumptions;
+use crate::time::{Calibration, Estimator};
+use crate::units::{human_duration, Seconds};
+use serde::Serialize;
+
+/// Monte Carlo samples.
+pub const SAMPLES: usize = 1000;
+
+/// Fixed seed: intervals are reproducible.
+pub const SEED: u64 = 0x5EED_2026;
+
+/// Coverage of the interval.
+pub const COVERAGE: f64 = 0.90;
+
+/// SplitMix64 generator.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The step-time interval of a configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interval {
+    /// Point estimate (all values at their nominal value).
+    pub step_time_s: f64,
+    /// `[low, high]` percentiles of the step time.
+    pub step_time_interval_s: [f64; 2],
+    /// Coverage of the interval (0.9).
+    pub coverage: f64,
+    /// Monte Carlo samples.
+    pub samples: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Names of the values sampled.
+    pub sampled: Vec<String>,
+}
+
+impl Interval {
+    /// One line, e.g. "step 41.0 ms (36.2-47.3 ms, 90%) ...".
+    pub fn line(&self) -> String {
+        format!(
+            "step {} ({} - {}, {:.0}%): Monte Carlo over the {} values with a range in the GPU/calibration file, \
+             each uniform and independent within its range; {} samples, fixed seed {:#x}",
+            human_duration(Seconds(self.step_time_s)),
+            human_duration(Seconds(self.step_time_interval_s[0])),
+            human_duration(Seconds(self.step_time_interval_s[1])),
+            self.coverage * 100.0,
+            self.sampled.len(),
+            self.samples,
+            self.seed
+        )
+    }
+}
+
+/// Propagates the files' ranges to the step time of configuration `a`.
+pub fn step_interval(a: &EstimateArgs) -> Result<Interval> {
+    let (model, gpu, mach, run) = a.resolve()?;
+    let cal = a
+        .calibration
+        .as_deref()
+        .map(Calibration::load)
+        .transpose()?;
+    let params: Vec<_> = assumptions(&gpu, cal.as_ref(), &mach)
+        .into_iter()
+        .filter(|p| p.from_file)
+        .collect();
+    let mut est = Estimator::new();
+    let nominal = est.estimate(&model, &mach, &run)?.step_time.0;
+    let mut rng = SplitMix64::new(SEED);
+    let mut times = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let mut m = mach;
+        for p in &params {
+            let u = rng.next_f64();
+            m = p.apply(&m, p.range[0] + u * (p.range[1] - p.range[0]));
+        }
+        times.push(est.estimate(&model, &m, &run)?.step_time.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let q = |f: f64| times[((SAMPLES - 1) as f64 * f).round() as usize];
+    let tail = (1.0 - COVERAGE) / 2.0;
+    Ok(Interval {
+        step_time_s: nominal,
+        step_time_interval_s: [q(tail), q(1.0 - tail)],
+        coverage: COVERAGE,
+        samples: SAMPLES,
+        seed: SEED,
+        sampled: params.iter().map(|p| p.name.to_string()).collect(),
+    })
+}
+
+/// The estimate's JSON with `step_time_interval_s` (and how it was computed) added.
+pub fn report_json(report: &EstimateReport, interval: &Interval) -> Result<String> {
+    let mut v = serde_json::to_value(report)
+        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "step_time_interval_s".into(),
+            serde_json::json!(interval.step_time_interval_s),
+        );
+        o.insert(
+            "step_time_interval".into(),
+            serde_json::json!({
+                "coverage": interval.coverage,
+                "samples": interval.samples,
+                "seed": interval.seed,
+                "method": "Monte Carlo: every value with a range in the GPU/calibration file drawn uniformly and independently within it; 5th-95th percentile",
+                "sampled": interval.sampled,
+            }),
+        );
+    }
+    crate::export::json::to_string(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_is_uniform_enough_and_reproducible() {
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        let xs: Vec<f64> = (0..10_000).map(|_| a.next_f64()).collect();
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
+        assert_eq!(b.next_f64(), xs[0]);
+    }
+}
