@@ -333,7 +333,7 @@ impl Machine {
             Dtype::Bf16 => 8,
             Dtype::Fp32 | Dtype::Tf32 => 4,
         };
-        let aligned = m % align == 0 && n % align == 0 && k % align == 0;
+        let aligned = m.is_multiple_of(align) && n.is_multiple_of(align) && k.is_multiple_of(align);
         FlopRate(
             peak.0
                 * if aligned || unit == Unit::Vector {
