@@ -1,0 +1,114 @@
+//! The op graph against PyTorch's own counts (tests/reference/fixtures, made by
+//! tests/reference/count.py with torch.utils.flop_counter.FlopCounterMode and
+//! torch.autograd.graph.saved_tensors_hooks; see tests/reference/README.md for the command and
+//! torch version). Matmul FLOPs must agree within 0.5%, saved activation bytes within 10%.
+//!
+//! What differs by construction:
+//! - FlopCounterMode does not halve causal attention; flash kernels skip the masked half, and so
+//!   does roofline, so for causal flash runs the skipped half is added back before comparing.
+//! - The counts ran with CPU semantics (FakeTensorMode on CPU, CPU autocast); the flash2 run used
+//!   PyTorch's CPU flash kernel, whose saved tensors match the CUDA kernel's in size.
+//! - roofline's saved bytes model the eager CUDA path (fp32 q and k after RoPE under autocast,
+//!   composite RMSNorm); parameters and autocast's weight copies are excluded on both sides.
+
+use roofline::graph::{build_step, AttentionImpl, OpKind, Phase, Precision, StepConfig};
+use roofline::spec::load_model;
+use serde_json::Value;
+
+fn fixture(model: &str) -> Value {
+    let path = format!(
+        "{}/tests/reference/fixtures/{model}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn check(model: &str) {
+    let f = fixture(model);
+    let m = load_model(model).unwrap();
+    let batch = f["batch"].as_u64().unwrap();
+    assert_eq!(
+        f["parameters"]["trainable"].as_u64().unwrap(),
+        roofline::graph::param_count(&m).total
+    );
+    let mut checked = 0;
+    for run in f["runs"].as_array().unwrap() {
+        let attention: AttentionImpl = run["attention"].as_str().unwrap().parse().unwrap();
+        let precision = match run["precision"].as_str().unwrap() {
+            "fp32" => Precision::Fp32,
+            "bf16-autocast" => Precision::Bf16,
+            other => panic!("unknown precision {other}"),
+        };
+        let cfg = StepConfig {
+            batch,
+            attention,
+            precision,
+            ..StepConfig::default()
+        };
+        let mut ops = Vec::new();
+        build_step(&m, &cfg, &mut ops).unwrap();
+        let matmul = |phase: Phase| -> f64 {
+            ops.iter()
+                .filter(|o| o.phase == phase && !o.recompute)
+                .filter(|o| {
+                    matches!(
+                        o.kind,
+                        OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::Attention { .. }
+                    )
+                })
+                .map(|o| o.total_flops().0)
+                .sum()
+        };
+        let flash_fwd: f64 = ops
+            .iter()
+            .filter(|o| {
+                o.phase == Phase::Forward
+                    && matches!(o.kind, OpKind::Attention { causal: true, .. })
+            })
+            .map(|o| o.total_flops().0)
+            .sum();
+        // Causal flash: roofline counts the executed half; FlopCounterMode the whole square.
+        let (fwd, bwd) = (
+            matmul(Phase::Forward) + flash_fwd,
+            matmul(Phase::Backward) + 2.5 * flash_fwd,
+        );
+        let label = format!("{model} {attention} {precision}");
+        let ref_fwd = run["flops_forward"]["total"].as_f64().unwrap();
+        let ref_bwd = run["flops_backward"]["total"].as_f64().unwrap();
+        assert!(
+            (fwd / ref_fwd - 1.0).abs() < 0.005,
+            "{label}: forward {fwd:e} vs PyTorch {ref_fwd:e}"
+        );
+        assert!(
+            (bwd / ref_bwd - 1.0).abs() < 0.005,
+            "{label}: backward {bwd:e} vs PyTorch {ref_bwd:e}"
+        );
+        let saved: f64 = ops
+            .iter()
+            .filter(|o| o.phase == Phase::Forward)
+            .map(|o| o.saved.0 * o.layer.count() as f64)
+            .sum();
+        let ref_saved = run["saved_for_backward"]["activation_bytes"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (saved / ref_saved - 1.0).abs() < 0.10,
+            "{label}: saved {saved:e} vs PyTorch {ref_saved:e}"
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 6,
+        "{model}: expected naive, sdpa-math and flash2 in fp32 and bf16"
+    );
+}
+
+#[test]
+fn jit_b4_matches_pytorch_counts() {
+    check("jit-b4");
+}
+
+#[test]
+fn gpt2_matches_pytorch_counts() {
+    check("gpt2-124m");
+}
