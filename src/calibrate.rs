@@ -50,6 +50,11 @@ pub struct Fit {
     pub gemm_latency_s: Option<f64>,
     /// Achievable fraction of the fp32 vector peak.
     pub fp32_fraction: Option<f64>,
+    /// Achievable fraction of HBM bandwidth of eager PyTorch pointwise ops (from the PyTorch
+    /// cross-check): the median over the measured ops.
+    pub eager_fraction: Option<f64>,
+    /// Host time per eager kernel (from the PyTorch cross-check), s.
+    pub host_dispatch_s: Option<f64>,
     /// Points used by each fit and their residuals.
     pub residuals: Vec<Residual>,
 }
@@ -143,8 +148,49 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
         gemm_k0,
         gemm_latency_s,
         fp32_fraction,
+        eager_fraction: None,
+        host_dispatch_s: None,
         residuals,
     })
+}
+
+/// Adds what the PyTorch cross-check (`scripts/torch_baseline.py`, its JSON) measured: the
+/// bandwidth eager pointwise ops reach (median of `bytes / time` over the `eager_pointwise` rows,
+/// over the datasheet bandwidth) and the host time per eager kernel (the `host_dispatch` row with
+/// autograd: one forward op and its one backward kernel per measured interval, so half of it per
+/// kernel).
+pub fn add_torch_baseline(
+    fit: &mut Fit,
+    baseline: &serde_json::Value,
+    gpu: &GpuSpec,
+) -> Result<()> {
+    let rows = baseline
+        .get("results")
+        .and_then(|r| r.as_array())
+        .ok_or_else(|| Error::spec("torch baseline", "results", "missing results array"))?;
+    let mut rates: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eager_pointwise"))
+        .filter_map(|r| r.get("bytes_per_s").and_then(|b| b.as_f64()))
+        .filter(|b| b.is_finite() && *b > 0.0)
+        .collect();
+    if !rates.is_empty() {
+        rates.sort_by(f64::total_cmp);
+        let median = rates[rates.len() / 2];
+        fit.eager_fraction = Some((median / gpu.memory.hbm_bandwidth.value).min(1.0));
+    }
+    fit.host_dispatch_s = rows
+        .iter()
+        .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("host_dispatch"))
+        .find(|r| {
+            r.get("shape")
+                .and_then(|s| s.as_str())
+                .is_some_and(|s| s.contains("autograd"))
+        })
+        .and_then(|r| r.get("time_s").and_then(|t| t.as_f64()))
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(|t| t / 2.0);
+    Ok(())
 }
 
 fn residual(r: &BenchResult, predicted: f64) -> Residual {
@@ -286,6 +332,12 @@ pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str
         fp32_vector: fit
             .fp32_fraction
             .map(|f| sourced(f, src("the fp32 FMA-peak kernel", 0.0))),
+        eager_elementwise: fit.eager_fraction.map(|f| {
+            sourced(f, format!("median bandwidth of eager PyTorch pointwise ops at [32768, 768] (scripts/torch_baseline.py) on {}", report.device.name))
+        }),
+        host_dispatch_s: fit.host_dispatch_s.map(|t| {
+            sourced(t, format!("host time per eager op with autograd, halved per kernel (scripts/torch_baseline.py) on {}", report.device.name))
+        }),
         ..Calibration::default()
     }
 }

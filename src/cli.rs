@@ -81,6 +81,10 @@ pub struct CalibrateArgs {
     /// GPU spec of the measured device (default: inferred from the device name).
     #[arg(long)]
     pub gpu: Option<String>,
+    /// The PyTorch cross-check JSON (scripts/torch_baseline.py) for eager pointwise bandwidth
+    /// and host dispatch time.
+    #[arg(long)]
+    pub torch: Option<PathBuf>,
     /// Where to write the calibration TOML.
     #[arg(long)]
     pub out: PathBuf,
@@ -526,7 +530,18 @@ fn calibrate(a: &CalibrateArgs) -> Result<()> {
             .to_string(),
     };
     let gpu = spec::load_gpu(&gpu_name)?;
-    let fit = crate::calibrate::fit(&report, &gpu)?;
+    let mut fit = crate::calibrate::fit(&report, &gpu)?;
+    if let Some(path) = &a.torch {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let baseline: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::spec(
+                path.display().to_string(),
+                "(json)",
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        crate::calibrate::add_torch_baseline(&mut fit, &baseline, &gpu)?;
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command);
     let toml = toml::to_string(&cal)

@@ -329,6 +329,16 @@ pub fn calibration(fit: &crate::calibrate::Fit) -> String {
     if let Some(f) = fit.fp32_fraction {
         let _ = writeln!(s, "fp32 vector fraction      {f:.3}");
     }
+    if let Some(f) = fit.eager_fraction {
+        let _ = writeln!(s, "eager pointwise fraction  {f:.3}");
+    }
+    if let Some(t) = fit.host_dispatch_s {
+        let _ = writeln!(
+            s,
+            "host time per eager kernel {}",
+            human_duration(Seconds(t))
+        );
+    }
     let _ = writeln!(s);
     let _ = writeln!(
         s,

@@ -1,10 +1,12 @@
 //! GEMM suite: C[M,N] = A[M,K] * B[N,K]^T in bf16 with fp32 accumulation and bf16 output, on
 //! the square sweep 1024..8192 and the requested shapes, by the mma.sync kernel, the wgmma
-//! kernel (sm_90 only) and cuBLAS; plus the fp32 FMA peak. FLOPs = 2MNK; bytes = 2(MK + NK + MN).
+//! kernels (sm_90a only: gemm_wgmma, and gemm_wgmma_v2 with TMA loads, a producer warpgroup and
+//! persistent CTAs) and cuBLAS; plus the fp32 FMA peak. FLOPs = 2MNK; bytes = 2(MK + NK + MN).
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CString};
 
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
+use cudarc::driver::{result as driver_result, sys as driver_sys};
 
 use super::context::{rel_error_par, Bench, PeakKind};
 use super::driver::{Arg, DeviceBuffer, Function, Module};
@@ -26,6 +28,15 @@ const MMA_TILE: u32 = 128;
 const MMA_SHARED: u32 = 4 * (128 + 128) * 32 * 2;
 const WGMMA_TILE: u32 = 128;
 const WGMMA_SHARED: u32 = 4 * 2 * 128 * 64 * 2 + 1024;
+/// gemm_wgmma_v2: CTA tile V2_BM x V2_BN x 64, 384 threads (a producer and two consumer
+/// warpgroups), V2_STAGES stages of A and B tiles, 2 * V2_STAGES mbarriers and 1024 bytes of
+/// alignment slack (V2_SHARED_BYTES in the kernel).
+const V2_BM: u32 = 128;
+const V2_BN: u32 = 256;
+const V2_BK: u32 = 64;
+const V2_STAGES: u32 = 4;
+const V2_THREADS: u32 = 384;
+const V2_SHARED: u32 = V2_STAGES * (V2_BM + V2_BN) * V2_BK * 2 + 2 * V2_STAGES * 8 + 1024;
 
 /// The implementation a pass over the shapes measures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,12 +49,16 @@ pub enum Pass {
     Wgmma,
     /// cuBLAS GemmEx.
     Cublas,
+    /// kernels/gemm_wgmma_v2.cu (sm_90a only): TMA, mbarrier pipeline, warp specialization,
+    /// persistent CTAs. Scheduled after `Wgmma`, last of all, for the same reason.
+    WgmmaV2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Gemm {
     MmaSync,
     Wgmma,
+    WgmmaV2,
     Cublas,
 }
 
@@ -52,6 +67,7 @@ impl Gemm {
         match self {
             Gemm::MmaSync => "gemm_mma_sync",
             Gemm::Wgmma => "gemm_wgmma",
+            Gemm::WgmmaV2 => "gemm_wgmma_v2",
             Gemm::Cublas => "cublas_gemm",
         }
     }
@@ -80,6 +96,23 @@ enum Runner {
         _module: Module,
     },
     Cublas(CublasHandle),
+    /// gemm_wgmma_v2, loaded here rather than through `driver::Module` because its launch
+    /// passes two 128-byte CUtensorMaps by value.
+    Tma(TmaKernel),
+}
+
+/// A module and its one kernel, launched directly with cuLaunchKernel.
+struct TmaKernel {
+    module: driver_sys::CUmodule,
+    f: driver_sys::CUfunction,
+}
+
+impl Drop for TmaKernel {
+    fn drop(&mut self) {
+        unsafe {
+            let _ = driver_result::module::unload(self.module);
+        }
+    }
 }
 
 /// All shapes of a pass: the square sweep, then the requested shapes.
@@ -96,6 +129,7 @@ pub fn run(b: &mut Bench, pass: Pass) {
     let gemm = match pass {
         Pass::MmaSync => Gemm::MmaSync,
         Pass::Wgmma => Gemm::Wgmma,
+        Pass::WgmmaV2 => Gemm::WgmmaV2,
         Pass::Cublas => Gemm::Cublas,
     };
     if pass == Pass::MmaSync {
@@ -107,6 +141,13 @@ pub fn run(b: &mut Bench, pass: Pass) {
         eprintln!(
             "  gemm_wgmma skipped: needs sm_90a (this device compiles for {})",
             b.gpu.arch
+        );
+        return;
+    }
+    if pass == Pass::WgmmaV2 && (b.gpu.arch != "sm_90a" || b.max_dynamic_shared < V2_SHARED) {
+        eprintln!(
+            "  gemm_wgmma_v2 skipped: needs sm_90a and {V2_SHARED} B of shared memory (this device compiles for {}, allows {} B)",
+            b.gpu.arch, b.max_dynamic_shared
         );
         return;
     }
@@ -146,12 +187,95 @@ fn load(b: &Bench, gemm: Gemm) -> Result<Runner, GpuError> {
     let (src, name, shared) = match gemm {
         Gemm::MmaSync => (&nvrtc::GEMM_MMA, "gemm_mma_sync", MMA_SHARED),
         Gemm::Wgmma => (&nvrtc::GEMM_WGMMA, "gemm_wgmma", WGMMA_SHARED),
+        Gemm::WgmmaV2 => return load_tma_kernel(b).map(Runner::Tma),
         Gemm::Cublas => return open_cublas(b).map(Runner::Cublas),
     };
     let module = b.load(src, &[])?;
     let f = module.function(name)?;
     f.set_max_dynamic_shared(shared)?;
     Ok(Runner::Kernel { f, _module: module })
+}
+
+/// Compiles kernels/gemm_wgmma_v2.cu, prints ptxas's resource report, loads it and allows its
+/// dynamic shared memory.
+fn load_tma_kernel(b: &Bench) -> Result<TmaKernel, GpuError> {
+    let src = &nvrtc::GEMM_WGMMA_V2;
+    let compiled = nvrtc::compile(src, &b.gpu.arch, &[])?;
+    for k in nvrtc::parse_ptxas_log(&compiled.log) {
+        eprintln!(
+            "  {}: {} registers, {} B smem, {} B stack, spills {} B stores / {} B loads",
+            k.name,
+            k.registers,
+            k.shared_bytes,
+            k.stack_frame_bytes,
+            k.spill_store_bytes,
+            k.spill_load_bytes
+        );
+    }
+    let module = unsafe { driver_result::module::load_data(compiled.cubin.as_ptr().cast()) }
+        .call(&format!("cuModuleLoadData({})", src.file))?;
+    // From here on `kernel` unloads the module if anything fails.
+    let mut kernel = TmaKernel {
+        module,
+        f: std::ptr::null_mut(),
+    };
+    let name = CString::new("gemm_wgmma_v2").expect("no NUL in the kernel name");
+    kernel.f = unsafe { driver_result::module::get_function(kernel.module, name) }
+        .call("cuModuleGetFunction(gemm_wgmma_v2)")?;
+    unsafe {
+        driver_result::function::set_function_attribute(
+            kernel.f,
+            driver_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            V2_SHARED as i32,
+        )
+    }
+    .call("cuFuncSetAttribute(gemm_wgmma_v2)")?;
+    Ok(kernel)
+}
+
+/// TMA descriptor of a row-major bf16 matrix [rows, k] (k contiguous) read in boxes of
+/// `box_rows` rows x 64 k with the 128-byte swizzle; out-of-bounds elements read as zero.
+fn tensor_map(
+    ptr: u64,
+    rows: u64,
+    k: u64,
+    box_rows: u32,
+) -> Result<driver_sys::CUtensorMap, GpuError> {
+    use driver_sys::{
+        CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Oob, CUtensorMapInterleave as Il,
+        CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Sw,
+    };
+    let mut map = driver_sys::CUtensorMap { opaque: [0; 16] };
+    let dims: [u64; 2] = [k, rows];
+    let strides: [u64; 1] = [2 * k];
+    let boxes: [u32; 2] = [V2_BK, box_rows];
+    let element_strides: [u32; 2] = [1, 1];
+    catch_silently(|| unsafe {
+        driver_sys::cuTensorMapEncodeTiled(
+            &mut map,
+            Dt::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            2,
+            ptr as *mut c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            element_strides.as_ptr(),
+            Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            Sw::CU_TENSOR_MAP_SWIZZLE_128B,
+            L2::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            Oob::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+        .result()
+    })?
+    .call("cuTensorMapEncodeTiled")?;
+    Ok(map)
+}
+
+/// Persistent grid of gemm_wgmma_v2: one CTA per SM (its shared memory allows no second one),
+/// at most one per output tile.
+fn v2_grid(s: &GemmShape, sm_count: u32) -> u32 {
+    let tiles = s.m.div_ceil(V2_BM as u64) * s.n.div_ceil(V2_BN as u64);
+    tiles.min(sm_count.max(1) as u64) as u32
 }
 
 fn open_cublas(b: &Bench) -> Result<CublasHandle, GpuError> {
@@ -239,6 +363,30 @@ fn launch(
                 1,
             );
             f.launch(b.gpu, grid, 256, WGMMA_SHARED, &args)
+        }
+        (Runner::Tma(kernel), Gemm::WgmmaV2) => {
+            let mut map_a = tensor_map(pa, s.m, s.k, V2_BM)?;
+            let mut map_b = tensor_map(pb, s.n, s.k, V2_BN)?;
+            let (mut c, mut m, mut n, mut k) = (pc, m, n, k);
+            let mut params: [*mut c_void; 6] = [
+                (&mut map_a as *mut driver_sys::CUtensorMap).cast(),
+                (&mut map_b as *mut driver_sys::CUtensorMap).cast(),
+                (&mut c as *mut u64).cast(),
+                (&mut m as *mut i32).cast(),
+                (&mut n as *mut i32).cast(),
+                (&mut k as *mut i32).cast(),
+            ];
+            unsafe {
+                driver_result::launch_kernel(
+                    kernel.f,
+                    (v2_grid(s, b.sm_count), 1, 1),
+                    (V2_THREADS, 1, 1),
+                    V2_SHARED,
+                    b.gpu.stream,
+                    &mut params,
+                )
+            }
+            .call("cuLaunchKernel(gemm_wgmma_v2)")
         }
         (Runner::Cublas(h), Gemm::Cublas) => {
             // Column-major cuBLAS computes C^T[N,M] = B[N,K] (op T of the K x N column-major
@@ -407,6 +555,18 @@ mod tests {
         assert_eq!(*idx.last().unwrap(), 63);
         assert!(idx.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(sample_indices(1, 5), vec![0]);
+    }
+
+    #[test]
+    fn v2_shared_memory_and_grid() {
+        // 4 stages of (128 + 256) x 64 bf16, 8 mbarriers, 1024 B alignment slack: within the
+        // 227 KiB a Hopper block may opt in to.
+        assert_eq!(V2_SHARED, 196_608 + 64 + 1024);
+        assert!(V2_SHARED <= 232_448);
+        let square = GemmShape::new("s", 8192, 8192, 8192);
+        assert_eq!(v2_grid(&square, 132), 132);
+        let small = GemmShape::new("adaln", 64, 4608, 768);
+        assert_eq!(v2_grid(&small, 132), 18);
     }
 
     #[test]

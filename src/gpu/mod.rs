@@ -35,7 +35,7 @@ pub use report::{format_table, print_table, BenchReport, BenchResult, DeviceInfo
 pub enum Suite {
     /// copy, scale, triad, reduce, and cuMemcpyDtoD as the baseline.
     Memory,
-    /// bf16 GEMM (mma.sync, and wgmma on sm_90, measured after every other suite) over the
+    /// bf16 GEMM (mma.sync, and the two wgmma kernels on sm_90, measured after every other suite) over the
     /// square sweep and the given shapes, and the fp32 FMA peak.
     Gemm,
     /// Naive three-step and fused attention forward at batch 64, 12 heads, seq 512, head dim 64.
@@ -203,6 +203,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, GpuError> {
     if opts.suites.contains(&Suite::Gemm) {
         eprintln!("== suite gemm (wgmma, run last)");
         gemm::run(&mut bench, gemm::Pass::Wgmma);
+        bench.write_report()?;
+        eprintln!("== suite gemm (wgmma v2: TMA, warp-specialized, persistent; run last)");
+        gemm::run(&mut bench, gemm::Pass::WgmmaV2);
         bench.write_report()?;
     }
     Ok(bench.report())

@@ -36,6 +36,10 @@ pub const GEMM_WGMMA: KernelSource = KernelSource {
     file: "gemm_wgmma.cu",
     source: include_str!("../../kernels/gemm_wgmma.cu"),
 };
+pub const GEMM_WGMMA_V2: KernelSource = KernelSource {
+    file: "gemm_wgmma_v2.cu",
+    source: include_str!("../../kernels/gemm_wgmma_v2.cu"),
+};
 pub const ATTENTION: KernelSource = KernelSource {
     file: "attention.cu",
     source: include_str!("../../kernels/attention.cu"),
@@ -46,11 +50,19 @@ pub const NORM: KernelSource = KernelSource {
 };
 
 /// Every compilable source (the `.cu` files of `kernels/`).
-pub const SOURCES: [KernelSource; 6] = [FILL, MEMORY, GEMM_MMA, GEMM_WGMMA, ATTENTION, NORM];
+pub const SOURCES: [KernelSource; 7] = [
+    FILL,
+    MEMORY,
+    GEMM_MMA,
+    GEMM_WGMMA,
+    GEMM_WGMMA_V2,
+    ATTENTION,
+    NORM,
+];
 
 /// Sources that need the architecture-specific target sm_90a (wgmma); they compile for nothing else.
 pub fn needs_sm90a(file: &str) -> bool {
-    file == GEMM_WGMMA.file
+    file == GEMM_WGMMA.file || file == GEMM_WGMMA_V2.file
 }
 
 /// NVRTC target for a compute capability: `sm_90a` on 9.0 (wgmma, setmaxnreg), `sm_XY` otherwise.

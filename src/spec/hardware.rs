@@ -67,6 +67,9 @@ pub struct Achievable {
     pub fp32_vector: Sourced,
     /// Fraction of HBM bandwidth a streaming copy reaches (bytes read + written).
     pub hbm: Sourced,
+    /// Fraction of HBM bandwidth eager framework pointwise kernels reach (broadcasts, casts and
+    /// reductions through PyTorch's TensorIterator); defaults to `hbm` when absent.
+    pub eager_elementwise: Option<Sourced>,
 }
 
 /// Memory system.
@@ -259,6 +262,11 @@ impl GpuSpec {
             ("achievable.fp16_tensor", &self.achievable.fp16_tensor, true),
             ("achievable.fp8_tensor", &self.achievable.fp8_tensor, true),
             ("achievable.tf32_tensor", &self.achievable.tf32_tensor, true),
+            (
+                "achievable.eager_elementwise",
+                &self.achievable.eager_elementwise,
+                true,
+            ),
         ];
         for (field, v, fraction) in optional {
             if let Some(v) = v {

@@ -87,6 +87,8 @@ pub struct Calibration {
     pub fp32_vector: Option<Sourced>,
     /// Achievable fraction of HBM bandwidth.
     pub hbm: Option<Sourced>,
+    /// Achievable fraction of HBM bandwidth for eager pointwise kernels.
+    pub eager_elementwise: Option<Sourced>,
     /// GEMM small-K constant k0.
     pub gemm_k0: Option<Sourced>,
     /// GPU-side gap per kernel (s).
@@ -119,6 +121,7 @@ impl Calibration {
             ("tf32_tensor", &c.tf32_tensor),
             ("fp32_vector", &c.fp32_vector),
             ("hbm", &c.hbm),
+            ("eager_elementwise", &c.eager_elementwise),
             ("flash2_fwd", &c.flash2_fwd),
             ("flash2_bwd", &c.flash2_bwd),
             ("flash3_fwd", &c.flash3_fwd),
@@ -181,6 +184,8 @@ pub struct Machine {
     pub hbm: f64,
     /// Achievable fraction of HBM.
     pub frac_hbm: f64,
+    /// Achievable fraction of HBM for eager pointwise kernels.
+    pub frac_eager: f64,
     /// L2 size (bytes) and bandwidth (B/s).
     pub l2_bytes: f64,
     /// L2 bandwidth.
@@ -245,6 +250,10 @@ impl Machine {
             gemm_k0: DEFAULT_K0,
             hbm: gpu.memory.hbm_bandwidth.value,
             frac_hbm: a.hbm.value,
+            frac_eager: a
+                .eager_elementwise
+                .as_ref()
+                .map_or(a.hbm.value, |s| s.value),
             l2_bytes: gpu.memory.l2_bytes.value,
             l2_bw: gpu.memory.l2_bandwidth.value,
             capacity: gpu.memory.hbm_capacity.value,
@@ -270,6 +279,7 @@ impl Machine {
             set(&mut m.frac_tf32, &c.tf32_tensor);
             set(&mut m.frac_fp32, &c.fp32_vector);
             set(&mut m.frac_hbm, &c.hbm);
+            set(&mut m.frac_eager, &c.eager_elementwise);
             set(&mut m.gemm_k0, &c.gemm_k0);
             set(&mut m.kernel_launch, &c.kernel_launch_s);
             set(&mut m.host_dispatch, &c.host_dispatch_s);
@@ -365,6 +375,11 @@ impl Machine {
     /// Time to move `bytes` through HBM at the achievable bandwidth.
     pub fn hbm_time(&self, bytes: Bytes) -> Seconds {
         bytes / ByteRate(self.hbm * self.frac_hbm)
+    }
+
+    /// Time for an eager framework pointwise kernel to move `bytes` through HBM.
+    pub fn eager_hbm_time(&self, bytes: Bytes) -> Seconds {
+        bytes / ByteRate(self.hbm * self.frac_eager)
     }
 
     /// Time to move `bytes` through L2.

@@ -6,6 +6,10 @@
 //! earlier ones, so a step takes `max(GPU time, host dispatch time)`; an op is reported
 //! launch-bound when its own dispatch takes longer than its GPU time.
 //!
+//! Eager pointwise kernels (elementwise, norms, softmax, reductions, lookups launched one aten op
+//! at a time) move their bytes at `achievable.eager_elementwise` of HBM bandwidth, fused kernels
+//! and library kernels at `achievable.hbm`.
+//!
 //! L2 rule (stated assumption): the input an op reads right after the previous kernel wrote it
 //! (`Op::chained_read`) is served from L2 when it is at most half the L2 size.
 //!
@@ -108,7 +112,22 @@ pub fn op_time(
     } else {
         0.0
     };
-    let memory = mach.hbm_time(Bytes(read.0 + written.0 - l2_hit)) + mach.l2_time(Bytes(l2_hit));
+    let hbm_bytes = Bytes(read.0 + written.0 - l2_hit);
+    let eager_pointwise = mode == ExecMode::Eager
+        && matches!(
+            op.kind,
+            OpKind::Elementwise
+                | OpKind::Normalization
+                | OpKind::Softmax
+                | OpKind::Reduction
+                | OpKind::Embedding
+        );
+    let hbm = if eager_pointwise {
+        mach.eager_hbm_time(hbm_bytes)
+    } else {
+        mach.hbm_time(hbm_bytes)
+    };
+    let memory = hbm + mach.l2_time(Bytes(l2_hit));
     let kernels = match (mode, op.chain) {
         _ if op.kernels == 0 => 0.0,
         (ExecMode::Eager, _) => op.kernels as f64,
