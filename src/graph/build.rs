@@ -422,8 +422,8 @@ impl Builder<'_> {
         self.open_chain = false;
     }
 
-    /// A norm over `rows` rows of `width`, input `inb` bytes per element; returns the output's
-    /// bytes per element. LayerNorm is one native kernel that keeps its input and two fp32
+    /// A norm over `rows` rows of `width` (split into `tensors` separately normalized tensors,
+    /// e.g. q and k), input `inb` bytes per element; returns the output's bytes per element. LayerNorm is one native kernel that keeps its input and two fp32
     /// statistics per row; under autocast it runs (and outputs) in fp32. RMSNorm, which eager
     /// PyTorch runs as a composite as written in JiT's and Llama's reference code
     /// (`x.float()`, `pow`, `mean`, `+ eps`, `rsqrt`, `mul`, `type_as`, `* weight`), keeps the fp32
@@ -436,6 +436,7 @@ impl Builder<'_> {
         rows: f64,
         width: f64,
         inb: f64,
+        tensors: u8,
     ) -> f64 {
         let e = rows * width;
         let p = self.num.param;
@@ -456,7 +457,7 @@ impl Builder<'_> {
                         e * outb,
                     )
                     .saved(e * 4.0 + e * inb + rows * 4.0)
-                    .composite(6 + casts, read, written),
+                    .composite((6 + casts) * tensors, read, written),
                 );
                 outb
             }
@@ -573,6 +574,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 pg * 4.0,
                 pg * nu.op,
             )
+            .composite(embed_gemm_count(m), pg * 4.0, pg * nu.op)
             .alone()
             .bwd(Bwd::Cast),
         );
@@ -676,6 +678,21 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             .alone(),
         );
     }
+}
+
+/// Number of GEMM weight tensors of the embedding layers (one autocast cast kernel each).
+fn embed_gemm_count(m: &ModelSpec) -> u8 {
+    let patch = match (&m.input, m.embedding.patch_embed) {
+        (None, _) => 0,
+        (Some(_), Some(PatchEmbed::Bottleneck)) => 2,
+        (Some(_), _) => 1,
+    };
+    patch
+        + if m.embedding.timestep_frequencies > 0 {
+            2
+        } else {
+            0
+        }
 }
 
 /// GEMM weights of the embedding layers (those that get an autocast copy).
@@ -814,6 +831,8 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
                 pg * 4.0,
                 pg * nu.op,
             )
+            // One cast kernel per weight: qkv, proj, fc1, fc2 (+ adaLN).
+            .composite(4 + u8::from(adaln), pg * 4.0, pg * nu.op)
             .alone()
             .bwd(Bwd::Cast),
         );
@@ -844,7 +863,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
 
     // Attention branch. The residual stream feeds both the norm and the residual add.
     grad_fork(b, n!("attn.fork"), e, nu.res);
-    let x = b.norm(n!("attn.norm"), t.norm, tf, d, nu.res);
+    let x = b.norm(n!("attn.norm"), t.norm, tf, d, nu.res, 1);
     let x = if adaln {
         modulate(b, n!("attn.modulate"), e, bf * d, x)
     } else {
@@ -880,6 +899,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             2.0 * tf * h,
             dh,
             nu.out,
+            2,
         );
     }
     if t.rope != RopeKind::None {
@@ -909,7 +929,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
 
     // MLP branch.
     grad_fork(b, n!("mlp.fork"), e, nu.res);
-    let x = b.norm(n!("mlp.norm"), t.norm, tf, d, nu.res);
+    let x = b.norm(n!("mlp.norm"), t.norm, tf, d, nu.res, 1);
     let x = if adaln {
         modulate(b, n!("mlp.modulate"), e, bf * d, x)
     } else {
@@ -1281,6 +1301,7 @@ fn flash(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64,
                 2.0 * e * qk,
                 2.0 * e * o,
             )
+            .composite(2, 2.0 * e * qk, 2.0 * e * o)
             .bwd(Bwd::Cast),
         );
     }
@@ -1384,6 +1405,11 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 pg * 4.0,
                 pg * nu.op,
             )
+            .composite(
+                1 + u8::from(t.conditioning == Conditioning::AdalnZero),
+                pg * 4.0,
+                pg * nu.op,
+            )
             .alone()
             .bwd(Bwd::Cast),
         );
@@ -1416,7 +1442,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     true,
                 );
             }
-            let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res);
+            let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, 1);
             let x = if t.conditioning == Conditioning::AdalnZero {
                 modulate(b, n!("final.modulate"), e, bf * d, x)
             } else {
@@ -1446,7 +1472,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
         ModelKind::Language => {
             let rows = batch * m.tokens.text;
             let v = m.embedding.vocab as f64;
-            let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res);
+            let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, 1);
             b.linear(
                 n!("lm_head"),
                 rows,
