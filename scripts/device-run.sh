@@ -5,6 +5,7 @@
 # with PyTorch. At most 8 files come back from $OUT: the key results, plus all logs in a tarball.
 #
 #   OUT=/some/dir scripts/device-run.sh
+#   OUT=/some/dir BENCH_SUITES=gemm,cublas VALIDATION_ARGS="--config gpt2-124m:8:flash2:compiled" scripts/device-run.sh
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -33,8 +34,10 @@ cat "$work/provenance.txt"
 OUT="$work" BENCH_TIMEOUT="${BENCH_TIMEOUT:-150}" TORCH_TIMEOUT="${TORCH_TIMEOUT:-60}" bash scripts/gpu-session.sh
 
 echo "== validation/measure.py (budget ${VALIDATION_BUDGET:-190} s)"
+# VALIDATION_ARGS (word-split) replaces the default plan, e.g. "--config gpt2-124m:8:flash2:compiled".
+# shellcheck disable=SC2086
 PYTHONUNBUFFERED=1 timeout -k 10 "${VALIDATION_TIMEOUT:-250}" python3 validation/measure.py \
-    --budget-s "${VALIDATION_BUDGET:-190}" --out "$work/measurements.json" >"$work/validation.log" 2>&1
+    --budget-s "${VALIDATION_BUDGET:-190}" ${VALIDATION_ARGS:-} --out "$work/measurements.json" >"$work/validation.log" 2>&1
 echo "measure.py exit code: $?"
 tail -n 40 "$work/validation.log"
 

@@ -11,7 +11,8 @@
 #   3. roofline bench --suite memory,gemm,attention,norm,cublas --shapes jit-b4 -> $OUT/bench.json;
 #   4. a PyTorch cross-check of the same ceilings -> $OUT/torch-baseline.json.
 # Logs: $OUT/session.log (everything), $OUT/bench.stdout, $OUT/bench.stderr, $OUT/torch.log.
-# Timeouts (seconds) can be changed with BENCH_TIMEOUT and TORCH_TIMEOUT.
+# Timeouts (seconds) can be changed with BENCH_TIMEOUT and TORCH_TIMEOUT; BENCH_SUITES picks the
+# bench suites (default: all).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -63,7 +64,7 @@ echo "== roofline bench (timeout ${BENCH_TIMEOUT}s)"
 bench_rc=0
 if [ -x target/release/roofline ]; then
     RUST_BACKTRACE=1 timeout -k 10 "$BENCH_TIMEOUT" target/release/roofline bench \
-        --suite memory,gemm,attention,norm,cublas --shapes jit-b4 ${GPU_SPEC:+--gpu "$GPU_SPEC"} --out "$OUT/bench.json" \
+        --suite "${BENCH_SUITES:-memory,gemm,attention,norm,cublas}" --shapes jit-b4 ${GPU_SPEC:+--gpu "$GPU_SPEC"} --out "$OUT/bench.json" \
         >"$OUT/bench.stdout" 2>"$OUT/bench.stderr" || bench_rc=$?
     echo "roofline bench exit code: $bench_rc (124 = timed out; $OUT/bench.json holds the suites finished)"
     echo "-- stderr (last 80 lines)"
