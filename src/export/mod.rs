@@ -402,7 +402,10 @@ pub fn assumptions(
             mach.gemm_k0
         ),
         format!("HBM: {:.1}% of {} achievable ({})", mach.frac_hbm * 100.0, crate::units::ByteRate(mach.hbm), gpu.achievable.hbm.source),
-        "L2: an input just written by the previous kernel is read from L2 when it is at most half the L2".to_string(),
+        format!(
+            "L2: an input just written by the previous kernel is read from L2 when it is at most {:.0}% of the L2",
+            100.0 * crate::time::L2_REUSE_FRACTION
+        ),
         format!(
             "launch: {} us GPU gap per kernel ({}); host dispatch {} us per eager op ({})",
             mach.kernel_launch * 1e6,

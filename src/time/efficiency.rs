@@ -12,11 +12,12 @@
 //! - Wave quantization u = tiles / (⌈tiles / SMs⌉ · SMs): the last wave leaves SMs idle
 //!   (one output tile per SM at a time).
 //! - r: relative throughput of a tile shape (operand reuse), an assumption: 1.0 for 128×256 and
-//!   256×128, 0.9 for 128×128, 0.75 for 64×128 (Hopper's wgmma works on 64-row slices; smaller
-//!   tiles re-read more operand bytes per FLOP).
+//!   256×128, 0.9 for 128×128, 0.85 for 128×64 (attention's head dimension), 0.75 for 64×128
+//!   (Hopper's wgmma works on 64-row slices; smaller tiles re-read more operand bytes per FLOP).
 //! - Small K: each tile pays a fixed prologue/epilogue (pipeline fill, writing C) worth k0
 //!   steps of its K loop: K / (K + k0), k0 = 64 by default (assumption; calibrated by
-//!   `roofline calibrate`).
+//!   `roofline calibrate`). k0 is a time measured in bf16 tensor-core K steps: for a slower unit
+//!   (fp32 SIMT) it shrinks in proportion to the unit's attainable rate.
 //! - Skinny M (e.g. adaLN's M = batch): captured by tile and wave quantization, and such GEMMs
 //!   are memory-bound on their weight read, which the roofline max() takes care of.
 //! - Few tiles, long K (weight gradients: M·N small, K = tokens): split-K ([`split_k`]) spreads
@@ -37,10 +38,11 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Tile shapes the model chooses from, with their relative throughput `r`.
-pub const TILES: [(u64, u64, f64); 4] = [
+pub const TILES: [(u64, u64, f64); 5] = [
     (128, 256, 1.0),
     (256, 128, 1.0),
     (128, 128, 0.9),
+    (128, 64, 0.85),
     (64, 128, 0.75),
 ];
 
@@ -309,6 +311,11 @@ impl Machine {
     /// Shape-dependent GEMM efficiency multiplier (everything but the achievable fraction `a`),
     /// see the module docs. `batch` independent GEMMs share the machine.
     pub fn gemm_shape_efficiency(&self, batch: u64, m: u64, n: u64, k: u64) -> f64 {
+        self.shape_efficiency_k0(batch, m, n, k, self.gemm_k0)
+    }
+
+    /// [`Machine::gemm_shape_efficiency`] with an explicit small-K constant.
+    fn shape_efficiency_k0(&self, batch: u64, m: u64, n: u64, k: u64, k0: f64) -> f64 {
         let mut best = 0.0f64;
         for &(tm, tn, r) in &TILES {
             let tiles_m = m.div_ceil(tm);
@@ -320,7 +327,7 @@ impl Machine {
             let waves = (ctas / self.sms).ceil();
             let u = ctas / (waves * self.sms);
             let kk = k as f64 / split;
-            best = best.max(q * u * r * kk / (kk + self.gemm_k0));
+            best = best.max(q * u * r * kk / (kk + k0));
         }
         best
     }
@@ -337,7 +344,10 @@ impl Machine {
         k: u64,
     ) -> FlopRate {
         let (peak, frac) = self.peak(unit, dtype);
-        let eff = frac * self.gemm_shape_efficiency(batch, m, n, k);
+        // k0 is a fixed time per tile expressed in K steps of the bf16 tensor-core loop; on a
+        // slower unit the same time is fewer K steps.
+        let k0 = self.gemm_k0 * (peak.0 * frac) / (self.peak_bf16 * self.frac_bf16);
+        let eff = frac * self.shape_efficiency_k0(batch, m, n, k, k0);
         let align = match dtype {
             Dtype::Fp8 => 16,
             Dtype::Bf16 => 8,

@@ -11,7 +11,8 @@
 //! and library kernels at `achievable.hbm`.
 //!
 //! L2 rule (stated assumption): the input an op reads right after the previous kernel wrote it
-//! (`Op::chained_read`) is served from L2 when it is at most half the L2 size.
+//! (`Op::chained_read`) is served from L2 when it is at most [`L2_REUSE_FRACTION`] of the L2
+//! size.
 //!
 //! Execution modes: `eager` launches `Op::kernels` kernels per op (several for composites such
 //! as RMSNorm written as pow, mean, rsqrt, mul) and pays `host_dispatch_s` per kernel;
@@ -37,6 +38,12 @@ use serde::Serialize;
 /// generated wrapper launches kernels without the eager dispatcher's per-op overhead; 0.4 puts a
 /// 10 us eager op at 4 us per compiled kernel).
 pub const COMPILED_HOST_FACTOR: f64 = 0.4;
+
+/// Share of the L2 that reliably still holds the previous kernel's output (assumption: Hopper's
+/// L2 is two partitions, and the next kernel's own output competes for it; on an H100 a 25 MB
+/// LayerNorm input written just before was not served from its 50 MB L2 (27.6 us per call,
+/// 1.8 TB/s, reports/measurements/2026-11-27-h100-sxm)).
+pub const L2_REUSE_FRACTION: f64 = 0.25;
 
 /// What limits an op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,7 +114,7 @@ pub fn op_time(
         Seconds::ZERO
     };
     let chained = op.chained_read.0.min(read.0);
-    let l2_hit = if chained > 0.0 && chained <= 0.5 * mach.l2_bytes {
+    let l2_hit = if chained > 0.0 && chained <= L2_REUSE_FRACTION * mach.l2_bytes {
         chained
     } else {
         0.0
