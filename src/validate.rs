@@ -6,8 +6,9 @@
 //!
 //! Classes are compared the way the measuring script classifies kernels by name
 //! (validation/README.md): batched matmuls of unfused attention are cuBLAS kernels (gemm), only
-//! their softmax counts as attention; the loss is "other"; in compiled mode a fused chain that
-//! contains a normalization is normalization, one that contains a softmax is attention. Predicted
+//! their softmax counts as attention; the loss is "other"; eager RMSNorm (a composite of
+//! pointwise kernels) is elementwise; in compiled mode a fused forward chain that contains a
+//! normalization is normalization, one that contains a softmax is attention. Predicted
 //! class times are GPU busy time (launch gaps and host stalls are in no kernel). Predicted peak
 //! memory is what the PyTorch allocator sees: weights, gradients, optimizer states, autocast
 //! copies, activations and the largest backward transient, without workspace or fragmentation.
@@ -146,7 +147,11 @@ pub fn predicted_classes(
             let mut class = None;
             for o in std::iter::once(op).chain(members) {
                 match o.kind {
-                    OpKind::Normalization => class = Some("normalization"),
+                    // Inductor names a fused kernel after its ops: forward norms show `rsqrt`,
+                    // their backward kernels do not (they count as elementwise).
+                    OpKind::Normalization if o.phase == crate::graph::Phase::Forward => {
+                        class = Some("normalization")
+                    }
                     OpKind::Softmax if o.class == OpClass::Attention && class.is_none() => {
                         class = Some("attention")
                     }
