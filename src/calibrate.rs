@@ -53,8 +53,10 @@ pub struct Fit {
     /// Achievable fraction of HBM bandwidth of eager PyTorch pointwise ops (from the PyTorch
     /// cross-check): the median over the measured ops.
     pub eager_fraction: Option<f64>,
-    /// Host time per eager kernel (from the PyTorch cross-check), s.
+    /// Host time per eager kernel, s.
     pub host_dispatch_s: Option<f64>,
+    /// Where `host_dispatch_s` comes from.
+    pub host_dispatch_source: String,
     /// Points used by each fit and their residuals.
     pub residuals: Vec<Residual>,
 }
@@ -150,6 +152,7 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
         fp32_fraction,
         eager_fraction: None,
         host_dispatch_s: None,
+        host_dispatch_source: String::new(),
         residuals,
     })
 }
@@ -190,7 +193,40 @@ pub fn add_torch_baseline(
         .and_then(|r| r.get("time_s").and_then(|t| t.as_f64()))
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(|t| t / 2.0);
+    if fit.host_dispatch_s.is_some() {
+        fit.host_dispatch_source =
+            "host time per eager op with autograd, halved per kernel (scripts/torch_baseline.py)"
+                .to_string();
+    }
     Ok(())
+}
+
+/// GPU busy time below this share of the step marks a configuration as host-bound.
+pub const HOST_BOUND_GPU_SHARE: f64 = 0.75;
+
+/// Host time per kernel from measured training steps (`validation/measure.py` output): in a
+/// configuration whose GPU kernel time is below [`HOST_BOUND_GPU_SHARE`] of its step time the
+/// host sets the pace, so step time / kernels per step is the host's cost of one kernel. Returns
+/// the median over such configurations and how many there were.
+pub fn host_dispatch_from_steps(measurements: &serde_json::Value) -> Option<(f64, usize)> {
+    let mut per_kernel: Vec<f64> = measurements
+        .get("configs")?
+        .as_array()?
+        .iter()
+        .filter(|c| c.get("mode").and_then(|m| m.as_str()) == Some("eager"))
+        .filter_map(|c| {
+            let step = c.get("step_time_s")?.as_f64()?;
+            let gpu = c.get("gpu_kernel_time_s")?.as_f64()?;
+            let kernels = c.get("kernels_per_step")?.as_f64()?;
+            (step > 0.0 && kernels > 0.0 && gpu < HOST_BOUND_GPU_SHARE * step)
+                .then_some(step / kernels)
+        })
+        .collect();
+    if per_kernel.is_empty() {
+        return None;
+    }
+    per_kernel.sort_by(f64::total_cmp);
+    Some((per_kernel[per_kernel.len() / 2], per_kernel.len()))
 }
 
 fn residual(r: &BenchResult, predicted: f64) -> Residual {
@@ -335,9 +371,7 @@ pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str
         eager_elementwise: fit.eager_fraction.map(|f| {
             sourced(f, format!("median bandwidth of eager PyTorch pointwise ops at [32768, 768] (scripts/torch_baseline.py) on {}", report.device.name))
         }),
-        host_dispatch_s: fit.host_dispatch_s.map(|t| {
-            sourced(t, format!("host time per eager op with autograd, halved per kernel (scripts/torch_baseline.py) on {}", report.device.name))
-        }),
+        host_dispatch_s: fit.host_dispatch_s.map(|t| sourced(t, fit.host_dispatch_source.clone())),
         ..Calibration::default()
     }
 }

@@ -85,6 +85,10 @@ pub struct CalibrateArgs {
     /// and host dispatch time.
     #[arg(long)]
     pub torch: Option<PathBuf>,
+    /// Measured training steps (validation/measure.py) for the host time per eager kernel, from
+    /// the host-bound configurations.
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
     /// Where to write the calibration TOML.
     #[arg(long)]
     pub out: PathBuf,
@@ -541,6 +545,30 @@ fn calibrate(a: &CalibrateArgs) -> Result<()> {
             )
         })?;
         crate::calibrate::add_torch_baseline(&mut fit, &baseline, &gpu)?;
+    }
+    if let Some(path) = &a.validation {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let steps: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::spec(
+                path.display().to_string(),
+                "(json)",
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        match crate::calibrate::host_dispatch_from_steps(&steps) {
+            Some((t, n)) => {
+                fit.host_dispatch_s = Some(t);
+                fit.host_dispatch_source = format!(
+                    "median of step time / kernels per step over the {n} host-bound eager configurations (GPU busy < {:.0}% of the step) of {}",
+                    100.0 * crate::calibrate::HOST_BOUND_GPU_SHARE,
+                    path.display()
+                );
+            }
+            None => eprintln!(
+                "note: {} has no host-bound eager configuration; host dispatch not calibrated",
+                path.display()
+            ),
+        }
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command);
