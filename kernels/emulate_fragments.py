@@ -169,3 +169,101 @@ for wg in range(2):
                 row, k = wg * 64 + rr, kk * 16 + kq
                 bad += hw != swz128(row, k // 8) + (k % 8) * 2
 print("gemm_wgmma addressing mismatches:", bad)
+
+# ---------------- gemm_wgmma_v2.cu ----------------
+# (1) The TMA's 128-byte swizzle (16-byte chunk c of 128-byte row r at chunk c ^ (r % 8), from a
+# 1024-byte-aligned box) against what wgmma reads through the descriptors: consumer half h's A
+# (64 rows at h * 64 * 128) and the whole 256-row B tile, k16 step kk at +32 bytes.
+bad = 0
+for name, start0, nrows in [("A half 0", 0, 64), ("A half 1", 64 * 128, 64), ("B", 0, 256)]:
+    for kk in range(4):
+        start = start0 + kk * 32
+        for rr in range(nrows):
+            for kq in range(16):
+                pre = start + (rr // 8) * 1024 + (rr % 8) * 128 + kq * 2
+                hw = pre ^ (((pre >> 7) & 7) << 4)
+                row, k = start0 // 128 + rr, kk * 16 + kq
+                bad += hw != swz128(row, k // 8) + (k % 8) * 2
+print("gemm_wgmma_v2 descriptor/TMA-swizzle mismatches:", bad)
+
+# (2) The grouped persistent tile order is a bijection onto the tiles.
+def v2_tile_coords(t, tiles_m, tiles_n, G=16):
+    per_group = G * tiles_n
+    first = (t // per_group) * G
+    rows = min(tiles_m - first, G)
+    r = t % per_group
+    return first + r % rows, r // rows
+bad = 0
+for tiles_m, tiles_n in [(64, 32), (1, 18), (256, 9), (17, 5), (33, 1), (16, 16), (3, 7)]:
+    seen = {v2_tile_coords(t, tiles_m, tiles_n) for t in range(tiles_m * tiles_n)}
+    bad += seen != {(i, j) for i in range(tiles_m) for j in range(tiles_n)}
+print("gemm_wgmma_v2 tile order: shapes that are not a bijection:", bad)
+
+# (3) The mbarrier pipeline under random interleavings: one producer thread (wait empty with
+# the opposite parity, arrive.expect_tx, two TMA loads that land later), two consumer
+# warpgroups (wait full, issue a wgmma group that retires later, wait_group 1, lane 0 of each
+# of 4 warps releases the previous stage; wait_group 0 and release at the end of each tile).
+# Checks: every group reads the stage holding its own (tile, k-tile), no TMA lands in a stage
+# that an unretired group still reads, no deadlock.
+class Mbar:
+    def __init__(self, count): self.count, self.pending, self.tx, self.phase = count, count, 0, 0
+    def _check(self):
+        if self.pending == 0 and self.tx == 0: self.phase += 1; self.pending = self.count
+    def arrive(self, tx=0): self.tx += tx; self.pending -= 1; assert self.pending >= 0; self._check()
+    def complete_tx(self, b): self.tx -= b; self._check()
+    def done(self, parity): return (self.phase & 1) != parity
+
+def simulate_pipeline(n_tiles, k_tiles, stages, seed):
+    rnd = np.random.default_rng(seed)
+    full = [Mbar(1) for _ in range(stages)]; empty = [Mbar(8) for _ in range(stages)]
+    stage_data = [None] * stages; tma = []; errors = 0
+    order = [(t, kt) for t in range(n_tiles) for kt in range(k_tiles)]
+    prod = {"it": 0, "state": "wait"}
+    cons = [{"it": 0, "groups": [], "state": "wait"} for _ in range(2)]
+    while True:
+        actions = []
+        if prod["it"] < len(order):
+            s, par = prod["it"] % stages, (prod["it"] // stages) & 1
+            if empty[s].done(par ^ 1): actions.append("prod")
+        if tma: actions.append("tma")
+        for w, c in enumerate(cons):
+            if c["groups"]: actions.append(("retire", w))
+            if c["it"] < len(order) or c["state"] != "wait":
+                if c["state"] == "wait":
+                    if c["it"] < len(order):
+                        s, par = c["it"] % stages, (c["it"] // stages) & 1
+                        if full[s].done(par): actions.append(("cons", w))
+                elif c["state"] == "wait1" and len(c["groups"]) <= 1: actions.append(("cons", w))
+                elif c["state"] == "wait0" and not c["groups"]: actions.append(("cons", w))
+        if not actions:
+            done = prod["it"] == len(order) and all(c["it"] == len(order) and c["state"] == "wait" for c in cons)
+            return errors + (0 if done else 1000)
+        a = actions[rnd.integers(len(actions))]
+        if a == "prod":
+            it = prod["it"]; s = it % stages
+            full[s].arrive(tx=2)
+            tma.append((s, order[it], 1)); tma.append((s, order[it], 1)); prod["it"] += 1
+        elif a == "tma":
+            s, label, b = tma.pop(rnd.integers(len(tma)))
+            if any(g[0] == s for c in cons for g in c["groups"]): errors += 1
+            stage_data[s] = label; full[s].complete_tx(b)
+        elif a[0] == "retire":
+            cons[a[1]]["groups"].pop(0)
+        else:
+            c = cons[a[1]]; it = c["it"]
+            if c["state"] == "wait":
+                s = it % stages
+                errors += stage_data[s] != order[it]
+                c["groups"].append((s, it)); c["state"] = "wait1"
+            elif c["state"] == "wait1":
+                kt = order[it][1]
+                if kt > 0:
+                    for _ in range(4): empty[(it - 1) % stages].arrive()
+                c["it"] += 1
+                c["state"] = "wait0" if kt == k_tiles - 1 else "wait"
+            else:  # end of tile: wait_group 0, release the last stage
+                for _ in range(4): empty[(c["it"] - 1) % stages].arrive()
+                c["state"] = "wait"
+
+bad = sum(simulate_pipeline(n, k, 4, seed) for seed in range(60) for n, k in [(3, 5), (2, 1), (1, 4), (4, 2), (2, 9)])
+print("gemm_wgmma_v2 pipeline: errors or deadlocks over 300 random interleavings:", bad)

@@ -24,8 +24,8 @@
 // arrive.expect_tx, then the TMA bytes) and empty[s] (count 8: lane 0 of each consumer warp once
 // its wgmma reading the stage has retired). The producer waits empty[s] with the opposite
 // parity, so round 0 passes at once. Consumers keep one wgmma group in flight (wait_group 1)
-// and release the previous stage. Each wait traps after 2^24 failed polls (far beyond any
-// legitimate wait), so a pipeline bug ends in a launch error instead of a hang.
+// and release the previous stage. A wait that has not completed after 4 s (by %globaltimer,
+// read only on failed polls) traps, so a pipeline bug ends in a launch error, not a hang.
 #include "common.cuh"
 
 #define V2_BM 128
@@ -39,7 +39,7 @@
 #define V2_STAGE_BYTES (V2_A_BYTES + V2_B_BYTES)
 // Stages, 2 * STAGES mbarriers of 8 bytes, and up to 1023 bytes lost to 1024-byte alignment.
 #define V2_SHARED_BYTES (V2_STAGES * V2_STAGE_BYTES + 2 * V2_STAGES * 8 + 1024)
-#define V2_SPIN_LIMIT (1u << 24)
+#define V2_WAIT_LIMIT_NS 4000000000ull
 
 // Opaque 128-byte CUtensorMap (the driver's layout), passed by value as a __grid_constant__.
 struct __align__(64) TmaDesc {
@@ -68,9 +68,9 @@ __device__ __forceinline__ void mbar_arrive(u32 bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
 
-// Waits for the completion of the phase with parity `parity`; traps after V2_SPIN_LIMIT polls.
+// Waits for the completion of the phase with parity `parity`; traps after V2_WAIT_LIMIT_NS.
 __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
-    u32 polls = 0;
+    u64 start = 0;
     while (true) {
         u32 done;
         asm volatile(
@@ -83,7 +83,12 @@ __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity) {
             : "r"(bar), "r"(parity)
             : "memory");
         if (done) break;
-        if (++polls == V2_SPIN_LIMIT) asm volatile("trap;\n");
+        u64 now;
+        asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now));
+        if (start == 0)
+            start = now;
+        else if (now - start > V2_WAIT_LIMIT_NS)
+            asm volatile("trap;\n");
     }
 }
 
