@@ -77,6 +77,49 @@ fn days(s: f64) -> String {
     human_duration(Seconds(s))
 }
 
+/// Section 5: what one H100 actually did with the seed's workload (the committed measurements),
+/// against the seed's fastest scenario per GPU.
+fn measured(s: &mut String, model: &crate::spec::ModelSpec, seed_per_gpu: f64) -> Result<()> {
+    let (path, text) = crate::validate::H100_MEASUREMENTS;
+    let m: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| crate::error::Error::spec(path, "(json)", e.to_string()))?;
+    let _ = writeln!(s);
+    let _ = writeln!(s, "## 5. Measured: the seed's workload on one H100");
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Training steps of {} (PyTorch, bf16 autocast, AdamW) timed on one {} ({}, `{path}`). The seed's \
+         fastest scenario at its own 2000 tokens per sample is {seed_per_gpu:.0} samples/s per GPU.",
+        model.name,
+        m["device"]["name"].as_str().unwrap_or("GPU"),
+        m["date"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| batch | attention | mode | step | samples/s per GPU | x seed |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for c in m["configs"].as_array().into_iter().flatten() {
+        let (Some(step), Some(batch)) = (c["step_time_s"].as_f64(), c["batch"].as_f64()) else {
+            continue;
+        };
+        if c["model"].as_str() != Some(model.name.as_str()) {
+            continue;
+        }
+        let sps = batch / step;
+        let _ = writeln!(
+            s,
+            "| {batch} | {} | {} | {} | {sps:.0} | {:.1} |",
+            c["attention"].as_str().unwrap_or(""),
+            c["mode"].as_str().unwrap_or(""),
+            human_duration(Seconds(step)),
+            sps / seed_per_gpu
+        );
+    }
+    Ok(())
+}
+
 /// Generates reports/seed-audit.md.
 pub fn seed_audit() -> Result<String> {
     let model = load_model("jit-b4")?;
@@ -254,6 +297,7 @@ pub fn seed_audit() -> Result<String> {
             64.0 * model.transformer.heads as f64 * (model.max_seq() as f64).powi(2) * 4.0
         ))
     );
+    measured(&mut s, &model, SEED_TOKENS_PER_S[2] / 2000.0 / 8.0)?;
     let _ = writeln!(s);
     let _ = writeln!(
         s,

@@ -160,8 +160,8 @@ pub fn gpu_comparison() -> Result<String> {
 /// Measured training steps and the calibration from the same machine's microbenchmarks, embedded
 /// so that the report does not depend on the working directory.
 const VALIDATION: (&str, &str, &str, &str) = (
-    "reports/measurements/2026-11-27-h100-sxm/measurements.json",
-    include_str!("../reports/measurements/2026-11-27-h100-sxm/measurements.json"),
+    crate::validate::H100_MEASUREMENTS.0,
+    crate::validate::H100_MEASUREMENTS.1,
     "models/calibration/h100-sxm-2026-11-27.toml",
     include_str!("../models/calibration/h100-sxm-2026-11-27.toml"),
 );

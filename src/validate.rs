@@ -20,6 +20,13 @@ use crate::time::{op_time, Calibration, Estimator, Fleet, Machine, RunConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The training steps measured on an H100 SXM on 2026-11-27 (path, contents), embedded so that
+/// reports built from them do not depend on the working directory.
+pub const H100_MEASUREMENTS: (&str, &str) = (
+    "reports/measurements/2026-11-27-h100-sxm/measurements.json",
+    include_str!("../reports/measurements/2026-11-27-h100-sxm/measurements.json"),
+);
+
 /// Classes the measuring script reports.
 pub const CLASSES: [&str; 6] = [
     "gemm",
