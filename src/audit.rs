@@ -304,7 +304,7 @@ pub fn seed_audit() -> Result<String> {
         "Assumptions of the estimate (run `roofline estimate` for the full list):"
     );
     let _ = writeln!(s);
-    for a in crate::export::assumptions(&model, &gpu, &mach, &RunConfig::default()) {
+    for a in crate::export::assumptions(&model, &gpu, &mach, &RunConfig::default(), None) {
         let _ = writeln!(s, "- {a}");
     }
     Ok(s)

@@ -6,9 +6,11 @@
 //!   f and the per-kernel launch latency t0.
 //! - GEMM: cuBLAS's times for every measured shape follow the model of
 //!   [`crate::time::efficiency`]: `t = max(FLOPs / (P · a · e(M, N, K; k0)), bytes / (B · f)) + t_g`.
-//!   For a fixed k0, t_g and 1/a are a weighted linear least-squares fit over the compute-bound
-//!   shapes (the same solver as for HBM); k0 minimizes the time-weighted squared relative
-//!   residuals of all shapes, found by a grid over [0, 1024] refined by golden-section search.
+//!   For a fixed k0, t_g is the intercept of a weighted linear least-squares fit over the
+//!   compute-bound shapes (the same solver as for HBM) and a reproduces the largest GEMM exactly
+//!   (a is defined as the fraction a large, well-shaped GEMM reaches); k0 minimizes the
+//!   time-weighted squared relative residuals of all shapes, found by a grid over [0, 1024]
+//!   refined by golden-section search.
 //! - fp32 vector: the FMA-peak kernel's FLOP/s over the datasheet peak.
 //!
 //! Residuals (predicted vs measured, per kernel and shape) are reported for every fit.
@@ -251,10 +253,14 @@ fn gemm_time(mach: &Machine, r: &BenchResult, a: f64, latency: f64) -> f64 {
 }
 
 /// Best (a, k0, t_g) for the GEMM measurements: `t = max(x(k0) / a, memory) + t_g`, with x the
-/// compute time at a = 1. For a fixed k0, (t_g, 1/a) is the weighted linear least-squares line
-/// through the compute-bound shapes; k0 minimizes the squared relative residuals of all shapes
-/// weighted by their measured time (what matters for a step's time).
+/// compute time at a = 1. For a fixed k0, t_g is the intercept of the weighted linear
+/// least-squares line through the compute-bound shapes and a makes the largest GEMM exact; k0
+/// minimizes the squared relative residuals of all shapes weighted by their measured time.
 fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine) -> (f64, f64, f64) {
+    let largest = gemms
+        .iter()
+        .copied()
+        .max_by(|x, y| x.flops.total_cmp(&y.flops));
     let solve = |mach: &mut Machine, k0: f64| -> (f64, f64, f64) {
         mach.gemm_k0 = k0;
         let points: Vec<(f64, f64)> = gemms
@@ -262,9 +268,15 @@ fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine) -> (f64, f64, f64) {
             .filter(|r| gemm_unit_time(mach, r) > r.bytes / (mach.hbm * mach.frac_hbm))
             .map(|r| (gemm_unit_time(mach, r), r.time_s))
             .collect();
-        let (tg, c) = fit_line(&points).unwrap_or((0.0, 1.0));
-        let a = (1.0 / c.max(1e-12)).clamp(1e-3, 1.0);
+        let (tg, _) = fit_line(&points).unwrap_or((0.0, 1.0));
         let tg = tg.max(0.0);
+        // a is pinned by the largest GEMM (the "large, well-shaped GEMM" the fraction is defined
+        // by): the model reproduces it exactly; the other shapes then test k0 and the tiles.
+        let a = largest
+            .map_or(1.0, |r| {
+                gemm_unit_time(mach, r) / (r.time_s - tg).max(1e-12)
+            })
+            .clamp(1e-3, 1.0);
         let cost = gemms
             .iter()
             .map(|r| r.time_s * (gemm_time(mach, r, a, tg) / r.time_s - 1.0).powi(2))
@@ -337,13 +349,19 @@ pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str
         source,
         range: None,
     };
+    // A fitted fraction carries the fit's rms relative residual as its uncertainty range.
+    let fraction = |value: f64, source: String, rms: f64| Sourced {
+        value,
+        source,
+        range: Some([
+            (value * (1.0 - rms)).max(1e-3).min(value),
+            (value * (1.0 + rms)).min(1.0).max(value),
+        ]),
+    };
     Calibration {
         gpu: Some(gpu.name.clone()),
         provenance: Some(provenance),
-        hbm: Some(sourced(
-            fit.hbm_fraction,
-            src("the copy/scale/triad size sweep", mem_rms),
-        )),
+        hbm: Some(fraction(fit.hbm_fraction, src("the copy/scale/triad size sweep", mem_rms), mem_rms)),
         kernel_launch_s: (fit.kernel_latency_s > 0.0).then(|| {
             sourced(
                 fit.kernel_latency_s,
@@ -351,13 +369,7 @@ pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str
             )
         }),
         bf16_tensor: fit.bf16_fraction.map(|a| {
-            sourced(
-                a,
-                src(
-                    "cuBLAS bf16 GEMMs (square sweep and model shapes)",
-                    gemm_rms,
-                ),
-            )
+            fraction(a, src("cuBLAS bf16 GEMMs (square sweep and model shapes)", gemm_rms), gemm_rms)
         }),
         gemm_k0: fit.gemm_k0.map(|k| {
             sourced(

@@ -126,10 +126,10 @@ pub struct StepArgs {
     /// Samples per GPU per micro-step (suffixes allowed: 1K).
     #[arg(long, default_value = "64", value_parser = parse_count_u64)]
     pub batch: u64,
-    /// Attention implementation: naive | sdpa-math | flash2 | flash3.
+    /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3.
     #[arg(long, default_value = "naive")]
     pub attention: AttentionImpl,
-    /// Precision: bf16 (autocast, fp32 master weights) | fp32 | tf32 | fp8.
+    /// Precision: bf16 (autocast, fp32 master weights) | bf16-pure | fp32 | tf32 | fp8.
     #[arg(long, default_value = "bf16")]
     pub precision: Precision,
     /// Activation checkpointing: none | selective | full.
@@ -156,6 +156,7 @@ impl StepArgs {
             precision: self.precision,
             checkpointing: self.checkpointing,
             ema: self.ema,
+            ..StepConfig::default()
         };
         Ok((model, step))
     }
@@ -317,20 +318,28 @@ impl EstimateArgs {
             .as_deref()
             .map(Calibration::load)
             .transpose()?;
+        if let (Some(c), Some(path)) = (&cal, &self.calibration) {
+            c.check_gpu(&gpu, &path.display().to_string())?;
+        }
         let mach = Machine::new(&gpu, cal.as_ref());
         if self.gpus_per_node == 0 || self.gpus == 0 {
             return Err(Error::Invalid(
                 "--gpus and --gpus-per-node must be positive".into(),
             ));
         }
-        if !(self.inter_node_gbps.is_finite() && self.inter_node_gbps > 0.0) {
+        if !(self.inter_node_gbps.is_finite() && (1.0..=1e6).contains(&self.inter_node_gbps)) {
             return Err(Error::Invalid(
-                "--inter-node-gbps must be a positive number".into(),
+                "--inter-node-gbps must be between 1 and 1e6 (Gb/s per GPU)".into(),
             ));
         }
-        if !(self.workspace_gib.is_finite() && self.workspace_gib >= 0.0) {
+        if !(self.workspace_gib.is_finite() && (0.0..=1e6).contains(&self.workspace_gib)) {
             return Err(Error::Invalid(
-                "--workspace-gib must be a non-negative number".into(),
+                "--workspace-gib must be between 0 and 1e6".into(),
+            ));
+        }
+        if self.tokens_per_sample.is_some_and(|t| t < 1.0) {
+            return Err(Error::Invalid(
+                "--tokens-per-sample must be at least 1".into(),
             ));
         }
         if !(self.epochs.is_finite() && self.epochs > 0.0) {
@@ -348,7 +357,8 @@ impl EstimateArgs {
             mode: self.mode,
             fleet: Fleet {
                 gpus: self.gpus,
-                gpus_per_node: self.gpus_per_node,
+                // A fleet smaller than a node is one partial node.
+                gpus_per_node: self.gpus_per_node.min(self.gpus),
                 inter_node_bandwidth: self.inter_node_gbps * 1e9 / 8.0,
                 ..Fleet::default()
             },

@@ -163,8 +163,8 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
                 match op.name {
                     // Selective recompute keeps the attention inputs q, k, v: the qkv output.
                     "attn.qkv" => blocks_selective += op.bytes_written.0 * c,
-                    // Full recompute keeps each block's input: what the first norm reads.
-                    "attn.norm" => block_inputs += op.bytes_read.0 * c,
+                    // Full recompute keeps each block's input: the first norm's main input.
+                    "attn.norm" => block_inputs += op.chained_read.0 * c,
                     _ => {}
                 }
             }
@@ -200,11 +200,7 @@ pub fn footprint(
     let activations = activation_bytes(ops, cfg.checkpointing);
     let transient = ops
         .iter()
-        .filter(|o| {
-            o.phase == Phase::Backward
-                && !o.name.ends_with("weights_cast.bwd")
-                && o.name != "weights.cast.bwd"
-        })
+        .filter(|o| o.phase == Phase::Backward && !o.weight_sized)
         .map(|o| o.bytes_written.0)
         .fold(0.0, f64::max);
     let allocated = weights + grads + optimizer + ema + weight_copies + activations.0 + transient;

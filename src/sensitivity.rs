@@ -479,7 +479,7 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
         };
     let atts = AttentionImpl::ALL
         .iter()
-        .filter(|x| attention_available(&mach, **x))
+        .filter(|x| attention_available(&mach, **x, run.step.precision))
         .map(|x| {
             (
                 x.to_string(),

@@ -185,6 +185,9 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
         ));
     }
     let gpu = load_gpu(gpu_name)?;
+    if let Some(c) = cal {
+        c.check_gpu(&gpu, "calibration")?;
+    }
     let mach = Machine::new(&gpu, cal);
     let mut est = Estimator::new();
     let mut rows = Vec::new();

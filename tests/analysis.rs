@@ -280,8 +280,8 @@ fn peak_elasticity(args: &[&str]) -> f64 {
 fn elasticity_to_peak_flops_is_between_minus_one_and_zero() {
     let seed = peak_elasticity(&[]);
     assert!((-1.0..=0.0).contains(&seed), "{seed}");
-    // Nearly all compute-bound: a 7B GEMM-dominated model with fp32 GEMMs on the vector units,
-    // CUDA graphs (no host dispatch), one GPU (no communication).
+    // Nearly all compute-bound: a 7B GEMM-dominated model with fp32 GEMMs and fp32 (math SDPA)
+    // attention on the vector units, CUDA graphs (no host dispatch), one GPU (no communication).
     let args = [
         "--model",
         "llama2-7b",
@@ -294,7 +294,7 @@ fn elasticity_to_peak_flops_is_between_minus_one_and_zero() {
         "--batch",
         "8",
         "--attention",
-        "flash2",
+        "sdpa-math",
     ];
     let (model, _, mach, run) = estimate_args(&args).unwrap().resolve().unwrap();
     let e = roofline::time::Estimator::new()

@@ -39,6 +39,11 @@ fn check(model: &str) {
             "bf16-autocast" => Precision::Bf16,
             other => panic!("unknown precision {other}"),
         };
+        // CUDA FlashAttention has no fp32 kernel, so roofline rejects that combination; the CPU
+        // counting run had one (PyTorch's CPU flash kernel).
+        if attention == AttentionImpl::Flash2 && precision == Precision::Fp32 {
+            continue;
+        }
         let cfg = StepConfig {
             batch,
             attention,
@@ -98,8 +103,8 @@ fn check(model: &str) {
         checked += 1;
     }
     assert_eq!(
-        checked, 6,
-        "{model}: expected naive, sdpa-math and flash2 in fp32 and bf16"
+        checked, 5,
+        "{model}: expected naive and sdpa-math in fp32 and bf16, flash2 in bf16"
     );
 }
 

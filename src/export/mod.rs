@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::graph::{AttentionImpl, StepConfig};
 use crate::memory::{MemoryBreakdown, MemoryConfig};
 use crate::spec::model::ModelKind;
-use crate::spec::{GpuSpec, ModelSpec};
-use crate::time::{Estimator, Machine, RunConfig, StepEstimate, BREAKDOWN};
+use crate::spec::{GpuSpec, ModelSpec, Sourced};
+use crate::time::{Calibration, Estimator, Machine, RunConfig, StepEstimate, BREAKDOWN};
 use crate::units::Bytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -240,6 +240,11 @@ impl EstimateReport {
         let mut est = Estimator::new();
         let e = est.estimate(&model, &mach, &run)?;
         let dataset = dataset(a, &model, &e)?;
+        let cal = a
+            .calibration
+            .as_deref()
+            .map(Calibration::load)
+            .transpose()?;
         Ok(Self::assemble(
             &model,
             &gpu,
@@ -248,10 +253,12 @@ impl EstimateReport {
             &e,
             dataset,
             a.price_per_gpu_hour,
+            cal.as_ref(),
         ))
     }
 
     /// Builds the report from an estimate.
+    #[allow(clippy::too_many_arguments)]
     pub fn assemble(
         model: &ModelSpec,
         gpu: &GpuSpec,
@@ -260,6 +267,7 @@ impl EstimateReport {
         e: &StepEstimate,
         dataset: Option<DatasetReport>,
         price: Option<f64>,
+        cal: Option<&Calibration>,
     ) -> Self {
         let breakdown = BREAKDOWN
             .iter()
@@ -339,7 +347,7 @@ impl EstimateReport {
             price_per_gpu_hour: price,
             price_source,
             cost,
-            assumptions: assumptions(model, gpu, mach, run),
+            assumptions: assumptions(model, gpu, mach, run, cal),
         }
     }
 }
@@ -380,7 +388,15 @@ pub fn assumptions(
     gpu: &GpuSpec,
     mach: &Machine,
     run: &RunConfig,
+    cal: Option<&Calibration>,
 ) -> Vec<String> {
+    // A calibrated value's source replaces the GPU file's.
+    let src = |over: Option<&Option<Sourced>>, base: &Sourced| -> String {
+        match over.and_then(|o| o.as_ref()) {
+            Some(c) => format!("calibrated: {}", c.source),
+            None => base.source.clone(),
+        }
+    };
     let mut v = vec![
         format!(
             "precision {}: {}",
@@ -396,24 +412,37 @@ pub fn assumptions(
             }
         ),
         format!(
-            "GEMM ceiling: {:.1}% of the dense bf16 peak ({}), times tile/wave quantization and K/(K+{}) (see `roofline estimate --ops`)",
+            "GEMM ceiling: {:.1}% of the dense bf16 peak ({}), times tile/wave quantization and K/(K+{:.0}) (see `roofline estimate --ops`)",
             mach.frac_bf16 * 100.0,
-            gpu.achievable.bf16_tensor.source,
+            src(cal.map(|c| &c.bf16_tensor), &gpu.achievable.bf16_tensor),
             mach.gemm_k0
         ),
-        format!("HBM: {:.1}% of {} achievable ({})", mach.frac_hbm * 100.0, crate::units::ByteRate(mach.hbm), gpu.achievable.hbm.source),
+        format!(
+            "HBM: {:.1}% of {} achievable ({}); eager pointwise kernels {:.1}%",
+            mach.frac_hbm * 100.0,
+            crate::units::ByteRate(mach.hbm),
+            src(cal.map(|c| &c.hbm), &gpu.achievable.hbm),
+            mach.frac_eager * 100.0
+        ),
         format!(
             "L2: an input just written by the previous kernel is read from L2 when it is at most {:.0}% of the L2",
             100.0 * crate::time::L2_REUSE_FRACTION
         ),
         format!(
-            "launch: {} us GPU gap per kernel ({}); host dispatch {} us per eager op ({})",
+            "launch: {:.1} us GPU gap per kernel ({}); host dispatch {:.1} us per eager kernel ({})",
             mach.kernel_launch * 1e6,
-            gpu.launch.kernel_launch_s.source,
+            src(cal.map(|c| &c.kernel_launch_s), &gpu.launch.kernel_launch_s),
             mach.host_dispatch * 1e6,
-            gpu.launch.host_dispatch_s.source
+            src(cal.map(|c| &c.host_dispatch_s), &gpu.launch.host_dispatch_s)
         ),
     ];
+    if let Some(c) = cal {
+        v.push(format!(
+            "calibration for {}: {}",
+            c.gpu.as_deref().unwrap_or("(unnamed GPU)"),
+            c.provenance.as_deref().unwrap_or("(no provenance)")
+        ));
+    }
     match run.step.attention {
         AttentionImpl::Naive => v.push(
             "attention naive (public JiT code): fp32 QK^T on the vector units, materialized [B,1,s,s] bias, fp32 softmax, bf16 PV".into(),
@@ -426,8 +455,10 @@ pub fn assumptions(
         }
 
         AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
-            "attention {}: fused; rate(s) = rate(512) * [s/(s+{})]/[512/(512+{})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
-            run.step.attention, mach.flash_seq_half, mach.flash_seq_half
+            "attention {}: fused; rate(s) = rate({r}) * [s/(s+{h})]/[{r}/({r}+{h})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
+            run.step.attention,
+            r = mach.flash_seq_ref,
+            h = mach.flash_seq_half
         )),
     }
     if model.transformer.causal {

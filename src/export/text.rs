@@ -113,7 +113,10 @@ pub fn memory(r: &MemoryReport) -> String {
     let rows = [
         ("weights", r.weights_bytes),
         ("gradients (fp32)", r.gradients_bytes),
-        ("optimizer (AdamW m, v; fp32 master)", r.optimizer_bytes),
+        (
+            "optimizer states (AdamW m, v; fp32 master for bf16-pure)",
+            r.optimizer_bytes,
+        ),
         ("EMA copies", r.ema_bytes),
         ("autocast weight copies", r.weight_copies_bytes),
         ("activations kept for backward", r.activations_bytes),
@@ -161,7 +164,7 @@ pub fn estimate(r: &EstimateReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "step time          {:>12}   (forward {}, backward {}, optimizer {} per micro-step)",
+        "step time          {:>12}   (forward {}, backward {} per micro-step; optimizer {} per step)",
         human_duration(Seconds(r.step_time_s)),
         human_duration(Seconds(r.forward_s)),
         human_duration(Seconds(r.backward_s)),

@@ -194,6 +194,8 @@ struct Vector {
     bwd: Bwd,
     /// Eager (unfused) implementation as several kernels: (kernels, bytes read, bytes written).
     composite: Option<(u8, f64, f64)>,
+    /// Sized by the parameters (see [`Op::weight_sized`]).
+    weight_sized: bool,
 }
 
 impl Vector {
@@ -211,7 +213,13 @@ impl Vector {
             core: false,
             bwd: Bwd::Generic,
             composite: None,
+            weight_sized: false,
         }
+    }
+    /// The op (and its backward) is sized by the parameters, not the batch.
+    fn weights(mut self) -> Self {
+        self.weight_sized = true;
+        self
     }
     /// In eager mode the op runs as `kernels` kernels moving `read` and `written` bytes in all
     /// (a composite of framework ops); fused, it moves only its inputs and outputs.
@@ -296,6 +304,7 @@ impl Builder<'_> {
                 saved: Bytes(v.saved),
                 attention_core: v.core,
                 recompute: false,
+                weight_sized: v.weight_sized,
             },
             Meta {
                 names,
@@ -361,6 +370,7 @@ impl Builder<'_> {
                 saved: Bytes(mf * kf * nu.op),
                 attention_core: false,
                 recompute: false,
+                weight_sized: false,
             },
             Meta {
                 names,
@@ -410,6 +420,7 @@ impl Builder<'_> {
                 saved: Bytes(saved),
                 attention_core: true,
                 recompute: false,
+                weight_sized: false,
             },
             Meta {
                 names,
@@ -510,6 +521,20 @@ pub(crate) fn build_step_with(
     if cfg.batch == 0 {
         return Err(Error::Invalid("batch must be a positive integer".into()));
     }
+    if cfg.ema > super::MAX_EMA {
+        return Err(Error::Invalid(format!(
+            "--ema {} is more than {} EMA copies",
+            cfg.ema,
+            super::MAX_EMA
+        )));
+    }
+    let fused = matches!(cfg.attention, AttentionImpl::Flash2 | AttentionImpl::Flash3);
+    if fused && matches!(cfg.precision, Precision::Fp32 | Precision::Tf32) {
+        return Err(Error::Invalid(format!(
+            "{} has no fp32 kernels (PyTorch's SDPA falls back to the math backend): use --attention sdpa-math with --precision {}",
+            cfg.attention, cfg.precision
+        )));
+    }
     ops.clear();
     meta.clear();
     let num = Numerics::of(cfg.precision);
@@ -576,6 +601,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             )
             .composite(embed_gemm_count(m), pg * 4.0, pg * nu.op)
             .alone()
+            .weights()
             .bwd(Bwd::Cast),
         );
     }
@@ -640,6 +666,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     e * 4.0,
                 )
                 .side(rows as f64 * 8.0)
+                .weights()
                 .bwd(Bwd::Explicit {
                     read: e * 4.0 + rows as f64 * 8.0,
                     written: v * d * 4.0,
@@ -652,6 +679,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     n!("pos_embed.add"),
                     Vector::new(OpKind::Embedding, OpClass::Elementwise, e, e * 4.0, e * 4.0)
                         .side(s * d * 4.0)
+                        .weights()
                         .bwd(Bwd::Explicit {
                             read: e * 4.0,
                             written: s * d * 4.0,
@@ -663,7 +691,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
     }
     if m.tokens.in_context > 0 {
         let ic = m.tokens.in_context as f64 * batch;
-        let before = batch * m.seq_at_block(0) as f64 * d;
+        let before = batch * (m.tokens.condition + m.tokens.target + m.tokens.text) as f64 * d;
         let after = before + ic * d;
         b.vector(
             n!("in_context.concat"),
@@ -772,6 +800,7 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
                 x * 4.0,
             )
             .side(batch * 8.0)
+            .weights()
             .bwd(Bwd::Explicit {
                 read: x * 4.0 + batch * 8.0,
                 written: e.classes as f64 * d * 4.0,
@@ -834,6 +863,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             // One cast kernel per weight: qkv, proj, fc1, fc2 (+ adaLN).
             .composite(4 + u8::from(adaln), pg * 4.0, pg * nu.op)
             .alone()
+            .weights()
             .bwd(Bwd::Cast),
         );
     }
@@ -1342,6 +1372,7 @@ fn flash(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64,
             saved: Bytes(4.0 * e * o + lse),
             attention_core: false,
             recompute: false,
+            weight_sized: false,
         },
         Meta {
             names: n!("attn.flash"),
@@ -1411,6 +1442,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 pg * nu.op,
             )
             .alone()
+            .weights()
             .bwd(Bwd::Cast),
         );
     }
@@ -1506,7 +1538,8 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
 }
 
 fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
-    let p = param_count(m).total as f64;
+    // Under ZeRO-1 and up each rank updates its shard of the parameters.
+    let p = param_count(m).total as f64 / cfg.optimizer_shards.max(1) as f64;
     // bf16-pure also writes the bf16 working copy of each parameter (2 B).
     let extra = if cfg.precision == Precision::Bf16Pure {
         2.0
@@ -1535,6 +1568,7 @@ fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
         saved: Bytes::ZERO,
         attention_core: false,
         recompute: false,
+        weight_sized: false,
     };
     let meta = Meta {
         names: n!("optimizer.adamw"),
@@ -1544,15 +1578,18 @@ fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
         shape: (0, 0, 0, 0),
     };
     b.push(adam, meta);
-    for _ in 0..cfg.ema {
-        // EMA: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B), writes ema (4 B).
+    if cfg.ema > 0 {
+        // Each EMA copy: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B),
+        // writes ema (4 B); one fused kernel per copy.
+        let n = cfg.ema as f64 * param_count(m).total as f64;
         let ema = Op {
             name: "optimizer.ema",
-            flops: Flops(3.0 * p),
-            bytes_read: Bytes(8.0 * p),
-            bytes_written: Bytes(4.0 * p),
-            fused_read: Bytes(8.0 * p),
-            fused_written: Bytes(4.0 * p),
+            flops: Flops(3.0 * n),
+            bytes_read: Bytes(8.0 * n),
+            bytes_written: Bytes(4.0 * n),
+            fused_read: Bytes(8.0 * n),
+            fused_written: Bytes(4.0 * n),
+            kernels: cfg.ema.min(u8::MAX as u32) as u8,
             ..adam
         };
         b.push(
@@ -1575,7 +1612,7 @@ fn emit_recompute(b: &mut Builder, start: usize, end: usize, mode: Checkpointing
         let op = b.ops[i];
         let meta = b.meta[i];
         let wanted = match mode {
-            Checkpointing::Full => op.name != "weights.cast",
+            Checkpointing::Full => !op.weight_sized,
             Checkpointing::Selective => op.attention_core,
             Checkpointing::None => false,
         };
@@ -1723,12 +1760,13 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                     b.push(op, bwd_meta);
                 }
                 // dW[K,N] = Xᵀ[K,M] · dY[M,N]
-                let op = gemm(
+                let mut op = gemm(
                     meta.names.wgrad,
                     OpKind::Gemm { m: k, n, k: m },
                     mf * kf * nu.op + mf * nf * nu.out,
                     kf * nf * nu.out,
                 );
+                op.weight_sized = true;
                 b.push(op, bwd_meta);
                 if bias {
                     // d bias[N] = sum over M rows of dY: reads dY, writes N fp32.
@@ -1745,6 +1783,7 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                         fused_read: Bytes(mf * nf * nu.out),
                         fused_written: Bytes(nf * 4.0),
                         chain: Chain::Alone,
+                        weight_sized: true,
                         ..base
                     };
                     b.push(r, bwd_meta);

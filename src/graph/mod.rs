@@ -269,6 +269,9 @@ pub struct Op {
     pub kernels: u8,
     /// Activation bytes this op keeps for backward, per layer (forward ops only).
     pub saved: Bytes,
+    /// Its size follows the parameters, not the batch: weight casts, weight and bias gradients,
+    /// embedding-table gradients (excluded from activation transients).
+    pub weight_sized: bool,
     /// Part of the unfused attention core (what selective checkpointing recomputes).
     pub attention_core: bool,
     /// A recomputation for activation checkpointing (backward phase).
@@ -401,9 +404,15 @@ pub struct StepConfig {
     pub precision: Precision,
     /// Activation checkpointing.
     pub checkpointing: Checkpointing,
-    /// EMA copies of the weights updated after each optimizer step.
+    /// EMA copies of the weights updated after each optimizer step (at most [`MAX_EMA`]).
     pub ema: u32,
+    /// Ranks the optimizer states are sharded over (ZeRO-1 and up: each rank updates 1/shards
+    /// of the parameters); 1 without sharding.
+    pub optimizer_shards: u64,
 }
+
+/// Most EMA copies a step may update.
+pub const MAX_EMA: u32 = 16;
 
 impl Default for StepConfig {
     fn default() -> Self {
@@ -413,6 +422,7 @@ impl Default for StepConfig {
             precision: Precision::Bf16,
             checkpointing: Checkpointing::None,
             ema: 0,
+            optimizer_shards: 1,
         }
     }
 }

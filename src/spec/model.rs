@@ -260,15 +260,32 @@ impl ModelSpec {
         self.tokens.condition + self.tokens.target
     }
 
-    /// A copy with the sequence length set to `seq`: text tokens for language models; for vision
-    /// models the target tokens (and, when the spec has condition tokens, condition = target =
-    /// seq / 2). The image is resized so the patch grid matches (square, sqrt of target tokens).
+    /// A copy whose longest sequence is `seq` tokens: text tokens for language models; for vision
+    /// models the patch tokens beside the in-context tokens, split equally between condition and
+    /// target when the spec has condition tokens. The image is resized so the patch grid matches
+    /// (square, sqrt of the target tokens).
     pub fn with_sequence(&self, seq: u64) -> Result<Self> {
         let mut m = self.clone();
         match m.kind {
             ModelKind::Language => m.tokens.text = seq,
             ModelKind::Vision => {
-                let target = if m.tokens.condition > 0 { seq / 2 } else { seq };
+                let patches = seq.checked_sub(m.tokens.in_context).filter(|p| *p > 0).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "sequence {seq} leaves no patch tokens beside the {} in-context tokens of {}",
+                        m.tokens.in_context, m.name
+                    ))
+                })?;
+                if m.tokens.condition > 0 && patches % 2 == 1 {
+                    return Err(Error::Invalid(format!(
+                        "sequence {seq} is odd, but {} splits its patch tokens equally between the condition and the target image",
+                        m.name
+                    )));
+                }
+                let target = if m.tokens.condition > 0 {
+                    patches / 2
+                } else {
+                    patches
+                };
                 let side = (target as f64).sqrt().round() as u64;
                 if side * side != target || side == 0 {
                     return Err(Error::Invalid(format!(
@@ -288,6 +305,7 @@ impl ModelSpec {
             }
         }
         m.name = format!("{}@seq{seq}", self.name);
+        m.description = format!("{} [sequence overridden to {seq} tokens]", self.description);
         m.validate(&m.name.clone())?;
         Ok(m)
     }

@@ -8,12 +8,14 @@
 //! inside each node (one intra-node all-reduce's worth of traffic) and an all-reduce of x/g bytes
 //! per GPU across the N nodes over the inter-node link: 2(N-1)/N · (x/g) / (link · efficiency).
 //!
-//! Overlap (PyTorch DDP): gradients are reduced in buckets of 25 MiB as backward produces them;
-//! all but the last bucket can hide behind the rest of backward:
+//! Overlap (PyTorch DDP): gradients are reduced in buckets of 25 MiB as the last micro-step's
+//! backward produces them; all but the last bucket can hide behind the rest of that backward:
 //! exposed = max(total - backward · (1 - 1/buckets), total / buckets).
-//! ZeRO-1/2 replace the all-reduce by reduce-scatter + all-gather: the same volume. ZeRO-3 adds an
-//! all-gather of the parameters before forward and again before backward, hidden behind forward
-//! and backward compute by prefetching up to the same rule. Communication kernels slowing the
+//! ZeRO-1/2 reduce-scatter the gradients instead (half an all-reduce's volume, same overlap) and
+//! all-gather the updated parameters (in the compute dtype) after the optimizer step, where
+//! nothing hides it. ZeRO-3 (FSDP) also all-gathers the parameters before each micro-step's
+//! forward and again before its backward, prefetched behind that micro-step's compute:
+//! exposed = k · max(0, 2 · gather - (forward + backward)). Communication kernels slowing the
 //! overlapped compute (SM contention) is not modelled.
 
 use super::efficiency::Machine;
@@ -77,13 +79,22 @@ pub fn allreduce_time(fleet: &Fleet, mach: &Machine, bytes: f64) -> Seconds {
     Seconds(mach.allreduce_latency + intra + inter)
 }
 
-/// Total and exposed communication per optimizer step.
+/// Time of a reduce-scatter or all-gather of `bytes` per GPU: (n-1)/n of the volume, half an
+/// all-reduce's traffic, plus one call's latency.
+fn half_collective(fleet: &Fleet, mach: &Machine, bytes: f64) -> f64 {
+    0.5 * (allreduce_time(fleet, mach, bytes).0 - mach.allreduce_latency) + mach.allreduce_latency
+}
+
+/// Total and exposed communication per optimizer step of `grad_accum` micro-steps, with the
+/// last micro-step's `backward` and each micro-step's `forward` (wall time).
+#[allow(clippy::too_many_arguments)]
 pub fn exposed_communication(
     fleet: &Fleet,
     mach: &Machine,
     params: f64,
     step: &StepConfig,
     zero: u8,
+    grad_accum: u64,
     backward: Seconds,
     forward: Seconds,
 ) -> (Seconds, Seconds) {
@@ -92,21 +103,31 @@ pub fn exposed_communication(
     }
     let grad_bytes = 4.0 * params;
     let buckets = (grad_bytes / BUCKET_BYTES).ceil().max(1.0);
-    let per_bucket = allreduce_time(fleet, mach, grad_bytes / buckets);
-    let mut total = per_bucket.0 * buckets;
-    let mut window = backward.0 * (1.0 - 1.0 / buckets);
-    if zero >= 3 {
-        let wbytes = match step.precision {
-            Precision::Bf16 | Precision::Bf16Pure => 2.0,
-            Precision::Fp8 => 1.0,
-            Precision::Fp32 | Precision::Tf32 => 4.0,
-        };
-        // An all-gather moves half an all-reduce's volume: (n-1)/n · x.
-        let gather =
-            0.5 * (allreduce_time(fleet, mach, wbytes * params).0 - mach.allreduce_latency);
-        total += 2.0 * gather;
-        window += forward.0;
+    let per_bucket = if zero >= 1 {
+        half_collective(fleet, mach, grad_bytes / buckets)
+    } else {
+        allreduce_time(fleet, mach, grad_bytes / buckets).0
+    };
+    let grads = per_bucket * buckets;
+    let mut total = grads;
+    let mut exposed = (grads - backward.0 * (1.0 - 1.0 / buckets)).max(grads / buckets);
+    let wbytes = match step.precision {
+        Precision::Bf16 | Precision::Bf16Pure => 2.0,
+        Precision::Fp8 => 1.0,
+        Precision::Fp32 | Precision::Tf32 => 4.0,
+    };
+    let gather = half_collective(fleet, mach, wbytes * params);
+    match zero {
+        1 | 2 => {
+            total += gather;
+            exposed += gather;
+        }
+        3.. => {
+            let k = grad_accum.max(1) as f64;
+            total += 2.0 * gather * k;
+            exposed += k * (2.0 * gather - (forward.0 + backward.0)).max(0.0);
+        }
+        _ => {}
     }
-    let exposed = (total - window).max(total / buckets);
     (Seconds(total), Seconds(exposed))
 }

@@ -110,6 +110,21 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// Checks that the calibration was measured on `gpu` (when it names a GPU).
+    pub fn check_gpu(&self, gpu: &GpuSpec, label: &str) -> Result<()> {
+        match &self.gpu {
+            Some(g) if g != &gpu.name => Err(Error::spec(
+                label,
+                "gpu",
+                format!(
+                    "this calibration was measured on {g}, not on {} (pass --gpu {g})",
+                    gpu.name
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads and validates a calibration file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -132,6 +147,18 @@ impl Calibration {
         for (field, v) in fractions {
             if let Some(v) = v {
                 check_sourced(&label, field, v, true)?;
+            }
+        }
+        for (fwd, bwd, name) in [
+            (&c.flash2_fwd, &c.flash2_bwd, "flash2"),
+            (&c.flash3_fwd, &c.flash3_bwd, "flash3"),
+        ] {
+            if fwd.is_some() != bwd.is_some() {
+                return Err(Error::spec(
+                    &label,
+                    format!("{name}_fwd / {name}_bwd"),
+                    "give both the forward and the backward fraction, or neither",
+                ));
             }
         }
         for (field, v) in [

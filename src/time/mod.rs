@@ -55,6 +55,9 @@ pub enum Bound {
     Memory,
     /// Kernel launch / host dispatch.
     Launch,
+    /// Nothing: the op moves no bytes, does no arithmetic and launches nothing (a fork whose
+    /// cost is all in its backward).
+    None,
 }
 
 /// Time of one op instance (one layer).
@@ -150,7 +153,9 @@ pub fn op_time(
         ExecMode::Graphs => (mach.graph_launch * kernels, 0.0),
     };
     let busy = compute.max(memory);
-    let (bound, margin) = if host > busy.0 {
+    let (bound, margin) = if busy.0 == 0.0 && host == 0.0 {
+        (Bound::None, 1.0)
+    } else if host > busy.0 {
         (Bound::Launch, host / busy.0.max(1e-15))
     } else if compute >= memory {
         (Bound::Compute, compute.0 / memory.0.max(host).max(1e-15))
@@ -244,7 +249,7 @@ pub struct StepEstimate {
     pub comm_exposed: Seconds,
     /// Model FLOPs per GPU per step (no recomputation).
     pub model_flops: Flops,
-    /// Executed FLOPs per GPU per step.
+    /// Executed matmul FLOPs per GPU per step, recomputation included (the HFU numerator).
     pub hw_flops: Flops,
     /// Peak used for MFU (dense, the GEMM dtype of the precision).
     pub mfu_peak: FlopRate,
@@ -304,7 +309,11 @@ impl Estimator {
                 run.zero
             )));
         }
-        crate::graph::build::build_step_with(model, &run.step, &mut self.ops, &mut self.meta)?;
+        let mut step = run.step;
+        if run.zero >= 1 {
+            step.optimizer_shards = run.fleet.gpus;
+        }
+        crate::graph::build::build_step_with(model, &step, &mut self.ops, &mut self.meta)?;
         let k = run.grad_accum as f64;
         let mut breakdown = [Seconds::ZERO; 7];
         let mut by_bound = [Seconds::ZERO; 3];
@@ -329,17 +338,22 @@ impl Estimator {
                 Phase::Optimizer => opt += t.time * reps,
             }
             breakdown[class_slot(op.class)] += busy;
-            let slot = match t.bound {
-                Bound::Compute => 0,
-                Bound::Memory => 1,
-                Bound::Launch => 2,
-            };
-            by_bound[slot] += busy;
+            match t.bound {
+                Bound::Compute => by_bound[0] += busy,
+                Bound::Memory => by_bound[1] += busy,
+                Bound::Launch => by_bound[2] += busy,
+                Bound::None => {}
+            }
             gaps += t.gap * reps;
             host += t.host * reps;
             kernels += t.kernels * reps;
             model_flops += op.model_flops * reps;
-            hw_flops += op.flops * reps;
+            if matches!(
+                op.kind,
+                OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::Attention { .. }
+            ) {
+                hw_flops += op.flops * reps;
+            }
         }
         let gpu = fwd + bwd + opt;
         let host_excess = Seconds((host.0 - gpu.0).max(0.0));
@@ -352,6 +366,7 @@ impl Estimator {
             params.total as f64,
             &run.step,
             run.zero,
+            run.grad_accum,
             // Communication overlaps with the wall time of backward (and forward), which is
             // the host's when dispatch is slower than the GPU.
             Seconds(bwd.max(host_bwd).0 / k),
@@ -402,12 +417,13 @@ impl Estimator {
     }
 }
 
-/// Whether an attention implementation is available on the machine (fused kernels need an
-/// efficiency entry).
-pub fn attention_available(mach: &Machine, a: AttentionImpl) -> bool {
+/// Whether an attention implementation can run on the machine at a precision: fused kernels
+/// need an efficiency entry and 16-bit (or fp8) inputs.
+pub fn attention_available(mach: &Machine, a: AttentionImpl, precision: Precision) -> bool {
+    let fp32 = matches!(precision, Precision::Fp32 | Precision::Tf32);
     match a {
-        AttentionImpl::Flash2 => mach.flash2.is_some(),
-        AttentionImpl::Flash3 => mach.flash3.is_some(),
+        AttentionImpl::Flash2 => mach.flash2.is_some() && !fp32,
+        AttentionImpl::Flash3 => mach.flash3.is_some() && !fp32,
         _ => true,
     }
 }
