@@ -518,6 +518,8 @@ fn gpu_for_device(device: &str) -> Option<&'static str> {
         Some("b200")
     } else if d.contains("L40S") {
         Some("l40s")
+    } else if d.contains("MI300X") {
+        Some("mi300x")
     } else {
         None
     }

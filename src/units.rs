@@ -205,8 +205,10 @@ pub fn human_duration(t: Seconds) -> String {
         format!("{:.1} min", s / 60.0)
     } else if s < 3.0 * 86400.0 {
         format!("{:.1} h", s / 3600.0)
-    } else {
+    } else if s < 3.0 * 365.25 * 86400.0 {
         format!("{:.1} days", s / 86400.0)
+    } else {
+        format!("{} years", si(s / (365.25 * 86400.0)).trim_end())
     }
 }
 

@@ -590,20 +590,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
     let d = m.transformer.width as f64;
     if nu.weight_copy {
         let pg = embed_gemm_weights(m) as f64;
-        b.vector(
-            n!("embed.weights_cast"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                0.0,
-                pg * 4.0,
-                pg * nu.op,
-            )
-            .composite(embed_gemm_count(m), pg * 4.0, pg * nu.op)
-            .alone()
-            .weights()
-            .bwd(Bwd::Cast),
-        );
+        weights_cast(b, n!("embed.weights_cast"), pg, embed_gemm_count(m));
     }
     match m.kind {
         ModelKind::Vision => {
@@ -851,44 +838,11 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             + up_out * t.width
             + t.mlp_hidden * t.width
             + if adaln { 6 * t.width * t.width } else { 0 }) as f64;
-        b.vector(
-            n!("weights.cast"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                0.0,
-                pg * 4.0,
-                pg * nu.op,
-            )
-            // One cast kernel per weight: qkv, proj, fc1, fc2 (+ adaLN).
-            .composite(4 + u8::from(adaln), pg * 4.0, pg * nu.op)
-            .alone()
-            .weights()
-            .bwd(Bwd::Cast),
-        );
+        // One cast kernel per weight: qkv, proj, fc1, fc2 (+ adaLN).
+        weights_cast(b, n!("weights.cast"), pg, 4 + u8::from(adaln));
     }
     if adaln {
-        let x = bf * d;
-        b.vector(
-            n!("adaln.silu"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                4.0 * x,
-                x * 4.0,
-                x * 4.0,
-            )
-            .saved(x * 4.0),
-        );
-        b.linear(
-            n!("adaln.linear"),
-            batch,
-            6 * t.width,
-            t.width,
-            4.0,
-            true,
-            true,
-        );
+        adaln_modulation(b, n!("adaln.silu"), n!("adaln.linear"), t.width, 6);
     }
 
     // Attention branch. The residual stream feeds both the norm and the residual add.
@@ -1008,6 +962,51 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
         dropout(b, n!("mlp.dropout_out"), e, o, OpClass::Elementwise, false);
     }
     residual(b, n!("mlp.residual"), e, if adaln { bf * d } else { 0.0 });
+}
+
+/// adaLN's `Linear(d, chunks·d)` on SiLU(c): one row per sample (M = batch), the conditioning
+/// vector c in fp32; its SiLU keeps its input for backward.
+fn adaln_modulation(
+    b: &mut Builder,
+    silu: &'static Names,
+    linear: &'static Names,
+    width: u64,
+    chunks: u64,
+) {
+    let x = b.batch as f64 * width as f64;
+    b.vector(
+        silu,
+        Vector::new(
+            OpKind::Elementwise,
+            OpClass::Elementwise,
+            4.0 * x,
+            x * 4.0,
+            x * 4.0,
+        )
+        .saved(x * 4.0),
+    );
+    b.linear(linear, b.batch, chunks * width, width, 4.0, true, true);
+}
+
+/// Autocast's low-precision copy of `params` GEMM weights made once per forward, one cast kernel
+/// per weight tensor (`kernels`): reads fp32, writes the operand dtype; backward casts the weight
+/// gradients back to fp32.
+fn weights_cast(b: &mut Builder, names: &'static Names, params: f64, kernels: u8) {
+    let op = b.num.op;
+    b.vector(
+        names,
+        Vector::new(
+            OpKind::Elementwise,
+            OpClass::Elementwise,
+            0.0,
+            params * 4.0,
+            params * op,
+        )
+        .composite(kernels, params * 4.0, params * op)
+        .alone()
+        .weights()
+        .bwd(Bwd::Cast),
+    );
 }
 
 /// A tensor read by two ops: no forward kernel, and a backward kernel that adds the two
@@ -1427,23 +1426,11 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             } else {
                 0
             }) as f64;
-        b.vector(
+        weights_cast(
+            b,
             n!("head.weights_cast"),
-            Vector::new(
-                OpKind::Elementwise,
-                OpClass::Elementwise,
-                0.0,
-                pg * 4.0,
-                pg * nu.op,
-            )
-            .composite(
-                1 + u8::from(t.conditioning == Conditioning::AdalnZero),
-                pg * 4.0,
-                pg * nu.op,
-            )
-            .alone()
-            .weights()
-            .bwd(Bwd::Cast),
+            pg,
+            1 + u8::from(t.conditioning == Conditioning::AdalnZero),
         );
     }
     match m.kind {
@@ -1452,26 +1439,12 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             let rows = batch * m.tokens.target;
             let e = rows as f64 * d;
             if t.conditioning == Conditioning::AdalnZero {
-                let x = bf * d;
-                b.vector(
+                adaln_modulation(
+                    b,
                     n!("final.adaln.silu"),
-                    Vector::new(
-                        OpKind::Elementwise,
-                        OpClass::Elementwise,
-                        4.0 * x,
-                        x * 4.0,
-                        x * 4.0,
-                    )
-                    .saved(x * 4.0),
-                );
-                b.linear(
                     n!("final.adaln.linear"),
-                    batch,
-                    2 * t.width,
                     t.width,
-                    4.0,
-                    true,
-                    true,
+                    2,
                 );
             }
             let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, 1);
@@ -1823,7 +1796,8 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 let (bh, s, dh, _) = meta.shape;
                 let sc = bh as f64 * s as f64 * s as f64;
                 let e = bh as f64 * s as f64 * dh as f64;
-                let o = nu.out;
+                // PV's operands P, V and dO share one dtype in every implementation.
+                let o = p_bytes;
                 b.push(
                     Op {
                         name: "attn.pv.dgrad_p",

@@ -31,7 +31,7 @@ impl Sourced {
 pub struct Compute {
     /// Streaming multiprocessors (compute units on AMD).
     pub sm_count: Sourced,
-    /// Boost clock in Hz.
+    /// Boost clock in Hz (informational: the peaks below already include it).
     pub clock_hz: Sourced,
 }
 
@@ -41,7 +41,7 @@ pub struct Compute {
 pub struct PeakFlops {
     /// bf16 tensor-core (matrix-core) rate.
     pub bf16_tensor: Sourced,
-    /// fp16 tensor-core rate.
+    /// fp16 tensor-core rate (informational: the precisions modelled use bf16).
     pub fp16_tensor: Option<Sourced>,
     /// fp8 tensor-core rate.
     pub fp8_tensor: Option<Sourced>,
@@ -102,7 +102,8 @@ pub struct Launch {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interconnect {
-    /// Per-GPU, per-direction intra-node link bandwidth (B/s).
+    /// Per-GPU, per-direction intra-node link bandwidth (B/s; informational: collectives use the
+    /// measured bus bandwidth below, which already reflects the links).
     pub intra_node_bandwidth: Sourced,
     /// Measured (or estimated) all-reduce bus bandwidth within a full node (B/s), nccl-tests
     /// definition: busbw = algbw * 2(n-1)/n.
