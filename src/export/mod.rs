@@ -487,7 +487,7 @@ pub fn assumptions(
         run.memory.fragmentation * 100.0
     ));
     v.push(format!(
-        "tokens per sample: {} (the model's sequence length)",
+        "tokens/s count the model's {} sequence tokens per sample (a dataset in tokens is converted with --tokens-per-sample)",
         model.tokens_per_sample()
     ));
     v

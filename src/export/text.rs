@@ -113,10 +113,7 @@ pub fn memory(r: &MemoryReport) -> String {
     let rows = [
         ("weights", r.weights_bytes),
         ("gradients (fp32)", r.gradients_bytes),
-        (
-            "optimizer states (AdamW m, v; fp32 master for bf16-pure)",
-            r.optimizer_bytes,
-        ),
+        ("AdamW states (+ fp32 master, bf16-pure)", r.optimizer_bytes),
         ("EMA copies", r.ema_bytes),
         ("autocast weight copies", r.weight_copies_bytes),
         ("activations kept for backward", r.activations_bytes),
