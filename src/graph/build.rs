@@ -65,10 +65,7 @@ pub(crate) enum Bwd {
     Generic,
     /// A dtype cast: the gradient is cast back: read = fwd written, written = fwd read.
     Cast,
-    /// Explicit backward traffic and FLOPs.
-    Explicit { read: f64, written: f64, flops: f64 },
-    /// Explicit backward traffic and FLOPs in `kernels` kernels (used for ops whose forward
-    /// launches nothing, such as gradient accumulation at a fork).
+    /// Explicit backward traffic and FLOPs, in `kernels` kernels.
     Kernels {
         read: f64,
         written: f64,
@@ -654,7 +651,8 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(rows as f64 * 8.0)
                 .weights()
-                .bwd(Bwd::Explicit {
+                .bwd(Bwd::Kernels {
+                    kernels: 1,
                     read: e * 4.0 + rows as f64 * 8.0,
                     written: v * d * 4.0,
                     flops: e,
@@ -667,7 +665,8 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     Vector::new(OpKind::Embedding, OpClass::Elementwise, e, e * 4.0, e * 4.0)
                         .side(s * d * 4.0)
                         .weights()
-                        .bwd(Bwd::Explicit {
+                        .bwd(Bwd::Kernels {
+                            kernels: 1,
                             read: e * 4.0,
                             written: s * d * 4.0,
                             flops: e,
@@ -788,7 +787,8 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
             )
             .side(batch * 8.0)
             .weights()
-            .bwd(Bwd::Explicit {
+            .bwd(Bwd::Kernels {
+                kernels: 1,
                 read: x * 4.0 + batch * 8.0,
                 written: e.classes as f64 * d * 4.0,
                 flops: x,
@@ -804,7 +804,8 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
                 x * 4.0,
             )
             .side(x * nu.out)
-            .bwd(Bwd::Explicit {
+            .bwd(Bwd::Kernels {
+                kernels: 1,
                 read: x * 4.0,
                 written: x * (4.0 + nu.out),
                 flops: x,
@@ -1096,7 +1097,8 @@ fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
                 kernels: 3,
             })
     } else {
-        v.bwd(Bwd::Explicit {
+        v.bwd(Bwd::Kernels {
+            kernels: 1,
             read: e * r,
             written: e * o,
             flops: 0.0,
@@ -1394,7 +1396,8 @@ fn flash(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64,
 fn dropout(b: &mut Builder, names: &'static Names, n: f64, el: f64, class: OpClass, core: bool) {
     let v = Vector::new(OpKind::Elementwise, class, 2.0 * n, n * el, n * (el + 1.0))
         .saved(n)
-        .bwd(Bwd::Explicit {
+        .bwd(Bwd::Kernels {
+            kernels: 1,
             read: n * (el + 1.0),
             written: n * el,
             flops: n,
@@ -1467,7 +1470,8 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(y * 4.0)
                 .saved(y * (nu.out + 4.0))
-                .bwd(Bwd::Explicit {
+                .bwd(Bwd::Kernels {
+                    kernels: 1,
                     read: y * (nu.out + 4.0),
                     written: y * nu.out,
                     flops: 3.0 * y,
@@ -1500,7 +1504,8 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     logits * 4.0,
                 )
                 .saved(logits * 4.0)
-                .bwd(Bwd::Explicit {
+                .bwd(Bwd::Kernels {
+                    kernels: 1,
                     read: logits * 8.0,
                     written: logits * (4.0 + nu.out),
                     flops: 3.0 * logits,
@@ -1685,23 +1690,6 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                     fused_read: Bytes(read),
                     fused_written: Bytes(written),
                     kernels,
-                    ..base
-                },
-                bwd_meta,
-            ),
-            Bwd::Explicit {
-                read,
-                written,
-                flops,
-            } => b.push(
-                Op {
-                    name: meta.names.bwd,
-                    flops: Flops(flops),
-                    model_flops: Flops::ZERO,
-                    bytes_read: Bytes(read),
-                    bytes_written: Bytes(written),
-                    fused_read: Bytes(read),
-                    fused_written: Bytes(written),
                     ..base
                 },
                 bwd_meta,
