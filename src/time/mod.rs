@@ -6,9 +6,9 @@
 //! earlier ones, so a step takes `max(GPU time, host dispatch time)`; an op is reported
 //! launch-bound when its own dispatch takes longer than its GPU time.
 //!
-//! Eager pointwise kernels (elementwise, norms, softmax, reductions, lookups launched one aten op
-//! at a time) move their bytes at `achievable.eager_elementwise` of HBM bandwidth, fused kernels
-//! and library kernels at `achievable.hbm`.
+//! Eager pointwise kernels (elementwise ops, composite norms, reductions, lookups launched one
+//! aten op at a time) move their bytes at `achievable.eager_elementwise` of HBM bandwidth; native
+//! fused kernels (softmax, LayerNorm), compiled kernels and library kernels at `achievable.hbm`.
 //!
 //! L2 rule (stated assumption): the input an op reads right after the previous kernel wrote it
 //! (`Op::chained_read`) is served from L2 when it is at most [`L2_REUSE_FRACTION`] of the L2
@@ -123,15 +123,14 @@ pub fn op_time(
         0.0
     };
     let hbm_bytes = Bytes(read.0 + written.0 - l2_hit);
+    // Native fused kernels (softmax, LayerNorm) stream at the copy rate; composites of framework
+    // pointwise ops and reductions at the eager rate.
     let eager_pointwise = mode == ExecMode::Eager
-        && matches!(
-            op.kind,
-            OpKind::Elementwise
-                | OpKind::Normalization
-                | OpKind::Softmax
-                | OpKind::Reduction
-                | OpKind::Embedding
-        );
+        && match op.kind {
+            OpKind::Elementwise | OpKind::Reduction | OpKind::Embedding => true,
+            OpKind::Normalization => op.kernels > 1,
+            _ => false,
+        };
     let hbm = if eager_pointwise {
         mach.eager_hbm_time(hbm_bytes)
     } else {
