@@ -205,12 +205,14 @@ pub fn validation() -> Result<String> {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Most of the error is in eager pointwise kernels (the elementwise class below): PyTorch runs \
-         JiT's RMSNorm, RoPE, adaLN modulation and casts as many TensorIterator kernels that reach \
-         less than the streaming-copy bandwidth the model assumes for them, and the kernel count \
-         per step is still undercounted. `scripts/torch_baseline.py` now measures the bandwidth \
-         of such kernels and the host time per eager op; `roofline calibrate --torch` turns them \
-         into `eager_elementwise` and `host_dispatch_s`. That measurement is the next GPU step."
+        "Most of the remaining error is in eager pointwise kernels (the elementwise class below): \
+         PyTorch runs JiT's RMSNorm, RoPE, adaLN modulation and casts as many TensorIterator \
+         kernels. roofline gives them 66% of HBM bandwidth (the rate of the broadcast multiplies in \
+         this profile), but row reductions ran at 37% and the kernel count per step is still \
+         undercounted; host-bound small batches need the measured host time per kernel (the \
+         calibrated rows). `scripts/torch_baseline.py` now measures eager-op bandwidth and host \
+         dispatch directly; `roofline calibrate --torch` turns them into `eager_elementwise` and \
+         `host_dispatch_s`. That measurement is the next GPU step."
     );
     for (name, v) in [("Default settings", &plain), ("Calibrated", &calibrated)] {
         let _ = writeln!(s);
