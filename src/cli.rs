@@ -6,7 +6,7 @@ use crate::export;
 use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision, StepConfig};
 use crate::memory::MemoryConfig;
 use crate::spec::{self, GpuSpec, ModelSpec};
-use crate::time::{Calibration, Estimator, Fleet, Machine, RunConfig};
+use crate::time::{Calibration, Fleet, Machine, RunConfig};
 use crate::units::Bytes;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -426,7 +426,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Estimate(a) => {
-            let report = export::EstimateReport::compute(&a)?;
+            let (report, est, mach, run) = export::EstimateReport::compute_with_ops(&a)?;
             let interval = if a.interval {
                 Some(crate::uncertainty::step_interval(&a)?)
             } else {
@@ -446,9 +446,6 @@ fn run(cli: Cli) -> Result<()> {
                 println!("\n{}", i.line());
             }
             if a.ops {
-                let (model, _gpu, mach, run) = a.resolve()?;
-                let mut est = Estimator::new();
-                est.estimate(&model, &mach, &run)?;
                 print!("{}", export::text::op_times(&est.ops, &mach, &run)?);
             }
             Ok(())

@@ -236,6 +236,12 @@ pub struct EstimateReport {
 impl EstimateReport {
     /// Runs the estimate for the command-line arguments.
     pub fn compute(a: &EstimateArgs) -> Result<Self> {
+        Ok(Self::compute_with_ops(a)?.0)
+    }
+
+    /// [`EstimateReport::compute`], also returning the estimator (its op list) and the resolved
+    /// machine and run, for per-op output without a second evaluation.
+    pub fn compute_with_ops(a: &EstimateArgs) -> Result<(Self, Estimator, Machine, RunConfig)> {
         let (model, gpu, mach, run) = a.resolve()?;
         let mut est = Estimator::new();
         let e = est.estimate(&model, &mach, &run)?;
@@ -245,7 +251,7 @@ impl EstimateReport {
             .as_deref()
             .map(Calibration::load)
             .transpose()?;
-        Ok(Self::assemble(
+        let report = Self::assemble(
             &model,
             &gpu,
             &mach,
@@ -254,7 +260,8 @@ impl EstimateReport {
             dataset,
             a.price_per_gpu_hour,
             cal.as_ref(),
-        ))
+        );
+        Ok((report, est, mach, run))
     }
 
     /// Builds the report from an estimate.
