@@ -182,6 +182,9 @@ pub struct MemoryArgs {
     /// GPU: an embedded name (see `roofline gpus`) or a path to a TOML spec.
     #[arg(long, default_value = "h200-sxm")]
     pub gpu: String,
+    /// Execution mode: eager | compiled | graphs (compiled recomputes pointwise ops in backward).
+    #[arg(long, default_value = "eager")]
+    pub mode: ExecMode,
     /// ZeRO stage (0-3).
     #[arg(long, default_value_t = 0)]
     pub zero: u8,
@@ -412,6 +415,7 @@ fn run(cli: Cli) -> Result<()> {
                 zero: a.zero,
                 dp: a.gpus,
                 workspace: Bytes(a.workspace_gib * (1u64 << 30) as f64),
+                fused: a.mode != ExecMode::Eager,
                 ..MemoryConfig::default()
             };
             let mut ops = Vec::new();

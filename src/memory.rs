@@ -11,7 +11,7 @@
 //! assumption, [`MemoryConfig::workspace`].
 
 use crate::graph::{param_count, Precision};
-use crate::graph::{Checkpointing, Layer, Op, Phase, StepConfig};
+use crate::graph::{Chain, Checkpointing, Layer, Op, OpKind, Phase, StepConfig};
 use crate::spec::ModelSpec;
 use crate::units::Bytes;
 use serde::Serialize;
@@ -27,6 +27,8 @@ pub struct MemoryConfig {
     pub workspace: Bytes,
     /// Allocator fragmentation as a fraction of allocated bytes (assumption, default 5%).
     pub fragmentation: f64,
+    /// Fused execution (torch.compile): pointwise chains are recomputed in backward.
+    pub fused: bool,
 }
 
 impl Default for MemoryConfig {
@@ -36,6 +38,7 @@ impl Default for MemoryConfig {
             dp: 1,
             workspace: Bytes((1u64 << 30) as f64),
             fragmentation: 0.05,
+            fused: false,
         }
     }
 }
@@ -138,7 +141,12 @@ impl ParamBytes {
 }
 
 /// Activation bytes kept for backward by the ops of `ops` under `mode`.
-pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
+///
+/// Fused execution (`fused`): torch.compile's partitioner recomputes pointwise ops in backward
+/// instead of saving their outputs, but not reductions. So a fused chain keeps at most its input
+/// at its head (norms also their statistics), members keep nothing, and softmax, reductions,
+/// GEMMs and attention keep what they keep in eager mode.
+pub fn activation_bytes(ops: &[Op], mode: Checkpointing, fused: bool) -> Bytes {
     let mut outside = 0.0;
     let mut blocks_all = 0.0;
     let mut blocks_selective = 0.0;
@@ -147,6 +155,7 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
     let mut layer = None;
     let mut layer_saved = 0.0;
     for op in ops.iter().filter(|o| o.phase == Phase::Forward) {
+        let saved = if fused { fused_saved(op) } else { op.saved.0 };
         match op.layer {
             Layer::Blocks { count, .. } => {
                 if layer != Some(op.layer) {
@@ -155,10 +164,10 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
                     layer = Some(op.layer);
                 }
                 let c = count as f64;
-                layer_saved += op.saved.0;
-                blocks_all += op.saved.0 * c;
+                layer_saved += saved;
+                blocks_all += saved * c;
                 if !op.attention_core {
-                    blocks_selective += op.saved.0 * c;
+                    blocks_selective += saved * c;
                 }
                 match op.name {
                     // Selective recompute keeps the attention inputs q, k, v: the qkv output.
@@ -168,7 +177,7 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
                     _ => {}
                 }
             }
-            _ => outside += op.saved.0,
+            _ => outside += saved,
         }
     }
     largest_block = largest_block.max(layer_saved);
@@ -178,6 +187,19 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing) -> Bytes {
         Checkpointing::Full => block_inputs + largest_block,
     };
     Bytes(outside + blocks)
+}
+
+/// What an op keeps for backward under fused execution (see [`activation_bytes`]).
+fn fused_saved(op: &Op) -> f64 {
+    match (op.kind, op.chain) {
+        (OpKind::Elementwise | OpKind::Normalization, Chain::Member) => 0.0,
+        (OpKind::Elementwise, Chain::Head) => op.saved.0.min(op.chained_read.0),
+        // Input plus per-row statistics (at most 8 bytes per row of at least 64 elements).
+        (OpKind::Normalization, Chain::Head) => {
+            op.saved.0.min(op.chained_read.0 * (1.0 + 8.0 / 64.0))
+        }
+        _ => op.saved.0,
+    }
 }
 
 /// The footprint of the step whose ops are `ops` (built for `cfg`).
@@ -197,7 +219,7 @@ pub fn footprint(
     let optimizer = b.optimizer * pf * shard(1);
     let ema = 4.0 * pf * cfg.ema as f64;
     let weight_copies = b.copies * p.gemm_weights as f64;
-    let activations = activation_bytes(ops, cfg.checkpointing);
+    let activations = activation_bytes(ops, cfg.checkpointing, mc.fused);
     let transient = ops
         .iter()
         .filter(|o| o.phase == Phase::Backward && !o.weight_sized)

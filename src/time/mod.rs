@@ -377,6 +377,7 @@ impl Estimator {
         let mut mc = run.memory;
         mc.zero = run.zero;
         mc.dp = run.fleet.gpus;
+        mc.fused = run.mode != ExecMode::Eager;
         let memory = footprint(model, &run.step, &self.ops, &mc);
         let capacity = Bytes(mach.capacity);
         let mfu_peak = FlopRate(match run.step.precision {
