@@ -65,6 +65,14 @@ pub(crate) enum Bwd {
     Generic,
     /// A dtype cast: the gradient is cast back: read = fwd written, written = fwd read.
     Cast,
+    /// Explicit eager backward traffic and FLOPs in `kernels` kernels; fused, the generic rule
+    /// on the forward's fused traffic (the compiler fuses the backward chain too).
+    Eager {
+        read: f64,
+        written: f64,
+        flops: f64,
+        kernels: u8,
+    },
     /// Explicit backward traffic and FLOPs, in `kernels` kernels.
     Kernels {
         read: f64,
@@ -936,7 +944,15 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
                 hid * o,
             )
             .saved(3.0 * hid * o)
-            .composite(2, 3.0 * hid * o, 2.0 * hid * o),
+            .composite(2, 3.0 * hid * o, 2.0 * hid * o)
+            // Backward: dx2 = d·s, ds = d·x2, dx1 = silu'(x1)·ds, and the cat of dx1 and dx2
+            // that undoes the chunk of the fused w12 output: four kernels.
+            .bwd(Bwd::Eager {
+                read: 8.0 * hid * o,
+                written: 5.0 * hid * o,
+                flops: 10.0 * hid,
+                kernels: 4,
+            }),
         ),
         MlpKind::Gelu => b.vector(
             n!("mlp.gelu"),
@@ -1073,8 +1089,10 @@ fn rope(b: &mut Builder, e: f64, table: f64, inb: f64) -> f64 {
 
 /// `x = x + gate · y` (or `x + y` without adaLN; `gate` = B·d elements, 0 without): reads x
 /// (E·res) and y (E·out), writes x. Eager runs mul and add. Backward: the residual gradient
-/// passes through; `dy = gate · dx` (reads dx, writes dy) and `d gate = Σ dx·y` (reads dx and
-/// y) take three kernels.
+/// passes through; autograd computes `dy = dx · gate` in the residual's dtype (reads dx, writes
+/// E·res) and casts it to y's dtype (reads E·res, writes E·out), and `d gate = Σ dx · y` as a
+/// multiply (reads dx and y, writes E·res) and a sum over tokens (reads E·res), then casts d gate:
+/// five kernels.
 fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
     let nu = b.num;
     let (o, r) = (nu.out, nu.res);
@@ -1090,11 +1108,11 @@ fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
     let v = if gate > 0.0 {
         v.saved(e * o + gate * o)
             .composite(2, e * (2.0 * o + r) + gate * o, e * (o + r))
-            .bwd(Bwd::Kernels {
-                read: e * (2.0 * r + o) + gate * o,
-                written: e * o + gate * 4.0,
+            .bwd(Bwd::Eager {
+                read: e * (4.0 * r + o) + gate * o,
+                written: e * (2.0 * r + o) + gate * o,
                 flops: 3.0 * e,
-                kernels: 3,
+                kernels: 5,
             })
     } else {
         v.bwd(Bwd::Kernels {
@@ -1671,6 +1689,25 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                     fused_read: op.fused_written,
                     fused_written: op.fused_read,
                     chained_read: op.bytes_written,
+                    ..base
+                },
+                bwd_meta,
+            ),
+            Bwd::Eager {
+                read,
+                written,
+                flops,
+                kernels,
+            } => b.push(
+                Op {
+                    name: meta.names.bwd,
+                    flops: Flops(flops),
+                    model_flops: Flops::ZERO,
+                    bytes_read: Bytes(read),
+                    bytes_written: Bytes(written),
+                    fused_read: op.fused_read + op.fused_written,
+                    fused_written: op.fused_read,
+                    kernels,
                     ..base
                 },
                 bwd_meta,
