@@ -468,6 +468,16 @@ pub fn assumptions(
             h = mach.flash_seq_half
         )),
     }
+    let fused = matches!(
+        run.step.attention,
+        AttentionImpl::Flash2 | AttentionImpl::Flash3
+    );
+    if model.transformer.causal && fused {
+        v.push(format!(
+            "causal fused attention runs at {:.2} of the non-causal rate (GPU file)",
+            mach.flash_causal
+        ));
+    }
     if model.transformer.causal {
         v.push(
             "causal attention: model FLOPs count half of the score FLOPs (Megatron-LM convention)"

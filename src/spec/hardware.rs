@@ -131,6 +131,9 @@ pub struct AttentionKernels {
     pub flash3_fwd: Option<Sourced>,
     /// FlashAttention-3 backward fraction at `seq_ref`.
     pub flash3_bwd: Option<Sourced>,
+    /// Causal kernels' rate relative to non-causal ones at the same length (counting the
+    /// executed half of the scores); absent = 1, causal as efficient as non-causal.
+    pub causal_factor: Option<Sourced>,
 }
 
 /// Default price.
@@ -282,6 +285,7 @@ impl GpuSpec {
                 ("attention.flash2_bwd", &a.flash2_bwd),
                 ("attention.flash3_fwd", &a.flash3_fwd),
                 ("attention.flash3_bwd", &a.flash3_bwd),
+                ("attention.causal_factor", &a.causal_factor),
             ] {
                 if let Some(v) = v {
                     checks.push((field, v, true));

@@ -231,6 +231,8 @@ pub struct Machine {
     pub flash_seq_ref: f64,
     /// Half-rate sequence.
     pub flash_seq_half: f64,
+    /// Causal fused kernels' rate relative to non-causal.
+    pub flash_causal: f64,
     /// FlashAttention-2 efficiency (None = not available on this GPU).
     pub flash2: Option<FlashEfficiency>,
     /// FlashAttention-3 efficiency.
@@ -291,6 +293,9 @@ impl Machine {
             host_dispatch: gpu.launch.host_dispatch_s.value,
             flash_seq_ref: att.map_or(512.0, |a| a.seq_ref.value),
             flash_seq_half: att.map_or(256.0, |a| a.seq_half.value),
+            flash_causal: att
+                .and_then(|a| a.causal_factor.as_ref())
+                .map_or(1.0, |c| c.value),
             flash2: att.and_then(|a| pair(&a.flash2_fwd, &a.flash2_bwd)),
             flash3: att.and_then(|a| pair(&a.flash3_fwd, &a.flash3_bwd)),
             allreduce_busbw: gpu.interconnect.allreduce_bus_bandwidth.value,
@@ -392,7 +397,13 @@ impl Machine {
     }
 
     /// Attainable FLOP/s of a fused attention kernel at sequence `seq` (forward or backward).
-    pub fn flash_rate(&self, which: AttentionImpl, seq: u64, backward: bool) -> Result<FlopRate> {
+    pub fn flash_rate(
+        &self,
+        which: AttentionImpl,
+        seq: u64,
+        backward: bool,
+        causal: bool,
+    ) -> Result<FlopRate> {
         let eff = match which {
             AttentionImpl::Flash3 => self.flash3,
             _ => self.flash2,
@@ -405,7 +416,8 @@ impl Machine {
         })?;
         let f = if backward { eff.bwd } else { eff.fwd };
         let shape = |s: f64| s / (s + self.flash_seq_half);
-        let scaled = f * shape(seq as f64) / shape(self.flash_seq_ref);
+        let causal = if causal { self.flash_causal } else { 1.0 };
+        let scaled = f * causal * shape(seq as f64) / shape(self.flash_seq_ref);
         Ok(FlopRate(self.peak_bf16 * scaled.min(self.frac_bf16)))
     }
 

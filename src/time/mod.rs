@@ -97,8 +97,8 @@ pub fn op_time(
     let attainable = match op.kind {
         OpKind::Gemm { m, n, k } => mach.gemm_rate(op.unit, op.dtype, 1, m, n, k),
         OpKind::BatchedGemm { batch, m, n, k } => mach.gemm_rate(op.unit, op.dtype, batch, m, n, k),
-        OpKind::Attention { seq, .. } => {
-            mach.flash_rate(attention, seq, op.phase == Phase::Backward)?
+        OpKind::Attention { seq, causal, .. } => {
+            mach.flash_rate(attention, seq, op.phase == Phase::Backward, causal)?
         }
         _ => {
             let (peak, frac) = mach.peak(op.unit, op.dtype);
