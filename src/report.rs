@@ -214,6 +214,15 @@ pub fn validation() -> Result<String> {
          dispatch directly; `roofline calibrate --torch` turns them into `eager_elementwise` and \
          `host_dispatch_s`. That measurement is the next GPU step."
     );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Independence: two constants of the H100 spec file (`achievable.eager_elementwise`, \
+         `attention.causal_factor`) and the calibrated host time per eager kernel were read off \
+         kernel timings in this same profile (their sources say which), so this comparison is \
+         not fully independent of the data it checks; the other measured figures come from \
+         `roofline bench` and earlier measurements."
+    );
     for (name, v) in [("Default settings", &plain), ("Calibrated", &calibrated)] {
         let _ = writeln!(s);
         let _ = writeln!(s, "## {name}");
