@@ -65,20 +65,15 @@ pub(crate) enum Bwd {
     Generic,
     /// A dtype cast: the gradient is cast back: read = fwd written, written = fwd read.
     Cast,
-    /// Explicit eager backward traffic and FLOPs in `kernels` kernels; fused, the generic rule
-    /// on the forward's fused traffic (the compiler fuses the backward chain too).
-    Eager {
+    /// Explicit eager backward traffic and FLOPs in `kernels` kernels. Fused (compiled), the
+    /// generic rule on the forward's fused traffic when `fuses` (the compiler fuses the backward
+    /// chain too), else the same traffic.
+    Explicit {
         read: f64,
         written: f64,
         flops: f64,
         kernels: u8,
-    },
-    /// Explicit backward traffic and FLOPs, in `kernels` kernels.
-    Kernels {
-        read: f64,
-        written: f64,
-        flops: f64,
-        kernels: u8,
+        fuses: bool,
     },
     /// Linear layer (M, N, K): data grad GEMM (M, K, N) if `input_grad`, weight grad GEMM
     /// (K, N, M), and a bias-grad reduction over M rows if `bias`.
@@ -659,7 +654,8 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(rows as f64 * 8.0)
                 .weights()
-                .bwd(Bwd::Kernels {
+                .bwd(Bwd::Explicit {
+                    fuses: false,
                     kernels: 1,
                     read: e * 4.0 + rows as f64 * 8.0,
                     written: v * d * 4.0,
@@ -673,7 +669,8 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     Vector::new(OpKind::Embedding, OpClass::Elementwise, e, e * 4.0, e * 4.0)
                         .side(s * d * 4.0)
                         .weights()
-                        .bwd(Bwd::Kernels {
+                        .bwd(Bwd::Explicit {
+                            fuses: false,
                             kernels: 1,
                             read: e * 4.0,
                             written: s * d * 4.0,
@@ -795,7 +792,8 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
             )
             .side(batch * 8.0)
             .weights()
-            .bwd(Bwd::Kernels {
+            .bwd(Bwd::Explicit {
+                fuses: false,
                 kernels: 1,
                 read: x * 4.0 + batch * 8.0,
                 written: e.classes as f64 * d * 4.0,
@@ -812,7 +810,8 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
                 x * 4.0,
             )
             .side(x * nu.out)
-            .bwd(Bwd::Kernels {
+            .bwd(Bwd::Explicit {
+                fuses: false,
                 kernels: 1,
                 read: x * 4.0,
                 written: x * (4.0 + nu.out),
@@ -877,7 +876,8 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
         Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
             .alone()
             .composite(0, 0.0, 0.0)
-            .bwd(Bwd::Kernels {
+            .bwd(Bwd::Explicit {
+                fuses: false,
                 read: 3.0 * e * nu.out,
                 written: 3.0 * e * nu.out,
                 flops: 0.0,
@@ -947,7 +947,8 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             .composite(2, 3.0 * hid * o, 2.0 * hid * o)
             // Backward: dx2 = d·s, ds = d·x2, dx1 = silu'(x1)·ds, and the cat of dx1 and dx2
             // that undoes the chunk of the fused w12 output: four kernels.
-            .bwd(Bwd::Eager {
+            .bwd(Bwd::Explicit {
+                fuses: true,
                 read: 8.0 * hid * o,
                 written: 5.0 * hid * o,
                 flops: 10.0 * hid,
@@ -1034,7 +1035,8 @@ fn grad_fork(b: &mut Builder, names: &'static Names, n: f64, el: f64) {
         Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
             .alone()
             .composite(0, 0.0, 0.0)
-            .bwd(Bwd::Kernels {
+            .bwd(Bwd::Explicit {
+                fuses: false,
                 read: 2.0 * n * el,
                 written: n * el,
                 flops: n,
@@ -1108,14 +1110,16 @@ fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
     let v = if gate > 0.0 {
         v.saved(e * o + gate * o)
             .composite(2, e * (2.0 * o + r) + gate * o, e * (o + r))
-            .bwd(Bwd::Eager {
+            .bwd(Bwd::Explicit {
+                fuses: true,
                 read: e * (4.0 * r + o) + gate * o,
                 written: e * (2.0 * r + o) + gate * o,
                 flops: 3.0 * e,
                 kernels: 5,
             })
     } else {
-        v.bwd(Bwd::Kernels {
+        v.bwd(Bwd::Explicit {
+            fuses: false,
             kernels: 1,
             read: e * r,
             written: e * o,
@@ -1414,7 +1418,8 @@ fn flash(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64,
 fn dropout(b: &mut Builder, names: &'static Names, n: f64, el: f64, class: OpClass, core: bool) {
     let v = Vector::new(OpKind::Elementwise, class, 2.0 * n, n * el, n * (el + 1.0))
         .saved(n)
-        .bwd(Bwd::Kernels {
+        .bwd(Bwd::Explicit {
+            fuses: false,
             kernels: 1,
             read: n * (el + 1.0),
             written: n * el,
@@ -1488,7 +1493,8 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(y * 4.0)
                 .saved(y * (nu.out + 4.0))
-                .bwd(Bwd::Kernels {
+                .bwd(Bwd::Explicit {
+                    fuses: false,
                     kernels: 1,
                     read: y * (nu.out + 4.0),
                     written: y * nu.out,
@@ -1522,7 +1528,8 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     logits * 4.0,
                 )
                 .saved(logits * 4.0)
-                .bwd(Bwd::Kernels {
+                .bwd(Bwd::Explicit {
+                    fuses: false,
                     kernels: 1,
                     read: logits * 8.0,
                     written: logits * (4.0 + nu.out),
@@ -1693,11 +1700,12 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 },
                 bwd_meta,
             ),
-            Bwd::Eager {
+            Bwd::Explicit {
                 read,
                 written,
                 flops,
                 kernels,
+                fuses,
             } => b.push(
                 Op {
                     name: meta.names.bwd,
@@ -1705,27 +1713,12 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                     model_flops: Flops::ZERO,
                     bytes_read: Bytes(read),
                     bytes_written: Bytes(written),
-                    fused_read: op.fused_read + op.fused_written,
-                    fused_written: op.fused_read,
-                    kernels,
-                    ..base
-                },
-                bwd_meta,
-            ),
-            Bwd::Kernels {
-                read,
-                written,
-                flops,
-                kernels,
-            } => b.push(
-                Op {
-                    name: meta.names.bwd,
-                    flops: Flops(flops),
-                    model_flops: Flops::ZERO,
-                    bytes_read: Bytes(read),
-                    bytes_written: Bytes(written),
-                    fused_read: Bytes(read),
-                    fused_written: Bytes(written),
+                    fused_read: if fuses {
+                        op.fused_read + op.fused_written
+                    } else {
+                        Bytes(read)
+                    },
+                    fused_written: if fuses { op.fused_read } else { Bytes(written) },
                     kernels,
                     ..base
                 },
