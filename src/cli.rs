@@ -138,7 +138,8 @@ pub struct StepArgs {
     /// EMA copies of the weights updated every step (JiT trains with two).
     #[arg(long, default_value_t = 0)]
     pub ema: u32,
-    /// Override the sequence length (vision: target patches, condition = target when present).
+    /// Override the sequence length (vision: the patch tokens beside in-context ones, split
+    /// equally between condition and target when the model has condition tokens).
     #[arg(long, value_parser = parse_count_u64)]
     pub seq: Option<u64>,
 }
