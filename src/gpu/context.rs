@@ -101,17 +101,7 @@ impl<'a> Bench<'a> {
     /// Compiles and loads a kernel source, printing ptxas's resource report to stderr.
     pub fn load(&self, src: &KernelSource, extra_options: &[&str]) -> Result<Module, GpuError> {
         let module = self.gpu.load(src, extra_options)?;
-        for k in nvrtc::parse_ptxas_log(&module.log) {
-            eprintln!(
-                "  {}: {} registers, {} B smem, {} B stack, spills {} B stores / {} B loads",
-                k.name,
-                k.registers,
-                k.shared_bytes,
-                k.stack_frame_bytes,
-                k.spill_store_bytes,
-                k.spill_load_bytes
-            );
-        }
+        nvrtc::print_resources(&module.log);
         Ok(module)
     }
 
@@ -141,21 +131,7 @@ impl<'a> Bench<'a> {
         lo: f32,
         hi: f32,
     ) -> Result<Uniform, GpuError> {
-        let u = Uniform::new(self.next_seed(), lo, hi);
-        self.fill_f32.launch(
-            self.gpu,
-            (self.stride_grid(n), 1, 1),
-            256,
-            0,
-            &[
-                Arg::Ptr(ptr),
-                Arg::U64(n),
-                Arg::U32(u.seed),
-                Arg::F32(u.scale),
-                Arg::F32(u.offset),
-            ],
-        )?;
-        Ok(u)
+        self.fill(false, ptr, n, lo, hi)
     }
 
     /// Fills `n` bf16 at `ptr` with a fresh uniform stream in [lo, hi) and returns the stream.
@@ -166,10 +142,27 @@ impl<'a> Bench<'a> {
         lo: f32,
         hi: f32,
     ) -> Result<Uniform, GpuError> {
+        self.fill(true, ptr, n, lo, hi)
+    }
+
+    fn fill(
+        &mut self,
+        bf16: bool,
+        ptr: sys::CUdeviceptr,
+        n: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<Uniform, GpuError> {
         let u = Uniform::new(self.next_seed(), lo, hi);
-        self.fill_bf16.launch(
+        let grid = self.stride_grid(n);
+        let kernel = if bf16 {
+            &self.fill_bf16
+        } else {
+            &self.fill_f32
+        };
+        kernel.launch(
             self.gpu,
-            (self.stride_grid(n), 1, 1),
+            (grid, 1, 1),
             256,
             0,
             &[

@@ -201,17 +201,7 @@ fn load(b: &Bench, gemm: Gemm) -> Result<Runner, GpuError> {
 fn load_tma_kernel(b: &Bench) -> Result<TmaKernel, GpuError> {
     let src = &nvrtc::GEMM_WGMMA_V2;
     let compiled = nvrtc::compile(src, &b.gpu.arch, &[])?;
-    for k in nvrtc::parse_ptxas_log(&compiled.log) {
-        eprintln!(
-            "  {}: {} registers, {} B smem, {} B stack, spills {} B stores / {} B loads",
-            k.name,
-            k.registers,
-            k.shared_bytes,
-            k.stack_frame_bytes,
-            k.spill_store_bytes,
-            k.spill_load_bytes
-        );
-    }
+    nvrtc::print_resources(&compiled.log);
     let module = unsafe { driver_result::module::load_data(compiled.cubin.as_ptr().cast()) }
         .call(&format!("cuModuleLoadData({})", src.file))?;
     // From here on `kernel` unloads the module if anything fails.

@@ -225,6 +225,21 @@ fn number_before(text: &str, unit: &str) -> Option<u64> {
     text[..idx].split_whitespace().last()?.parse().ok()
 }
 
+/// Prints ptxas's resource report (registers, shared memory, stack, spills) per kernel to stderr.
+pub fn print_resources(log: &str) {
+    for k in parse_ptxas_log(log) {
+        eprintln!(
+            "  {}: {} registers, {} B smem, {} B stack, spills {} B stores / {} B loads",
+            k.name,
+            k.registers,
+            k.shared_bytes,
+            k.stack_frame_bytes,
+            k.spill_store_bytes,
+            k.spill_load_bytes
+        );
+    }
+}
+
 /// Parses ptxas's verbose report: one entry per "Compiling entry function 'NAME'" block, with
 /// its "N bytes stack frame, N bytes spill stores, N bytes spill loads" and
 /// "Used N registers, ..., N bytes smem" lines.

@@ -168,6 +168,46 @@ pub(crate) struct Meta {
     shape: (u64, u64, u64, u64),
 }
 
+/// A forward op that runs as one library kernel (GEMM, fused attention, optimizer): never fused
+/// with its neighbours, so its fused traffic equals its traffic, and it keeps nothing for
+/// backward unless the caller says so.
+#[allow(clippy::too_many_arguments)]
+fn library_op(
+    name: &'static str,
+    layer: Layer,
+    phase: Phase,
+    kind: OpKind,
+    class: OpClass,
+    unit: Unit,
+    dtype: Dtype,
+    flops: f64,
+    read: f64,
+    written: f64,
+) -> Op {
+    Op {
+        name,
+        layer,
+        phase,
+        kind,
+        class,
+        unit,
+        dtype,
+        flops: Flops(flops),
+        model_flops: Flops(flops),
+        bytes_read: Bytes(read),
+        bytes_written: Bytes(written),
+        fused_read: Bytes(read),
+        fused_written: Bytes(written),
+        chained_read: Bytes::ZERO,
+        kernels: 1,
+        chain: Chain::Alone,
+        saved: Bytes::ZERO,
+        attention_core: false,
+        recompute: false,
+        weight_sized: false,
+    }
+}
+
 /// A builder that appends ops and their metadata to reusable buffers.
 struct Builder<'a> {
     ops: &'a mut Vec<Op>,
@@ -351,26 +391,20 @@ impl Builder<'_> {
         let flops = 2.0 * mf * nf * kf;
         self.push(
             Op {
-                name: names.fwd,
-                layer: self.layer,
-                phase: Phase::Forward,
-                kind: OpKind::Gemm { m, n, k },
-                class: OpClass::Gemm,
-                unit: nu.gemm_unit,
-                dtype: nu.gemm_dtype,
-                flops: Flops(flops),
-                model_flops: Flops(flops),
-                bytes_read: Bytes(read),
-                bytes_written: Bytes(written),
-                fused_read: Bytes(read),
-                fused_written: Bytes(written),
                 chained_read: Bytes(mf * kf * nu.op),
-                kernels: 1,
-                chain: Chain::Alone,
                 saved: Bytes(mf * kf * nu.op),
-                attention_core: false,
-                recompute: false,
-                weight_sized: false,
+                ..library_op(
+                    names.fwd,
+                    self.layer,
+                    Phase::Forward,
+                    OpKind::Gemm { m, n, k },
+                    OpClass::Gemm,
+                    nu.gemm_unit,
+                    nu.gemm_dtype,
+                    flops,
+                    read,
+                    written,
+                )
             },
             Meta {
                 names,
@@ -401,26 +435,22 @@ impl Builder<'_> {
         let flops = 2.0 * b as f64 * m as f64 * n as f64 * k as f64;
         self.push(
             Op {
-                name: names.fwd,
-                layer: self.layer,
-                phase: Phase::Forward,
-                kind: OpKind::BatchedGemm { batch: b, m, n, k },
-                class: OpClass::Attention,
-                unit,
-                dtype,
-                flops: Flops(flops),
                 model_flops: Flops(flops * model_scale),
-                bytes_read: Bytes(read),
-                bytes_written: Bytes(written),
-                fused_read: Bytes(read),
-                fused_written: Bytes(written),
                 chained_read: Bytes(read),
-                kernels: 1,
-                chain: Chain::Alone,
                 saved: Bytes(saved),
                 attention_core: true,
-                recompute: false,
-                weight_sized: false,
+                ..library_op(
+                    names.fwd,
+                    self.layer,
+                    Phase::Forward,
+                    OpKind::BatchedGemm { batch: b, m, n, k },
+                    OpClass::Attention,
+                    unit,
+                    dtype,
+                    flops,
+                    read,
+                    written,
+                )
             },
             Meta {
                 names,
@@ -1365,37 +1395,31 @@ fn flash(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, seq: u64,
     let written = e * o + lse;
     b.push(
         Op {
-            name: "attn.flash",
-            layer: b.layer,
-            phase: Phase::Forward,
-            kind: OpKind::Attention {
-                batch,
-                heads: t.heads,
-                seq,
-                head_dim: dh,
-                causal: t.causal,
-                flash: if cfg.attention == AttentionImpl::Flash3 {
-                    3
-                } else {
-                    2
-                },
-            },
-            class: OpClass::Attention,
-            unit: Unit::Tensor,
-            dtype: Dtype::Bf16,
-            flops: Flops(flops),
-            model_flops: Flops(flops),
-            bytes_read: Bytes(read),
-            bytes_written: Bytes(written),
-            fused_read: Bytes(read),
-            fused_written: Bytes(written),
             chained_read: Bytes(read),
-            kernels: 1,
-            chain: Chain::Alone,
             saved: Bytes(4.0 * e * o + lse),
-            attention_core: false,
-            recompute: false,
-            weight_sized: false,
+            ..library_op(
+                "attn.flash",
+                b.layer,
+                Phase::Forward,
+                OpKind::Attention {
+                    batch,
+                    heads: t.heads,
+                    seq,
+                    head_dim: dh,
+                    causal: t.causal,
+                    flash: if cfg.attention == AttentionImpl::Flash3 {
+                        3
+                    } else {
+                        2
+                    },
+                },
+                OpClass::Attention,
+                Unit::Tensor,
+                Dtype::Bf16,
+                flops,
+                read,
+                written,
+            )
         },
         Meta {
             names: n!("attn.flash"),
@@ -1552,26 +1576,19 @@ fn optimizer(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
     b.layer = Layer::Model;
     // AdamW with fp32 states: reads parameter, gradient, m, v (16 B), writes parameter, m, v (12 B).
     let adam = Op {
-        name: "optimizer.adamw",
-        layer: Layer::Model,
-        phase: Phase::Optimizer,
-        kind: OpKind::Optimizer,
-        class: OpClass::Optimizer,
-        unit: Unit::Vector,
-        dtype: Dtype::Fp32,
-        flops: Flops(14.0 * p),
         model_flops: Flops::ZERO,
-        bytes_read: Bytes(16.0 * p),
-        bytes_written: Bytes((12.0 + extra) * p),
-        fused_read: Bytes(16.0 * p),
-        fused_written: Bytes((12.0 + extra) * p),
-        chained_read: Bytes::ZERO,
-        kernels: 1,
-        chain: Chain::Alone,
-        saved: Bytes::ZERO,
-        attention_core: false,
-        recompute: false,
-        weight_sized: false,
+        ..library_op(
+            "optimizer.adamw",
+            Layer::Model,
+            Phase::Optimizer,
+            OpKind::Optimizer,
+            OpClass::Optimizer,
+            Unit::Vector,
+            Dtype::Fp32,
+            14.0 * p,
+            16.0 * p,
+            (12.0 + extra) * p,
+        )
     };
     let meta = Meta {
         names: n!("optimizer.adamw"),
