@@ -5,8 +5,8 @@
 //! optimizer states over the data-parallel ranks, stage 2 also the gradients, stage 3 also the
 //! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
 //! to the end of the backward. Activations are what autograd keeps for backward: the sum of the
-//! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing. The
-//! largest single tensor written during backward is added as a transient. The framework's
+//! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing. The most
+//! gradient memory one backward op holds at its peak is added as a transient. The framework's
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
 
@@ -192,13 +192,29 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing, fused: bool) -> Bytes {
 /// What an op keeps for backward under fused execution (see [`activation_bytes`]).
 fn fused_saved(op: &Op) -> f64 {
     match (op.kind, op.chain) {
-        (OpKind::Elementwise | OpKind::Normalization, Chain::Member) => 0.0,
+        (OpKind::Elementwise | OpKind::Normalization { .. }, Chain::Member) => 0.0,
         (OpKind::Elementwise, Chain::Head) => op.saved.0.min(op.chained_read.0),
         // Input plus per-row statistics (at most 8 bytes per row of at least 64 elements).
-        (OpKind::Normalization, Chain::Head) => {
+        (OpKind::Normalization { .. }, Chain::Head) => {
             op.saved.0.min(op.chained_read.0 * (1.0 + 8.0 / 64.0))
         }
         _ => op.saved.0,
+    }
+}
+
+/// Gradient memory a backward op holds at its peak: what it writes when it is one kernel; for an
+/// eager composite of k kernels, whose intermediates are freed as it goes, two kernels' worth
+/// (an intermediate and the result alive together) of its mean write per kernel, 2·written/k.
+fn transient_bytes(op: &Op, fused: bool) -> f64 {
+    let written = if fused {
+        op.fused_written.0
+    } else {
+        op.bytes_written.0
+    };
+    if fused || op.kernels <= 1 {
+        written
+    } else {
+        written.min(2.0 * written / op.kernels as f64)
     }
 }
 
@@ -223,7 +239,7 @@ pub fn footprint(
     let transient = ops
         .iter()
         .filter(|o| o.phase == Phase::Backward && !o.weight_sized)
-        .map(|o| o.bytes_written.0)
+        .map(|o| transient_bytes(o, mc.fused))
         .fold(0.0, f64::max);
     let allocated = weights + grads + optimizer + ema + weight_copies + activations.0 + transient;
     let workspace = mc.workspace.0 + mc.fragmentation * allocated;

@@ -131,8 +131,8 @@ fn measured_class(op: &Op, mode: ExecMode, chain_class: Option<&'static str>) ->
         OpKind::Softmax if op.class == OpClass::Attention => "attention",
         OpKind::Softmax => "other",
         // Eager RMSNorm is a composite of pointwise kernels and reductions.
-        OpKind::Normalization if mode == ExecMode::Eager && op.kernels > 1 => "elementwise",
-        OpKind::Normalization => "normalization",
+        OpKind::Normalization { composite: true } if mode == ExecMode::Eager => "elementwise",
+        OpKind::Normalization { .. } => "normalization",
         OpKind::Optimizer => "optimizer",
         OpKind::Reduction if op.name.starts_with("loss") => "other",
         OpKind::Embedding if op.phase == crate::graph::Phase::Backward => "other",
@@ -156,7 +156,7 @@ pub fn predicted_classes(
                 match o.kind {
                     // Inductor names a fused kernel after its ops: forward norms show `rsqrt`,
                     // their backward kernels do not (they count as elementwise).
-                    OpKind::Normalization if o.phase == crate::graph::Phase::Forward => {
+                    OpKind::Normalization { .. } if o.phase == crate::graph::Phase::Forward => {
                         class = Some("normalization")
                     }
                     OpKind::Softmax if o.class == OpClass::Attention && class.is_none() => {

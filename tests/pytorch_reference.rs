@@ -117,3 +117,94 @@ fn jit_b4_matches_pytorch_counts() {
 fn gpt2_matches_pytorch_counts() {
     check("gpt2-124m");
 }
+
+/// CUDA kernels that one CPU-semantics ATen op of the fixture's dispatch count becomes, beyond
+/// the first, per layer (PyTorch 2.x CUDA sources): FlashAttention-2's backward runs three
+/// kernels (dot(dO, O), the dQ/dK/dV loop, the dQ conversion) where the CPU flash op is one;
+/// CUDA's LayerNorm backward runs the input-gradient kernel and the gamma/beta reduction apart.
+fn cuda_extra_kernels(m: &roofline::spec::ModelSpec, attention: AttentionImpl) -> (f64, f64) {
+    let depth = m.transformer.depth as f64;
+    let flash_bwd = if attention == AttentionImpl::Flash2 {
+        2.0 * depth
+    } else {
+        0.0
+    };
+    let ln_bwd = match m.transformer.norm {
+        roofline::spec::model::NormKind::Layernorm
+        | roofline::spec::model::NormKind::LayernormNoAffine => 2.0 * depth + 1.0,
+        roofline::spec::model::NormKind::Rmsnorm => 0.0,
+    };
+    (0.0, flash_bwd + ln_bwd)
+}
+
+/// Eager kernels and bytes moved per phase against the ATen ops PyTorch dispatches for the same
+/// step (the fixture's `dispatch` section): kernels within 1% per phase (after the CUDA extras
+/// above), bytes within 2%.
+fn check_dispatch(model: &str) {
+    let f = fixture(model);
+    let m = load_model(model).unwrap();
+    let batch = f["dispatch_batch"].as_u64().unwrap();
+    let runs = f["dispatch"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        3,
+        "{model}: naive, sdpa-math and flash2 dispatch runs"
+    );
+    let mut failures = Vec::new();
+    for run in runs {
+        let attention: AttentionImpl = run["attention"].as_str().unwrap().parse().unwrap();
+        let cfg = StepConfig {
+            batch,
+            attention,
+            precision: Precision::Bf16,
+            ..StepConfig::default()
+        };
+        let mut ops = Vec::new();
+        build_step(&m, &cfg, &mut ops).unwrap();
+        let extra = cuda_extra_kernels(&m, attention);
+        for (phase, key, extra) in [
+            (Phase::Forward, "forward", extra.0),
+            (Phase::Backward, "backward", extra.1),
+        ] {
+            let ours = ops.iter().filter(|o| o.phase == phase);
+            let kernels: f64 = ours
+                .clone()
+                .map(|o| o.kernels as f64 * o.layer.count() as f64)
+                .sum();
+            let bytes: f64 = ours
+                .map(|o| (o.total_bytes_read() + o.total_bytes_written()).0)
+                .sum();
+            let ref_kernels = run[key]["kernels"].as_f64().unwrap() + extra;
+            let ref_bytes = run[key]["bytes"].as_f64().unwrap();
+            let label = format!("{model} {attention} {key}");
+            eprintln!(
+                "{label}: kernels {kernels} vs {ref_kernels} ({:+.1}%), bytes {:.3e} vs {:.3e} ({:+.1}%)",
+                100.0 * (kernels / ref_kernels - 1.0),
+                bytes,
+                ref_bytes,
+                100.0 * (bytes / ref_bytes - 1.0)
+            );
+            if (kernels / ref_kernels - 1.0).abs() >= 0.01 {
+                failures.push(format!(
+                    "{label}: {kernels} kernels vs {ref_kernels} dispatched"
+                ));
+            }
+            if (bytes / ref_bytes - 1.0).abs() >= 0.02 {
+                failures.push(format!(
+                    "{label}: {bytes:e} bytes vs {ref_bytes:e} dispatched"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn jit_b4_eager_kernels_match_pytorch_dispatch() {
+    check_dispatch("jit-b4");
+}
+
+#[test]
+fn gpt2_eager_kernels_match_pytorch_dispatch() {
+    check_dispatch("gpt2-124m");
+}

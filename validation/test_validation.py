@@ -270,6 +270,27 @@ class CountTests(unittest.TestCase):
         per_block_a = a["by_scope"]["blocks.1"]
         self.assertEqual(b["by_scope"]["blocks.1"], 2 * per_block_a)
 
+    def test_dispatch_counts_kernels_not_views(self):
+        import count
+        from models import JiTConfig
+
+        cfg = JiTConfig(**TINY_JIT)
+        a = count.dispatch_one("jit-b4", 2, "naive", TINY_JIT)
+        b = count.dispatch_one("jit-b4", 4, "naive", TINY_JIT)
+        for phase in ("forward", "backward"):
+            ops = a[phase]["by_op"]
+            self.assertEqual(sum(ops.values()), a[phase]["kernels"])
+            for view in ("view", "_unsafe_view", "t", "transpose", "permute", "expand", "detach"):
+                self.assertNotIn(view, ops)
+            # The op program does not depend on the batch (from 2 on); the bytes grow with it.
+            self.assertEqual(a[phase]["by_op"], b[phase]["by_op"])
+            self.assertGreater(b[phase]["bytes"], a[phase]["bytes"])
+        # Five linear layers per block, each an addmm in the forward and two mm in the backward.
+        # Plus the timestep MLP (2), the final adaLN and the final linear; the first timestep
+        # linear needs no input gradient (one mm instead of two).
+        self.assertEqual(a["forward"]["by_op"]["addmm"] - 5 * cfg.depth, 4)
+        self.assertEqual(a["backward"]["by_op"]["mm"], 2 * a["forward"]["by_op"]["addmm"] - 1)
+
     def test_fixtures_present_and_consistent(self):
         from models import GPT2Config
 

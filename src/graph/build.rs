@@ -60,7 +60,8 @@ macro_rules! n {
 pub(crate) enum Bwd {
     /// No backward kernel (constants, inputs that need no gradient, pass-through adds).
     None,
-    /// Vector op: reads its saved inputs and the output gradient, writes the input gradients:
+    /// Single-kernel vector op (activation, softmax, mask): one backward kernel that reads its
+    /// saved inputs and the output gradient and writes the input gradients:
     /// read = fwd read + fwd written, written = fwd read, FLOPs = 2 x forward.
     Generic,
     /// A dtype cast: the gradient is cast back: read = fwd written, written = fwd read.
@@ -299,6 +300,15 @@ impl Builder<'_> {
         self.meta.push(meta);
     }
 
+    /// The ops pushed since index `first` run once per input on `times` inputs (e.g. the
+    /// condition image and the target image embedded one after the other): same FLOPs and bytes
+    /// in all, `times` launches each (their backward ops inherit the count).
+    fn repeat_launches(&mut self, first: usize, times: u8) {
+        for op in &mut self.ops[first..] {
+            op.kernels = op.kernels.saturating_mul(times);
+        }
+    }
+
     /// A vector op (elementwise, norm, softmax, embedding...). Chain role: `Head` when no chain is
     /// open, `Member` when the previous op was a vector op of the same chain; a member consumes
     /// its predecessor's output on chip, so that output leaves the fused traffic unless kept.
@@ -484,21 +494,47 @@ impl Builder<'_> {
         match kind {
             NormKind::Rmsnorm => {
                 let outb = inb.max(p);
-                let casts = if inb != 4.0 { 2 } else { 0 };
-                let cast_bytes = if inb != 4.0 { e * (inb + 4.0) } else { 0.0 };
+                let cast = inb != 4.0;
+                let casts = if cast { 2 } else { 0 };
+                let cast_bytes = if cast { e * (inb + 4.0) } else { 0.0 };
                 let read = 3.0 * e * 4.0 + 3.0 * rows * 4.0 + e * inb + width * p + cast_bytes;
                 let written = 2.0 * e * 4.0 + 3.0 * rows * 4.0 + e * outb + cast_bytes;
+                // Eager backward, as autograd runs the composite (per tensor, gradient g of the
+                // output in `outb` bytes, fp32 statistics): the weight gradient (mul g·n, sum
+                // over rows), g·weight, then through rsqrt/mean/pow: mul by x and sum over the
+                // row, three kernels on the row statistics, the mean's broadcast (div), pow's
+                // derivative (pow, mul, mul) and the add of x's two gradient paths: 14 kernels.
+                // Reading 12 fp32 tensors of E elements and writing 9 (with g and n at their
+                // widths); an input in another dtype adds type_as's and x.float()'s casts (3).
+                let w = width * f64::from(tensors);
+                let bwd_read = e * (3.0 * outb + inb)
+                    + w * p
+                    + 10.0 * e * 4.0
+                    + 7.0 * rows * 4.0
+                    + if cast { e * (outb + inb + 4.0) } else { 0.0 };
+                let bwd_written = 2.0 * e * outb
+                    + w * p
+                    + 7.0 * e * 4.0
+                    + 4.0 * rows * 4.0
+                    + if cast { e * (2.0 * inb + 4.0) } else { 0.0 };
                 self.vector(
                     names,
                     Vector::new(
-                        OpKind::Normalization,
+                        OpKind::Normalization { composite: true },
                         OpClass::Normalization,
                         4.0 * e,
                         e * inb,
                         e * outb,
                     )
                     .saved(e * 4.0 + e * inb + rows * 4.0)
-                    .composite((6 + casts) * tensors, read, written),
+                    .composite((6 + casts) * tensors, read, written)
+                    .bwd(Bwd::Explicit {
+                        fuses: true,
+                        read: bwd_read,
+                        written: bwd_written,
+                        flops: 8.0 * e,
+                        kernels: (14 + 3 * u8::from(cast)) * tensors,
+                    }),
                 );
                 outb
             }
@@ -507,13 +543,23 @@ impl Builder<'_> {
                 self.vector(
                     names,
                     Vector::new(
-                        OpKind::Normalization,
+                        OpKind::Normalization { composite: false },
                         OpClass::Normalization,
                         7.0 * e,
                         e * inb,
                         e * outb,
                     )
-                    .saved(e * inb + rows * 8.0),
+                    .saved(e * inb + rows * 8.0)
+                    // CUDA's LayerNorm backward runs two kernels (PyTorch's
+                    // layer_norm_kernel.cu): the input gradient and the gamma/beta reduction,
+                    // each reading x, dy and the row statistics.
+                    .bwd(Bwd::Explicit {
+                        fuses: true,
+                        read: 2.0 * (e * inb + e * outb + rows * 8.0) + width * p,
+                        written: e * inb + 2.0 * width * 4.0,
+                        flops: 14.0 * e,
+                        kernels: 2,
+                    }),
                 );
                 outb
             }
@@ -619,14 +665,36 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
     let batch = b.batch as f64;
     let d = m.transformer.width as f64;
     if nu.weight_copy {
-        let pg = embed_gemm_weights(m) as f64;
-        weights_cast(b, n!("embed.weights_cast"), pg, embed_gemm_count(m));
+        let (tensors, params) = embed_cast_tensors(m);
+        weights_cast(b, n!("embed.weights_cast"), params as f64, tensors);
     }
     match m.kind {
         ModelKind::Vision => {
             let inp = m.input.as_ref().expect("validated");
             let rows = b.batch * m.patch_tokens();
             let pin = inp.channels * inp.patch * inp.patch;
+            let target_pixels = (b.batch * m.tokens.target * pin) as f64;
+            if m.embedding.timestep_frequencies > 0 {
+                // Diffusion / flow matching noises the target batch each step,
+                // z = t·x + (1 − t)·ε in fp32: mul, rsub (1 − t per sample), mul, add.
+                b.vector(
+                    n!("noise.mix"),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Elementwise,
+                        3.0 * target_pixels,
+                        2.0 * target_pixels * 4.0,
+                        target_pixels * 4.0,
+                    )
+                    .composite(4, 4.0 * target_pixels * 4.0, 3.0 * target_pixels * 4.0)
+                    .alone()
+                    .bwd(Bwd::None),
+                );
+            }
+            // The condition image and the noisy target are embedded one after the other (two
+            // launches of each embedding op, same FLOPs and bytes) and their tokens concatenated.
+            let images = 1 + u8::from(m.tokens.condition > 0);
+            let first = b.ops.len();
             match m.embedding.patch_embed {
                 Some(PatchEmbed::Bottleneck) => {
                     let bn = m.embedding.bottleneck;
@@ -667,12 +735,28 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     .bwd(Bwd::Cast),
                 );
             }
+            b.repeat_launches(first, images);
+            if images > 1 {
+                b.vector(
+                    n!("patch.concat"),
+                    Vector::new(
+                        OpKind::Elementwise,
+                        OpClass::Elementwise,
+                        0.0,
+                        e * nu.res,
+                        e * nu.res,
+                    )
+                    .alone()
+                    .bwd(Bwd::None),
+                );
+            }
             conditioning_forward(b, m, batch, d);
         }
         ModelKind::Language => {
             let rows = b.batch * m.tokens.text;
             let e = rows as f64 * d;
             let v = m.embedding.vocab as f64;
+            let tied = u8::from(m.embedding.tied_head);
             b.vector(
                 n!("tok_embed.lookup"),
                 Vector::new(
@@ -684,11 +768,13 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(rows as f64 * 8.0)
                 .weights()
+                // A dense fp32 gradient of the table; a head tied to the table adds its weight
+                // gradient to it (one more kernel over the table).
                 .bwd(Bwd::Explicit {
                     fuses: false,
-                    kernels: 1,
-                    read: e * 4.0 + rows as f64 * 8.0,
-                    written: v * d * 4.0,
+                    kernels: 1 + tied,
+                    read: e * 4.0 + rows as f64 * 8.0 + f64::from(tied) * 2.0 * v * d * 4.0,
+                    written: (1.0 + f64::from(tied)) * v * d * 4.0,
                     flops: e,
                 }),
             );
@@ -729,37 +815,27 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
     }
 }
 
-/// Number of GEMM weight tensors of the embedding layers (one autocast cast kernel each).
-fn embed_gemm_count(m: &ModelSpec) -> u8 {
-    let patch = match (&m.input, m.embedding.patch_embed) {
-        (None, _) => 0,
-        (Some(_), Some(PatchEmbed::Bottleneck)) => 2,
-        (Some(_), _) => 1,
-    };
-    patch
-        + if m.embedding.timestep_frequencies > 0 {
-            2
-        } else {
-            0
-        }
-}
-
-/// GEMM weights of the embedding layers (those that get an autocast copy).
-fn embed_gemm_weights(m: &ModelSpec) -> u64 {
+/// GEMM weight and bias tensors of the embedding layers that autocast casts (one kernel each),
+/// and their elements: the patch embedding (a bottleneck's first projection has no bias) and the
+/// timestep MLP.
+fn embed_cast_tensors(m: &ModelSpec) -> (u8, u64) {
     let d = m.transformer.width;
     let e = &m.embedding;
-    let mut w = 0;
+    let (mut tensors, mut params) = (0, 0);
     if let Some(inp) = &m.input {
         let pin = inp.channels * inp.patch * inp.patch;
-        w += match e.patch_embed {
-            Some(PatchEmbed::Bottleneck) => pin * e.bottleneck + e.bottleneck * d,
-            _ => pin * d,
+        let (t, p) = match e.patch_embed {
+            Some(PatchEmbed::Bottleneck) => (3, pin * e.bottleneck + e.bottleneck * d + d),
+            _ => (2, pin * d + d),
         };
+        tensors += t;
+        params += p;
     }
     if e.timestep_frequencies > 0 {
-        w += e.timestep_frequencies * d + d * d;
+        tensors += 4;
+        params += e.timestep_frequencies * d + d + d * d + d;
     }
-    w
+    (tensors, params)
 }
 
 fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
@@ -767,6 +843,9 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
     let e = &m.embedding;
     if e.timestep_frequencies > 0 {
         let f = e.timestep_frequencies;
+        // Sinusoidal features: the frequency table (arange, mul, div, exp), t·freqs, cos, sin and
+        // their concatenation: eight small kernels.
+        let half = f as f64 / 2.0;
         b.vector(
             n!("t_embed.freq"),
             Vector::new(
@@ -775,6 +854,11 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
                 4.0 * batch * f as f64,
                 batch * 4.0,
                 batch * f as f64 * 4.0,
+            )
+            .composite(
+                8,
+                half * 4.0 * 3.0 + batch * 4.0 + 4.0 * batch * half * 4.0,
+                half * 4.0 * 4.0 + 5.0 * batch * half * 4.0,
             )
             .bwd(Bwd::None),
         );
@@ -871,16 +955,35 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     };
 
     if nu.weight_copy {
-        let pg = (3 * t.width * t.width
-            + t.width * t.width
-            + up_out * t.width
-            + t.mlp_hidden * t.width
-            + if adaln { 6 * t.width * t.width } else { 0 }) as f64;
-        // One cast kernel per weight: qkv, proj, fc1, fc2 (+ adaLN).
-        weights_cast(b, n!("weights.cast"), pg, 4 + u8::from(adaln));
+        let w = t.width;
+        // Weights of qkv, proj, fc1, fc2 (+ adaLN), then the biases that the model has: autocast
+        // casts each bias too, one kernel per tensor.
+        let mut params = 3 * w * w + w * w + up_out * w + t.mlp_hidden * w;
+        let mut tensors = 4;
+        for (has, n) in [
+            (adaln, 6 * w * w),
+            (t.qkv_bias, 3 * w),
+            (t.out_bias, w),
+            (t.mlp_bias, up_out),
+            (t.mlp_bias, w),
+            (adaln, 6 * w),
+        ] {
+            if has {
+                params += n;
+                tensors += 1;
+            }
+        }
+        weights_cast(b, n!("weights.cast"), params as f64, tensors);
     }
     if adaln {
-        adaln_modulation(b, n!("adaln.silu"), n!("adaln.linear"), t.width, 6);
+        adaln_modulation(
+            b,
+            n!("adaln.silu"),
+            n!("adaln.linear"),
+            n!("adaln.chunk"),
+            t.width,
+            6,
+        );
     }
 
     // Attention branch. The residual stream feeds both the norm and the residual add.
@@ -900,7 +1003,8 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
         t.qkv_bias,
         true,
     );
-    // q, k, v are views of the qkv output: backward gathers dq, dk, dv into one tensor.
+    // q, k, v are views of the qkv output: backward stacks dq, dk, dv ([3, B, h, s, dh]) and
+    // copies the stack into the qkv output's layout ([B, s, 3, h, dh]): two kernels.
     b.vector(
         n!("attn.qkv_split"),
         Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
@@ -908,10 +1012,10 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             .composite(0, 0.0, 0.0)
             .bwd(Bwd::Explicit {
                 fuses: false,
-                read: 3.0 * e * nu.out,
-                written: 3.0 * e * nu.out,
+                read: 6.0 * e * nu.out,
+                written: 6.0 * e * nu.out,
                 flops: 0.0,
-                kernels: 1,
+                kernels: 2,
             }),
     );
     let mut qk = nu.out;
@@ -1018,6 +1122,7 @@ fn adaln_modulation(
     b: &mut Builder,
     silu: &'static Names,
     linear: &'static Names,
+    chunk: &'static Names,
     width: u64,
     chunks: u64,
 ) {
@@ -1031,13 +1136,38 @@ fn adaln_modulation(
             x * 4.0,
             x * 4.0,
         )
-        .saved(x * 4.0),
+        .saved(x * 4.0)
+        // silu's backward, then the add that accumulates c's gradient over the layers that
+        // read c.
+        .bwd(Bwd::Explicit {
+            fuses: true,
+            read: 4.0 * x * 4.0,
+            written: 2.0 * x * 4.0,
+            flops: 5.0 * x,
+            kernels: 2,
+        }),
     );
     b.linear(linear, b.batch, chunks * width, width, 4.0, true, true);
+    // The output is chunked into views (shift, scale, gate...); backward concatenates their
+    // gradients: one kernel.
+    let out = chunks as f64 * x * b.num.out;
+    b.vector(
+        chunk,
+        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
+            .alone()
+            .composite(0, 0.0, 0.0)
+            .bwd(Bwd::Explicit {
+                fuses: false,
+                read: out,
+                written: out,
+                flops: 0.0,
+                kernels: 1,
+            }),
+    );
 }
 
-/// Autocast's low-precision copy of `params` GEMM weights made once per forward, one cast kernel
-/// per weight tensor (`kernels`): reads fp32, writes the operand dtype; backward casts the weight
+/// Autocast's low-precision copy of `params` GEMM weights and biases made once per forward, one
+/// cast kernel per tensor (`kernels`): reads fp32, writes the operand dtype; backward casts the
 /// gradients back to fp32.
 fn weights_cast(b: &mut Builder, names: &'static Names, params: f64, kernels: u8) {
     let op = b.num.op;
@@ -1091,7 +1221,17 @@ fn modulate(b: &mut Builder, names: &'static Names, e: f64, cond: f64, xb: f64) 
         )
         .side(2.0 * cond * o)
         .saved(e * xb)
-        .composite(3, 2.0 * e * xb + 3.0 * cond * o, 2.0 * e * xb + cond * o),
+        .composite(3, 2.0 * e * xb + 3.0 * cond * o, 2.0 * e * xb + cond * o)
+        // Backward (gradient g in x's dtype): d shift = Σ g (sum over tokens, cast to the
+        // GEMM output dtype), d scale = Σ g·x (mul, sum, cast), dx = g·(1 + scale) (mul): six
+        // kernels.
+        .bwd(Bwd::Explicit {
+            fuses: true,
+            read: e * 5.0 * xb + cond * (8.0 + o),
+            written: e * 2.0 * xb + cond * 2.0 * (4.0 + o),
+            flops: 4.0 * e,
+            kernels: 6,
+        }),
     );
     xb
 }
@@ -1102,6 +1242,7 @@ fn modulate(b: &mut Builder, names: &'static Names, e: f64, cond: f64, xb: f64) 
 /// under autocast. Returns the output's bytes per element.
 fn rope(b: &mut Builder, e: f64, table: f64, inb: f64) -> f64 {
     let outb = inb.max(b.num.param);
+    let cast = f64::from(u8::from(inb != outb));
     let per_read = e * (3.5 * inb + 2.0 * outb) + 2.0 * table * 4.0;
     let per_written = e * (1.5 * inb + 3.0 * outb);
     b.vector(
@@ -1114,17 +1255,26 @@ fn rope(b: &mut Builder, e: f64, table: f64, inb: f64) -> f64 {
             2.0 * e * outb,
         )
         .side(2.0 * table * 4.0)
-        .composite(10, 2.0 * per_read, 2.0 * per_written),
+        .composite(10, 2.0 * per_read, 2.0 * per_written)
+        // Backward per tensor (gradient g in `outb` bytes): g·sin, rotate_half's inverse (neg of
+        // half, stack), g·cos, and the add of the two paths: five kernels reading 5.5 and
+        // writing 4.5 gradient-sized tensors; an input in another dtype adds a cast per path.
+        .bwd(Bwd::Explicit {
+            fuses: true,
+            read: 2.0 * (5.5 * e * outb + 2.0 * table * 4.0 + cast * 2.0 * e * outb),
+            written: 2.0 * (4.5 * e * outb + cast * 2.0 * e * inb),
+            flops: 2.0 * 4.0 * e,
+            kernels: 2 * (5 + 2 * cast as u8),
+        }),
     );
     outb
 }
 
 /// `x = x + gate · y` (or `x + y` without adaLN; `gate` = B·d elements, 0 without): reads x
 /// (E·res) and y (E·out), writes x. Eager runs mul and add. Backward: the residual gradient
-/// passes through; autograd computes `dy = dx · gate` in the residual's dtype (reads dx, writes
-/// E·res) and casts it to y's dtype (reads E·res, writes E·out), and `d gate = Σ dx · y` as a
-/// multiply (reads dx and y, writes E·res) and a sum over tokens (reads E·res), then casts d gate:
-/// five kernels.
+/// passes through; the add casts it to the dtype of `gate · y` when that differs (reads E·res,
+/// writes E·out), then `dy = dx · gate` (a multiply) and `d gate = Σ dx · y` (a multiply and a
+/// sum over tokens), all in y's dtype: three or four kernels; without a gate only the cast.
 fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
     let nu = b.num;
     let (o, r) = (nu.out, nu.res);
@@ -1137,24 +1287,28 @@ fn residual(b: &mut Builder, names: &'static Names, e: f64, gate: f64) {
     )
     .side(e * o + gate * o)
     .keep();
+    let cast = r != o;
+    let (cast_read, cast_written) = if cast { (e * r, e * o) } else { (0.0, 0.0) };
     let v = if gate > 0.0 {
         v.saved(e * o + gate * o)
             .composite(2, e * (2.0 * o + r) + gate * o, e * (o + r))
             .bwd(Bwd::Explicit {
                 fuses: true,
-                read: e * (4.0 * r + o) + gate * o,
-                written: e * (2.0 * r + o) + gate * o,
+                read: cast_read + 4.0 * e * o + gate * o,
+                written: cast_written + 2.0 * e * o + gate * o,
                 flops: 3.0 * e,
-                kernels: 5,
+                kernels: 3 + u8::from(cast),
             })
-    } else {
+    } else if cast {
         v.bwd(Bwd::Explicit {
             fuses: false,
             kernels: 1,
-            read: e * r,
-            written: e * o,
+            read: cast_read,
+            written: cast_written,
             flops: 0.0,
         })
+    } else {
+        v.bwd(Bwd::None)
     };
     b.vector(names, v);
 }
@@ -1169,10 +1323,14 @@ struct Unfused {
     pv_fp32: bool,
     /// q, k, v are upcast to fp32 (PyTorch's math backend).
     upcast_v: bool,
-    /// A zero bias [B,1,s,s] is materialized and added (the public JiT code).
+    /// A bias [B,1,s,s] is materialized and added: zeros in the public JiT code, a 0 / -inf
+    /// mask for causal models.
     bias: bool,
     /// q is scaled before QKᵀ (else the scores are).
     scale_q: bool,
+    /// The probabilities are also returned in the input dtype (PyTorch's math backend returns
+    /// them beside the output, a cast nobody reads).
+    returns_probs: bool,
 }
 
 /// The attention core: scores, softmax and PV, or one fused kernel. `qk` is the bytes per
@@ -1192,8 +1350,9 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             scores_fp32: true,
             pv_fp32: false,
             upcast_v: false,
-            bias: !t.causal,
+            bias: true,
             scale_q: false,
+            returns_probs: false,
         },
         AttentionImpl::SdpaMath => Unfused {
             scores: 4.0,
@@ -1202,6 +1361,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             upcast_v: true,
             bias: false,
             scale_q: true,
+            returns_probs: true,
         },
         AttentionImpl::Unfused => Unfused {
             scores: o,
@@ -1210,13 +1370,15 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             upcast_v: false,
             bias: false,
             scale_q: true,
+            returns_probs: false,
         },
         AttentionImpl::Flash2 | AttentionImpl::Flash3 => {
             flash(b, m, cfg, batch, seq, qk);
             return;
         }
     };
-    let cast = |b: &mut Builder, names: &'static Names, n: f64, from: f64, to: f64| {
+    // A dtype cast of `tensors` tensors of `n` elements in all, one kernel each.
+    let cast = |b: &mut Builder, names: &'static Names, tensors: u8, n: f64, from: f64, to: f64| {
         if from != to {
             b.vector(
                 names,
@@ -1227,6 +1389,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
                     n * from,
                     n * to,
                 )
+                .composite(tensors, n * from, n * to)
                 .core()
                 .bwd(Bwd::Cast),
             );
@@ -1237,23 +1400,50 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
     let qk_in = if plan.scores_fp32 { 4.0 } else { o };
     if plan.upcast_v {
         // SDPA under autocast casts to bf16 first, then the math backend upcasts q, k, v to fp32.
-        cast(b, n!("attn.qk_cast"), 2.0 * e, qk, o);
-        cast(b, n!("attn.qkv_upcast"), 3.0 * e, o, 4.0);
+        cast(b, n!("attn.qk_cast"), 2, 2.0 * e, qk, o);
+        cast(b, n!("attn.qkv_upcast"), 3, 3.0 * e, o, 4.0);
     } else {
-        cast(b, n!("attn.qk_cast"), 2.0 * e, qk, qk_in);
+        cast(b, n!("attn.qk_cast"), 2, 2.0 * e, qk, qk_in);
     }
     let v_bytes = if plan.upcast_v { 4.0 } else { o };
+    // torch.matmul on [B, h, s, dh] views of the qkv output (and on kᵀ) copies each operand into
+    // a contiguous batch first: three copies, whose gradients pass through.
+    let copies = e * (2.0 * qk_in + v_bytes);
+    b.vector(
+        n!("attn.qkv_contiguous"),
+        Vector::new(
+            OpKind::Elementwise,
+            OpClass::Elementwise,
+            0.0,
+            2.0 * e * qk_in,
+            copies,
+        )
+        .side(e * v_bytes)
+        .composite(3, copies, copies)
+        .bwd(Bwd::None),
+    );
     if plan.scale_q {
+        // PyTorch's math backend scales q and k by √scale each: two multiplies, whose backward
+        // multiplies the gradients by the same constant.
+        let qk_bytes = 2.0 * e * qk_in;
         b.vector(
             n!("attn.q_scale"),
             Vector::new(
                 OpKind::Elementwise,
                 OpClass::Attention,
-                e,
-                e * qk_in,
-                e * qk_in,
+                2.0 * e,
+                qk_bytes,
+                qk_bytes,
             )
-            .core(),
+            .composite(2, qk_bytes, qk_bytes)
+            .core()
+            .bwd(Bwd::Explicit {
+                fuses: true,
+                read: qk_bytes,
+                written: qk_bytes,
+                flops: 2.0 * e,
+                kernels: 2,
+            }),
         );
     }
     let (unit, dtype) = if plan.scores_fp32 {
@@ -1287,23 +1477,45 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
     if !plan.scale_q {
         b.vector(
             n!("attn.scale"),
-            Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s).core(),
+            Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s)
+                .core()
+                .bwd(Bwd::Explicit {
+                    fuses: true,
+                    read: sc * s,
+                    written: sc * s,
+                    flops: sc,
+                    kernels: 1,
+                }),
         );
     }
-    if t.causal {
+    let s2 = sf * sf;
+    if t.causal && !plan.bias {
+        // The math backend's causal mask: a boolean lower triangle (ones, tril), turned into an
+        // additive 0 / -inf [s, s] mask (where, with its two scalars made on the device) and
+        // added to the scores; the mask needs no gradient.
         b.vector(
             n!("attn.mask"),
             Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s)
-                .side(sf * sf)
-                .core(),
+                .side(s2 * 4.0)
+                .composite(6, sc * s + s2 * (2.0 + 4.0), sc * s + s2 * (2.0 + 4.0))
+                .core()
+                .bwd(Bwd::None),
         );
     }
     if plan.bias {
+        // A zero bias [B, 1, s, s]; causal, filled with -inf above the diagonal from a boolean
+        // triangle (ones, tril, logical_not, masked_fill).
         let bias = bf * sf * sf * qk_in;
+        let (kernels, read, written) = if t.causal {
+            (5, 2.0 * s2 + bias, bias + 3.0 * s2 + bias)
+        } else {
+            (1, 0.0, bias)
+        };
         b.vector(
             n!("attn.bias_fill"),
             Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, 0.0, bias)
                 .keep()
+                .composite(kernels, read, written)
                 .core()
                 .bwd(Bwd::None),
         );
@@ -1327,6 +1539,15 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
         .saved(sc * s)
         .core(),
     );
+    if plan.returns_probs && s != o {
+        b.vector(
+            n!("attn.probs_returned"),
+            Vector::new(OpKind::Elementwise, OpClass::Attention, 0.0, sc * s, sc * o)
+                .alone()
+                .core()
+                .bwd(Bwd::None),
+        );
+    }
     // PV keeps its P operand when P is a new tensor: the dropout output or a cast copy.
     let mut p_saved = 0.0;
     if t.dropout > 0.0 {
@@ -1347,7 +1568,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
         )
     };
     if p_bytes != s {
-        cast(b, n!("attn.probs_cast"), sc, s, p_bytes);
+        cast(b, n!("attn.probs_cast"), 1, sc, s, p_bytes);
         p_saved = sc * p_bytes;
     }
     b.batched(
@@ -1361,7 +1582,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
         causal_scale,
         Bwd::Pv { p_bytes },
     );
-    cast(b, n!("attn.out_cast"), e, v_bytes, o);
+    cast(b, n!("attn.out_cast"), 1, e, v_bytes, o);
     out_transpose(b, e, o);
 }
 
@@ -1470,18 +1691,19 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             Some(inp) => inp.patch * inp.patch * inp.out_channels,
             None => m.embedding.vocab,
         };
-        let pg = (t.width * out
-            + if t.conditioning == Conditioning::AdalnZero {
-                2 * t.width * t.width
+        // The output projection (with a bias in vision models; GPT-2's tied head has none) and
+        // the final adaLN linear with its bias.
+        let adaln = t.conditioning == Conditioning::AdalnZero;
+        let vision = m.kind == ModelKind::Vision;
+        let params = t.width * out
+            + if vision { out } else { 0 }
+            + if adaln {
+                2 * t.width * t.width + 2 * t.width
             } else {
                 0
-            }) as f64;
-        weights_cast(
-            b,
-            n!("head.weights_cast"),
-            pg,
-            1 + u8::from(t.conditioning == Conditioning::AdalnZero),
-        );
+            };
+        let tensors = 1 + u8::from(vision) + 2 * u8::from(adaln);
+        weights_cast(b, n!("head.weights_cast"), params as f64, tensors);
     }
     match m.kind {
         ModelKind::Vision => {
@@ -1493,6 +1715,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     b,
                     n!("final.adaln.silu"),
                     n!("final.adaln.linear"),
+                    n!("final.adaln.chunk"),
                     t.width,
                     2,
                 );
@@ -1517,11 +1740,19 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(y * 4.0)
                 .saved(y * (nu.out + 4.0))
+                // Eager: the prediction cast to fp32 (mse_loss runs in fp32 under autocast), the
+                // target image cut into patches (a copy), and the loss.
+                .composite(
+                    3,
+                    y * nu.out + y * 4.0 + 2.0 * y * 4.0,
+                    y * 4.0 + y * 4.0 + 4.0,
+                )
+                // Backward: mse_loss's gradient in fp32, cast back to the prediction's dtype.
                 .bwd(Bwd::Explicit {
                     fuses: false,
-                    kernels: 1,
-                    read: y * (nu.out + 4.0),
-                    written: y * nu.out,
+                    kernels: 2,
+                    read: 3.0 * y * 4.0,
+                    written: y * 4.0 + y * nu.out,
                     flops: 3.0 * y,
                 }),
             );
@@ -1540,8 +1771,18 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 true,
             );
             let logits = rows as f64 * v;
-            // Cross-entropy under autocast runs in fp32: logits upcast, log-softmax kept for
-            // backward; backward writes the fp32 gradient and casts it back to the logits' dtype.
+            let r = rows as f64;
+            let upcast = nu.out != 4.0;
+            let (cast_read, cast_written) = if upcast {
+                (logits * nu.out, logits * 4.0)
+            } else {
+                (0.0, 0.0)
+            };
+            // Cross-entropy under autocast runs in fp32: eager casts the logits up, runs
+            // log-softmax (kept for backward) and gathers one log-probability per row with the
+            // targets (nll_loss). Backward: nll_loss's gradient is a zero-filled logits-sized
+            // tensor with one value scattered per row (fill, scatter), then log-softmax's
+            // backward and the cast back to the logits' dtype.
             b.vector(
                 n!("loss.cross_entropy"),
                 Vector::new(
@@ -1552,11 +1793,16 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     logits * 4.0,
                 )
                 .saved(logits * 4.0)
+                .composite(
+                    2 + u8::from(upcast),
+                    cast_read + logits * 4.0 + r * 12.0,
+                    cast_written + logits * 4.0 + 4.0,
+                )
                 .bwd(Bwd::Explicit {
                     fuses: false,
-                    kernels: 1,
-                    read: logits * 8.0,
-                    written: logits * (4.0 + nu.out),
+                    kernels: 3 + u8::from(upcast),
+                    read: logits * 8.0 + r * 12.0 + cast_written,
+                    written: logits * 8.0 + cast_read,
                     flops: 3.0 * logits,
                 }),
             );
@@ -1699,7 +1945,6 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                         fused_read,
                         fused_written: op.fused_read,
                         chained_read: op.bytes_written,
-                        kernels: op.kernels.saturating_mul(2),
                         ..base
                     },
                     bwd_meta,
@@ -1873,6 +2118,9 @@ fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             Bwd::Flash { read, written } => b.push(
                 Op {
                     name: "attn.flash.bwd",
+                    // FlashAttention-2's backward: D = rowsum(dO∘O), the dQ/dK/dV loop, and the
+                    // conversion of the fp32 dQ accumulator.
+                    kernels: 3,
                     flops: op.flops * 2.5,
                     model_flops: op.model_flops * 2.0,
                     bytes_read: Bytes(read),

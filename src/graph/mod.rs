@@ -150,8 +150,9 @@ pub enum OpKind {
     },
     /// Pointwise arithmetic or a dtype cast.
     Elementwise,
-    /// RMSNorm / LayerNorm.
-    Normalization,
+    /// RMSNorm / LayerNorm. `composite`: eager PyTorch runs it as a chain of framework ops
+    /// (RMSNorm as written in JiT's and Llama's code), not as one native kernel (LayerNorm).
+    Normalization { composite: bool },
     /// Softmax over the last dimension.
     Softmax,
     /// A reduction (e.g. a bias gradient).
@@ -170,7 +171,7 @@ impl OpKind {
             OpKind::BatchedGemm { .. } => "batched_gemm",
             OpKind::Attention { .. } => "attention",
             OpKind::Elementwise => "elementwise",
-            OpKind::Normalization => "normalization",
+            OpKind::Normalization { .. } => "normalization",
             OpKind::Softmax => "softmax",
             OpKind::Reduction => "reduction",
             OpKind::Embedding => "embedding",

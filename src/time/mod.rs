@@ -128,7 +128,7 @@ pub fn op_time(
     let eager_pointwise = mode == ExecMode::Eager
         && match op.kind {
             OpKind::Elementwise | OpKind::Reduction | OpKind::Embedding => true,
-            OpKind::Normalization => op.kernels > 1,
+            OpKind::Normalization { composite } => composite,
             _ => false,
         };
     let hbm = if eager_pointwise {

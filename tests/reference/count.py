@@ -198,6 +198,102 @@ def count_one(model_name: str, batch: int, attention: str, precision: str,
     }
 
 
+# Ops that launch no kernel: views without alias info in their schema, allocation without
+# initialisation, and metadata queries. Ops whose every output is a view of an input (schema
+# alias info) are skipped too (see _launches_kernel).
+_NO_KERNEL_OPS = frozenset({
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "lift_fresh",
+    "_unsafe_view", "_reshape_alias",
+    "device", "is_same_size", "_local_scalar_dense", "sym_size", "sym_stride", "sym_numel",
+    "sym_storage_offset",
+})
+
+
+def _launches_kernel(func) -> bool:
+    """Whether an ATen op dispatched on real tensors would run device code: not a view (every
+    return aliases an input), not an allocation or a metadata query."""
+    name = func.overloadpacket.__name__
+    if name in _NO_KERNEL_OPS or func.namespace == "prim":
+        return False
+    returns = func._schema.returns
+    if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
+        return False
+    return True
+
+
+def _tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a kernel touches for one tensor argument: numel * element size, capped by the
+    storage (an expanded view reads its storage once)."""
+    n = t.numel() * t.element_size()
+    try:
+        return min(n, int(t.untyped_storage().nbytes()))
+    except Exception:
+        return n
+
+
+# Gathers: (table argument, index argument). They read one table row (embedding) or one element
+# (nll_loss) per index, not the whole table.
+_GATHER_OPS = {"embedding": (0, 1), "nll_loss_forward": (0, 1)}
+
+
+def _op_bytes(func, args, kwargs, out) -> int:
+    """Bytes an op moves: its tensor inputs and outputs (see _tensor_bytes); for a gather, the
+    table counts only the rows (or elements) that the indices select."""
+    from torch.utils._pytree import tree_leaves
+
+    skip = None
+    total = 0
+    gather = _GATHER_OPS.get(func.overloadpacket.__name__)
+    if gather is not None:
+        table, index = args[gather[0]], args[gather[1]]
+        row = table.element_size() * (table[0].numel() if func.overloadpacket.__name__ == "embedding" else 1)
+        total += index.numel() * row
+        skip = table
+    for t in tree_leaves((args, kwargs, out)):
+        if isinstance(t, torch.Tensor) and t is not skip:
+            total += _tensor_bytes(t)
+    return total
+
+
+def dispatch_one(model_name: str, batch: int, attention: str,
+                 model_kwargs: dict | None = None) -> dict:
+    """Eager ATen ops of one bf16-autocast training step (forward with loss, then backward; no
+    optimizer), as a TorchDispatchMode sees them below autograd and autocast: every op that
+    launches device code, with the bytes of its tensor inputs and outputs."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    phases = {p: {"kernels": 0, "bytes": 0, "by_op": defaultdict(int)} for p in ("forward", "backward")}
+    current = ["forward"]
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if _launches_kernel(func):
+                rec = phases[current[0]]
+                rec["kernels"] += 1
+                rec["bytes"] += _op_bytes(func, args, kwargs, out)
+                rec["by_op"][func.overloadpacket.__name__] += 1
+            return out
+
+    with FakeTensorMode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = build_model(model_name, attention, **(model_kwargs or {}))
+        data = model.make_batch(batch, "cpu")
+        with Recorder():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model.training_loss(data)
+            current[0] = "backward"
+            loss.backward()
+    return {
+        "attention": attention,
+        "precision": "bf16-autocast",
+        **{p: {"kernels": r["kernels"], "bytes": r["bytes"], "by_op": dict(sorted(r["by_op"].items()))}
+           for p, r in phases.items()},
+    }
+
+
 def count_model(model_name: str, batch: int, command: str) -> dict:
     with torch.device("meta"):
         params = count_parameters(build_model(model_name))
@@ -211,6 +307,17 @@ def count_model(model_name: str, batch: int, command: str) -> dict:
             except Exception as exc:  # record, keep going
                 runs.append({"attention": attention, "precision": precision,
                              "error": f"{type(exc).__name__}: {exc}"})
+    # At batch 1 a [1, h, s, dh] view of the qkv output can enter bmm without a contiguous copy;
+    # count the dispatch at batch 2 at least, where the copies appear as at training batches.
+    dispatch_batch = max(batch, 2)
+    dispatch = []
+    for attention in ATTENTIONS:
+        print(f"[count] {model_name} batch {dispatch_batch} {attention} dispatch", file=sys.stderr,
+              flush=True)
+        try:
+            dispatch.append(dispatch_one(model_name, dispatch_batch, attention))
+        except Exception as exc:  # record, keep going
+            dispatch.append({"attention": attention, "error": f"{type(exc).__name__}: {exc}"})
     return {
         "schema": SCHEMA,
         "model": model_name,
@@ -241,8 +348,17 @@ def count_model(model_name: str, batch: int, command: str) -> dict:
             "scope": "module running when the tensor was saved; '(model)' = outside any submodule "
                      "(loss, input mixing)",
             "training_step": "loss forward + backward only; no optimizer",
+            "dispatch": ("eager ATen ops of a bf16-autocast step as a TorchDispatchMode sees them "
+                         "(below autograd and autocast): ops that launch device code only (views, "
+                         "allocations and metadata queries excluded); bytes = sum over each op's "
+                         "tensor inputs and outputs of numel * element size, capped by the storage "
+                         "(gathers: only the selected rows of the table). "
+                         "CPU semantics: one op here can be several CUDA kernels (flash backward, "
+                         "LayerNorm backward, embedding backward, memsets of split reductions)"),
         },
         "runs": runs,
+        "dispatch_batch": dispatch_batch,
+        "dispatch": dispatch,
     }
 
 
