@@ -13,11 +13,13 @@
 //!   convention, which includes recomputing S); the MFU numerator counts 2× (no recompute).
 //! - Backward of a GEMM is two GEMMs of the same FLOPs (data grad and weight grad).
 //! - Vector ops count a fixed number of FLOPs per element (see [`build`]); backward of a vector op
-//!   counts twice its forward FLOPs. Vector FLOPs never bind in practice; bytes do. They count as
+//!   counts twice its forward FLOPs unless [`build`] states its backward. Vector FLOPs never bind in practice; bytes do. They count as
 //!   executed FLOPs (HFU) but not as model FLOPs: the MFU numerator is matmul FLOPs only, as in
 //!   PaLM's 6N + 12·L·H·Q·T (arXiv 2204.02311, appendix B).
 //! - Bytes are HBM traffic of an unfused (eager) kernel: each input read once, each output written
-//!   once, at its dtype. `fused_*` give the traffic when the op is part of a fused chain
+//!   once, at its dtype. An op that eager PyTorch runs as several kernels (a composite, or a
+//!   backward that autograd splits into several ops) counts every kernel's traffic, as the ATen ops
+//!   PyTorch dispatches would (tests/reference/ checks the totals). `fused_*` give the traffic when the op is part of a fused chain
 //!   (torch.compile): only tensors entering or leaving the chain count.
 //! - `bf16` precision means PyTorch autocast: fp32 parameters, gradients and optimizer states,
 //!   bf16 GEMM operands and outputs, an fp32 residual stream, and a bf16 copy of every GEMM weight
