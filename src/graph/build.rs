@@ -1331,6 +1331,9 @@ struct Unfused {
     /// The probabilities are also returned in the input dtype (PyTorch's math backend returns
     /// them beside the output, a cast nobody reads).
     returns_probs: bool,
+    /// q, k and v are copied into contiguous batches before the batched GEMMs (torch.matmul on
+    /// [B, h, s, dh] views); Megatron's baddbmm takes the strided views as they are.
+    contiguous: bool,
 }
 
 /// The attention core: scores, softmax and PV, or one fused kernel. `qk` is the bytes per
@@ -1353,6 +1356,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             bias: true,
             scale_q: false,
             returns_probs: false,
+            contiguous: true,
         },
         AttentionImpl::SdpaMath => Unfused {
             scores: 4.0,
@@ -1362,6 +1366,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             bias: false,
             scale_q: true,
             returns_probs: true,
+            contiguous: true,
         },
         AttentionImpl::Unfused => Unfused {
             scores: o,
@@ -1371,6 +1376,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
             bias: false,
             scale_q: true,
             returns_probs: false,
+            contiguous: false,
         },
         AttentionImpl::Flash2 | AttentionImpl::Flash3 => {
             flash(b, m, cfg, batch, seq, qk);
@@ -1406,22 +1412,24 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
         cast(b, n!("attn.qk_cast"), 2, 2.0 * e, qk, qk_in);
     }
     let v_bytes = if plan.upcast_v { 4.0 } else { o };
-    // torch.matmul on [B, h, s, dh] views of the qkv output (and on kᵀ) copies each operand into
-    // a contiguous batch first: three copies, whose gradients pass through.
-    let copies = e * (2.0 * qk_in + v_bytes);
-    b.vector(
-        n!("attn.qkv_contiguous"),
-        Vector::new(
-            OpKind::Elementwise,
-            OpClass::Elementwise,
-            0.0,
-            2.0 * e * qk_in,
-            copies,
-        )
-        .side(e * v_bytes)
-        .composite(3, copies, copies)
-        .bwd(Bwd::None),
-    );
+    if plan.contiguous {
+        // torch.matmul on [B, h, s, dh] views of the qkv output (and on kᵀ) copies each operand
+        // into a contiguous batch first: three copies, whose gradients pass through.
+        let copies = e * (2.0 * qk_in + v_bytes);
+        b.vector(
+            n!("attn.qkv_contiguous"),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Elementwise,
+                0.0,
+                2.0 * e * qk_in,
+                copies,
+            )
+            .side(e * v_bytes)
+            .composite(3, copies, copies)
+            .bwd(Bwd::None),
+        );
+    }
     if plan.scale_q {
         // PyTorch's math backend scales q and k by √scale each: two multiplies, whose backward
         // multiplies the gradients by the same constant.
