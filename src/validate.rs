@@ -77,6 +77,9 @@ pub struct MeasuredConfig {
     pub class_times_s: Option<BTreeMap<String, f64>>,
     /// Peak allocated memory.
     pub peak_memory_bytes: Option<f64>,
+    /// GPU kernels (and memset/memcpy activities) per step seen by the profiler.
+    #[serde(default)]
+    pub kernels_per_step: Option<f64>,
     /// Error message when the configuration failed.
     pub error: Option<String>,
 }
@@ -96,6 +99,8 @@ pub struct Comparison {
     pub classes: BTreeMap<&'static str, (f64, f64)>,
     /// Peak memory: (measured, predicted) bytes.
     pub memory: Option<(f64, f64)>,
+    /// Kernels per step: (profiled, predicted launches).
+    pub kernels: Option<(f64, f64)>,
 }
 
 /// The whole comparison.
@@ -256,6 +261,7 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
             error: e.step_time.0 / measured - 1.0,
             classes,
             memory: c.peak_memory_bytes.map(|b| (b, allocated)),
+            kernels: c.kernels_per_step.map(|k| (k, e.kernels)),
         });
     }
     if rows.is_empty() {
@@ -316,6 +322,7 @@ pub fn render(v: &Validation, markdown: bool) -> String {
         "elementwise",
         "optimizer",
         "peak mem",
+        "kernels",
     ];
     if markdown {
         let _ = writeln!(s, "| {} |", head.join(" | "));
@@ -347,6 +354,9 @@ pub fn render(v: &Validation, markdown: bool) -> String {
             cls("elementwise"),
             cls("optimizer"),
             mem,
+            r.kernels.map_or("n/a".to_string(), |(m, p)| {
+                format!("{m:.0}/{p:.0} ({})", pct(p, m))
+            }),
         ];
         if markdown {
             let _ = writeln!(s, "| {} |", cells.join(" | "));
@@ -356,7 +366,9 @@ pub fn render(v: &Validation, markdown: bool) -> String {
     }
     let _ = writeln!(
         s,
-        "\nclass cells: measured/predicted GPU ms per step (error)"
+        "\nclass cells: measured/predicted GPU ms per step (error); kernels: profiled/predicted \
+         per step (the profile also counts memsets of split reductions and cuBLAS split-K \
+         reductions, which roofline does not launch)"
     );
     let _ = writeln!(
         s,
