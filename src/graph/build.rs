@@ -504,8 +504,9 @@ impl Builder<'_> {
                 // over rows), g·weight, then through rsqrt/mean/pow: mul by x and sum over the
                 // row, three kernels on the row statistics, the mean's broadcast (div), pow's
                 // derivative (pow, mul, mul) and the add of x's two gradient paths: 14 kernels.
-                // Reading 12 fp32 tensors of E elements and writing 9 (with g and n at their
-                // widths); an input in another dtype adds type_as's and x.float()'s casts (3).
+                // Reading 14 tensors of E elements and writing 9 (fp32, but g and n at their
+                // own widths); an input in another dtype adds type_as's and x.float()'s casts
+                // (3 kernels).
                 let w = width * f64::from(tensors);
                 let bwd_read = e * (3.0 * outb + inb)
                     + w * p
@@ -1498,17 +1499,20 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
     }
     let s2 = sf * sf;
     if t.causal && !plan.bias {
-        // The math backend's causal mask: a boolean lower triangle (ones, tril), turned into an
-        // additive 0 / -inf [s, s] mask (where, with its two scalars made on the device) and
-        // added to the scores; the mask needs no gradient.
-        b.vector(
-            n!("attn.mask"),
-            Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s)
-                .side(s2 * 4.0)
+        let mask = Vector::new(OpKind::Elementwise, OpClass::Attention, sc, sc * s, sc * s).core();
+        let mask = if cfg.attention == AttentionImpl::SdpaMath {
+            // The math backend's causal mask: a boolean lower triangle (ones, tril), turned into
+            // an additive 0 / -inf [s, s] mask (where, with its two scalars made on the device)
+            // and added to the scores; the mask needs no gradient.
+            mask.side(s2 * 4.0)
                 .composite(6, sc * s + s2 * (2.0 + 4.0), sc * s + s2 * (2.0 + 4.0))
-                .core()
-                .bwd(Bwd::None),
-        );
+                .bwd(Bwd::None)
+        } else {
+            // A masked fill of the scores from a stored boolean [s, s] mask; backward fills the
+            // gradient the same way.
+            mask.side(s2)
+        };
+        b.vector(n!("attn.mask"), mask);
     }
     if plan.bias {
         // A zero bias [B, 1, s, s]; causal, filled with -inf above the diagonal from a boolean
