@@ -203,8 +203,9 @@ fn fused_saved(op: &Op) -> f64 {
 }
 
 /// Gradient memory a backward op holds at its peak: what it writes when it is one kernel; for an
-/// eager composite of k kernels, whose intermediates are freed as it goes, two kernels' worth
-/// (an intermediate and the result alive together) of its mean write per kernel, 2·written/k.
+/// eager composite of k kernels, whose intermediates are freed as it goes, three kernels' worth
+/// of its mean write per kernel, 3·written/k (two intermediates and the result alive together,
+/// e.g. cross-entropy's zero-filled gradient, log-softmax's gradient and the cast).
 fn transient_bytes(op: &Op, fused: bool) -> f64 {
     let written = if fused {
         op.fused_written.0
@@ -214,7 +215,7 @@ fn transient_bytes(op: &Op, fused: bool) -> f64 {
     if fused || op.kernels <= 1 {
         written
     } else {
-        written.min(2.0 * written / op.kernels as f64)
+        written.min(3.0 * written / op.kernels as f64)
     }
 }
 

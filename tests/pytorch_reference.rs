@@ -119,22 +119,51 @@ fn gpt2_matches_pytorch_counts() {
 }
 
 /// CUDA kernels that one CPU-semantics ATen op of the fixture's dispatch count becomes, beyond
-/// the first, per layer (PyTorch 2.x CUDA sources): FlashAttention-2's backward runs three
-/// kernels (dot(dO, O), the dQ/dK/dV loop, the dQ conversion) where the CPU flash op is one;
-/// CUDA's LayerNorm backward runs the input-gradient kernel and the gamma/beta reduction apart.
-fn cuda_extra_kernels(m: &roofline::spec::ModelSpec, attention: AttentionImpl) -> (f64, f64) {
+/// the first, per phase (PyTorch 2.x CUDA sources):
+/// - FlashAttention-2's backward runs three kernels (dot(dO, O), the dQ/dK/dV loop, the dQ
+///   conversion) where the CPU flash op is one;
+/// - CUDA's LayerNorm backward with an affine transform runs the input-gradient kernel and the
+///   gamma/beta reduction apart, and the second kernel reads x, dy and the row statistics again
+///   (the one extra entry in bytes; the fp32 residual stream makes x and dy 4 bytes each);
+/// - a convolution's backward runs data gradient, weight gradient and bias gradient as separate
+///   kernels where the CPU op is one: the bottleneck patch embedding's second convolution (input
+///   gradient and bias) is three, a single patch convolution with a bias (no input gradient)
+///   two, once per embedded image;
+/// - slicing the target tokens out of the sequence: backward fills zeros and copies (two kernels,
+///   one CPU op).
+fn cuda_extra(m: &roofline::spec::ModelSpec, attention: AttentionImpl, batch: u64) -> CudaExtra {
+    use roofline::spec::model::{NormKind, PatchEmbed};
     let depth = m.transformer.depth as f64;
     let flash_bwd = if attention == AttentionImpl::Flash2 {
         2.0 * depth
     } else {
         0.0
     };
-    let ln_bwd = match m.transformer.norm {
-        roofline::spec::model::NormKind::Layernorm
-        | roofline::spec::model::NormKind::LayernormNoAffine => 2.0 * depth + 1.0,
-        roofline::spec::model::NormKind::Rmsnorm => 0.0,
+    let (ln_bwd, ln_bytes) = if m.transformer.norm == NormKind::Layernorm {
+        let norms = 2.0 * depth + 1.0;
+        let rows = (batch * m.seq_at_block(0)) as f64;
+        let width = m.transformer.width as f64;
+        (norms, norms * rows * (8.0 * width + 8.0))
+    } else {
+        (0.0, 0.0)
     };
-    (0.0, flash_bwd + ln_bwd)
+    let images = 1.0 + f64::from(u8::from(m.tokens.condition > 0));
+    let conv_bwd = match (&m.input, m.embedding.patch_embed) {
+        (None, _) => 0.0,
+        (Some(_), Some(PatchEmbed::Bottleneck)) => 2.0 * images,
+        (Some(_), _) => images,
+    };
+    let slice_bwd = f64::from(u8::from(m.tokens.condition > 0));
+    CudaExtra {
+        backward_kernels: flash_bwd + ln_bwd + conv_bwd + slice_bwd,
+        backward_bytes: ln_bytes,
+    }
+}
+
+/// What the CUDA path adds to the CPU dispatch count, per step.
+struct CudaExtra {
+    backward_kernels: f64,
+    backward_bytes: f64,
 }
 
 /// Eager kernels and bytes moved per phase against the ATen ops PyTorch dispatches for the same
@@ -147,24 +176,41 @@ fn check_dispatch(model: &str) {
     let runs = f["dispatch"].as_array().unwrap();
     assert_eq!(
         runs.len(),
-        3,
-        "{model}: naive, sdpa-math and flash2 dispatch runs"
+        6,
+        "{model}: naive, sdpa-math and flash2 dispatch runs in fp32 and bf16-autocast"
     );
     let mut failures = Vec::new();
+    let mut checked = 0;
     for run in runs {
+        assert!(run.get("error").is_none(), "{model}: {run}");
         let attention: AttentionImpl = run["attention"].as_str().unwrap().parse().unwrap();
+        let precision = match run["precision"].as_str().unwrap() {
+            "fp32" => Precision::Fp32,
+            "bf16-autocast" => Precision::Bf16,
+            other => panic!("unknown precision {other}"),
+        };
+        // CUDA FlashAttention has no fp32 kernel (roofline rejects the combination).
+        if attention == AttentionImpl::Flash2 && precision == Precision::Fp32 {
+            continue;
+        }
+        checked += 1;
         let cfg = StepConfig {
             batch,
             attention,
-            precision: Precision::Bf16,
+            precision,
             ..StepConfig::default()
         };
         let mut ops = Vec::new();
         build_step(&m, &cfg, &mut ops).unwrap();
-        let extra = cuda_extra_kernels(&m, attention);
-        for (phase, key, extra) in [
-            (Phase::Forward, "forward", extra.0),
-            (Phase::Backward, "backward", extra.1),
+        let extra = cuda_extra(&m, attention, batch);
+        for (phase, key, extra_kernels, extra_bytes) in [
+            (Phase::Forward, "forward", 0.0, 0.0),
+            (
+                Phase::Backward,
+                "backward",
+                extra.backward_kernels,
+                extra.backward_bytes,
+            ),
         ] {
             let ours = ops.iter().filter(|o| o.phase == phase);
             let kernels: f64 = ours
@@ -174,9 +220,9 @@ fn check_dispatch(model: &str) {
             let bytes: f64 = ours
                 .map(|o| (o.total_bytes_read() + o.total_bytes_written()).0)
                 .sum();
-            let ref_kernels = run[key]["kernels"].as_f64().unwrap() + extra;
-            let ref_bytes = run[key]["bytes"].as_f64().unwrap();
-            let label = format!("{model} {attention} {key}");
+            let ref_kernels = run[key]["kernels"].as_f64().unwrap() + extra_kernels;
+            let ref_bytes = run[key]["bytes"].as_f64().unwrap() + extra_bytes;
+            let label = format!("{model} {attention} {precision} {key}");
             eprintln!(
                 "{label}: kernels {kernels} vs {ref_kernels} ({:+.1}%), bytes {:.3e} vs {:.3e} ({:+.1}%)",
                 100.0 * (kernels / ref_kernels - 1.0),
@@ -196,6 +242,7 @@ fn check_dispatch(model: &str) {
             }
         }
     }
+    assert_eq!(checked, 5, "{model}: five comparable runs");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -275,8 +275,8 @@ class CountTests(unittest.TestCase):
         from models import JiTConfig
 
         cfg = JiTConfig(**TINY_JIT)
-        a = count.dispatch_one("jit-b4", 2, "naive", TINY_JIT)
-        b = count.dispatch_one("jit-b4", 4, "naive", TINY_JIT)
+        a = count.dispatch_one("jit-b4", 2, "naive", model_kwargs=TINY_JIT)
+        b = count.dispatch_one("jit-b4", 4, "naive", model_kwargs=TINY_JIT)
         for phase in ("forward", "backward"):
             ops = a[phase]["by_op"]
             self.assertEqual(sum(ops.values()), a[phase]["kernels"])

@@ -505,19 +505,24 @@ impl Builder<'_> {
                 // row, three kernels on the row statistics, the mean's broadcast (div), pow's
                 // derivative (pow, mul, mul) and the add of x's two gradient paths: 14 kernels.
                 // Reading 14 tensors of E elements and writing 9 (fp32, but g and n at their
-                // own widths); an input in another dtype adds type_as's and x.float()'s casts
-                // (3 kernels).
+                // own widths). Casts: the gradient of n to n's dtype when the weight widened
+                // the output, and, for an input that is not fp32, the backward of type_as and of
+                // x.float().
                 let w = width * f64::from(tensors);
+                let widened = outb != inb;
                 let bwd_read = e * (3.0 * outb + inb)
                     + w * p
                     + 10.0 * e * 4.0
                     + 7.0 * rows * 4.0
-                    + if cast { e * (outb + inb + 4.0) } else { 0.0 };
+                    + if widened { e * outb } else { 0.0 }
+                    + if cast { e * (inb + 4.0) } else { 0.0 };
                 let bwd_written = 2.0 * e * outb
                     + w * p
                     + 7.0 * e * 4.0
                     + 4.0 * rows * 4.0
-                    + if cast { e * (2.0 * inb + 4.0) } else { 0.0 };
+                    + if widened { e * inb } else { 0.0 }
+                    + if cast { e * (inb + 4.0) } else { 0.0 };
+                let bwd_kernels = 14 + 2 * u8::from(cast) + u8::from(widened);
                 self.vector(
                     names,
                     Vector::new(
@@ -534,13 +539,15 @@ impl Builder<'_> {
                         read: bwd_read,
                         written: bwd_written,
                         flops: 8.0 * e,
-                        kernels: (14 + 3 * u8::from(cast)) * tensors,
+                        kernels: bwd_kernels * tensors,
                     }),
                 );
                 outb
             }
             NormKind::Layernorm | NormKind::LayernormNoAffine => {
                 let outb = inb.max(p);
+                let affine = f64::from(u8::from(kind == NormKind::Layernorm));
+                let passes = 1.0 + affine;
                 self.vector(
                     names,
                     Vector::new(
@@ -551,15 +558,15 @@ impl Builder<'_> {
                         e * outb,
                     )
                     .saved(e * inb + rows * 8.0)
-                    // CUDA's LayerNorm backward runs two kernels (PyTorch's
-                    // layer_norm_kernel.cu): the input gradient and the gamma/beta reduction,
-                    // each reading x, dy and the row statistics.
+                    // CUDA's LayerNorm backward (PyTorch's layer_norm_kernel.cu): the input
+                    // gradient, and with an affine transform the gamma/beta reduction, each
+                    // reading x, dy and the row statistics.
                     .bwd(Bwd::Explicit {
                         fuses: true,
-                        read: 2.0 * (e * inb + e * outb + rows * 8.0) + width * p,
-                        written: e * inb + 2.0 * width * 4.0,
+                        read: passes * (e * inb + e * outb + rows * 8.0) + affine * width * p,
+                        written: e * inb + affine * 2.0 * width * 4.0,
                         flops: 14.0 * e,
-                        kernels: 2,
+                        kernels: passes as u8,
                     }),
                 );
                 outb
@@ -733,11 +740,47 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                         e * nu.res,
                     )
                     .side(table)
-                    .bwd(Bwd::Cast),
+                    // The table is frozen; the gradient passes to the patch embedding, cast to
+                    // its dtype when that differs from the residual stream's.
+                    .bwd(if nu.out != nu.res {
+                        Bwd::Explicit {
+                            fuses: false,
+                            read: e * nu.res,
+                            written: e * nu.out,
+                            flops: 0.0,
+                            kernels: 1,
+                        }
+                    } else {
+                        Bwd::None
+                    }),
                 );
             }
             b.repeat_launches(first, images);
             if images > 1 {
+                // The patch embedding's (autocast) weights serve both images: backward adds the
+                // two gradients of each weight and bias tensor.
+                let (tensors, params) = match m.embedding.patch_embed {
+                    Some(PatchEmbed::Bottleneck) => {
+                        let bn = m.embedding.bottleneck;
+                        (3, pin * bn + bn * m.transformer.width + m.transformer.width)
+                    }
+                    _ => (2, pin * m.transformer.width + m.transformer.width),
+                };
+                let grads = params as f64 * nu.op;
+                b.vector(
+                    n!("patch.weights_shared"),
+                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
+                        .alone()
+                        .composite(0, 0.0, 0.0)
+                        .weights()
+                        .bwd(Bwd::Explicit {
+                            fuses: false,
+                            read: 2.0 * grads,
+                            written: grads,
+                            flops: params as f64,
+                            kernels: tensors,
+                        }),
+                );
                 b.vector(
                     n!("patch.concat"),
                     Vector::new(
@@ -858,7 +901,7 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
             )
             .composite(
                 8,
-                half * 4.0 * 3.0 + batch * 4.0 + 4.0 * batch * half * 4.0,
+                half * 4.0 * 4.0 + batch * 4.0 + 4.0 * batch * half * 4.0,
                 half * 4.0 * 4.0 + 5.0 * batch * half * 4.0,
             )
             .bwd(Bwd::None),
@@ -925,12 +968,18 @@ fn conditioning_forward(b: &mut Builder, m: &ModelSpec, batch: f64, d: f64) {
                 x * 4.0,
             )
             .side(x * nu.out)
-            .bwd(Bwd::Explicit {
-                fuses: false,
-                kernels: 1,
-                read: x * 4.0,
-                written: x * (4.0 + nu.out),
-                flops: x,
+            // The gradient passes to both terms; the timestep embedding's copy is cast to its
+            // dtype when that is not fp32.
+            .bwd(if nu.out != 4.0 {
+                Bwd::Explicit {
+                    fuses: false,
+                    kernels: 1,
+                    read: x * 4.0,
+                    written: x * nu.out,
+                    flops: 0.0,
+                }
+            } else {
+                Bwd::None
             }),
         );
     }
@@ -984,6 +1033,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
             n!("adaln.chunk"),
             t.width,
             6,
+            true,
         );
     }
 
@@ -1126,8 +1176,10 @@ fn adaln_modulation(
     chunk: &'static Names,
     width: u64,
     chunks: u64,
+    accumulates: bool,
 ) {
     let x = b.batch as f64 * width as f64;
+    let acc = f64::from(u8::from(accumulates));
     b.vector(
         silu,
         Vector::new(
@@ -1138,14 +1190,14 @@ fn adaln_modulation(
             x * 4.0,
         )
         .saved(x * 4.0)
-        // silu's backward, then the add that accumulates c's gradient over the layers that
-        // read c.
+        // silu's backward, then (in every block; the final layer's gradient arrives first) the
+        // add that accumulates c's gradient over the layers that read c.
         .bwd(Bwd::Explicit {
             fuses: true,
-            read: 4.0 * x * 4.0,
-            written: 2.0 * x * 4.0,
-            flops: 5.0 * x,
-            kernels: 2,
+            read: (2.0 + 2.0 * acc) * x * 4.0,
+            written: (1.0 + acc) * x * 4.0,
+            flops: (4.0 + acc) * x,
+            kernels: 1 + u8::from(accumulates),
         }),
     );
     b.linear(linear, b.batch, chunks * width, width, 4.0, true, true);
@@ -1211,6 +1263,7 @@ fn grad_fork(b: &mut Builder, names: &'static Names, n: f64, el: f64) {
 /// (1 + scale, mul, add); backward keeps x. Returns the output's bytes per element.
 fn modulate(b: &mut Builder, names: &'static Names, e: f64, cond: f64, xb: f64) -> f64 {
     let o = b.num.out;
+    let cast = f64::from(u8::from(xb != o));
     b.vector(
         names,
         Vector::new(
@@ -1223,15 +1276,15 @@ fn modulate(b: &mut Builder, names: &'static Names, e: f64, cond: f64, xb: f64) 
         .side(2.0 * cond * o)
         .saved(e * xb)
         .composite(3, 2.0 * e * xb + 3.0 * cond * o, 2.0 * e * xb + cond * o)
-        // Backward (gradient g in x's dtype): d shift = Σ g (sum over tokens, cast to the
-        // GEMM output dtype), d scale = Σ g·x (mul, sum, cast), dx = g·(1 + scale) (mul): six
-        // kernels.
+        // Backward (gradient g in x's dtype): d shift = Σ g (sum over tokens), d scale = Σ g·x
+        // (mul, sum), dx = g·(1 + scale) (mul), and the two sums cast to the GEMM output dtype
+        // when x's differs: four or six kernels.
         .bwd(Bwd::Explicit {
             fuses: true,
-            read: e * 5.0 * xb + cond * (8.0 + o),
-            written: e * 2.0 * xb + cond * 2.0 * (4.0 + o),
+            read: e * 5.0 * xb + cond * o + cast * 2.0 * cond * xb,
+            written: e * 2.0 * xb + 2.0 * cond * xb + cast * 2.0 * cond * o,
             flops: 4.0 * e,
-            kernels: 6,
+            kernels: 4 + 2 * u8::from(xb != o),
         }),
     );
     xb
@@ -1259,11 +1312,13 @@ fn rope(b: &mut Builder, e: f64, table: f64, inb: f64) -> f64 {
         .composite(10, 2.0 * per_read, 2.0 * per_written)
         // Backward per tensor (gradient g in `outb` bytes): g·sin, rotate_half's inverse (neg of
         // half, stack), g·cos, and the add of the two paths: five kernels reading 5.5 and
-        // writing 4.5 gradient-sized tensors; an input in another dtype adds a cast per path.
+        // writing 4.5 gradient-sized tensors. An input in another dtype casts each path's
+        // gradient to it after its multiply (two more kernels), and neg, stack and add then run
+        // in the input's dtype.
         .bwd(Bwd::Explicit {
             fuses: true,
-            read: 2.0 * (5.5 * e * outb + 2.0 * table * 4.0 + cast * 2.0 * e * outb),
-            written: 2.0 * (4.5 * e * outb + cast * 2.0 * e * inb),
+            read: 2.0 * (e * (2.0 + 2.0 * cast) * outb + 3.5 * e * inb + 2.0 * table * 4.0),
+            written: 2.0 * (2.0 * e * outb + (2.5 + 2.0 * cast) * e * inb),
             flops: 2.0 * 4.0 * e,
             kernels: 2 * (5 + 2 * cast as u8),
         }),
@@ -1519,7 +1574,7 @@ fn attention_core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, batch: u64, 
         // triangle (ones, tril, logical_not, masked_fill).
         let bias = bf * sf * sf * qk_in;
         let (kernels, read, written) = if t.causal {
-            (5, 2.0 * s2 + bias, bias + 3.0 * s2 + bias)
+            (5, 3.0 * s2 + bias, bias + 3.0 * s2 + bias)
         } else {
             (1, 0.0, bias)
         };
@@ -1730,6 +1785,25 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     n!("final.adaln.chunk"),
                     t.width,
                     2,
+                    false,
+                );
+            }
+            if m.tokens.condition > 0 {
+                // The final layer reads the target tokens, a slice of the sequence; backward
+                // writes a zero gradient for the whole sequence and copies the slice's into it.
+                let all = (batch * m.seq_at_block(t.depth - 1)) as f64 * d * nu.res;
+                b.vector(
+                    n!("final.take_target"),
+                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
+                        .alone()
+                        .composite(0, 0.0, 0.0)
+                        .bwd(Bwd::Explicit {
+                            fuses: false,
+                            read: e * nu.res,
+                            written: all + e * nu.res,
+                            flops: 0.0,
+                            kernels: 2,
+                        }),
                 );
             }
             let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, 1);
@@ -1741,6 +1815,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             let out = inp.patch * inp.patch * inp.out_channels;
             b.linear(n!("final.linear"), rows, out, t.width, x, true, true);
             let y = (rows * out) as f64;
+            let upcast = u8::from(nu.out != 4.0);
             b.vector(
                 n!("loss.mse"),
                 Vector::new(
@@ -1752,19 +1827,20 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .side(y * 4.0)
                 .saved(y * (nu.out + 4.0))
-                // Eager: the prediction cast to fp32 (mse_loss runs in fp32 under autocast), the
-                // target image cut into patches (a copy), and the loss.
+                // Eager: the prediction cast to fp32 when it is not (mse_loss runs in fp32 under
+                // autocast), the target image cut into patches (a copy), and the loss.
                 .composite(
-                    3,
-                    y * nu.out + y * 4.0 + 2.0 * y * 4.0,
-                    y * 4.0 + y * 4.0 + 4.0,
+                    2 + upcast,
+                    f64::from(upcast) * y * nu.out + y * 4.0 + 2.0 * y * 4.0,
+                    f64::from(upcast) * y * 4.0 + y * 4.0 + 4.0,
                 )
-                // Backward: mse_loss's gradient in fp32, cast back to the prediction's dtype.
+                // Backward: the gradient seed (a one-element fill), mse_loss's gradient in fp32,
+                // cast back to the prediction's dtype.
                 .bwd(Bwd::Explicit {
                     fuses: false,
-                    kernels: 2,
-                    read: 3.0 * y * 4.0,
-                    written: y * 4.0 + y * nu.out,
+                    kernels: 2 + upcast,
+                    read: 2.0 * y * 4.0 + f64::from(upcast) * y * 4.0,
+                    written: 4.0 + y * 4.0 + f64::from(upcast) * y * nu.out,
                     flops: 3.0 * y,
                 }),
             );
@@ -1792,9 +1868,10 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
             };
             // Cross-entropy under autocast runs in fp32: eager casts the logits up, runs
             // log-softmax (kept for backward) and gathers one log-probability per row with the
-            // targets (nll_loss). Backward: nll_loss's gradient is a zero-filled logits-sized
-            // tensor with one value scattered per row (fill, scatter), then log-softmax's
-            // backward and the cast back to the logits' dtype.
+            // targets (nll_loss). Backward: the gradient seed (a one-element fill); nll_loss's
+            // gradient is a zero-filled logits-sized tensor with one value scattered per row
+            // (fill, scatter); then log-softmax's backward and the cast back to the logits'
+            // dtype.
             b.vector(
                 n!("loss.cross_entropy"),
                 Vector::new(
@@ -1812,9 +1889,9 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 )
                 .bwd(Bwd::Explicit {
                     fuses: false,
-                    kernels: 3 + u8::from(upcast),
+                    kernels: 4 + u8::from(upcast),
                     read: logits * 8.0 + r * 12.0 + cast_written,
-                    written: logits * 8.0 + cast_read,
+                    written: 4.0 + logits * 8.0 + cast_read,
                     flops: 3.0 * logits,
                 }),
             );

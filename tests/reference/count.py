@@ -215,6 +215,8 @@ def _launches_kernel(func) -> bool:
     name = func.overloadpacket.__name__
     if name in _NO_KERNEL_OPS or func.namespace == "prim":
         return False
+    if torch.Tag.inplace_view in func.tags:  # unsqueeze_, transpose_, detach_, ...
+        return False
     returns = func._schema.returns
     if returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns):
         return False
@@ -234,32 +236,40 @@ def _tensor_bytes(t: torch.Tensor) -> int:
 # Gathers: (table argument, index argument). They read one table row (embedding) or one element
 # (nll_loss) per index, not the whole table.
 _GATHER_OPS = {"embedding": (0, 1), "nll_loss_forward": (0, 1)}
+# Arguments whose data an op never reads (only their shape): nll_loss_backward's input, the
+# template of the *_like factories.
+_SHAPE_ONLY_ARGS = {"nll_loss_backward": 1, "ones_like": 0, "zeros_like": 0, "full_like": 0}
 
 
 def _op_bytes(func, args, kwargs, out) -> int:
     """Bytes an op moves: its tensor inputs and outputs (see _tensor_bytes); for a gather, the
-    table counts only the rows (or elements) that the indices select."""
+    table counts only the rows (or elements) that the indices select; an argument read only for
+    its shape counts nothing."""
     from torch.utils._pytree import tree_leaves
 
+    name = func.overloadpacket.__name__
     skip = None
     total = 0
-    gather = _GATHER_OPS.get(func.overloadpacket.__name__)
+    gather = _GATHER_OPS.get(name)
     if gather is not None:
         table, index = args[gather[0]], args[gather[1]]
-        row = table.element_size() * (table[0].numel() if func.overloadpacket.__name__ == "embedding" else 1)
+        row = table.element_size() * (table[0].numel() if name == "embedding" else 1)
         total += index.numel() * row
         skip = table
+    elif name in _SHAPE_ONLY_ARGS:
+        skip = args[_SHAPE_ONLY_ARGS[name]]
     for t in tree_leaves((args, kwargs, out)):
         if isinstance(t, torch.Tensor) and t is not skip:
             total += _tensor_bytes(t)
     return total
 
 
-def dispatch_one(model_name: str, batch: int, attention: str,
+def dispatch_one(model_name: str, batch: int, attention: str, precision: str = "bf16-autocast",
                  model_kwargs: dict | None = None) -> dict:
-    """Eager ATen ops of one bf16-autocast training step (forward with loss, then backward; no
-    optimizer), as a TorchDispatchMode sees them below autograd and autocast: every op that
-    launches device code, with the bytes of its tensor inputs and outputs."""
+    """Eager ATen ops of one training step (forward with loss, then backward; no optimizer) in
+    `precision` ("bf16-autocast" or "fp32"), as a TorchDispatchMode sees them below autograd
+    and autocast: every op that launches device code, with the bytes of its tensor inputs and
+    outputs."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -281,14 +291,16 @@ def dispatch_one(model_name: str, batch: int, attention: str,
         torch.manual_seed(0)
         model = build_model(model_name, attention, **(model_kwargs or {}))
         data = model.make_batch(batch, "cpu")
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-autocast"
+                    else contextlib.nullcontext())
         with Recorder():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast:
                 loss = model.training_loss(data)
             current[0] = "backward"
             loss.backward()
     return {
         "attention": attention,
-        "precision": "bf16-autocast",
+        "precision": precision,
         **{p: {"kernels": r["kernels"], "bytes": r["bytes"], "by_op": dict(sorted(r["by_op"].items()))}
            for p, r in phases.items()},
     }
@@ -311,13 +323,15 @@ def count_model(model_name: str, batch: int, command: str) -> dict:
     # count the dispatch at batch 2 at least, where the copies appear as at training batches.
     dispatch_batch = max(batch, 2)
     dispatch = []
-    for attention in ATTENTIONS:
-        print(f"[count] {model_name} batch {dispatch_batch} {attention} dispatch", file=sys.stderr,
-              flush=True)
-        try:
-            dispatch.append(dispatch_one(model_name, dispatch_batch, attention))
-        except Exception as exc:  # record, keep going
-            dispatch.append({"attention": attention, "error": f"{type(exc).__name__}: {exc}"})
+    for precision in PRECISIONS:
+        for attention in ATTENTIONS:
+            print(f"[count] {model_name} batch {dispatch_batch} {attention} {precision} dispatch",
+                  file=sys.stderr, flush=True)
+            try:
+                dispatch.append(dispatch_one(model_name, dispatch_batch, attention, precision))
+            except Exception as exc:  # record, keep going
+                dispatch.append({"attention": attention, "precision": precision,
+                                 "error": f"{type(exc).__name__}: {exc}"})
     return {
         "schema": SCHEMA,
         "model": model_name,
@@ -348,7 +362,7 @@ def count_model(model_name: str, batch: int, command: str) -> dict:
             "scope": "module running when the tensor was saved; '(model)' = outside any submodule "
                      "(loss, input mixing)",
             "training_step": "loss forward + backward only; no optimizer",
-            "dispatch": ("eager ATen ops of a bf16-autocast step as a TorchDispatchMode sees them "
+            "dispatch": ("eager ATen ops of a step (fp32 and bf16-autocast) as a TorchDispatchMode sees them "
                          "(below autograd and autocast): ops that launch device code only (views, "
                          "allocations and metadata queries excluded); bytes = sum over each op's "
                          "tensor inputs and outputs of numel * element size, capped by the storage "
