@@ -167,8 +167,8 @@ struct CudaExtra {
 }
 
 /// Eager kernels and bytes moved per phase against the ATen ops PyTorch dispatches for the same
-/// step (the fixture's `dispatch` section): kernels within 1% per phase (after the CUDA extras
-/// above), bytes within 2%.
+/// step (the fixture's `dispatch` section): matrix products one for one, all kernels within 1%
+/// per phase (after the CUDA extras above), bytes within 2%.
 fn check_dispatch(model: &str) {
     let f = fixture(model);
     let m = load_model(model).unwrap();
@@ -230,6 +230,23 @@ fn check_dispatch(model: &str) {
                 ref_bytes,
                 100.0 * (bytes / ref_bytes - 1.0)
             );
+            // Matrix products one for one: addmm, mm, bmm and (forward) convolution launches.
+            // A convolution's backward is one CPU op for several CUDA kernels (see
+            // `cuda_extra`), so backward compares the linear layers and attention only.
+            let gemm: u32 = ops
+                .iter()
+                .filter(|o| o.phase == phase)
+                .filter(|o| matches!(o.kind, OpKind::Gemm { .. } | OpKind::BatchedGemm { .. }))
+                .filter(|o| phase == Phase::Forward || !o.name.starts_with("patch."))
+                .map(|o| u32::from(o.kernels) * o.layer.count())
+                .sum();
+            let by_op = |name: &str| run[key]["by_op"][name].as_u64().unwrap_or(0) as u32;
+            let ref_gemm = by_op("addmm") + by_op("mm") + by_op("bmm") + by_op("convolution");
+            if gemm != ref_gemm {
+                failures.push(format!(
+                    "{label}: {gemm} matrix products vs {ref_gemm} dispatched"
+                ));
+            }
             if (kernels / ref_kernels - 1.0).abs() >= 0.01 {
                 failures.push(format!(
                     "{label}: {kernels} kernels vs {ref_kernels} dispatched"
