@@ -1,7 +1,9 @@
 //! The op graph against PyTorch's own counts (tests/reference/fixtures, made by
 //! tests/reference/count.py with torch.utils.flop_counter.FlopCounterMode and
 //! torch.autograd.graph.saved_tensors_hooks; see tests/reference/README.md for the command and
-//! torch version). Matmul FLOPs must agree within 0.5%, saved activation bytes within 10%.
+//! torch version). Matmul FLOPs must agree within 0.5%, saved activation bytes within 10%. The
+//! eager program (kernels launched and bytes moved per phase) is checked against the ATen ops
+//! PyTorch dispatches for the same step (see `check_dispatch`).
 //!
 //! What differs by construction:
 //! - FlopCounterMode does not halve causal attention; flash kernels skip the masked half, and so
