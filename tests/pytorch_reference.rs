@@ -25,6 +25,20 @@ fn fixture(model: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// A fixture run's attention implementation and precision, or None when roofline has no
+/// equivalent: CUDA FlashAttention has no fp32 kernel, so roofline rejects that combination
+/// (the CPU counting run had one, PyTorch's CPU flash kernel).
+fn comparable(run: &Value) -> Option<(AttentionImpl, Precision)> {
+    let attention: AttentionImpl = run["attention"].as_str().unwrap().parse().unwrap();
+    let precision = match run["precision"].as_str().unwrap() {
+        "fp32" => Precision::Fp32,
+        "bf16-autocast" => Precision::Bf16,
+        other => panic!("unknown precision {other}"),
+    };
+    (attention != AttentionImpl::Flash2 || precision != Precision::Fp32)
+        .then_some((attention, precision))
+}
+
 fn check(model: &str) {
     let f = fixture(model);
     let m = load_model(model).unwrap();
@@ -35,17 +49,9 @@ fn check(model: &str) {
     );
     let mut checked = 0;
     for run in f["runs"].as_array().unwrap() {
-        let attention: AttentionImpl = run["attention"].as_str().unwrap().parse().unwrap();
-        let precision = match run["precision"].as_str().unwrap() {
-            "fp32" => Precision::Fp32,
-            "bf16-autocast" => Precision::Bf16,
-            other => panic!("unknown precision {other}"),
-        };
-        // CUDA FlashAttention has no fp32 kernel, so roofline rejects that combination; the CPU
-        // counting run had one (PyTorch's CPU flash kernel).
-        if attention == AttentionImpl::Flash2 && precision == Precision::Fp32 {
+        let Some((attention, precision)) = comparable(run) else {
             continue;
-        }
+        };
         let cfg = StepConfig {
             batch,
             attention,
@@ -185,16 +191,9 @@ fn check_dispatch(model: &str) {
     let mut checked = 0;
     for run in runs {
         assert!(run.get("error").is_none(), "{model}: {run}");
-        let attention: AttentionImpl = run["attention"].as_str().unwrap().parse().unwrap();
-        let precision = match run["precision"].as_str().unwrap() {
-            "fp32" => Precision::Fp32,
-            "bf16-autocast" => Precision::Bf16,
-            other => panic!("unknown precision {other}"),
-        };
-        // CUDA FlashAttention has no fp32 kernel (roofline rejects the combination).
-        if attention == AttentionImpl::Flash2 && precision == Precision::Fp32 {
+        let Some((attention, precision)) = comparable(run) else {
             continue;
-        }
+        };
         checked += 1;
         let cfg = StepConfig {
             batch,

@@ -240,6 +240,22 @@ struct Vector {
 }
 
 impl Vector {
+    /// An op with no forward kernel (a view, a reuse of a tensor) whose backward is one or more
+    /// kernels of its own: `kernels` kernels reading `read` and writing `written` bytes, never
+    /// fused with neighbours.
+    fn backward_only(kernels: u8, read: f64, written: f64, flops: f64) -> Self {
+        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
+            .alone()
+            .composite(0, 0.0, 0.0)
+            .bwd(Bwd::Explicit {
+                fuses: false,
+                read,
+                written,
+                flops,
+                kernels,
+            })
+    }
+
     fn new(kind: OpKind, class: OpClass, flops: f64, main_in: f64, output: f64) -> Self {
         Vector {
             kind,
@@ -769,17 +785,7 @@ fn embed_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 let grads = params as f64 * nu.op;
                 b.vector(
                     n!("patch.weights_shared"),
-                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
-                        .alone()
-                        .composite(0, 0.0, 0.0)
-                        .weights()
-                        .bwd(Bwd::Explicit {
-                            fuses: false,
-                            read: 2.0 * grads,
-                            written: grads,
-                            flops: params as f64,
-                            kernels: tensors,
-                        }),
+                    Vector::backward_only(tensors, 2.0 * grads, grads, params as f64).weights(),
                 );
                 b.vector(
                     n!("patch.concat"),
@@ -1058,16 +1064,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     // copies the stack into the qkv output's layout ([B, s, 3, h, dh]): two kernels.
     b.vector(
         n!("attn.qkv_split"),
-        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
-            .alone()
-            .composite(0, 0.0, 0.0)
-            .bwd(Bwd::Explicit {
-                fuses: false,
-                read: 6.0 * e * nu.out,
-                written: 6.0 * e * nu.out,
-                flops: 0.0,
-                kernels: 2,
-            }),
+        Vector::backward_only(2, 6.0 * e * nu.out, 6.0 * e * nu.out, 0.0),
     );
     let mut qk = nu.out;
     if t.qk_norm {
@@ -1204,19 +1201,7 @@ fn adaln_modulation(
     // The output is chunked into views (shift, scale, gate...); backward concatenates their
     // gradients: one kernel.
     let out = chunks as f64 * x * b.num.out;
-    b.vector(
-        chunk,
-        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
-            .alone()
-            .composite(0, 0.0, 0.0)
-            .bwd(Bwd::Explicit {
-                fuses: false,
-                read: out,
-                written: out,
-                flops: 0.0,
-                kernels: 1,
-            }),
-    );
+    b.vector(chunk, Vector::backward_only(1, out, out, 0.0));
 }
 
 /// Autocast's low-precision copy of `params` GEMM weights and biases made once per forward, one
@@ -1243,19 +1228,7 @@ fn weights_cast(b: &mut Builder, names: &'static Names, params: f64, kernels: u8
 /// A tensor read by two ops: no forward kernel, and a backward kernel that adds the two
 /// gradients (autograd's accumulation): reads 2·n, writes n elements of `el` bytes.
 fn grad_fork(b: &mut Builder, names: &'static Names, n: f64, el: f64) {
-    b.vector(
-        names,
-        Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
-            .alone()
-            .composite(0, 0.0, 0.0)
-            .bwd(Bwd::Explicit {
-                fuses: false,
-                read: 2.0 * n * el,
-                written: n * el,
-                flops: n,
-                kernels: 1,
-            }),
-    );
+    b.vector(names, Vector::backward_only(1, 2.0 * n * el, n * el, n));
 }
 
 /// adaLN modulation `x·(1 + scale) + shift` over E elements of `xb` bytes, with per-sample scale
@@ -1794,16 +1767,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                 let all = (batch * m.seq_at_block(t.depth - 1)) as f64 * d * nu.res;
                 b.vector(
                     n!("final.take_target"),
-                    Vector::new(OpKind::Elementwise, OpClass::Elementwise, 0.0, 0.0, 0.0)
-                        .alone()
-                        .composite(0, 0.0, 0.0)
-                        .bwd(Bwd::Explicit {
-                            fuses: false,
-                            read: e * nu.res,
-                            written: all + e * nu.res,
-                            flops: 0.0,
-                            kernels: 2,
-                        }),
+                    Vector::backward_only(2, e * nu.res, all + e * nu.res, 0.0),
                 );
             }
             let x = b.norm(n!("final.norm"), t.norm, rows as f64, d, nu.res, 1);
