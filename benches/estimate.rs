@@ -2,9 +2,10 @@
 //! with reused buffers as in a sweep. Run: `cargo bench --bench estimate`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use roofline::estimate::{Estimator, RunConfig};
 use roofline::graph::{AttentionImpl, ExecMode, StepConfig};
 use roofline::spec::{load_gpu, load_model};
-use roofline::time::{Estimator, Machine, RunConfig};
+use roofline::time::Machine;
 
 fn bench_estimate(c: &mut Criterion) {
     let gpu = load_gpu("h200-sxm").unwrap();

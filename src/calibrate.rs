@@ -17,8 +17,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{BenchReport, BenchResult};
+use crate::spec::Calibration;
 use crate::spec::{GpuSpec, Sourced};
-use crate::time::{Calibration, Machine};
+use crate::time::Machine;
 use nalgebra::{DMatrix, DVector};
 use serde::Serialize;
 

@@ -1,25 +1,27 @@
 //! roofline: a first-principles model of transformer training on GPUs.
 //!
-//! For every op of a training step it counts FLOPs and bytes moved through GPU memory
-//! ([`graph`]), places each op on the GPU's roofline and adds up a bottleneck-aware step time
-//! ([`time`]), and from it throughput, MFU, memory ([`memory`]), training time and cost.
-//! CUDA microkernels ([`gpu`]) measure what a real GPU reaches.
+//! Data flows one way: the command line ([`cli`]) or a plan file becomes a
+//! [`scenario::Scenario`] (model and GPU specs from [`spec`]); the scenario becomes the op graph
+//! of one training step ([`graph`]: FLOPs and bytes per op); [`time`] places each op on the GPU's
+//! roofline, [`memory`] adds up the footprint and [`estimate`] the whole step; [`analysis`] turns
+//! estimates into data (sweeps, sensitivity, audits...), which [`export`] and [`plot`] render and
+//! [`files`] writes. CUDA microkernels ([`gpu`]) measure what a real GPU reaches; [`calibrate`]
+//! and [`validate`] fit the model to measurements and check it against them.
 
-pub mod audit;
+pub mod analysis;
 pub mod calibrate;
 pub mod cli;
 pub mod error;
+pub mod estimate;
 pub mod export;
-pub mod flash_report;
+pub mod files;
 pub mod gpu;
 pub mod graph;
 pub mod memory;
 pub mod plot;
-pub mod report;
-pub mod sensitivity;
+pub mod reports;
+pub mod scenario;
 pub mod spec;
-pub mod sweep;
 pub mod time;
-pub mod uncertainty;
 pub mod units;
 pub mod validate;

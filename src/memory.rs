@@ -11,7 +11,7 @@
 //! assumption, [`MemoryConfig::workspace`].
 
 use crate::graph::{param_count, Precision};
-use crate::graph::{Chain, Checkpointing, Layer, Op, OpKind, Phase, StepConfig};
+use crate::graph::{Chain, Checkpointing, Layer, Op, OpKind, Phase, Role, StepConfig};
 use crate::spec::ModelSpec;
 use crate::units::Bytes;
 use serde::Serialize;
@@ -169,12 +169,12 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing, fused: bool) -> Bytes {
                 if !op.attention_core {
                     blocks_selective += saved * c;
                 }
-                match op.name {
-                    // Selective recompute keeps the attention inputs q, k, v: the qkv output.
-                    "attn.qkv" => blocks_selective += op.bytes_written.0 * c,
-                    // Full recompute keeps each block's input: the first norm's main input.
-                    "attn.norm" => block_inputs += op.chained_read.0 * c,
-                    _ => {}
+                match op.role {
+                    // Selective recompute keeps the attention inputs q, k, v.
+                    Role::AttentionInputs => blocks_selective += op.bytes_written.0 * c,
+                    // Full recompute keeps each block's input.
+                    Role::BlockInput => block_inputs += op.chained_read.0 * c,
+                    Role::Plain | Role::Loss => {}
                 }
             }
             _ => outside += saved,

@@ -212,6 +212,47 @@ pub fn human_duration(t: Seconds) -> String {
     }
 }
 
+/// Parses a count with an optional suffix: K (1e3), M (1e6), B or G (1e9), T (1e12), P (1e15).
+pub fn parse_count_f64(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1e3,
+                'M' => 1e6,
+                'B' | 'G' => 1e9,
+                'T' => 1e12,
+                'P' => 1e15,
+                _ => {
+                    return Err(format!(
+                        "unknown suffix `{c}` in `{s}` (use K, M, B/G, T or P)"
+                    ))
+                }
+            };
+            (&t[..t.len() - 1], m)
+        }
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    let v = v * mult;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("`{s}` must be a positive finite number"));
+    }
+    Ok(v)
+}
+
+/// [`parse_count_f64`] for whole counts.
+pub fn parse_count_u64(s: &str) -> std::result::Result<u64, String> {
+    let v = parse_count_f64(s)?;
+    if v.fract() != 0.0 || v > 9.0e15 {
+        return Err(format!("`{s}` must be a whole number up to 9e15"));
+    }
+    Ok(v as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

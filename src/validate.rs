@@ -14,9 +14,13 @@
 //! copies, activations and the largest backward transient, without workspace or fragmentation.
 
 use crate::error::{Error, Result};
-use crate::graph::{AttentionImpl, Chain, ExecMode, Op, OpClass, OpKind, Precision, StepConfig};
+use crate::estimate::{Estimator, RunConfig};
+use crate::graph::{
+    AttentionImpl, Chain, ExecMode, Op, OpClass, OpKind, Precision, Role, StepConfig,
+};
+use crate::spec::Calibration;
 use crate::spec::{load_gpu, load_model};
-use crate::time::{op_time, Calibration, Estimator, Fleet, Machine, RunConfig};
+use crate::time::{op_time, Fleet, Machine};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -139,7 +143,7 @@ fn measured_class(op: &Op, mode: ExecMode, chain_class: Option<&'static str>) ->
         OpKind::Normalization { composite: true } if mode == ExecMode::Eager => "elementwise",
         OpKind::Normalization { .. } => "normalization",
         OpKind::Optimizer => "optimizer",
-        OpKind::Reduction if op.name.starts_with("loss") => "other",
+        OpKind::Reduction if op.role == Role::Loss => "other",
         OpKind::Embedding if op.phase == crate::graph::Phase::Backward => "other",
         _ => "elementwise",
     }
@@ -235,7 +239,7 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
             ..RunConfig::default()
         };
         let e = est.estimate(&model, &mach, &run)?;
-        let predicted = predicted_classes(&est.ops, &mach, &run)?;
+        let predicted = predicted_classes(est.ops(), &mach, &run)?;
         let classes = CLASSES
             .iter()
             .map(|k| {
@@ -285,100 +289,4 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
         mape,
         max_error,
     })
-}
-
-/// Renders the comparison as Markdown (`markdown = true`) or plain text.
-pub fn render(v: &Validation, markdown: bool) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let ms = |x: f64| format!("{:.2}", x * 1e3);
-    let pct = |p: f64, m: f64| {
-        if m > 0.0 {
-            format!("{:+.0}%", 100.0 * (p / m - 1.0))
-        } else {
-            "n/a".into()
-        }
-    };
-    if v.example {
-        let _ = writeln!(
-            s,
-            "NOTE: the input is the synthetic EXAMPLE file, not a measurement.\n"
-        );
-    }
-    let _ = writeln!(
-        s,
-        "device: {} (predicted with the {} spec, one GPU)\n",
-        v.device, v.gpu
-    );
-    let sep = if markdown { " | " } else { "  " };
-    let head = [
-        "config",
-        "measured ms",
-        "predicted ms",
-        "error",
-        "gemm",
-        "attention",
-        "norm",
-        "elementwise",
-        "optimizer",
-        "peak mem",
-        "kernels",
-    ];
-    if markdown {
-        let _ = writeln!(s, "| {} |", head.join(" | "));
-        let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
-    } else {
-        let _ = writeln!(s, "{}", head.join(sep));
-    }
-    for r in &v.rows {
-        let cls = |k: &str| {
-            let (m, p) = r.classes[k];
-            format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
-        };
-        let mem = r.memory.map_or("n/a".to_string(), |(m, p)| {
-            format!(
-                "{:.1}/{:.1} GiB ({})",
-                m / 1073741824.0,
-                p / 1073741824.0,
-                pct(p, m)
-            )
-        });
-        let cells = [
-            r.config.clone(),
-            ms(r.measured_s),
-            ms(r.predicted_s),
-            format!("{:+.1}%", 100.0 * r.error),
-            cls("gemm"),
-            cls("attention"),
-            cls("normalization"),
-            cls("elementwise"),
-            cls("optimizer"),
-            mem,
-            r.kernels.map_or("n/a".to_string(), |(m, p)| {
-                format!("{m:.0}/{p:.0} ({})", pct(p, m))
-            }),
-        ];
-        if markdown {
-            let _ = writeln!(s, "| {} |", cells.join(" | "));
-        } else {
-            let _ = writeln!(s, "{}", cells.join(sep));
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\nclass cells: measured/predicted GPU ms per step (error); kernels: profiled/predicted \
-         per step (the profile also counts memsets of split reductions and cuBLAS split-K \
-         reductions, which roofline does not launch)"
-    );
-    let _ = writeln!(
-        s,
-        "step time: mean absolute error {:.1}%, max {:.1}% over {} configurations",
-        100.0 * v.mape,
-        100.0 * v.max_error,
-        v.rows.len()
-    );
-    for k in &v.skipped {
-        let _ = writeln!(s, "skipped: {k}");
-    }
-    s
 }

@@ -1,9 +1,10 @@
 //! The estimate's hot path allocates nothing once its buffers have grown: sweeps evaluate
 //! millions of configurations with one `Estimator` per thread.
 
+use roofline::estimate::{Estimator, RunConfig};
 use roofline::graph::{AttentionImpl, Checkpointing, ExecMode, StepConfig};
 use roofline::spec::{load_gpu, load_model};
-use roofline::time::{Estimator, Fleet, Machine, RunConfig};
+use roofline::time::{Fleet, Machine};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

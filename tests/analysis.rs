@@ -1,8 +1,10 @@
 //! Checks of the analysis layer: charts, sweeps, sensitivity, intervals and committed reports.
 
-use roofline::export::EstimateReport;
-use roofline::report::estimate_args;
-use roofline::sweep::{parse_vary, sweep};
+use roofline::analysis::summary::EstimateReport;
+use roofline::analysis::sweep::{parse_vary, sweep};
+use roofline::cli::{parse_scenario, parse_scenario_spec};
+use roofline::estimate::Estimator;
+use roofline::plot::{render, Format};
 use std::path::Path;
 
 /// Minimal XML well-formedness check: balanced and properly nested tags, quoted attributes,
@@ -137,50 +139,53 @@ fn roofline_chart_svg_is_xml_and_png_has_the_requested_size() {
             {"kernel":"broken","flops":1.0e9,"bytes":1.0e6,"time_s":1.0e-6,"correct":false}]}"#,
     )
     .unwrap();
-    let args = estimate_args(&["--attention", "flash2", "--mode", "compiled"]).unwrap();
-    let chart = roofline::plot::roofline::chart(&args, Some(&bench)).unwrap();
+    let s = parse_scenario(&["--attention", "flash2", "--mode", "compiled"]).unwrap();
+    let measured = roofline::analysis::roofline::load_measured(&bench).unwrap();
+    let chart = roofline::analysis::roofline::chart(&s, measured).unwrap();
     assert_eq!(chart.measured.len(), 2, "the failed kernel is left out");
     assert!(chart.points.len() > 20);
     assert!(chart.roofs.iter().any(|r| r.name == "bf16 tensor"));
-    let svg = dir.path().join("r.svg");
-    let png = dir.path().join("r.png");
-    roofline::plot::save(&chart, &svg, (1200, 800)).unwrap();
-    roofline::plot::save(&chart, &png, (1200, 800)).unwrap();
-    let text = std::fs::read_to_string(&svg).unwrap();
+    let text = String::from_utf8(render(&chart, Format::Svg, (1200, 800)).unwrap()).unwrap();
     check_xml(&text).unwrap();
     assert!(text.contains("measured gemm 8192^3 &lt;bf16&gt; &amp; co"));
-    assert_eq!(png_size(&std::fs::read(&png).unwrap()), (1200, 800));
-    let bad = roofline::plot::save(&chart, &dir.path().join("r.jpg"), (1200, 800)).unwrap_err();
+    let png = render(&chart, Format::Png, (1200, 800)).unwrap();
+    assert_eq!(png_size(&png), (1200, 800));
+    let bad =
+        roofline::plot::render_for(&chart, &dir.path().join("r.jpg"), (1200, 800)).unwrap_err();
     assert_eq!(bad.exit_code(), 2);
 }
 
 #[test]
 fn other_charts_render() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = estimate_args(&[]).unwrap();
-    let r = roofline::flash_report::build(&base).unwrap();
-    let md = roofline::flash_report::write(&r, dir.path()).unwrap();
-    check_xml(&std::fs::read_to_string(md.with_extension("svg")).unwrap()).unwrap();
+    let base = parse_scenario(&[]).unwrap();
+    let r = roofline::analysis::flash::build(&base).unwrap();
+    let chart = roofline::plot::flash::FlashChart::new(&r);
+    check_xml(&String::from_utf8(render(&chart, Format::Svg, (1200, 800)).unwrap()).unwrap())
+        .unwrap();
     assert_eq!(
-        png_size(&std::fs::read(md.with_extension("png")).unwrap()),
+        png_size(&render(&chart, Format::Png, (1200, 800)).unwrap()),
         (1200, 800)
     );
-    let s = roofline::sensitivity::analyse(&base).unwrap();
-    let t = dir.path().join("t.svg");
-    roofline::plot::save(&roofline::plot::tornado::Tornado::new(&s), &t, (1200, 800)).unwrap();
-    check_xml(&std::fs::read_to_string(&t).unwrap()).unwrap();
+    let s = roofline::analysis::sensitivity::analyse(&base).unwrap();
+    let t = render(
+        &roofline::plot::tornado::Tornado::new(&s),
+        Format::Svg,
+        (1200, 800),
+    )
+    .unwrap();
+    check_xml(&String::from_utf8(t).unwrap()).unwrap();
 }
 
 #[test]
 fn sweep_has_one_row_per_configuration_and_matches_estimate() {
-    let base = estimate_args(&[]).unwrap();
+    let base = parse_scenario_spec(&[]).unwrap();
     let dims = vec![
         parse_vary("batch=8..64").unwrap(),
         parse_vary("seq=128,256,512").unwrap(),
         parse_vary("attention=naive,flash2,flash3").unwrap(),
         parse_vary("gpu=h200-sxm,b200").unwrap(),
     ];
-    let r = sweep(&base, &dims, false).unwrap();
+    let r = sweep(&base, &dims, &|_| {}).unwrap();
     assert_eq!(r.configurations, 4 * 3 * 3 * 2);
     assert_eq!(r.rows.len(), 4 * 3 * 3 * 2);
     // seq 256 is no square patch grid for jit-b4; flash3 has no data for b200: error rows.
@@ -206,10 +211,13 @@ fn sweep_has_one_row_per_configuration_and_matches_estimate() {
                 && x.gpu == "h200-sxm"
         })
         .unwrap();
-    let e = EstimateReport::compute(
-        &estimate_args(&["--batch", "32", "--seq", "512", "--attention", "flash2"]).unwrap(),
-    )
-    .unwrap();
+    let s = parse_scenario(&["--batch", "32", "--seq", "512", "--attention", "flash2"]).unwrap();
+    let e = EstimateReport::new(
+        &s,
+        &Estimator::new()
+            .estimate(&s.model, &s.machine, &s.run)
+            .unwrap(),
+    );
     let json = serde_json::to_value(&e).unwrap();
     let rowv = serde_json::to_value(row).unwrap();
     for k in [
@@ -227,7 +235,7 @@ fn sweep_has_one_row_per_configuration_and_matches_estimate() {
         assert_eq!(rowv[k], json[k], "{k}");
     }
     assert_eq!(row.model, e.model);
-    let csv = roofline::sweep::to_csv(&r).unwrap();
+    let csv = roofline::export::csv::sweep(&r).unwrap();
     assert_eq!(csv.lines().count(), 1 + r.rows.len());
 }
 
@@ -267,7 +275,7 @@ fn bad_vary_specs_are_clear_errors() {
 }
 
 fn peak_elasticity(args: &[&str]) -> f64 {
-    let s = roofline::sensitivity::analyse(&estimate_args(args).unwrap()).unwrap();
+    let s = roofline::analysis::sensitivity::analyse(&parse_scenario(args).unwrap()).unwrap();
     let e = s
         .effects
         .iter()
@@ -296,14 +304,14 @@ fn elasticity_to_peak_flops_is_between_minus_one_and_zero() {
         "--attention",
         "sdpa-math",
     ];
-    let (model, _, mach, run) = estimate_args(&args).unwrap().resolve().unwrap();
-    let e = roofline::time::Estimator::new()
-        .estimate(&model, &mach, &run)
+    let s = parse_scenario(&args).unwrap();
+    let e = Estimator::new()
+        .estimate(&s.model, &s.machine, &s.run)
         .unwrap();
     assert!(
-        e.by_bound[0].0 / e.step_time.0 > 0.95,
+        e.by_bound.compute.0 / e.step_time.0 > 0.95,
         "compute-bound share {}",
-        e.by_bound[0].0 / e.step_time.0
+        e.by_bound.compute.0 / e.step_time.0
     );
     let cb = peak_elasticity(&args);
     assert!((cb + 1.0).abs() < 0.05, "{cb}");
@@ -311,8 +319,8 @@ fn elasticity_to_peak_flops_is_between_minus_one_and_zero() {
 
 #[test]
 fn interval_brackets_the_estimate_and_is_reproducible() {
-    let a = estimate_args(&[]).unwrap();
-    let i = roofline::uncertainty::step_interval(&a).unwrap();
+    let a = parse_scenario(&[]).unwrap();
+    let i = roofline::analysis::uncertainty::step_interval(&a).unwrap();
     let [lo, hi] = i.step_time_interval_s;
     assert!(
         lo <= i.step_time_s && i.step_time_s <= hi && lo < hi,
@@ -320,18 +328,18 @@ fn interval_brackets_the_estimate_and_is_reproducible() {
         i.step_time_s
     );
     assert_eq!(
-        roofline::uncertainty::step_interval(&a)
+        roofline::analysis::uncertainty::step_interval(&a)
             .unwrap()
             .step_time_interval_s,
         [lo, hi]
     );
-    assert!(i.line().contains("90%"));
+    assert!(roofline::export::text::interval(&i).contains("90%"));
 }
 
 #[test]
 fn committed_reports_are_current() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports");
-    for (name, text) in roofline::report::markdown_files().unwrap() {
+    for (name, text) in roofline::reports::markdown_files().unwrap() {
         let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
         assert!(
             committed == text,

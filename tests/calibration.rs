@@ -124,7 +124,7 @@ fn fit_recovers_known_parameters_within_one_percent() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cal.toml");
     std::fs::write(&path, text).unwrap();
-    let back = roofline::time::Calibration::load(&path).unwrap();
+    let back = roofline::spec::Calibration::load(&path).unwrap();
     let m = Machine::new(&gpu, Some(&back));
     close(m.frac_bf16, a, "calibrated machine");
     close(m.gemm_k0, k0, "calibrated k0");

@@ -1,11 +1,13 @@
 //! Properties of the roofline time model.
 
 use approx::assert_relative_eq;
+use roofline::estimate::{Estimator, RunConfig, StepEstimate};
 use roofline::graph::{
-    AttentionImpl, Chain, Dtype, ExecMode, Layer, Op, OpClass, OpKind, Phase, StepConfig, Unit,
+    AttentionImpl, Chain, Dtype, ExecMode, Layer, Op, OpClass, OpKind, Phase, Role, StepConfig,
+    Unit,
 };
 use roofline::spec::{load_gpu, load_model};
-use roofline::time::{op_time, Bound, Estimator, Machine, RunConfig};
+use roofline::time::{op_time, Bound, Machine};
 use roofline::units::{Bytes, Flops};
 
 fn machine(gpu: &str) -> Machine {
@@ -34,6 +36,7 @@ fn bare_op(kind: OpKind, unit: Unit, dtype: Dtype, flops: f64, read: f64, writte
         attention_core: false,
         recompute: false,
         weight_sized: false,
+        role: Role::Plain,
     }
 }
 
@@ -165,7 +168,7 @@ fn misaligned_gemms_hit_the_alignment_ceiling() {
     assert!(aligned.0 > 4.0 * odd.0);
 }
 
-fn estimate(run: &RunConfig, model: &str, gpu: &str) -> roofline::time::StepEstimate {
+fn estimate(run: &RunConfig, model: &str, gpu: &str) -> StepEstimate {
     let m = load_model(model).unwrap();
     Estimator::new().estimate(&m, &machine(gpu), run).unwrap()
 }
@@ -201,7 +204,7 @@ fn the_default_run_is_sane() {
     assert!(e.mfu > 0.0 && e.mfu < 1.0);
     assert!(e.hfu >= e.mfu && e.hfu < 1.0);
     assert!(e.fits);
-    let sum: f64 = e.breakdown.iter().map(|s| s.0).sum();
+    let sum: f64 = e.breakdown.entries().iter().map(|s| s.1 .0).sum();
     assert_relative_eq!(sum, e.step_time.0, max_relative = 0.01);
     assert_relative_eq!(
         e.samples_per_s,

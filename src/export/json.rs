@@ -1,5 +1,7 @@
 //! JSON output.
 
+use crate::analysis::summary::EstimateReport;
+use crate::analysis::uncertainty::Interval;
 use crate::error::{Error, Result};
 use crate::graph::{param_count, phase_totals, Op, Phase, StepConfig};
 use crate::spec::ModelSpec;
@@ -146,4 +148,27 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
         optimizer_bytes: (o.bytes_read + o.bytes_written).0,
         ops: rows,
     })
+}
+
+/// The estimate's JSON with `step_time_interval_s` (and how it was computed) added.
+pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> Result<String> {
+    let mut v = serde_json::to_value(report)
+        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "step_time_interval_s".into(),
+            serde_json::json!(interval.step_time_interval_s),
+        );
+        o.insert(
+            "step_time_interval".into(),
+            serde_json::json!({
+                "coverage": interval.coverage,
+                "samples": interval.samples,
+                "seed": interval.seed,
+                "method": "Monte Carlo: every value with a range in the GPU/calibration file drawn uniformly and independently within it; 5th-95th percentile",
+                "sampled": interval.sampled,
+            }),
+        );
+    }
+    to_string(&v)
 }

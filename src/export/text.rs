@@ -1,35 +1,35 @@
 //! Plain-text tables for the terminal.
 
-use super::{EstimateReport, MemoryReport};
-use crate::error::Result;
+use crate::analysis::catalog::ModelRow;
+use crate::analysis::sensitivity::Sensitivity;
+use crate::analysis::summary::{EstimateReport, MemoryReport, OpTimeRow};
+use crate::analysis::uncertainty::Interval;
 use crate::graph::{param_count, phase_totals, ExecMode, Op, Phase, StepConfig};
-use crate::spec::{self, ModelSpec};
-use crate::time::{op_time, Machine, RunConfig};
+use crate::spec::{GpuSpec, ModelSpec};
 use crate::units::{binary_bytes, human_duration, si, Bytes, Seconds};
+use crate::validate::Validation;
 use std::fmt::Write;
 
 /// `roofline models`.
-pub fn models() -> Result<String> {
+pub fn models(rows: &[ModelRow]) -> String {
     let mut s = String::new();
-    for (name, _) in spec::MODELS {
-        let m = spec::load_model(name)?;
-        let p = param_count(&m).total;
+    for m in rows {
         let _ = writeln!(
             s,
-            "{name:<12} {:>8} params  seq {:<5} {}",
-            si(p as f64),
-            m.max_seq(),
+            "{:<12} {:>8} params  seq {:<5} {}",
+            m.name,
+            si(m.params as f64),
+            m.seq,
             m.description
         );
     }
-    Ok(s)
+    s
 }
 
 /// `roofline gpus`.
-pub fn gpus() -> Result<String> {
+pub fn gpus(rows: &[(&str, GpuSpec)]) -> String {
     let mut s = String::new();
-    for (name, _) in spec::GPUS {
-        let g = spec::load_gpu(name)?;
+    for (name, g) in rows {
         let _ = writeln!(
             s,
             "{name:<14} bf16 {:>9}FLOP/s  HBM {:>9}B/s  {:>10}  {:>3} SMs  {}",
@@ -40,7 +40,7 @@ pub fn gpus() -> Result<String> {
             g.display_name
         );
     }
-    Ok(s)
+    s
 }
 
 /// `roofline ops` table.
@@ -275,7 +275,7 @@ pub fn estimate(r: &EstimateReport) -> String {
 }
 
 /// Per-op times and bounds (`estimate --ops`).
-pub fn op_times(ops: &[Op], mach: &Machine, run: &RunConfig) -> Result<String> {
+pub fn op_times(rows: &[OpTimeRow], mode: ExecMode) -> String {
     let mut s = String::new();
     let _ = writeln!(s);
     let _ = writeln!(
@@ -283,8 +283,7 @@ pub fn op_times(ops: &[Op], mach: &Machine, run: &RunConfig) -> Result<String> {
         "{:<9} {:<28} {:<12} {:>10} {:>10} {:>10} {:>8}  {:<7} {:>6}",
         "phase", "op", "layer", "time", "compute", "memory", "kernels", "bound", "margin"
     );
-    for op in ops {
-        let t = op_time(mach, op, run.mode, run.step.attention)?;
+    for OpTimeRow { op, time: t } in rows {
         let c = op.layer.count() as f64;
         let _ = writeln!(
             s,
@@ -300,10 +299,10 @@ pub fn op_times(ops: &[Op], mach: &Machine, run: &RunConfig) -> Result<String> {
             t.margin
         );
     }
-    if run.mode != ExecMode::Eager {
+    if mode != ExecMode::Eager {
         let _ = writeln!(s, "(fused chains: members report their share of the fused kernel's traffic and launch no kernel)");
     }
-    Ok(s)
+    s
 }
 
 /// `roofline calibrate`: fitted values and residuals.
@@ -355,6 +354,160 @@ pub fn calibration(fit: &crate::calibrate::Fit) -> String {
             human_duration(Seconds(r.predicted_s)),
             100.0 * r.relative_error
         );
+    }
+    s
+}
+
+/// The sensitivity table as plain text.
+pub fn sensitivity(s: &Sensitivity) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "sensitivity of {} on {} ({})",
+        s.model, s.gpu, s.configuration
+    );
+    let _ = writeln!(
+        o,
+        "baseline step {:.3} ms, {:.3} us per sample; {}",
+        s.step_time_s * 1e3,
+        s.per_sample_s * 1e6,
+        s.method
+    );
+    let _ = writeln!(
+        o,
+        "{:<40} {:>10} {:>22} {:>17} {:>17} {:>8}  range",
+        "parameter", "baseline", "low .. high", "step time %", "train time %", "elast."
+    );
+    for e in &s.effects {
+        let _ = writeln!(
+            o,
+            "{:<40} {:>10} {:>22} {:>+8.1} {:>+8.1} {:>+8.1} {:>+8.1} {:>8}  {}",
+            e.parameter,
+            e.baseline,
+            format!("{} .. {}", e.low, e.high),
+            e.step_change_low * 100.0,
+            e.step_change_high * 100.0,
+            e.train_change_low * 100.0,
+            e.train_change_high * 100.0,
+            e.step_elasticity
+                .map_or(String::new(), |x| format!("{x:+.3}")),
+            e.range_source
+        );
+    }
+    o
+}
+
+/// One line, e.g. "step 41.0 ms (36.2-47.3 ms, 90%) ...".
+pub fn interval(i: &Interval) -> String {
+    format!(
+        "step {} ({} - {}, {:.0}%): Monte Carlo over the {} values with a range in the GPU/calibration file, \
+         each uniform and independent within its range; {} samples, fixed seed {:#x}",
+        human_duration(Seconds(i.step_time_s)),
+        human_duration(Seconds(i.step_time_interval_s[0])),
+        human_duration(Seconds(i.step_time_interval_s[1])),
+        i.coverage * 100.0,
+        i.sampled.len(),
+        i.samples,
+        i.seed
+    )
+}
+
+/// `roofline validate`: predicted vs measured, per configuration and op class.
+pub fn validation(v: &Validation) -> String {
+    validation_table(v, false)
+}
+
+/// The validation table as text or (`markdown`) Markdown.
+pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
+    let mut s = String::new();
+    let ms = |x: f64| format!("{:.2}", x * 1e3);
+    let pct = |p: f64, m: f64| {
+        if m > 0.0 {
+            format!("{:+.0}%", 100.0 * (p / m - 1.0))
+        } else {
+            "n/a".into()
+        }
+    };
+    if v.example {
+        let _ = writeln!(
+            s,
+            "NOTE: the input is the synthetic EXAMPLE file, not a measurement.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "device: {} (predicted with the {} spec, one GPU)\n",
+        v.device, v.gpu
+    );
+    let sep = if markdown { " | " } else { "  " };
+    let head = [
+        "config",
+        "measured ms",
+        "predicted ms",
+        "error",
+        "gemm",
+        "attention",
+        "norm",
+        "elementwise",
+        "optimizer",
+        "peak mem",
+        "kernels",
+    ];
+    if markdown {
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    } else {
+        let _ = writeln!(s, "{}", head.join(sep));
+    }
+    for r in &v.rows {
+        let cls = |k: &str| {
+            let (m, p) = r.classes[k];
+            format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
+        };
+        let mem = r.memory.map_or("n/a".to_string(), |(m, p)| {
+            format!(
+                "{:.1}/{:.1} GiB ({})",
+                m / 1073741824.0,
+                p / 1073741824.0,
+                pct(p, m)
+            )
+        });
+        let cells = [
+            r.config.clone(),
+            ms(r.measured_s),
+            ms(r.predicted_s),
+            format!("{:+.1}%", 100.0 * r.error),
+            cls("gemm"),
+            cls("attention"),
+            cls("normalization"),
+            cls("elementwise"),
+            cls("optimizer"),
+            mem,
+            r.kernels.map_or("n/a".to_string(), |(m, p)| {
+                format!("{m:.0}/{p:.0} ({})", pct(p, m))
+            }),
+        ];
+        if markdown {
+            let _ = writeln!(s, "| {} |", cells.join(" | "));
+        } else {
+            let _ = writeln!(s, "{}", cells.join(sep));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nclass cells: measured/predicted GPU ms per step (error); kernels: profiled/predicted \
+         per step (the profile also counts memsets of split reductions and cuBLAS split-K \
+         reductions, which roofline does not launch)"
+    );
+    let _ = writeln!(
+        s,
+        "step time: mean absolute error {:.1}%, max {:.1}% over {} configurations",
+        100.0 * v.mape,
+        100.0 * v.max_error,
+        v.rows.len()
+    );
+    for k in &v.skipped {
+        let _ = writeln!(s, "skipped: {k}");
     }
     s
 }

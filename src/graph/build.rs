@@ -10,7 +10,7 @@
 
 use super::params::param_count;
 use super::{
-    AttentionImpl, Chain, Checkpointing, Dtype, Layer, Op, OpClass, OpKind, Phase, Precision,
+    AttentionImpl, Chain, Checkpointing, Dtype, Layer, Op, OpClass, OpKind, Phase, Precision, Role,
     StepConfig, Unit,
 };
 use crate::error::{Error, Result};
@@ -158,7 +158,7 @@ impl Numerics {
 
 /// Forward-op bookkeeping kept beside each op while building.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Meta {
+struct Meta {
     pub names: &'static Names,
     pub bwd: Bwd,
     /// Bytes of the op's main output (dropped from fused traffic when a chain member follows).
@@ -206,6 +206,7 @@ fn library_op(
         attention_core: false,
         recompute: false,
         weight_sized: false,
+        role: Role::Plain,
     }
 }
 
@@ -316,6 +317,13 @@ impl Builder<'_> {
         self.meta.push(meta);
     }
 
+    /// Gives the last op pushed its [`Role`].
+    fn mark(&mut self, role: Role) {
+        if let Some(op) = self.ops.last_mut() {
+            op.role = role;
+        }
+    }
+
     /// The ops pushed since index `first` run once per input on `times` inputs (e.g. the
     /// condition image and the target image embedded one after the other): same FLOPs and bytes
     /// in all, `times` launches each (their backward ops inherit the count).
@@ -371,6 +379,7 @@ impl Builder<'_> {
                 attention_core: v.core,
                 recompute: false,
                 weight_sized: v.weight_sized,
+                role: Role::Plain,
             },
             Meta {
                 names,
@@ -604,15 +613,39 @@ fn block_groups(m: &ModelSpec) -> [(u64, u64, u64); 2] {
     }
 }
 
-/// Builds every op of one training step on one GPU into `ops` (cleared first; its capacity is
-/// reused, so repeated calls allocate nothing once the buffers have grown).
+/// Builds every op of one training step on one GPU into `ops` (cleared first).
 pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<()> {
     let mut meta = Vec::new();
     build_step_with(m, cfg, ops, &mut meta)
 }
 
-/// [`build_step`] with a caller-owned metadata buffer (for allocation-free sweeps).
-pub(crate) fn build_step_with(
+/// The op list of one training step with the bookkeeping the builder keeps beside each op.
+/// Building again reuses both buffers, so repeated builds allocate nothing once they have grown.
+#[derive(Debug, Default)]
+pub struct StepGraph {
+    ops: Vec<Op>,
+    meta: Vec<Meta>,
+}
+
+impl StepGraph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds the graph for `m` and `cfg`.
+    pub fn build(&mut self, m: &ModelSpec, cfg: &StepConfig) -> Result<&[Op]> {
+        build_step_with(m, cfg, &mut self.ops, &mut self.meta)?;
+        Ok(&self.ops)
+    }
+
+    /// The ops of the last build.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+fn build_step_with(
     m: &ModelSpec,
     cfg: &StepConfig,
     ops: &mut Vec<Op>,
@@ -1046,6 +1079,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
     // Attention branch. The residual stream feeds both the norm and the residual add.
     grad_fork(b, n!("attn.fork"), e, nu.res);
     let x = b.norm(n!("attn.norm"), t.norm, tf, d, nu.res, 1);
+    b.mark(Role::BlockInput);
     let x = if adaln {
         modulate(b, n!("attn.modulate"), e, bf * d, x)
     } else {
@@ -1060,6 +1094,7 @@ fn block_forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64) {
         t.qkv_bias,
         true,
     );
+    b.mark(Role::AttentionInputs);
     // q, k, v are views of the qkv output: backward stacks dq, dk, dv ([3, B, h, s, dh]) and
     // copies the stack into the qkv output's layout ([B, s, 3, h, dh]): two kernels.
     b.vector(
@@ -1808,6 +1843,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     flops: 3.0 * y,
                 }),
             );
+            b.mark(Role::Loss);
         }
         ModelKind::Language => {
             let rows = batch * m.tokens.text;
@@ -1859,6 +1895,7 @@ fn head_forward(b: &mut Builder, m: &ModelSpec, _cfg: &StepConfig) {
                     flops: 3.0 * logits,
                 }),
             );
+            b.mark(Role::Loss);
         }
     }
 }

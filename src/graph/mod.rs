@@ -25,10 +25,10 @@
 //!   bf16 GEMM operands and outputs, an fp32 residual stream, and a bf16 copy of every GEMM weight
 //!   made once per forward.
 
-pub(crate) mod build;
+mod build;
 mod params;
 
-pub use build::build_step;
+pub use build::{build_step, StepGraph};
 pub use params::{param_count, ParamCount};
 
 use crate::error::{Error, Result};
@@ -233,6 +233,20 @@ pub enum Chain {
     Member,
 }
 
+/// What an op is to activation checkpointing and to validation, beyond its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Nothing beyond its kind.
+    Plain,
+    /// The first op of a block: its main input (`chained_read`) is the block's input, the one
+    /// tensor per block that full checkpointing keeps.
+    BlockInput,
+    /// Produces the attention inputs q, k and v: selective checkpointing keeps its output.
+    AttentionInputs,
+    /// The training loss (and its backward).
+    Loss,
+}
+
 /// One op of the training step (per layer; the row stands for `layer.count()` layers).
 #[derive(Debug, Clone, Copy)]
 pub struct Op {
@@ -279,6 +293,8 @@ pub struct Op {
     pub attention_core: bool,
     /// A recomputation for activation checkpointing (backward phase).
     pub recompute: bool,
+    /// What the op is to checkpointing and validation.
+    pub role: Role,
 }
 
 impl Op {

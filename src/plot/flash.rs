@@ -3,7 +3,7 @@
 //! over naive, activation memory kept for backward (log), and the largest batch that fits (log).
 
 use super::{series_color, si_label, DrawResult, Figure};
-use crate::flash_report::FlashReport;
+use crate::analysis::flash::FlashReport;
 use crate::graph::AttentionImpl;
 use crate::units::{binary_bytes, Bytes};
 use plotters::coord::Shift;

@@ -2,8 +2,8 @@
 //! charts ([`sweep`]), sensitivity tornado charts ([`tornado`]) and the FlashAttention report
 //! chart ([`flash`]).
 //!
-//! Drawn with plotters. The output format follows the file extension: `.svg` (vector) or `.png`
-//! (bitmap). Text is rendered with DejaVu Sans embedded in the binary (assets/DejaVuSans.ttf,
+//! Drawn with plotters into bytes ([`render`]); [`crate::files`] writes them. The format follows
+//! the file extension: `.svg` (vector) or `.png` (bitmap). Text is rendered with DejaVu Sans embedded in the binary (assets/DejaVuSans.ttf,
 //! Bitstream Vera license, see assets/LICENSE-DejaVuSans.txt), registered once with
 //! `plotters::style::register_font`, so no system font configuration is needed.
 
@@ -17,28 +17,6 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
-
-/// `roofline plot KIND`.
-#[derive(Debug, clap::Args)]
-pub struct PlotArgs {
-    /// The chart.
-    #[command(subcommand)]
-    pub kind: PlotKind,
-}
-
-/// Chart kinds of `roofline plot`.
-#[derive(Debug, clap::Subcommand)]
-pub enum PlotKind {
-    /// Roofline chart of every op of one training step (log-log intensity vs FLOP/s).
-    Roofline(roofline::RooflineArgs),
-}
-
-/// Runs `roofline plot`.
-pub fn run(a: &PlotArgs) -> Result<()> {
-    match &a.kind {
-        PlotKind::Roofline(r) => roofline::run(r),
-    }
-}
 
 /// The embedded font.
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -94,16 +72,10 @@ impl Format {
     }
 }
 
-/// Draws `fig` into `path` (.svg or .png) at `size` pixels, creating parent folders.
-pub fn save(fig: &impl Figure, path: &Path, size: (u32, u32)) -> Result<()> {
-    let format = Format::of(path)?;
+/// Draws `fig` at `size` pixels as a file of `format`: SVG text or PNG bytes.
+pub fn render(fig: &impl Figure, format: Format, size: (u32, u32)) -> Result<Vec<u8>> {
     register_font();
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-    }
-    let fail = |e: String| Error::io(path, std::io::Error::other(e));
+    let fail = |e: String| Error::Invalid(format!("cannot draw the chart: {e}"));
     match format {
         Format::Svg => {
             let mut text = String::new();
@@ -112,14 +84,31 @@ pub fn save(fig: &impl Figure, path: &Path, size: (u32, u32)) -> Result<()> {
                 fig.draw(&root).map_err(|e| fail(e.to_string()))?;
                 root.present().map_err(|e| fail(e.to_string()))?;
             }
-            std::fs::write(path, text).map_err(|e| Error::io(path, e))
+            Ok(text.into_bytes())
         }
         Format::Png => {
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            fig.draw(&root).map_err(|e| fail(e.to_string()))?;
-            root.present().map_err(|e| fail(e.to_string()))
+            let (w, h) = size;
+            let mut rgb = vec![0u8; w as usize * h as usize * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+                fig.draw(&root).map_err(|e| fail(e.to_string()))?;
+                root.present().map_err(|e| fail(e.to_string()))?;
+            }
+            let mut out = Vec::new();
+            let mut enc = png::Encoder::new(&mut out, w, h);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.write_header()
+                .and_then(|mut wr| wr.write_image_data(&rgb))
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(out)
         }
     }
+}
+
+/// [`render`] in the format `path`'s extension names: the bytes of the file to write there.
+pub fn render_for(fig: &impl Figure, path: &Path, size: (u32, u32)) -> Result<Vec<u8>> {
+    render(fig, Format::of(path)?, size)
 }
 
 /// Colour of an op class (colour-blind-safe Okabe-Ito palette).

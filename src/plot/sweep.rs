@@ -5,9 +5,9 @@
 //! 20x, linear from zero otherwise. Invalid configurations leave gaps in their line.
 
 use super::{series_color, si_label, DrawResult, Figure};
-use crate::cli::EstimateArgs;
+use crate::analysis::sweep::SweepResult;
 use crate::error::{Error, Result};
-use crate::sweep::SweepResult;
+use crate::scenario::ScenarioSpec;
 use crate::units::{binary_bytes, Bytes};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -34,7 +34,7 @@ pub struct SweepChart {
 
 impl SweepChart {
     /// Builds the chart of `metric` from a sweep result.
-    pub fn new(r: &SweepResult, metric: &str, fixed: &EstimateArgs) -> Result<Self> {
+    pub fn new(r: &SweepResult, metric: &str, fixed: &ScenarioSpec) -> Result<Self> {
         let Some((x_name, x_labels)) = r.vary.first().cloned() else {
             return Err(Error::Invalid(
                 "a sweep chart needs at least one varied parameter".into(),
@@ -65,7 +65,7 @@ impl SweepChart {
         }
         let title = format!(
             "{metric} vs {x_name}: {} on {} GPUs x {}, batch {}, attention {}, {} mode, {} (unless varied)",
-            fixed.step.model,
+            fixed.model,
             fixed.gpus,
             fixed.gpu,
             fixed.step.batch,

@@ -4,7 +4,7 @@
 //! the high end (or the slowest alternative).
 
 use super::{DrawResult, Figure};
-use crate::sensitivity::Sensitivity;
+use crate::analysis::sensitivity::Sensitivity;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 

@@ -2,7 +2,7 @@
 //! comes from, and optionally a `[low, high]` range for uncertainty propagation.
 
 use crate::error::{Error, Result};
-use crate::spec::model::{toml_error_field, toml_error_problem};
+use crate::spec::toml_error::{toml_error_field, toml_error_problem};
 use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
 use serde::{Deserialize, Serialize};
 

@@ -1,10 +1,13 @@
 //! Spec files as data: models (models/*.toml) and GPUs (models/hardware/*.toml), embedded in the
 //! binary with `include_str!` and overridable by a path to a TOML file wherever a name is taken.
 
+pub mod calibration;
 pub mod hardware;
 pub mod model;
+pub(crate) mod toml_error;
 
 use crate::error::{Error, Result};
+pub use calibration::Calibration;
 pub use hardware::{GpuSpec, Sourced};
 pub use model::ModelSpec;
 use std::path::Path;
@@ -74,4 +77,26 @@ pub fn load_model(name_or_path: &str) -> Result<ModelSpec> {
 pub fn load_gpu(name_or_path: &str) -> Result<GpuSpec> {
     let (text, label) = lookup("GPU", name_or_path, GPUS)?;
     GpuSpec::from_toml(&text, &label)
+}
+
+/// The embedded GPU spec whose name matches a device name reported by the driver.
+pub fn gpu_for_device(device: &str) -> Option<&'static str> {
+    let d = device.to_ascii_uppercase();
+    if d.contains("H200") {
+        Some("h200-sxm")
+    } else if d.contains("H100") && d.contains("PCIE") {
+        Some("h100-pcie")
+    } else if d.contains("H100") {
+        Some("h100-sxm")
+    } else if d.contains("A100") {
+        Some("a100-sxm-80gb")
+    } else if d.contains("B200") {
+        Some("b200")
+    } else if d.contains("L40S") {
+        Some("l40s")
+    } else if d.contains("MI300X") {
+        Some("mi300x")
+    } else {
+        None
+    }
 }

@@ -18,7 +18,7 @@
 //! exposed = k · max(0, 2 · gather - (forward + backward)). Communication kernels slowing the
 //! overlapped compute (SM contention) is not modelled.
 
-use super::efficiency::Machine;
+use super::machine::Machine;
 use crate::graph::{Precision, StepConfig};
 use crate::units::Seconds;
 

@@ -14,11 +14,11 @@
 //! The Markdown files are a pure function of the code and the spec files;
 //! [`markdown_files`] returns them so that a test can check the committed copies.
 
-use crate::cli::EstimateArgs;
-use crate::error::{Error, Result};
-use crate::export::EstimateReport;
+use crate::analysis::summary::EstimateReport;
+use crate::error::Result;
+use crate::estimate::Estimator;
+use crate::scenario::{Dataset, DatasetSize, ScenarioSpec};
 use crate::units::{human_duration, si, Seconds};
-use clap::Parser;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -38,35 +38,27 @@ pub const TOKENS_PER_SAMPLE: [(f64, &str); 2] = [
     (2000.0, "2000 tokens per sample (the seed's assumption)"),
 ];
 
-/// `roofline report`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
-    /// Folder to write the reports into.
-    #[arg(long, default_value = "reports")]
-    pub out: PathBuf,
+/// The planned run on `gpu`: the embedded defaults.
+fn seed_plan(gpu: &str) -> ScenarioSpec {
+    ScenarioSpec {
+        gpu: gpu.to_string(),
+        ..ScenarioSpec::default()
+    }
 }
 
-#[derive(Parser)]
-struct Wrap {
-    #[command(flatten)]
-    e: EstimateArgs,
+/// The planned run at 2048 tokens.
+fn seed_plan_2048() -> ScenarioSpec {
+    ScenarioSpec {
+        seq: Some(2048),
+        ..ScenarioSpec::default()
+    }
 }
 
-/// `EstimateArgs` as the command line `roofline estimate ARGS...` would give them.
-pub fn estimate_args(args: &[&str]) -> Result<EstimateArgs> {
-    let argv = std::iter::once("roofline-estimate").chain(args.iter().copied());
-    Wrap::try_parse_from(argv)
-        .map(|w| w.e)
-        .map_err(|e| Error::Invalid(format!("internal: bad estimate arguments {args:?}: {e}")))
-}
-
-/// The seed's plan on `gpu`.
-fn seed_plan(gpu: &str) -> Result<EstimateArgs> {
-    estimate_args(&["--gpu", gpu])
-}
-
-fn seed_plan_2048() -> Result<EstimateArgs> {
-    estimate_args(&["--seq", "2048"])
+/// The estimate report of a scenario.
+fn estimate_report(spec: &ScenarioSpec) -> Result<EstimateReport> {
+    let s = spec.load()?;
+    let e = Estimator::new().estimate(&s.model, &s.machine, &s.run)?;
+    Ok(EstimateReport::new(&s, &e))
 }
 
 /// The GPU comparison as Markdown.
@@ -86,7 +78,7 @@ pub fn gpu_comparison() -> Result<String> {
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
     let mut reports = Vec::new();
     for g in COMPARE_GPUS {
-        let r = EstimateReport::compute(&seed_plan(g)?)?;
+        let r = estimate_report(&seed_plan(g))?;
         let _ = writeln!(
             s,
             "| {} | {} | {:.0} | {} | {:.1}% | {} | {} |",
@@ -117,17 +109,16 @@ pub fn gpu_comparison() -> Result<String> {
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
         for g in COMPARE_GPUS {
             for (name, tokens) in SCENARIOS {
-                let tokens_arg = format!("{tokens}");
-                let tps_arg = format!("{tps}");
-                let a = estimate_args(&[
-                    "--gpu",
-                    g,
-                    "--train-tokens",
-                    &tokens_arg,
-                    "--tokens-per-sample",
-                    &tps_arg,
-                ])?;
-                let r = EstimateReport::compute(&a)?;
+                let r = estimate_report(&ScenarioSpec {
+                    dataset: Some(Dataset {
+                        size: DatasetSize::Tokens {
+                            tokens,
+                            tokens_per_sample: Some(tps),
+                        },
+                        epochs: 1.0,
+                    }),
+                    ..seed_plan(g)
+                })?;
                 let samples = r.dataset.as_ref().map_or(0.0, |d| d.samples);
                 let _ = writeln!(
                     s,
@@ -169,11 +160,11 @@ const VALIDATION: (&str, &str, &str, &str) = (
 /// reports/validation.md: predicted vs measured training steps, without and with calibration,
 /// and where the error comes from (absolute error summed over configurations, per class).
 pub fn validation() -> Result<String> {
-    use crate::validate::{render, validate, Measurements, CLASSES};
+    use crate::validate::{validate, Measurements, CLASSES};
     let (m_path, m_text, c_path, c_text) = VALIDATION;
     let m: Measurements = serde_json::from_str(m_text)
         .map_err(|e| crate::error::Error::spec(m_path, "(json)", e.to_string()))?;
-    let cal: crate::time::Calibration = toml::from_str(c_text)
+    let cal: crate::spec::Calibration = toml::from_str(c_text)
         .map_err(|e| crate::error::Error::spec(c_path, "(toml)", e.to_string()))?;
     let plain = validate(&m, "h100-sxm", None)?;
     let calibrated = validate(&m, "h100-sxm", Some(&cal))?;
@@ -235,7 +226,7 @@ pub fn validation() -> Result<String> {
         let _ = writeln!(s);
         let _ = writeln!(s, "## {name}");
         let _ = writeln!(s);
-        let _ = write!(s, "{}", render(v, true));
+        let _ = write!(s, "{}", crate::export::markdown::validation(v));
         let _ = writeln!(s);
         let _ = writeln!(s, "Where the error comes from (|predicted - measured| GPU time summed over configurations):");
         let _ = writeln!(s);
@@ -301,17 +292,17 @@ fn index(audit: bool) -> String {
 /// Every generated Markdown file: (file name, contents).
 pub fn markdown_files() -> Result<Vec<(String, String)>> {
     let mut v = Vec::new();
-    let audit = crate::audit::seed_audit()?;
+    let audit = crate::analysis::audit::seed_audit()?;
     let has_audit = !audit.trim().is_empty();
     if has_audit {
         v.push(("seed-audit.md".to_string(), audit));
     }
-    for a in [seed_plan("h200-sxm")?, seed_plan_2048()?] {
-        let r = crate::flash_report::build(&a)?;
-        let stem = crate::flash_report::stem(&r);
+    for spec in [seed_plan("h200-sxm"), seed_plan_2048()] {
+        let r = crate::analysis::flash::build(&spec.load()?)?;
+        let stem = crate::analysis::flash::stem(&r);
         v.push((
             format!("{stem}.md"),
-            crate::flash_report::markdown(&r, Some(&format!("{stem}.svg"))),
+            crate::export::markdown::flash_report(&r, Some(&format!("{stem}.svg"))),
         ));
     }
     v.push(("gpu-comparison.md".to_string(), gpu_comparison()?));
@@ -320,39 +311,30 @@ pub fn markdown_files() -> Result<Vec<(String, String)>> {
     Ok(v)
 }
 
-/// Writes every report into `dir`.
-pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
+/// Every report file under `dir`: (path, contents), Markdown and charts.
+pub fn files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    use crate::plot::{render_for, SIZE};
+    let mut out = Vec::new();
     for (name, text) in markdown_files()? {
-        let p = dir.join(name);
-        crate::export::write_file(&p, &text)?;
-        written.push(p);
+        out.push((dir.join(name), text.into_bytes()));
     }
-    for a in [seed_plan("h200-sxm")?, seed_plan_2048()?] {
-        let r = crate::flash_report::build(&a)?;
+    for spec in [seed_plan("h200-sxm"), seed_plan_2048()] {
+        let r = crate::analysis::flash::build(&spec.load()?)?;
         let chart = crate::plot::flash::FlashChart::new(&r);
-        let stem = crate::flash_report::stem(&r);
+        let stem = crate::analysis::flash::stem(&r);
         for ext in ["svg", "png"] {
             let p = dir.join(format!("{stem}.{ext}"));
-            crate::plot::save(&chart, &p, crate::plot::SIZE)?;
-            written.push(p);
+            let bytes = render_for(&chart, &p, SIZE)?;
+            out.push((p, bytes));
         }
     }
     for g in ROOFLINE_GPUS {
-        let chart = crate::plot::roofline::chart(&seed_plan(g)?, None)?;
+        let chart = crate::analysis::roofline::chart(&seed_plan(g).load()?, Vec::new())?;
         for ext in ["svg", "png"] {
             let p = dir.join(format!("roofline-jit-b4-{g}.{ext}"));
-            crate::plot::save(&chart, &p, crate::plot::SIZE)?;
-            written.push(p);
+            let bytes = render_for(&chart, &p, SIZE)?;
+            out.push((p, bytes));
         }
     }
-    Ok(written)
-}
-
-/// Runs `roofline report`.
-pub fn run(a: &ReportArgs) -> Result<()> {
-    for p in write_all(&a.out)? {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    Ok(out)
 }

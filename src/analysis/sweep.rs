@@ -10,39 +10,16 @@
 //! preallocated slot per configuration: no allocation per configuration (an invalid one
 //! allocates its error message). Rows are formatted after the loop.
 
-use crate::cli::{parse_count_u64, EstimateArgs};
 use crate::error::{Error, Result};
+use crate::estimate::{Estimator, RunConfig, StepEstimate};
 use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
+use crate::scenario::ScenarioSpec;
 use crate::spec::{self, ModelSpec};
-use crate::time::{Calibration, Estimator, Machine, RunConfig, StepEstimate};
+use crate::time::Machine;
+use crate::units::parse_count_u64;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Instant;
-
-/// `roofline sweep`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SweepArgs {
-    /// Fixed settings (as for `roofline estimate`); a varied parameter overrides its option.
-    #[command(flatten)]
-    pub estimate: EstimateArgs,
-    /// NAME=SPEC, repeatable: SPEC is `a..b` (powers of two from a to b) or a list `a,b,c`.
-    /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
-    /// grad_accum, zero, ema.
-    #[arg(long = "vary", required = true)]
-    pub vary: Vec<String>,
-    /// Output table: .csv or .json.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Line chart of the metric (.svg or .png): x = first varied parameter, one line per value
-    /// of the others.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu | memory_per_gpu_bytes.
-    #[arg(long, default_value = "step_time_s")]
-    pub metric: String,
-}
 
 /// A parameter that can be varied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,7 +353,14 @@ impl Plan<'_> {
 }
 
 /// Runs a sweep: the product of `dims` over the fixed settings of `base`.
-pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepResult> {
+///
+/// `progress` is called from the worker threads with the number of configurations each chunk
+/// evaluated (for a progress bar; pass `&|_| {}` for none).
+pub fn sweep(
+    base: &ScenarioSpec,
+    dims: &[Dim],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<SweepResult> {
     if dims.is_empty() {
         return Err(Error::Invalid("give at least one --vary NAME=SPEC".into()));
     }
@@ -388,12 +372,12 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
             )));
         }
     }
-    let (_, _, _, base_run) = base.resolve()?;
+    let scenario = base.load()?;
     let find = |p: Param| dims.iter().find(|d| d.param == p);
     let model_names: Vec<String> =
-        find(Param::Model).map_or_else(|| vec![base.step.model.clone()], |d| d.labels.clone());
+        find(Param::Model).map_or_else(|| vec![base.model.clone()], |d| d.labels.clone());
     let seqs: Vec<Option<u64>> = find(Param::Seq).map_or_else(
-        || vec![base.step.seq],
+        || vec![base.seq],
         |d| d.nums.iter().map(|s| Some(*s)).collect(),
     );
     let mut models = Vec::with_capacity(model_names.len() * seqs.len());
@@ -406,25 +390,19 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
             });
         }
     }
-    let cal = base
-        .calibration
-        .as_deref()
-        .map(Calibration::load)
-        .transpose()?;
+    let cal = scenario.calibration.as_ref();
     let gpu_names: Vec<String> =
         find(Param::Gpu).map_or_else(|| vec![base.gpu.clone()], |d| d.labels.clone());
     let machines = gpu_names
         .iter()
-        .map(|g| {
-            spec::load_gpu(g).map(|spec| (spec.name.clone(), Machine::new(&spec, cal.as_ref())))
-        })
+        .map(|g| spec::load_gpu(g).map(|spec| (spec.name.clone(), Machine::new(&spec, cal))))
         .collect::<Result<Vec<_>>>()?;
     let plan = Plan {
         dims,
         models,
         n_seq: seqs.len(),
         machines,
-        base: base_run,
+        base: scenario.run,
     };
 
     let n: usize = dims
@@ -439,19 +417,6 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
     }
     let mut out: Vec<Option<std::result::Result<StepEstimate, String>>> =
         (0..n).map(|_| None).collect();
-    let bar = (progress && n >= 2000 && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::with_draw_target(
-            Some(n as u64),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} configurations, {per_sec}, eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
     let threads = rayon::current_num_threads().max(1);
     let chunk = (n / (threads * 16)).clamp(1, 4096);
     let start = Instant::now();
@@ -469,14 +434,9 @@ pub fn sweep(base: &EstimateArgs, dims: &[Dim], progress: bool) -> Result<SweepR
                     Err(e) => Err(e.clone()),
                 });
             }
-            if let Some(b) = &bar {
-                b.inc(slots.len() as u64);
-            }
+            progress(slots.len());
         });
     let eval_seconds = start.elapsed().as_secs_f64();
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
 
     let mut rows = Vec::with_capacity(n);
     let mut idx = [0usize; PARAMS.len()];
@@ -558,77 +518,4 @@ impl Row {
             _ => None,
         }
     }
-}
-
-/// The rows as CSV (RFC 4180 quoting), columns [`COLUMNS`].
-pub fn to_csv(r: &SweepResult) -> Result<String> {
-    let mut s = COLUMNS.join(",");
-    s.push('\n');
-    for row in &r.rows {
-        let v = serde_json::to_value(row)
-            .map_err(|e| Error::Invalid(format!("cannot serialize a row: {e}")))?;
-        let cells: Vec<String> = COLUMNS
-            .iter()
-            .map(|c| match &v[*c] {
-                serde_json::Value::Null => String::new(),
-                serde_json::Value::String(t) if t.contains([',', '"', '\n']) => {
-                    format!("\"{}\"", t.replace('"', "\"\""))
-                }
-                serde_json::Value::String(t) => t.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        s.push_str(&cells.join(","));
-        s.push('\n');
-    }
-    Ok(s)
-}
-
-/// Runs `roofline sweep`.
-pub fn run(a: &SweepArgs) -> Result<()> {
-    let dims = a
-        .vary
-        .iter()
-        .map(|v| parse_vary(v))
-        .collect::<Result<Vec<_>>>()?;
-    if !METRICS.contains(&a.metric.as_str()) {
-        return Err(Error::unknown("metric", &a.metric, &METRICS));
-    }
-    let text_kind = a
-        .out
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase());
-    if !matches!(text_kind.as_deref(), Some("csv") | Some("json")) {
-        return Err(Error::Invalid(format!(
-            "--out {} must end in .csv or .json",
-            a.out.display()
-        )));
-    }
-    if let Some(p) = &a.plot {
-        crate::plot::Format::of(p)?;
-    }
-    let r = sweep(&a.estimate, &dims, true)?;
-    let text = if text_kind.as_deref() == Some("csv") {
-        to_csv(&r)?
-    } else {
-        crate::export::json::to_string(&r)?
-    };
-    crate::export::write_file(&a.out, &text)?;
-    let errors = r.rows.iter().filter(|x| x.error.is_some()).count();
-    eprintln!(
-        "evaluated {} configurations in {:.3} s: {:.0} configurations/s on {} threads ({} invalid); wrote {}",
-        r.configurations,
-        r.eval_seconds,
-        r.configurations as f64 / r.eval_seconds.max(1e-9),
-        rayon::current_num_threads(),
-        errors,
-        a.out.display()
-    );
-    if let Some(p) = &a.plot {
-        let chart = crate::plot::sweep::SweepChart::new(&r, &a.metric, &a.estimate)?;
-        crate::plot::save(&chart, p, crate::plot::SIZE)?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
 }

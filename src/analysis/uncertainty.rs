@@ -7,12 +7,10 @@
 //! of the sampled step times (90%). Random numbers come from SplitMix64 (Steele, Lea & Flood,
 //! "Fast splittable pseudorandom number generators", OOPSLA 2014), 53 bits mapped to [0, 1).
 
-use crate::cli::EstimateArgs;
-use crate::error::{Error, Result};
-use crate::export::EstimateReport;
-use crate::sensitivity::assumptions;
-use crate::time::{Calibration, Estimator};
-use crate::units::{human_duration, Seconds};
+use super::sensitivity::assumptions;
+use crate::error::Result;
+use crate::estimate::Estimator;
+use crate::scenario::Scenario;
 use serde::Serialize;
 
 /// Monte Carlo samples.
@@ -66,37 +64,15 @@ pub struct Interval {
     pub sampled: Vec<String>,
 }
 
-impl Interval {
-    /// One line, e.g. "step 41.0 ms (36.2-47.3 ms, 90%) ...".
-    pub fn line(&self) -> String {
-        format!(
-            "step {} ({} - {}, {:.0}%): Monte Carlo over the {} values with a range in the GPU/calibration file, \
-             each uniform and independent within its range; {} samples, fixed seed {:#x}",
-            human_duration(Seconds(self.step_time_s)),
-            human_duration(Seconds(self.step_time_interval_s[0])),
-            human_duration(Seconds(self.step_time_interval_s[1])),
-            self.coverage * 100.0,
-            self.sampled.len(),
-            self.samples,
-            self.seed
-        )
-    }
-}
-
-/// Propagates the files' ranges to the step time of configuration `a`.
-pub fn step_interval(a: &EstimateArgs) -> Result<Interval> {
-    let (model, gpu, mach, run) = a.resolve()?;
-    let cal = a
-        .calibration
-        .as_deref()
-        .map(Calibration::load)
-        .transpose()?;
-    let params: Vec<_> = assumptions(&gpu, cal.as_ref(), &mach)
+/// Propagates the files' ranges to the step time of scenario `s`.
+pub fn step_interval(s: &Scenario) -> Result<Interval> {
+    let (model, mach, run) = (&s.model, s.machine, &s.run);
+    let params: Vec<_> = assumptions(&s.gpu, s.calibration.as_ref(), &mach)
         .into_iter()
         .filter(|p| p.from_file)
         .collect();
     let mut est = Estimator::new();
-    let nominal = est.estimate(&model, &mach, &run)?.step_time.0;
+    let nominal = est.estimate(model, &mach, run)?.step_time.0;
     let mut rng = SplitMix64::new(SEED);
     let mut times = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
@@ -105,7 +81,7 @@ pub fn step_interval(a: &EstimateArgs) -> Result<Interval> {
             let u = rng.next_f64();
             m = p.apply(&m, p.range[0] + u * (p.range[1] - p.range[0]));
         }
-        times.push(est.estimate(&model, &m, &run)?.step_time.0);
+        times.push(est.estimate(model, &m, run)?.step_time.0);
     }
     times.sort_by(f64::total_cmp);
     let q = |f: f64| times[((SAMPLES - 1) as f64 * f).round() as usize];
@@ -118,29 +94,6 @@ pub fn step_interval(a: &EstimateArgs) -> Result<Interval> {
         seed: SEED,
         sampled: params.iter().map(|p| p.name.to_string()).collect(),
     })
-}
-
-/// The estimate's JSON with `step_time_interval_s` (and how it was computed) added.
-pub fn report_json(report: &EstimateReport, interval: &Interval) -> Result<String> {
-    let mut v = serde_json::to_value(report)
-        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert(
-            "step_time_interval_s".into(),
-            serde_json::json!(interval.step_time_interval_s),
-        );
-        o.insert(
-            "step_time_interval".into(),
-            serde_json::json!({
-                "coverage": interval.coverage,
-                "samples": interval.samples,
-                "seed": interval.seed,
-                "method": "Monte Carlo: every value with a range in the GPU/calibration file drawn uniformly and independently within it; 5th-95th percentile",
-                "sampled": interval.sampled,
-            }),
-        );
-    }
-    crate::export::json::to_string(&v)
 }
 
 #[cfg(test)]

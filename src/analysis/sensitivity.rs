@@ -14,13 +14,13 @@
 //! ε = d ln t / d ln p by central difference: ε ≈ [ln t(p(1+h)) − ln t(p(1−h))] / [ln(1+h) − ln(1−h)]
 //! with h = 1% for continuous values, and over the ×½/×2 (or ×¼/×4) points for batch and sequence.
 
-use crate::cli::EstimateArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::estimate::{Estimator, RunConfig};
 use crate::graph::{AttentionImpl, ExecMode};
-use crate::spec::{GpuSpec, ModelSpec, Sourced};
-use crate::time::{attention_available, Calibration, Estimator, Machine, RunConfig};
+use crate::scenario::Scenario;
+use crate::spec::{Calibration, GpuSpec, ModelSpec, Sourced};
+use crate::time::{attention_available, Machine};
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// Relative spread used where a file gives no range (stated assumption): ±20%.
 pub const DEFAULT_SPREAD: f64 = 0.20;
@@ -411,19 +411,14 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-/// Sensitivity of the configuration `a` to every assumption.
-pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
-    let (model, gpu, mach, run) = a.resolve()?;
-    let cal = a
-        .calibration
-        .as_deref()
-        .map(Calibration::load)
-        .transpose()?;
+/// Sensitivity of scenario `s` to every assumption.
+pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
+    let (model, gpu, mach, run) = (&s.model, &s.gpu, s.machine, s.run);
     let mut est = Estimator::new();
-    let base = times(&mut est, &model, &mach, &run)?;
+    let base = times(&mut est, model, &mach, &run)?;
     let mut effects = Vec::new();
-    for p in assumptions(&gpu, cal.as_ref(), &mach) {
-        let at = |est: &mut Estimator, x: f64| times(est, &model, &p.apply(&mach, x), &run);
+    for p in assumptions(gpu, s.calibration.as_ref(), &mach) {
+        let at = |est: &mut Estimator, x: f64| times(est, model, &p.apply(&mach, x), &run);
         let lo = at(&mut est, p.range[0])?;
         let hi = at(&mut est, p.range[1])?;
         let h = ELASTICITY_STEP;
@@ -448,7 +443,7 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
         |name: &str, baseline: String, alts: Vec<(String, RunConfig)>| -> Result<()> {
             let mut pts = Vec::new();
             for (label, r) in alts {
-                pts.push((label, times(&mut est, &model, &mach, &r)?));
+                pts.push((label, times(&mut est, model, &mach, &r)?));
             }
             if pts.is_empty() {
                 return Ok(());
@@ -480,18 +475,7 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
     let atts = AttentionImpl::ALL
         .iter()
         .filter(|x| attention_available(&mach, **x, run.step.precision))
-        .map(|x| {
-            (
-                x.to_string(),
-                RunConfig {
-                    step: crate::graph::StepConfig {
-                        attention: *x,
-                        ..run.step
-                    },
-                    ..run
-                },
-            )
-        })
+        .map(|x| (x.to_string(), s.run_with_attention(*x)))
         .collect();
     discrete(
         "attention implementation",
@@ -514,8 +498,8 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
             },
             ..run
         };
-        let lo = times(&mut est, &model, &mach, &rb(b / 2))?;
-        let hi = times(&mut est, &model, &mach, &rb(b * 2))?;
+        let lo = times(&mut est, model, &mach, &rb(b / 2))?;
+        let hi = times(&mut est, model, &mach, &rb(b * 2))?;
         let (x0, x1) = ((b / 2) as f64, (b * 2) as f64);
         effects.push(effect(
             "batch per GPU".into(),
@@ -530,14 +514,17 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
             ),
         ));
     }
-    let s = model.max_seq();
+    let seq = model.max_seq();
     let neighbours = [
-        (s / 2, s * 2, "x1/2 and x2"),
-        (s / 4, s * 4, "x1/4 and x4 (x2 gives no square patch grid)"),
+        (seq / 2, seq * 2, "x1/2 and x2"),
+        (
+            seq / 4,
+            seq * 4,
+            "x1/4 and x4 (x2 gives no square patch grid)",
+        ),
     ];
-    let base_model = crate::spec::load_model(&a.step.model)?;
     for (s0, s1, how) in neighbours {
-        let (Ok(m0), Ok(m1)) = (base_model.with_sequence(s0), base_model.with_sequence(s1)) else {
+        let (Ok(m0), Ok(m1)) = (model.with_sequence(s0), model.with_sequence(s1)) else {
             continue;
         };
         if s0 == 0 {
@@ -547,7 +534,7 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
         let hi = times(&mut est, &m1, &mach, &run)?;
         effects.push(effect(
             "sequence length".into(),
-            s.to_string(),
+            seq.to_string(),
             (s0.to_string(), lo.0, lo.1),
             (s1.to_string(), hi.0, hi.1),
             format!("stated: {how}"),
@@ -577,80 +564,4 @@ pub fn analyse(a: &EstimateArgs) -> Result<Sensitivity> {
             ELASTICITY_STEP * 100.0
         ),
     })
-}
-
-/// The sensitivity table as plain text.
-pub fn text(s: &Sensitivity) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "sensitivity of {} on {} ({})",
-        s.model, s.gpu, s.configuration
-    );
-    let _ = writeln!(
-        o,
-        "baseline step {:.3} ms, {:.3} us per sample; {}",
-        s.step_time_s * 1e3,
-        s.per_sample_s * 1e6,
-        s.method
-    );
-    let _ = writeln!(
-        o,
-        "{:<40} {:>10} {:>22} {:>17} {:>17} {:>8}  range",
-        "parameter", "baseline", "low .. high", "step time %", "train time %", "elast."
-    );
-    for e in &s.effects {
-        let _ = writeln!(
-            o,
-            "{:<40} {:>10} {:>22} {:>+8.1} {:>+8.1} {:>+8.1} {:>+8.1} {:>8}  {}",
-            e.parameter,
-            e.baseline,
-            format!("{} .. {}", e.low, e.high),
-            e.step_change_low * 100.0,
-            e.step_change_high * 100.0,
-            e.train_change_low * 100.0,
-            e.train_change_high * 100.0,
-            e.step_elasticity
-                .map_or(String::new(), |x| format!("{x:+.3}")),
-            e.range_source
-        );
-    }
-    o
-}
-
-/// `roofline sensitivity`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SensitivityArgs {
-    /// The configuration (as for `roofline estimate`; its --json prints the analysis as JSON).
-    #[command(flatten)]
-    pub estimate: EstimateArgs,
-    /// Tornado chart (.svg or .png).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
-/// Runs `roofline sensitivity`.
-pub fn run(a: &SensitivityArgs) -> Result<()> {
-    if let Some(p) = &a.out {
-        crate::plot::Format::of(p)?;
-    }
-    if a.estimate.markdown {
-        return Err(Error::Invalid("sensitivity prints text or --json".into()));
-    }
-    let s = analyse(&a.estimate)?;
-    if a.estimate.json {
-        println!("{}", crate::export::json::to_string(&s)?);
-    } else {
-        print!("{}", text(&s));
-    }
-    if let Some(p) = &a.out {
-        crate::plot::save(
-            &crate::plot::tornado::Tornado::new(&s),
-            p,
-            crate::plot::SIZE,
-        )?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
 }

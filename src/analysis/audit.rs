@@ -9,9 +9,11 @@
 //! MFU: samples/s × model FLOPs per sample / (GPUs × dense peak).
 
 use crate::error::Result;
+use crate::estimate::{Estimator, RunConfig, StepEstimate};
 use crate::graph::{AttentionImpl, ExecMode, StepConfig};
+use crate::scenario::ScenarioSpec;
 use crate::spec::{load_gpu, load_model};
-use crate::time::{Estimator, Machine, RunConfig, StepEstimate, BREAKDOWN};
+use crate::time::Machine;
 use crate::units::{human_duration, si, Seconds};
 use std::fmt::Write;
 
@@ -205,21 +207,14 @@ pub fn seed_audit() -> Result<String> {
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for (label, e) in &results {
-        let (slot, t) = e
-            .breakdown
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
-            .map(|(i, t)| (BREAKDOWN[i], *t))
-            .expect("non-empty");
-        let bounds = ["compute", "memory", "launch"];
-        let (bi, bt) = e
+        let (slot, t) = e.breakdown.largest();
+        let (bound, bt) = e
             .by_bound
-            .iter()
-            .enumerate()
+            .entries()
+            .into_iter()
             .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
-            .expect("non-empty");
-        let op_total: f64 = e.by_bound.iter().map(|x| x.0).sum();
+            .expect("three roofs");
+        let op_total = e.by_bound.total().0;
         let _ = writeln!(
             s,
             "| {label} | {} | {:.0} | {:.1}% | {slot} ({:.0}%) | {} ({:.0}%) | {:.1} GiB |",
@@ -227,7 +222,7 @@ pub fn seed_audit() -> Result<String> {
             e.samples_per_s,
             100.0 * e.mfu,
             100.0 * t.0 / e.step_time.0,
-            bounds[bi],
+            bound,
             100.0 * bt.0 / op_total,
             e.memory.total_bytes.0 / (1u64 << 30) as f64
         );
@@ -304,7 +299,7 @@ pub fn seed_audit() -> Result<String> {
         "Assumptions of the estimate (run `roofline estimate` for the full list):"
     );
     let _ = writeln!(s);
-    for a in crate::export::assumptions(&model, &gpu, &mach, &RunConfig::default(), None) {
+    for a in super::summary::assumptions(&ScenarioSpec::default().load()?) {
         let _ = writeln!(s, "- {a}");
     }
     Ok(s)

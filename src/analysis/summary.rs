@@ -1,0 +1,459 @@
+//! What `estimate` and `memory` report: the estimate with its configuration, throughput in
+//! every unit, training time and cost for a dataset, and the assumptions behind the numbers.
+//! Data only; [`crate::export`] renders it.
+
+use crate::error::Result;
+use crate::estimate::StepEstimate;
+use crate::graph::{AttentionImpl, Op, Precision};
+use crate::memory::{footprint, MemoryBreakdown};
+use crate::scenario::{DatasetSize, Scenario};
+use crate::spec::model::ModelKind;
+use crate::spec::Sourced;
+use crate::time::{op_time, OpTime};
+use crate::units::{binary_bytes, ByteRate, Bytes};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What `roofline memory` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// Model name.
+    pub model: String,
+    /// GPU name.
+    pub gpu: String,
+    /// Samples per GPU.
+    pub batch: u64,
+    /// Attention implementation.
+    pub attention: AttentionImpl,
+    /// Checkpointing.
+    pub checkpointing: String,
+    /// ZeRO stage.
+    pub zero: u8,
+    /// Trainable parameters.
+    pub params: u64,
+    /// fp32 weights.
+    pub weights_bytes: f64,
+    /// fp32 gradients.
+    pub gradients_bytes: f64,
+    /// AdamW states.
+    pub optimizer_bytes: f64,
+    /// EMA copies.
+    pub ema_bytes: f64,
+    /// Autocast weight copies.
+    pub weight_copies_bytes: f64,
+    /// Activations kept for backward.
+    pub activations_bytes: f64,
+    /// Largest backward transient.
+    pub transient_bytes: f64,
+    /// Workspace and fragmentation (assumption).
+    pub workspace_bytes: f64,
+    /// Total per GPU.
+    pub total_bytes: f64,
+    /// GPU memory capacity.
+    pub capacity_bytes: f64,
+    /// Whether it fits.
+    pub fits: bool,
+    /// Largest batch that fits.
+    pub max_batch: u64,
+}
+
+impl MemoryReport {
+    /// The footprint of `s`'s step, whose ops are `ops` (built for `s.run.step`).
+    pub fn new(s: &Scenario, ops: &[Op]) -> Self {
+        let mc = s.run.memory_config();
+        let m = footprint(&s.model, &s.run.step, ops, &mc);
+        let cap = s.gpu.hbm_capacity();
+        MemoryReport {
+            model: s.model.name.clone(),
+            gpu: s.gpu.name.clone(),
+            batch: s.run.step.batch,
+            attention: s.run.step.attention,
+            checkpointing: s.run.step.checkpointing.to_string(),
+            zero: mc.zero,
+            params: m.params,
+            weights_bytes: m.weights_bytes.0,
+            gradients_bytes: m.gradients_bytes.0,
+            optimizer_bytes: m.optimizer_bytes.0,
+            ema_bytes: m.ema_bytes.0,
+            weight_copies_bytes: m.weight_copies_bytes.0,
+            activations_bytes: m.activations_bytes.0,
+            transient_bytes: m.transient_bytes.0,
+            workspace_bytes: m.workspace_bytes.0,
+            total_bytes: m.total_bytes.0,
+            capacity_bytes: cap.0,
+            fits: m.total_bytes <= cap,
+            max_batch: m.max_batch(cap, &mc, s.run.step.batch),
+        }
+    }
+}
+
+/// A dataset size and how it was converted to samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetReport {
+    /// "samples" or "tokens".
+    pub given_as: &'static str,
+    /// The number given.
+    pub given: f64,
+    /// Tokens per sample used for the conversion (tokens only).
+    pub tokens_per_sample: Option<f64>,
+    /// Passes over the data.
+    pub epochs: f64,
+    /// Samples processed in total (all epochs).
+    pub samples: f64,
+    /// Optimizer steps.
+    pub steps: f64,
+}
+
+/// What `roofline estimate` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct EstimateReport {
+    /// Model name.
+    pub model: String,
+    /// One line on the model.
+    pub model_description: String,
+    /// GPU name.
+    pub gpu: String,
+    /// GPU product name.
+    pub gpu_display_name: String,
+    /// GPUs in total.
+    pub gpus: u64,
+    /// GPUs per node.
+    pub gpus_per_node: u64,
+    /// Samples per GPU per micro-step.
+    pub batch_per_gpu: u64,
+    /// Micro-steps per optimizer step.
+    pub grad_accum: u64,
+    /// Attention implementation.
+    pub attention: String,
+    /// Execution mode.
+    pub mode: String,
+    /// Precision.
+    pub precision: String,
+    /// Checkpointing.
+    pub checkpointing: String,
+    /// ZeRO stage.
+    pub zero: u8,
+    /// EMA copies.
+    pub ema: u32,
+    /// Trainable parameters.
+    pub params: u64,
+    /// Optimizer step time.
+    pub step_time_s: f64,
+    /// Forward per micro-step.
+    pub forward_s: f64,
+    /// Backward per micro-step.
+    pub backward_s: f64,
+    /// Optimizer per step.
+    pub optimizer_s: f64,
+    /// Host dispatch per step.
+    pub host_dispatch_s: f64,
+    /// Kernels per step.
+    pub kernels_per_step: f64,
+    /// Communication per step, total.
+    pub comm_total_s: f64,
+    /// Communication per step, not hidden.
+    pub comm_exposed_s: f64,
+    /// Seconds per step by class (sums to step_time_s).
+    pub breakdown: BTreeMap<&'static str, f64>,
+    /// Seconds per step of op time by binding roof.
+    pub by_bound: BTreeMap<&'static str, f64>,
+    /// Samples per second, whole fleet.
+    pub samples_per_s: f64,
+    /// Samples per second per GPU.
+    pub samples_per_s_per_gpu: f64,
+    /// Images per second, whole fleet (vision models: one sample = one target image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_per_s: Option<f64>,
+    /// Tokens per sample (the model's sequence tokens).
+    pub tokens_per_sample: f64,
+    /// Model tokens per second, whole fleet.
+    pub tokens_per_s: f64,
+    /// Model tokens per second per GPU.
+    pub tokens_per_s_per_gpu: f64,
+    /// Predicted (target) patch tokens per second, whole fleet (vision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_patch_tokens_per_s: Option<f64>,
+    /// Model FLOPs per GPU per step.
+    pub model_flops_per_gpu_step: f64,
+    /// Executed FLOPs per GPU per step.
+    pub hw_flops_per_gpu_step: f64,
+    /// Peak used for MFU and HFU.
+    pub mfu_peak_flops: f64,
+    /// Model FLOPs utilization.
+    pub mfu: f64,
+    /// Hardware FLOPs utilization.
+    pub hfu: f64,
+    /// Memory per GPU.
+    pub memory_per_gpu_bytes: f64,
+    /// GPU memory capacity.
+    pub memory_capacity_bytes: f64,
+    /// Whether the step fits.
+    pub fits: bool,
+    /// Largest batch per GPU that fits.
+    pub max_batch: u64,
+    /// Memory breakdown.
+    pub memory: MemoryBreakdown,
+    /// Dataset, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetReport>,
+    /// Training time, when a dataset is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_time_s: Option<f64>,
+    /// GPU-hours, when a dataset is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_hours: Option<f64>,
+    /// Price per GPU-hour used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_per_gpu_hour: Option<f64>,
+    /// Where the price comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
+    /// Cost in USD, when a dataset and a price are known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Assumptions behind the numbers, with sources.
+    pub assumptions: Vec<String>,
+}
+
+impl EstimateReport {
+    /// The report of estimate `e` of scenario `s`.
+    pub fn new(s: &Scenario, e: &StepEstimate) -> Self {
+        let (model, gpu, mach, run) = (&s.model, &s.gpu, &s.machine, &s.run);
+        let breakdown = e
+            .breakdown
+            .entries()
+            .iter()
+            .map(|(k, v)| (*k, v.0))
+            .collect();
+        let by_bound = e
+            .by_bound
+            .entries()
+            .iter()
+            .map(|(k, v)| (*k, v.0))
+            .collect();
+        let gpus = run.fleet.gpus as f64;
+        let vision = model.kind == ModelKind::Vision;
+        let (price, price_source) = s.price().unzip();
+        let dataset = dataset(s, e);
+        let train_time = dataset.as_ref().map(|d| d.steps * e.step_time.0);
+        let gpu_hours = train_time.map(|t| t / 3600.0 * gpus);
+        let cost = match (gpu_hours, price) {
+            (Some(h), Some(p)) => Some(h * p),
+            _ => None,
+        };
+        EstimateReport {
+            model: model.name.clone(),
+            model_description: model.description.clone(),
+            gpu: gpu.name.clone(),
+            gpu_display_name: gpu.display_name.clone(),
+            gpus: run.fleet.gpus,
+            gpus_per_node: run.fleet.gpus_per_node,
+            batch_per_gpu: run.step.batch,
+            grad_accum: run.grad_accum,
+            attention: run.step.attention.to_string(),
+            mode: run.mode.to_string(),
+            precision: run.step.precision.to_string(),
+            checkpointing: run.step.checkpointing.to_string(),
+            zero: run.zero,
+            ema: run.step.ema,
+            params: e.params,
+            step_time_s: e.step_time.0,
+            forward_s: e.forward.0,
+            backward_s: e.backward.0,
+            optimizer_s: e.optimizer.0,
+            host_dispatch_s: e.host.0,
+            kernels_per_step: e.kernels,
+            comm_total_s: e.comm_total.0,
+            comm_exposed_s: e.comm_exposed.0,
+            breakdown,
+            by_bound,
+            samples_per_s: e.samples_per_s,
+            samples_per_s_per_gpu: e.samples_per_s / gpus,
+            images_per_s: vision.then_some(e.samples_per_s),
+            tokens_per_sample: e.tokens_per_sample,
+            tokens_per_s: e.tokens_per_s,
+            tokens_per_s_per_gpu: e.tokens_per_s / gpus,
+            target_patch_tokens_per_s: vision
+                .then_some(e.samples_per_s * model.tokens.target as f64),
+            model_flops_per_gpu_step: e.model_flops.0,
+            hw_flops_per_gpu_step: e.hw_flops.0,
+            mfu_peak_flops: e.mfu_peak.0,
+            mfu: e.mfu,
+            hfu: e.hfu,
+            memory_per_gpu_bytes: e.memory.total_bytes.0,
+            memory_capacity_bytes: mach.capacity,
+            fits: e.fits,
+            max_batch: e.max_batch,
+            memory: e.memory,
+            dataset,
+            train_time_s: train_time,
+            gpu_hours,
+            price_per_gpu_hour: price,
+            price_source,
+            cost,
+            assumptions: assumptions(s),
+        }
+    }
+}
+
+/// The scenario's dataset in samples and optimizer steps at the estimate's samples per step.
+fn dataset(s: &Scenario, e: &StepEstimate) -> Option<DatasetReport> {
+    let d = s.dataset?;
+    let (given_as, given, tps, samples) = match d.size {
+        DatasetSize::Samples(n) => ("samples", n, None, n),
+        DatasetSize::Tokens {
+            tokens,
+            tokens_per_sample,
+        } => {
+            let tps = tokens_per_sample.unwrap_or(s.model.tokens_per_sample() as f64);
+            ("tokens", tokens, Some(tps), tokens / tps)
+        }
+    };
+    let total = samples * d.epochs;
+    Some(DatasetReport {
+        given_as,
+        given,
+        tokens_per_sample: tps,
+        epochs: d.epochs,
+        samples: total,
+        steps: (total / e.samples_per_step).ceil(),
+    })
+}
+
+/// The assumptions behind an estimate, each with its source.
+pub fn assumptions(s: &Scenario) -> Vec<String> {
+    let (model, gpu, mach, run) = (&s.model, &s.gpu, &s.machine, &s.run);
+    let cal = s.calibration.as_ref();
+    // A calibrated value's source replaces the GPU file's.
+    let src = |over: Option<&Option<Sourced>>, base: &Sourced| -> String {
+        match over.and_then(|o| o.as_ref()) {
+            Some(c) => format!("calibrated: {}", c.source),
+            None => base.source.clone(),
+        }
+    };
+    let mut v = vec![
+        format!(
+            "precision {}: {}",
+            run.step.precision,
+            match run.step.precision {
+                Precision::Bf16 =>
+                    "PyTorch autocast: fp32 weights, gradients and AdamW states (16 B/param), bf16 GEMMs, fp32 residual stream",
+                Precision::Bf16Pure =>
+                    "bf16 weights and activations (residual stream too), fp32 master weights, gradients and AdamW states (18 B/param)",
+                Precision::Fp32 => "fp32 everywhere, GEMMs on the fp32 vector units (allow_tf32 = False)",
+                Precision::Tf32 => "fp32 storage, GEMMs on tf32 tensor cores",
+                Precision::Fp8 => "fp8 GEMM operands, bf16 outputs, otherwise as bf16 autocast",
+            }
+        ),
+        format!(
+            "GEMM ceiling: {:.1}% of the dense bf16 peak ({}), times tile/wave quantization and K/(K+{:.0}) (see `roofline estimate --ops`)",
+            mach.frac_bf16 * 100.0,
+            src(cal.map(|c| &c.bf16_tensor), &gpu.achievable.bf16_tensor),
+            mach.gemm_k0
+        ),
+        format!(
+            "HBM: {:.1}% of {} achievable ({}); eager pointwise kernels {:.1}%",
+            mach.frac_hbm * 100.0,
+            ByteRate(mach.hbm),
+            src(cal.map(|c| &c.hbm), &gpu.achievable.hbm),
+            mach.frac_eager * 100.0
+        ),
+        format!(
+            "L2: an input just written by the previous kernel is read from L2 when it is at most {:.0}% of the L2",
+            100.0 * crate::time::L2_REUSE_FRACTION
+        ),
+        format!(
+            "launch: {:.1} us GPU gap per kernel ({}); host dispatch {:.1} us per eager kernel ({})",
+            mach.kernel_launch * 1e6,
+            src(cal.map(|c| &c.kernel_launch_s), &gpu.launch.kernel_launch_s),
+            mach.host_dispatch * 1e6,
+            src(cal.map(|c| &c.host_dispatch_s), &gpu.launch.host_dispatch_s)
+        ),
+    ];
+    if let Some(c) = cal {
+        v.push(format!(
+            "calibration for {}: {}",
+            c.gpu.as_deref().unwrap_or("(unnamed GPU)"),
+            c.provenance.as_deref().unwrap_or("(no provenance)")
+        ));
+    }
+    match run.step.attention {
+        AttentionImpl::Naive => v.push(
+            "attention naive (public JiT code): fp32 QK^T on the vector units, materialized [B,1,s,s] bias, fp32 softmax, bf16 PV".into(),
+        ),
+        AttentionImpl::SdpaMath => v.push(
+            "attention sdpa-math: PyTorch's math backend, q, k, v upcast to fp32, fp32 scores and PV on the vector units".into(),
+        ),
+        AttentionImpl::Unfused => {
+            v.push("attention unfused: 16-bit scores and probabilities materialized (Megatron-LM core attention)".into())
+        }
+
+        AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
+            "attention {}: fused; rate(s) = rate({r}) * [s/(s+{h})]/[{r}/({r}+{h})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
+            run.step.attention,
+            r = mach.flash_seq_ref,
+            h = mach.flash_seq_half
+        )),
+    }
+    let fused = matches!(
+        run.step.attention,
+        AttentionImpl::Flash2 | AttentionImpl::Flash3
+    );
+    if model.transformer.causal && fused {
+        v.push(format!(
+            "causal fused attention runs at {:.2} of the non-causal rate (GPU file)",
+            mach.flash_causal
+        ));
+    }
+    if model.transformer.causal {
+        v.push(
+            "causal attention: model FLOPs count half of the score FLOPs (Megatron-LM convention)"
+                .into(),
+        );
+    }
+    if run.fleet.gpus > 1 {
+        v.push(format!(
+            "gradient all-reduce: fp32 gradients in 25 MiB buckets, ring busbw {} ({}), overlapped with backward except the last bucket",
+            ByteRate(mach.allreduce_busbw),
+            gpu.interconnect.allreduce_bus_bandwidth.source
+        ));
+    }
+    if run.fleet.nodes() > 1 {
+        v.push(format!(
+            "inter-node: {} per GPU and direction at {:.0}% (hierarchical all-reduce)",
+            ByteRate(run.fleet.inter_node_bandwidth),
+            run.fleet.inter_node_efficiency * 100.0
+        ));
+    }
+    v.push(format!(
+        "memory: framework workspace {} + {:.0}% allocator fragmentation (assumption)",
+        binary_bytes(Bytes(run.memory.workspace.0)),
+        run.memory.fragmentation * 100.0
+    ));
+    v.push(format!(
+        "tokens/s count the model's {} sequence tokens per sample (a dataset in tokens is converted with --tokens-per-sample)",
+        model.tokens_per_sample()
+    ));
+    v
+}
+
+/// One op of `estimate --ops` with its time.
+#[derive(Debug, Clone, Copy)]
+pub struct OpTimeRow {
+    /// The op (per layer; the row stands for `op.layer.count()` layers).
+    pub op: Op,
+    /// Its time per layer.
+    pub time: OpTime,
+}
+
+/// The time of every op of `ops` in scenario `s`.
+pub fn op_times(s: &Scenario, ops: &[Op]) -> Result<Vec<OpTimeRow>> {
+    ops.iter()
+        .map(|op| {
+            Ok(OpTimeRow {
+                op: *op,
+                time: op_time(&s.machine, op, s.run.mode, s.run.step.attention)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,342 @@
+//! The command line as clap sees it. Nothing outside `cli/` sees these types: [`super::convert`]
+//! turns them into a [`crate::scenario::ScenarioSpec`] (and the other inputs of each command).
+
+use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
+use crate::scenario::defaults;
+use crate::units::{parse_count_f64, parse_count_u64};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// roofline: how fast a transformer trains on a GPU fleet, and why, from first principles.
+#[derive(Debug, Parser)]
+#[command(name = "roofline", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the embedded model specs.
+    Models,
+    /// List the embedded GPU specs.
+    Gpus,
+    /// Per-op FLOPs, bytes and arithmetic intensity of one training step on one GPU.
+    Ops(OpsArgs),
+    /// Memory footprint per GPU and the largest batch that fits.
+    Memory(MemoryArgs),
+    /// Step time, throughput, MFU, memory, training time and cost (default: the planned JiT-B/4 run).
+    Estimate(EstimateArgs),
+    /// Regenerate the audit of the planned JiT-B/4 run (reports/seed-audit.md).
+    AuditSeed(AuditArgs),
+    /// Run the CUDA microbenchmarks on this machine's GPU (needs an NVIDIA driver).
+    Bench(BenchArgs),
+    /// Fit the time model to `roofline bench` measurements and write a calibration file.
+    Calibrate(CalibrateArgs),
+    /// Compare predictions with measured training steps (validation/measure.py output).
+    Validate(ValidateArgs),
+    /// Charts: `plot roofline` (every op of a step on the GPU's roofline).
+    Plot(PlotArgs),
+    /// Evaluate the cartesian product of --vary specs in parallel; CSV/JSON rows and a chart.
+    Sweep(SweepArgs),
+    /// Effect of every assumption on step and training time: table, elasticities, tornado chart.
+    Sensitivity(SensitivityArgs),
+    /// naive vs sdpa-math vs flash2 vs flash3 across sequence lengths: Markdown table and chart.
+    FlashReport(FlashArgs),
+    /// Regenerate the committed reports (audit, roofline charts, FlashAttention, GPU comparison).
+    Report(ReportArgs),
+}
+
+/// Model and step settings shared by every command that builds a step.
+#[derive(Debug, Clone, Args)]
+pub struct StepArgs {
+    /// Model: an embedded name (see `roofline models`) or a path to a TOML spec.
+    #[arg(long, default_value = defaults::MODEL)]
+    pub model: String,
+    /// Samples per GPU per micro-step (suffixes allowed: 1K).
+    #[arg(long, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
+    pub batch: u64,
+    /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3.
+    #[arg(long, default_value_t = defaults::ATTENTION)]
+    pub attention: AttentionImpl,
+    /// Precision: bf16 (autocast, fp32 master weights) | bf16-pure | fp32 | tf32 | fp8.
+    #[arg(long, default_value_t = defaults::PRECISION)]
+    pub precision: Precision,
+    /// Activation checkpointing: none | selective | full.
+    #[arg(long, default_value_t = defaults::CHECKPOINTING)]
+    pub checkpointing: Checkpointing,
+    /// EMA copies of the weights updated every step (JiT trains with two).
+    #[arg(long, default_value_t = 0)]
+    pub ema: u32,
+    /// Override the sequence length (vision: the patch tokens beside in-context ones, split
+    /// equally between condition and target when the model has condition tokens).
+    #[arg(long, value_parser = parse_count_u64)]
+    pub seq: Option<u64>,
+}
+
+/// Everything that defines a scenario: model and step, GPU, fleet, execution, dataset, price.
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioArgs {
+    /// Model and step.
+    #[command(flatten)]
+    pub step: StepArgs,
+    /// GPU: an embedded name or a path to a TOML spec.
+    #[arg(long, default_value = defaults::GPU)]
+    pub gpu: String,
+    /// Calibration file overriding efficiencies (from `roofline calibrate`).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// GPUs in total.
+    #[arg(long, default_value_t = defaults::GPUS, value_parser = parse_count_u64)]
+    pub gpus: u64,
+    /// GPUs per node.
+    #[arg(long, default_value_t = defaults::GPUS_PER_NODE, value_parser = parse_count_u64)]
+    pub gpus_per_node: u64,
+    /// Inter-node bandwidth per GPU and direction, in Gb/s (default: 8 x 400 Gb/s NDR per node).
+    #[arg(long, default_value_t = defaults::INTER_NODE_GBPS)]
+    pub inter_node_gbps: f64,
+    /// Execution mode: eager | compiled | graphs.
+    #[arg(long, default_value_t = defaults::MODE)]
+    pub mode: ExecMode,
+    /// ZeRO stage (0 = DDP).
+    #[arg(long, default_value_t = 0)]
+    pub zero: u8,
+    /// Micro-steps per optimizer step.
+    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    pub grad_accum: u64,
+    /// Framework workspace in GiB (assumption).
+    #[arg(long, default_value_t = defaults::WORKSPACE_GIB)]
+    pub workspace_gib: f64,
+    /// Dataset size in samples (images for vision models).
+    #[arg(long, value_parser = parse_count_f64, conflicts_with = "train_tokens")]
+    pub train_samples: Option<f64>,
+    /// Dataset size in tokens (converted with --tokens-per-sample).
+    #[arg(long, value_parser = parse_count_f64)]
+    pub train_tokens: Option<f64>,
+    /// Tokens per sample for --train-tokens (default: the model's sequence length).
+    #[arg(long, value_parser = parse_count_f64)]
+    pub tokens_per_sample: Option<f64>,
+    /// Passes over the dataset (default 1).
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Price per GPU-hour in USD (default: the GPU file's, when it has one).
+    #[arg(long)]
+    pub price_per_gpu_hour: Option<f64>,
+}
+
+/// `roofline estimate`.
+#[derive(Debug, Clone, Args)]
+pub struct EstimateArgs {
+    /// The scenario.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print Markdown.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Also print the per-op table with times and bounds.
+    #[arg(long)]
+    pub ops: bool,
+    /// Add a 90% interval of the step time: Monte Carlo over the ranges in the GPU and
+    /// calibration files (1000 samples, fixed seed).
+    #[arg(long)]
+    pub interval: bool,
+}
+
+/// `roofline ops`.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// Model and step.
+    #[command(flatten)]
+    pub step: StepArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `roofline memory`.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Model and step.
+    #[command(flatten)]
+    pub step: StepArgs,
+    /// GPU: an embedded name (see `roofline gpus`) or a path to a TOML spec.
+    #[arg(long, default_value = defaults::GPU)]
+    pub gpu: String,
+    /// Execution mode: eager | compiled | graphs (compiled recomputes pointwise ops in backward).
+    #[arg(long, default_value_t = defaults::MODE)]
+    pub mode: ExecMode,
+    /// ZeRO stage (0-3).
+    #[arg(long, default_value_t = 0)]
+    pub zero: u8,
+    /// GPUs the ZeRO shards are spread over.
+    #[arg(long, default_value_t = defaults::GPUS, value_parser = parse_count_u64)]
+    pub gpus: u64,
+    /// Framework workspace in GiB (CUDA context, library workspaces, NCCL buffers; assumption).
+    #[arg(long, default_value_t = defaults::WORKSPACE_GIB)]
+    pub workspace_gib: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `roofline sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Fixed settings (as for `roofline estimate`); a varied parameter overrides its option.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// NAME=SPEC, repeatable: SPEC is `a..b` (powers of two from a to b) or a list `a,b,c`.
+    /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
+    /// grad_accum, zero, ema.
+    #[arg(long = "vary", required = true)]
+    pub vary: Vec<String>,
+    /// Output table: .csv or .json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Line chart of the metric (.svg or .png): x = first varied parameter, one line per value
+    /// of the others.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu | memory_per_gpu_bytes.
+    #[arg(long, default_value = "step_time_s")]
+    pub metric: String,
+}
+
+/// `roofline sensitivity`.
+#[derive(Debug, Clone, Args)]
+pub struct SensitivityArgs {
+    /// The configuration (as for `roofline estimate`).
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Print the analysis as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Tornado chart (.svg or .png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `roofline flash-report`.
+#[derive(Debug, Clone, Args)]
+pub struct FlashArgs {
+    /// The configuration (as for `roofline estimate`; --attention is ignored: all are compared).
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Folder for the Markdown table and the chart (SVG and PNG).
+    #[arg(long, default_value = "reports")]
+    pub out_dir: PathBuf,
+}
+
+/// `roofline plot KIND`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// The chart.
+    #[command(subcommand)]
+    pub kind: PlotKind,
+}
+
+/// Chart kinds of `roofline plot`.
+#[derive(Debug, Subcommand)]
+pub enum PlotKind {
+    /// Roofline chart of every op of one training step (log-log intensity vs FLOP/s).
+    Roofline(RooflineArgs),
+}
+
+/// `roofline plot roofline`: the estimate's settings, the chart file and an optional bench file.
+#[derive(Debug, Clone, Args)]
+pub struct RooflineArgs {
+    /// The configuration (as for `roofline estimate`).
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Chart file: .svg or .png (by extension).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Measured kernels to draw beside the predicted ops (JSON, schema "roofline-bench/1").
+    #[arg(long)]
+    pub measured: Option<PathBuf>,
+}
+
+/// `roofline report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Folder to write the reports into.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+}
+
+/// `roofline audit-seed`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Where to write the report.
+    #[arg(long, default_value = "reports/seed-audit.md")]
+    pub out: PathBuf,
+}
+
+/// `roofline validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The measurements JSON (schema roofline-validation/1).
+    pub measurements: PathBuf,
+    /// Calibration file (from `roofline calibrate`).
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// GPU spec (default: inferred from the device name in the file).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Print Markdown.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `roofline calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The `roofline bench --out` JSON.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// GPU spec of the measured device (default: inferred from the device name).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// The PyTorch cross-check JSON (scripts/torch_baseline.py) for eager pointwise bandwidth
+    /// and host dispatch time.
+    #[arg(long)]
+    pub torch: Option<PathBuf>,
+    /// Measured training steps (validation/measure.py) for the host time per eager kernel, from
+    /// the host-bound configurations.
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Where to write the calibration TOML.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `roofline bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Suites to run: memory, gemm, attention, norm, cublas (comma-separated) or all.
+    #[arg(long, default_value = "all")]
+    pub suite: String,
+    /// Also measure every GEMM shape of this model's training step (name or TOML path).
+    #[arg(long)]
+    pub shapes: Option<String>,
+    /// Batch per GPU for --shapes.
+    #[arg(long, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
+    pub batch: u64,
+    /// GPU spec whose peaks give `fraction_of_peak` (e.g. h100-sxm).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Timed repetitions per kernel and size.
+    #[arg(long, default_value_t = 20)]
+    pub reps: u32,
+    /// Write the JSON report here (rewritten after each suite).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

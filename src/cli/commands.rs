@@ -1,0 +1,366 @@
+//! One function per command: options -> scenario -> analysis -> rendered output. Files are
+//! written through [`crate::files`], whole or not at all; text goes to stdout, notes to stderr.
+
+use super::args::*;
+use crate::analysis::{self, summary::EstimateReport};
+use crate::error::{Error, Result};
+use crate::estimate::Estimator;
+use crate::export::{csv, json, markdown, text};
+use crate::files;
+use crate::plot::{self, render_for, SIZE};
+use crate::spec;
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// `roofline models`.
+pub fn models() -> Result<()> {
+    print!("{}", text::models(&analysis::catalog::models()?));
+    Ok(())
+}
+
+/// `roofline gpus`.
+pub fn gpus() -> Result<()> {
+    print!("{}", text::gpus(&analysis::catalog::gpus()?));
+    Ok(())
+}
+
+/// `roofline ops`.
+pub fn ops(a: &OpsArgs) -> Result<()> {
+    let model = a.step.model()?;
+    let step = a.step.step_config();
+    let mut ops = Vec::new();
+    crate::graph::build_step(&model, &step, &mut ops)?;
+    if a.json {
+        println!("{}", json::ops(&model, &step, &ops)?);
+    } else {
+        print!("{}", text::ops(&model, &step, &ops));
+    }
+    Ok(())
+}
+
+/// `roofline memory`.
+pub fn memory(a: &MemoryArgs) -> Result<()> {
+    let s = a.spec()?.load()?;
+    let mut ops = Vec::new();
+    crate::graph::build_step(&s.model, &s.run.step, &mut ops)?;
+    let report = analysis::summary::MemoryReport::new(&s, &ops);
+    if a.json {
+        println!("{}", json::to_string(&report)?);
+    } else {
+        print!("{}", text::memory(&report));
+    }
+    Ok(())
+}
+
+/// `roofline estimate`.
+pub fn estimate(a: &EstimateArgs) -> Result<()> {
+    let s = a.scenario.scenario()?;
+    let mut est = Estimator::new();
+    let e = est.estimate(&s.model, &s.machine, &s.run)?;
+    let report = EstimateReport::new(&s, &e);
+    let interval = if a.interval {
+        Some(analysis::uncertainty::step_interval(&s)?)
+    } else {
+        None
+    };
+    if a.json {
+        match &interval {
+            Some(i) => println!("{}", json::estimate_with_interval(&report, i)?),
+            None => println!("{}", json::to_string(&report)?),
+        }
+    } else if a.markdown {
+        print!("{}", markdown::estimate(&report));
+    } else {
+        print!("{}", text::estimate(&report));
+    }
+    if let (Some(i), false) = (&interval, a.json) {
+        println!("\n{}", text::interval(i));
+    }
+    if a.ops {
+        let rows = analysis::summary::op_times(&s, est.ops())?;
+        print!("{}", text::op_times(&rows, s.run.mode));
+    }
+    Ok(())
+}
+
+/// `roofline sweep`.
+pub fn sweep(a: &SweepArgs) -> Result<()> {
+    use analysis::sweep::{parse_vary, METRICS};
+    let dims = a
+        .vary
+        .iter()
+        .map(|v| parse_vary(v))
+        .collect::<Result<Vec<_>>>()?;
+    if !METRICS.contains(&a.metric.as_str()) {
+        return Err(Error::unknown("metric", &a.metric, &METRICS));
+    }
+    let csv_out = match extension(&a.out).as_deref() {
+        Some("csv") => true,
+        Some("json") => false,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "--out {} must end in .csv or .json",
+                a.out.display()
+            )))
+        }
+    };
+    if let Some(p) = &a.plot {
+        plot::Format::of(p)?;
+    }
+    let base = a.scenario.spec()?;
+    let n: usize = dims.iter().map(|d| d.labels.len()).product();
+    let bar = (n >= 2000 && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::with_draw_target(
+            Some(n as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} configurations, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let r = analysis::sweep::sweep(&base, &dims, &|k| {
+        if let Some(b) = &bar {
+            b.inc(k as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let table = if csv_out {
+        csv::sweep(&r)?
+    } else {
+        json::to_string(&r)?
+    };
+    let mut out = vec![(a.out.clone(), table.into_bytes())];
+    if let Some(p) = &a.plot {
+        let chart = plot::sweep::SweepChart::new(&r, &a.metric, &base)?;
+        out.push((p.clone(), render_for(&chart, p, SIZE)?));
+    }
+    files::write_all(&out)?;
+    let errors = r.rows.iter().filter(|x| x.error.is_some()).count();
+    eprintln!(
+        "evaluated {} configurations in {:.3} s: {:.0} configurations/s on {} threads ({} invalid); wrote {}",
+        r.configurations,
+        r.eval_seconds,
+        r.configurations as f64 / r.eval_seconds.max(1e-9),
+        rayon::current_num_threads(),
+        errors,
+        a.out.display()
+    );
+    if let Some(p) = &a.plot {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `roofline sensitivity`.
+pub fn sensitivity(a: &SensitivityArgs) -> Result<()> {
+    if let Some(p) = &a.out {
+        plot::Format::of(p)?;
+    }
+    let s = analysis::sensitivity::analyse(&a.scenario.scenario()?)?;
+    if a.json {
+        println!("{}", json::to_string(&s)?);
+    } else {
+        print!("{}", text::sensitivity(&s));
+    }
+    if let Some(p) = &a.out {
+        let chart = plot::tornado::Tornado::new(&s);
+        files::write(p, &render_for(&chart, p, SIZE)?)?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `roofline flash-report`: the Markdown table and its chart (SVG, and PNG beside it).
+pub fn flash_report(a: &FlashArgs) -> Result<()> {
+    let r = analysis::flash::build(&a.scenario.scenario()?)?;
+    let stem = analysis::flash::stem(&r);
+    let svg = a.out_dir.join(format!("{stem}.svg"));
+    let png = a.out_dir.join(format!("{stem}.png"));
+    let md = a.out_dir.join(format!("{stem}.md"));
+    let chart = plot::flash::FlashChart::new(&r);
+    files::write_all(&[
+        (svg.clone(), render_for(&chart, &svg, SIZE)?),
+        (png.clone(), render_for(&chart, &png, SIZE)?),
+        (
+            md.clone(),
+            markdown::flash_report(&r, Some(&format!("{stem}.svg"))).into_bytes(),
+        ),
+    ])?;
+    eprintln!(
+        "wrote {} and its chart {} (and .png)",
+        md.display(),
+        svg.display()
+    );
+    Ok(())
+}
+
+/// `roofline plot`.
+pub fn plot(a: &PlotArgs) -> Result<()> {
+    match &a.kind {
+        PlotKind::Roofline(r) => {
+            let s = r.scenario.scenario()?;
+            let measured = match &r.measured {
+                Some(p) => analysis::roofline::load_measured(p)?,
+                None => Vec::new(),
+            };
+            let chart = analysis::roofline::chart(&s, measured)?;
+            files::write(&r.out, &render_for(&chart, &r.out, SIZE)?)?;
+            eprintln!("wrote {}", r.out.display());
+            Ok(())
+        }
+    }
+}
+
+/// `roofline report`.
+pub fn report(a: &ReportArgs) -> Result<()> {
+    let out = crate::reports::files(&a.out)?;
+    files::write_all(&out)?;
+    for (p, _) in &out {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// `roofline audit-seed`.
+pub fn audit_seed(a: &AuditArgs) -> Result<()> {
+    let md = analysis::audit::seed_audit()?;
+    files::write(&a.out, md.as_bytes())?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// Reads and parses a JSON input file, naming the file in errors.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::spec(path.display().to_string(), "(json)", format!("{what}: {e}")))
+}
+
+/// `roofline validate`.
+pub fn validate(a: &ValidateArgs) -> Result<()> {
+    let m: crate::validate::Measurements =
+        read_json(&a.measurements, "not a roofline-validation/1 file")?;
+    let device = m.device.get("name").and_then(|v| v.as_str()).unwrap_or("");
+    let gpu = gpu_name(a.gpu.as_deref(), device)?;
+    let cal = a
+        .calibration
+        .as_deref()
+        .map(spec::Calibration::load)
+        .transpose()?;
+    let v = crate::validate::validate(&m, &gpu, cal.as_ref())?;
+    if a.json {
+        println!("{}", json::to_string(&v)?);
+    } else if a.markdown {
+        print!("{}", markdown::validation(&v));
+    } else {
+        print!("{}", text::validation(&v));
+    }
+    Ok(())
+}
+
+/// The GPU spec to use: `given`, else the one the driver-reported `device` name maps to.
+fn gpu_name(given: Option<&str>, device: &str) -> Result<String> {
+    match given {
+        Some(g) => Ok(g.to_string()),
+        None => spec::gpu_for_device(device)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot tell the GPU spec of device `{device}`: pass --gpu"
+                ))
+            }),
+    }
+}
+
+/// `roofline calibrate`.
+pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
+    let report: crate::gpu::BenchReport = read_json(&a.from, "not a roofline-bench/1 report")?;
+    let gpu = spec::load_gpu(&gpu_name(a.gpu.as_deref(), &report.device.name)?)?;
+    let mut fit = crate::calibrate::fit(&report, &gpu)?;
+    if let Some(path) = &a.torch {
+        let baseline: serde_json::Value = read_json(path, "invalid JSON")?;
+        crate::calibrate::add_torch_baseline(&mut fit, &baseline, &gpu)?;
+    }
+    if let Some(path) = &a.validation {
+        let steps: serde_json::Value = read_json(path, "invalid JSON")?;
+        match crate::calibrate::host_dispatch_from_steps(&steps) {
+            Some((t, n)) => {
+                fit.host_dispatch_s = Some(t);
+                fit.host_dispatch_source = format!(
+                    "median of step time / kernels per step over the {n} host-bound eager configurations (GPU busy < {:.0}% of the step) of {}",
+                    100.0 * crate::calibrate::HOST_BOUND_GPU_SHARE,
+                    path.display()
+                );
+            }
+            None => eprintln!(
+                "note: {} has no host-bound eager configuration; host dispatch not calibrated",
+                path.display()
+            ),
+        }
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command);
+    let toml = toml::to_string(&cal)
+        .map_err(|e| Error::Invalid(format!("cannot write calibration: {e}")))?;
+    let header = format!(
+        "# Calibration of {} from `roofline bench` measurements (generated by `roofline calibrate`).\n\
+         # Use with `roofline estimate --calibration {}`.\n\n",
+        gpu.name,
+        a.out.display()
+    );
+    files::write(&a.out, (header + &toml).as_bytes())?;
+    print!("{}", text::calibration(&fit));
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+/// `roofline bench`.
+pub fn bench(a: &BenchArgs) -> Result<()> {
+    use crate::gpu;
+    let suites = gpu::Suite::parse_list(&a.suite).map_err(Error::Invalid)?;
+    let gemm_shapes = match &a.shapes {
+        Some(model) => gpu::model_gemm_shapes(&spec::load_model(model)?, a.batch)?,
+        None => Vec::new(),
+    };
+    let peaks = match &a.gpu {
+        Some(g) => {
+            let g = spec::load_gpu(g)?;
+            Some(gpu::Peaks {
+                bf16_tensor_flops: g.peak_flops.bf16_tensor.value,
+                fp32_vector_flops: g.peak_flops.fp32_vector.value,
+                hbm_bytes_per_s: g.memory.hbm_bandwidth.value,
+            })
+        }
+        None => None,
+    };
+    if a.reps == 0 {
+        return Err(Error::Invalid("--reps must be positive".into()));
+    }
+    let opts = gpu::BenchOptions {
+        suites,
+        gemm_shapes,
+        reps: a.reps,
+        out: a.out.clone(),
+        peaks,
+    };
+    let report = gpu::run(&opts).map_err(|e| Error::Gpu(e.to_string()))?;
+    gpu::print_table(&report);
+    if let Some(out) = &a.out {
+        files::write(out, report.to_json().as_bytes())?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// The lower-case extension of `p`.
+fn extension(p: &Path) -> Option<String> {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+}

@@ -1,0 +1,52 @@
+//! The command line: clap's view of it ([`args`]), its conversion into the library's inputs
+//! ([`convert`]) and one function per command ([`commands`]). Nothing below this module sees a
+//! clap type.
+
+pub mod args;
+mod commands;
+pub mod convert;
+
+pub use args::Cli;
+pub use convert::{parse_scenario, parse_scenario_spec};
+
+use args::Command;
+use clap::Parser;
+
+/// Runs one parsed command.
+fn run(cli: Cli) -> crate::error::Result<()> {
+    match cli.command {
+        Command::Models => commands::models(),
+        Command::Gpus => commands::gpus(),
+        Command::Ops(a) => commands::ops(&a),
+        Command::Memory(a) => commands::memory(&a),
+        Command::Estimate(a) => commands::estimate(&a),
+        Command::Bench(a) => commands::bench(&a),
+        Command::Calibrate(a) => commands::calibrate(&a),
+        Command::Validate(a) => commands::validate(&a),
+        Command::AuditSeed(a) => commands::audit_seed(&a),
+        Command::Plot(a) => commands::plot(&a),
+        Command::Sweep(a) => commands::sweep(&a),
+        Command::Sensitivity(a) => commands::sensitivity(&a),
+        Command::FlashReport(a) => commands::flash_report(&a),
+        Command::Report(a) => commands::report(&a),
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The whole training step: the op graph timed op by op on the roofline ([`crate::time`]), the
+//! host as a third roof, data-parallel communication, memory, throughput and MFU.
+//!
+//! Step time of one optimizer step of k micro-steps:
+//! `t = max(GPU time, host dispatch time) + exposed communication`, with GPU time the sum of the
+//! op times (each `layer.count()` times, k times except the optimizer) and the host's dispatch
+//! time summed the same way: the CPU issues kernels while the GPU runs earlier ones, so the step
+//! takes the longer of the two ([`crate::time`] states the per-op formula).
+//!
+//! MFU = model FLOPs / (step time × dense peak of the precision's GEMM dtype); HFU counts every
+//! executed matmul FLOP (recomputation included) over the same peak (PaLM, arXiv 2204.02311,
+//! appendix B).
+
+use crate::error::{Error, Result};
+use crate::graph::{ExecMode, OpClass, OpKind, Phase, StepConfig, StepGraph};
+use crate::memory::{footprint, MemoryBreakdown, MemoryConfig};
+use crate::spec::ModelSpec;
+use crate::time::{comm, op_time, Bound, Fleet, Machine};
+use crate::units::{Bytes, FlopRate, Flops, Seconds};
+use serde::Serialize;
+
+/// How the step runs beyond one GPU's op graph: execution mode, fleet, sharding, accumulation.
+#[derive(Debug, Clone, Copy)]
+pub struct RunConfig {
+    /// The step.
+    pub step: StepConfig,
+    /// Execution mode.
+    pub mode: ExecMode,
+    /// GPUs and their links.
+    pub fleet: Fleet,
+    /// ZeRO stage 0-3 (0 = plain DDP).
+    pub zero: u8,
+    /// Micro-steps per optimizer step.
+    pub grad_accum: u64,
+    /// Memory assumptions.
+    pub memory: MemoryConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            step: StepConfig::default(),
+            mode: ExecMode::Eager,
+            fleet: Fleet::default(),
+            zero: 0,
+            grad_accum: 1,
+            memory: MemoryConfig::default(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// The memory settings this run implies: its ZeRO stage over all its GPUs, fused memory
+    /// behaviour for compiled modes.
+    pub fn memory_config(&self) -> MemoryConfig {
+        MemoryConfig {
+            zero: self.zero,
+            dp: self.fleet.gpus,
+            fused: self.mode != ExecMode::Eager,
+            ..self.memory
+        }
+    }
+}
+
+/// Seconds per optimizer step by where they go; the fields sum to the step time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Breakdown {
+    /// Linear layers and convolutions (busy GPU time, launch gaps excluded).
+    pub gemm: Seconds,
+    /// The attention core.
+    pub attention: Seconds,
+    /// Normalization layers.
+    pub normalization: Seconds,
+    /// Pointwise ops, casts, embeddings, the loss.
+    pub elementwise: Seconds,
+    /// Optimizer and EMA updates.
+    pub optimizer: Seconds,
+    /// Communication not hidden behind compute.
+    pub communication: Seconds,
+    /// Launch gaps between kernels plus host dispatch in excess of GPU time.
+    pub launch_overhead: Seconds,
+}
+
+impl Breakdown {
+    /// The slot of an op class.
+    pub fn class_mut(&mut self, c: OpClass) -> &mut Seconds {
+        match c {
+            OpClass::Gemm => &mut self.gemm,
+            OpClass::Attention => &mut self.attention,
+            OpClass::Normalization => &mut self.normalization,
+            OpClass::Elementwise => &mut self.elementwise,
+            OpClass::Optimizer => &mut self.optimizer,
+        }
+    }
+
+    /// Every slot with its name, in report order.
+    pub fn entries(&self) -> [(&'static str, Seconds); 7] {
+        [
+            ("gemm", self.gemm),
+            ("attention", self.attention),
+            ("normalization", self.normalization),
+            ("elementwise", self.elementwise),
+            ("optimizer", self.optimizer),
+            ("communication", self.communication),
+            ("launch_overhead", self.launch_overhead),
+        ]
+    }
+
+    /// The largest slot: (name, seconds).
+    pub fn largest(&self) -> (&'static str, Seconds) {
+        self.entries()
+            .into_iter()
+            .fold(("gemm", Seconds(f64::NEG_INFINITY)), |a, b| {
+                if b.1 .0 >= a.1 .0 {
+                    b
+                } else {
+                    a
+                }
+            })
+    }
+}
+
+/// Op time per step by the roof that binds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ByBound {
+    /// Arithmetic-bound op time.
+    pub compute: Seconds,
+    /// Memory-bound op time.
+    pub memory: Seconds,
+    /// Op time of ops whose host dispatch exceeds their GPU time.
+    pub launch: Seconds,
+}
+
+impl ByBound {
+    /// Every roof with its name, in report order.
+    pub fn entries(&self) -> [(&'static str, Seconds); 3] {
+        [
+            ("compute", self.compute),
+            ("memory", self.memory),
+            ("launch", self.launch),
+        ]
+    }
+
+    /// Sum over the roofs.
+    pub fn total(&self) -> Seconds {
+        self.compute + self.memory + self.launch
+    }
+}
+
+/// The estimate of one configuration. Plain numbers only: computing it allocates nothing.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StepEstimate {
+    /// Time of one optimizer step (grad_accum micro-steps, optimizer, exposed communication).
+    pub step_time: Seconds,
+    /// Forward time per micro-step (GPU time incl. gaps).
+    pub forward: Seconds,
+    /// Backward time per micro-step.
+    pub backward: Seconds,
+    /// Optimizer (+EMA) time per step.
+    pub optimizer: Seconds,
+    /// Host dispatch time per step.
+    pub host: Seconds,
+    /// Where the step time goes; sums to `step_time`.
+    pub breakdown: Breakdown,
+    /// Op time by binding roof.
+    pub by_bound: ByBound,
+    /// Gradient / parameter communication per step, total.
+    pub comm_total: Seconds,
+    /// Communication not hidden by backward.
+    pub comm_exposed: Seconds,
+    /// Model FLOPs per GPU per step (no recomputation).
+    pub model_flops: Flops,
+    /// Executed matmul FLOPs per GPU per step, recomputation included (the HFU numerator).
+    pub hw_flops: Flops,
+    /// Peak used for MFU (dense, the GEMM dtype of the precision).
+    pub mfu_peak: FlopRate,
+    /// Model FLOPs utilization.
+    pub mfu: f64,
+    /// Hardware FLOPs utilization.
+    pub hfu: f64,
+    /// Kernels launched per step.
+    pub kernels: f64,
+    /// Samples per optimizer step across the fleet.
+    pub samples_per_step: f64,
+    /// Samples per second across the fleet.
+    pub samples_per_s: f64,
+    /// The model's tokens per second across the fleet.
+    pub tokens_per_s: f64,
+    /// Tokens per sample used for `tokens_per_s`.
+    pub tokens_per_sample: f64,
+    /// Memory per GPU.
+    pub memory: MemoryBreakdown,
+    /// Whether it fits the GPU's memory.
+    pub fits: bool,
+    /// Largest per-GPU batch that fits.
+    pub max_batch: u64,
+    /// Trainable parameters.
+    pub params: u64,
+}
+
+/// Reusable buffers for evaluating many configurations without allocating.
+#[derive(Debug, Default)]
+pub struct Estimator {
+    graph: StepGraph,
+}
+
+impl Estimator {
+    /// An estimator with empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The op list of the last evaluation.
+    pub fn ops(&self) -> &[crate::graph::Op] {
+        self.graph.ops()
+    }
+
+    /// Estimates one configuration; the op list stays available through [`Estimator::ops`].
+    pub fn estimate(
+        &mut self,
+        model: &ModelSpec,
+        mach: &Machine,
+        run: &RunConfig,
+    ) -> Result<StepEstimate> {
+        if run.grad_accum == 0 {
+            return Err(Error::Invalid(
+                "grad-accum must be a positive integer".into(),
+            ));
+        }
+        if run.zero > 3 {
+            return Err(Error::Invalid(format!(
+                "--zero {} is not a ZeRO stage (0, 1, 2 or 3)",
+                run.zero
+            )));
+        }
+        let mut step = run.step;
+        if run.zero >= 1 {
+            step.optimizer_shards = run.fleet.gpus;
+        }
+        self.graph.build(model, &step)?;
+        let k = run.grad_accum as f64;
+        let mut breakdown = Breakdown::default();
+        let mut by_bound = ByBound::default();
+        let (mut fwd, mut bwd, mut opt) = (Seconds::ZERO, Seconds::ZERO, Seconds::ZERO);
+        let (mut host, mut gaps) = (Seconds::ZERO, Seconds::ZERO);
+        let (mut host_fwd, mut host_bwd) = (Seconds::ZERO, Seconds::ZERO);
+        let (mut model_flops, mut hw_flops) = (Flops::ZERO, Flops::ZERO);
+        let mut kernels = 0.0;
+        for op in self.graph.ops() {
+            let t = op_time(mach, op, run.mode, run.step.attention)?;
+            let reps = op.layer.count() as f64 * if op.phase == Phase::Optimizer { 1.0 } else { k };
+            let busy = (t.time - t.gap) * reps;
+            match op.phase {
+                Phase::Forward => {
+                    fwd += t.time * reps;
+                    host_fwd += t.host * reps;
+                }
+                Phase::Backward => {
+                    bwd += t.time * reps;
+                    host_bwd += t.host * reps;
+                }
+                Phase::Optimizer => opt += t.time * reps,
+            }
+            *breakdown.class_mut(op.class) += busy;
+            match t.bound {
+                Bound::Compute => by_bound.compute += busy,
+                Bound::Memory => by_bound.memory += busy,
+                Bound::Launch => by_bound.launch += busy,
+                Bound::None => {}
+            }
+            gaps += t.gap * reps;
+            host += t.host * reps;
+            kernels += t.kernels * reps;
+            model_flops += op.model_flops * reps;
+            if matches!(
+                op.kind,
+                OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::Attention { .. }
+            ) {
+                hw_flops += op.flops * reps;
+            }
+        }
+        let gpu = fwd + bwd + opt;
+        let host_excess = Seconds((host.0 - gpu.0).max(0.0));
+        breakdown.launch_overhead = gaps + host_excess;
+
+        let params = crate::graph::param_count(model);
+        let (comm_total, comm_exposed) = comm::exposed_communication(
+            &run.fleet,
+            mach,
+            params.total as f64,
+            &run.step,
+            run.zero,
+            run.grad_accum,
+            // Communication overlaps with the wall time of backward (and forward), which is
+            // the host's when dispatch is slower than the GPU.
+            Seconds(bwd.max(host_bwd).0 / k),
+            Seconds(fwd.max(host_fwd).0 / k),
+        );
+        breakdown.communication = comm_exposed;
+        let step_time = gpu + host_excess + comm_exposed;
+
+        let mc = run.memory_config();
+        let memory = footprint(model, &run.step, self.graph.ops(), &mc);
+        let capacity = Bytes(mach.capacity);
+        let mfu_peak = mach.mfu_peak(run.step.precision);
+        let samples_per_step = (run.step.batch as f64) * k * run.fleet.gpus as f64;
+        let samples_per_s = samples_per_step / step_time.0;
+        let tokens_per_sample = model.tokens_per_sample() as f64;
+        Ok(StepEstimate {
+            step_time,
+            forward: Seconds(fwd.0 / k),
+            backward: Seconds(bwd.0 / k),
+            optimizer: opt,
+            host,
+            breakdown,
+            by_bound,
+            comm_total,
+            comm_exposed,
+            model_flops,
+            hw_flops,
+            mfu_peak,
+            mfu: model_flops.0 / (step_time.0 * mfu_peak.0),
+            hfu: hw_flops.0 / (step_time.0 * mfu_peak.0),
+            kernels,
+            samples_per_step,
+            samples_per_s,
+            tokens_per_s: samples_per_s * tokens_per_sample,
+            tokens_per_sample,
+            memory,
+            fits: memory.total_bytes <= capacity,
+            max_batch: memory.max_batch(capacity, &mc, run.step.batch),
+            params: params.total,
+        })
+    }
+}

@@ -1,0 +1,263 @@
+//! The one input of every analysis: a model, a GPU (with an optional calibration), how the step
+//! runs, the dataset and the price, loaded and checked once.
+//!
+//! A [`ScenarioSpec`] says what is wanted by name (as a command line or a plan file gives it);
+//! [`ScenarioSpec::load`] resolves the names, checks every setting and every combination of
+//! settings, and returns a [`Scenario`]. Nothing below the command line sees a flag.
+
+use crate::error::{Error, Result};
+use crate::estimate::RunConfig;
+use crate::graph::{AttentionImpl, ExecMode, StepConfig};
+use crate::memory::MemoryConfig;
+use crate::spec::{self, Calibration, GpuSpec, ModelSpec};
+use crate::time::{Fleet, Machine};
+use crate::units::Bytes;
+use std::path::PathBuf;
+
+/// The embedded defaults: the planned JiT-B/4 run (examples/plans/jit-b4-8xh200.toml), batch 64
+/// per GPU on 8 H200 in one node, bf16 autocast, the public code's naive attention, eager, DDP.
+pub mod defaults {
+    use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
+
+    /// Model.
+    pub const MODEL: &str = "jit-b4";
+    /// GPU.
+    pub const GPU: &str = "h200-sxm";
+    /// Samples per GPU per micro-step.
+    pub const BATCH: u64 = 64;
+    /// Attention implementation.
+    pub const ATTENTION: AttentionImpl = AttentionImpl::Naive;
+    /// Precision.
+    pub const PRECISION: Precision = Precision::Bf16;
+    /// Activation checkpointing.
+    pub const CHECKPOINTING: Checkpointing = Checkpointing::None;
+    /// Execution mode.
+    pub const MODE: ExecMode = ExecMode::Eager;
+    /// GPUs in total.
+    pub const GPUS: u64 = 8;
+    /// GPUs per node.
+    pub const GPUS_PER_NODE: u64 = 8;
+    /// Inter-node bandwidth per GPU and direction, Gb/s (one 400 Gb/s NDR NIC per GPU).
+    pub const INTER_NODE_GBPS: f64 = 400.0;
+    /// Framework workspace, GiB (assumption: CUDA context, library workspaces, NCCL buffers).
+    pub const WORKSPACE_GIB: f64 = 1.0;
+}
+
+/// How big the dataset is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DatasetSize {
+    /// Samples (images for vision models).
+    Samples(f64),
+    /// Tokens, converted with `tokens_per_sample` (default: the model's sequence length).
+    Tokens {
+        /// Tokens in the dataset.
+        tokens: f64,
+        /// Tokens per sample, when not the model's own.
+        tokens_per_sample: Option<f64>,
+    },
+}
+
+/// The data a run trains on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dataset {
+    /// Its size.
+    pub size: DatasetSize,
+    /// Passes over it.
+    pub epochs: f64,
+}
+
+/// What a scenario is made of, by name: the input of [`ScenarioSpec::load`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioSpec {
+    /// Model: an embedded name or a TOML path.
+    pub model: String,
+    /// Sequence length override ([`ModelSpec::with_sequence`]).
+    pub seq: Option<u64>,
+    /// GPU: an embedded name or a TOML path.
+    pub gpu: String,
+    /// Calibration file.
+    pub calibration: Option<PathBuf>,
+    /// The step: batch, attention, precision, checkpointing, EMA copies.
+    pub step: StepConfig,
+    /// Execution mode.
+    pub mode: ExecMode,
+    /// GPUs in total.
+    pub gpus: u64,
+    /// GPUs per node.
+    pub gpus_per_node: u64,
+    /// Inter-node bandwidth per GPU and direction, Gb/s.
+    pub inter_node_gbps: f64,
+    /// ZeRO stage.
+    pub zero: u8,
+    /// Micro-steps per optimizer step.
+    pub grad_accum: u64,
+    /// Framework workspace, GiB.
+    pub workspace_gib: f64,
+    /// The dataset, when training time and cost are wanted.
+    pub dataset: Option<Dataset>,
+    /// Price per GPU-hour in USD, overriding the GPU file's.
+    pub price_per_gpu_hour: Option<f64>,
+}
+
+impl Default for ScenarioSpec {
+    fn default() -> Self {
+        ScenarioSpec {
+            model: defaults::MODEL.to_string(),
+            seq: None,
+            gpu: defaults::GPU.to_string(),
+            calibration: None,
+            step: StepConfig {
+                batch: defaults::BATCH,
+                attention: defaults::ATTENTION,
+                precision: defaults::PRECISION,
+                checkpointing: defaults::CHECKPOINTING,
+                ..StepConfig::default()
+            },
+            mode: defaults::MODE,
+            gpus: defaults::GPUS,
+            gpus_per_node: defaults::GPUS_PER_NODE,
+            inter_node_gbps: defaults::INTER_NODE_GBPS,
+            zero: 0,
+            grad_accum: 1,
+            workspace_gib: defaults::WORKSPACE_GIB,
+            dataset: None,
+            price_per_gpu_hour: None,
+        }
+    }
+}
+
+/// A loaded, checked scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The model (sequence override applied).
+    pub model: ModelSpec,
+    /// The GPU spec.
+    pub gpu: GpuSpec,
+    /// The calibration, when one was given.
+    pub calibration: Option<Calibration>,
+    /// The GPU as the time model sees it (spec with calibration overrides).
+    pub machine: Machine,
+    /// How the step runs.
+    pub run: RunConfig,
+    /// The dataset, when given.
+    pub dataset: Option<Dataset>,
+    /// Price per GPU-hour overriding the GPU file's.
+    pub price_per_gpu_hour: Option<f64>,
+}
+
+/// `check` or an [`Error::Invalid`] with `message`.
+fn ensure(check: bool, message: &str) -> Result<()> {
+    if check {
+        Ok(())
+    } else {
+        Err(Error::Invalid(message.to_string()))
+    }
+}
+
+impl ScenarioSpec {
+    /// Loads the model, GPU and calibration and checks every setting.
+    pub fn load(&self) -> Result<Scenario> {
+        let mut model = spec::load_model(&self.model)?;
+        if let Some(s) = self.seq {
+            model = model.with_sequence(s)?;
+        }
+        let gpu = spec::load_gpu(&self.gpu)?;
+        let calibration = match &self.calibration {
+            Some(path) => {
+                let c = Calibration::load(path)?;
+                c.check_gpu(&gpu, &path.display().to_string())?;
+                Some(c)
+            }
+            None => None,
+        };
+        self.check()?;
+        let machine = Machine::new(&gpu, calibration.as_ref());
+        let run = RunConfig {
+            step: self.step,
+            mode: self.mode,
+            fleet: Fleet {
+                gpus: self.gpus,
+                // A fleet smaller than a node is one partial node.
+                gpus_per_node: self.gpus_per_node.min(self.gpus),
+                inter_node_bandwidth: self.inter_node_gbps * 1e9 / 8.0,
+                ..Fleet::default()
+            },
+            zero: self.zero,
+            grad_accum: self.grad_accum,
+            memory: MemoryConfig {
+                workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
+                ..MemoryConfig::default()
+            },
+        };
+        Ok(Scenario {
+            model,
+            gpu,
+            calibration,
+            machine,
+            run,
+            dataset: self.dataset,
+            price_per_gpu_hour: self.price_per_gpu_hour,
+        })
+    }
+
+    /// Every check of a setting or a combination of settings that needs no spec file.
+    fn check(&self) -> Result<()> {
+        ensure(
+            self.gpus > 0 && self.gpus_per_node > 0,
+            "--gpus and --gpus-per-node must be positive",
+        )?;
+        ensure(
+            self.inter_node_gbps.is_finite() && (1.0..=1e6).contains(&self.inter_node_gbps),
+            "--inter-node-gbps must be between 1 and 1e6 (Gb/s per GPU)",
+        )?;
+        ensure(
+            self.workspace_gib.is_finite() && (0.0..=1e6).contains(&self.workspace_gib),
+            "--workspace-gib must be between 0 and 1e6",
+        )?;
+        if let Some(d) = &self.dataset {
+            if let DatasetSize::Tokens {
+                tokens_per_sample: Some(t),
+                ..
+            } = d.size
+            {
+                ensure(t >= 1.0, "--tokens-per-sample must be at least 1")?;
+            }
+            ensure(
+                d.epochs.is_finite() && d.epochs > 0.0,
+                "--epochs must be a positive number",
+            )?;
+        }
+        if let Some(p) = self.price_per_gpu_hour {
+            ensure(
+                p.is_finite() && p >= 0.0,
+                "--price-per-gpu-hour must be a non-negative number",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// This scenario's run with another attention implementation.
+    pub fn run_with_attention(&self, attention: AttentionImpl) -> RunConfig {
+        RunConfig {
+            step: StepConfig {
+                attention,
+                ..self.run.step
+            },
+            ..self.run
+        }
+    }
+
+    /// The price per GPU-hour and where it comes from: the override, else the GPU file's.
+    pub fn price(&self) -> Option<(f64, String)> {
+        match self.price_per_gpu_hour {
+            Some(p) => Some((p, "--price-per-gpu-hour".to_string())),
+            None => self
+                .gpu
+                .price
+                .as_ref()
+                .map(|p| (p.usd_per_gpu_hour.value, p.usd_per_gpu_hour.source.clone())),
+        }
+    }
+}
