@@ -52,7 +52,7 @@ fn parameter_counts_match_published_figures() {
     // DiT-XL/2: "675M" (Peebles & Xie, Table 1).
     let dit = param_count(&load_model("dit-xl2").unwrap()).total as f64;
     assert!((dit / 675e6 - 1.0).abs() < 0.005, "dit-xl2 {dit}");
-    // JiT-B/16: about 131M, of which adaLN about a third (REFERENCE.md s.1).
+    // JiT-B/16: about 131M, of which adaLN about a third (arXiv 2511.13720; LTH14/JiT model_jit.py).
     let jit = param_count(&load_model("jit-b16").unwrap());
     assert!(
         (jit.total as f64 / 131e6 - 1.0).abs() < 0.01,

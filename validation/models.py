@@ -1,12 +1,13 @@
 """PyTorch models measured by the roofline validation.
 
-Written for this project (not copied from third-party code) after the published descriptions
-summarised in shared/REFERENCE.md section 1 (JiT, arXiv 2511.13720) and the standard GPT-2
-small architecture.
+Written for this project (not copied from third-party code) after the published descriptions:
+JiT (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", arXiv 2511.13720, and
+its public code, github.com/LTH14/JiT, model_jit.py) and the standard GPT-2 small architecture.
 
 Two models:
 
-* ``jit-b4``: the seed document's JiT-B/4 on 64x64 RGB images, conditioned on a condition image.
+* ``jit-b4``: the planned JiT-B/4 workload of examples/plans/jit-b4-8xh200.toml, on 64x64 RGB
+  images, conditioned on a condition image.
   The condition image and the noisy target image are patch-embedded by the same bottleneck
   embedder and concatenated (256 + 256 = 512 tokens); blocks are pre-norm RMSNorm + adaLN-Zero,
   attention with qk-norm and 2-D axial RoPE, SwiGLU MLP; the final layer runs on the 256 target
@@ -273,7 +274,7 @@ class JiTConfig:
     num_classes: int = 1000  # the embedding table has num_classes + 1 rows (the CFG null class)
     in_context_len: int = 0  # JiT's optional in-context class tokens (32 in the public code)
     in_context_start: int = 4  # block index from which the in-context tokens are prepended
-    condition_image: bool = True  # seed's setup: 256 condition + 256 target tokens
+    condition_image: bool = True  # planned workload: 256 condition + 256 target tokens
 
     @property
     def grid(self) -> int:
@@ -285,7 +286,7 @@ class JiTConfig:
 
 
 class JiT(nn.Module):
-    """JiT-B/4 denoiser as configured by the seed document (see module docstring)."""
+    """JiT-B/4 denoiser as in the planned workload (see module docstring)."""
 
     def __init__(self, cfg: JiTConfig | None = None, attention: str = "naive"):
         super().__init__()
