@@ -139,3 +139,12 @@ fn only_the_command_line_sees_clap_and_the_cli_module() {
         }
     }
 }
+#[test]
+fn no_file_over_about_700_lines() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    for f in files {
+        let n = std::fs::read_to_string(&f).unwrap().lines().count();
+        assert!(n <= 720, "{} has {n} lines", f.display());
+    }
+}

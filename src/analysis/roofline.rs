@@ -117,7 +117,7 @@ pub struct RooflineChart {
 
 impl RooflineChart {
     /// Builds the chart from an estimate and the op list it was computed from (`ops` as left in
-    /// [`crate::time::Estimator::ops`]).
+    /// [`crate::estimate::Estimator::ops`]).
     pub fn new(
         title: String,
         ops: &[Op],

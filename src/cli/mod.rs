@@ -1,5 +1,5 @@
 //! The command line: clap's view of it ([`args`]), its conversion into the library's inputs
-//! ([`convert`]) and one function per command ([`commands`]). Nothing below this module sees a
+//! ([`convert`]) and one function per command (`commands`). Nothing below this module sees a
 //! clap type.
 
 pub mod args;

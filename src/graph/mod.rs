@@ -5,6 +5,13 @@
 //! writes in HBM. Blocks that see the same sequence length are identical: each op row of a block
 //! stands for `count` layers, so building the graph costs the same for 12 or 96 layers.
 //!
+//! Layout: [`StepGraph`] / [`build_step`] (step.rs) assemble the parts (parts/: embeddings,
+//! conditioning, block, attention, fused attention, RoPE, norms, MLP, head and loss, optimizer),
+//! each emitting its forward ops through the builder (builder.rs) and owning its backward rules;
+//! backward.rs derives the generic backward and the recomputation of checkpointing. The linear
+//! layers of a model are one table (shapes.rs) that parameter counts, weight casts and emitters
+//! share, and one [`PrecisionPolicy`] gives the dtype of every class of tensor.
+//!
 //! Conventions (stated once, used everywhere):
 //! - A multiply-add is 2 FLOPs; a GEMM (M, N, K) is 2MNK FLOPs. Bias epilogues are not counted.
 //! - Attention (non-causal) forward is 4·B·s²·d FLOPs (QKᵀ and PV); causal attention counts half
@@ -12,30 +19,38 @@
 //!   halve). Fused (Flash) backward executes 2.5× the forward (FlashAttention's benchmark
 //!   convention, which includes recomputing S); the MFU numerator counts 2× (no recompute).
 //! - Backward of a GEMM is two GEMMs of the same FLOPs (data grad and weight grad).
-//! - Vector ops count a fixed number of FLOPs per element (see [`build`]); backward of a vector op
-//!   counts twice its forward FLOPs unless [`build`] states its backward. Vector FLOPs never bind in practice; bytes do. They count as
-//!   executed FLOPs (HFU) but not as model FLOPs: the MFU numerator is matmul FLOPs only, as in
-//!   PaLM's 6N + 12·L·H·Q·T (arXiv 2204.02311, appendix B).
+//! - Vector ops count a fixed number of FLOPs per element (stated in each part's module docs);
+//!   backward of a vector op counts twice its forward FLOPs unless its part states its backward.
+//!   Vector FLOPs never bind in practice; bytes do. They count as executed FLOPs (HFU) but not as
+//!   model FLOPs: the MFU numerator is matmul FLOPs only, as in PaLM's 6N + 12·L·H·Q·T
+//!   (arXiv 2204.02311, appendix B).
 //! - Bytes are HBM traffic of an unfused (eager) kernel: each input read once, each output written
 //!   once, at its dtype. An op that eager PyTorch runs as several kernels (a composite, or a
-//!   backward that autograd splits into several ops) counts every kernel's traffic, as the ATen ops
-//!   PyTorch dispatches would (tests/reference/ checks the totals). `fused_*` give the traffic when the op is part of a fused chain
-//!   (torch.compile): only tensors entering or leaving the chain count.
+//!   backward that autograd splits into several ops) counts every kernel's traffic, as the ATen
+//!   ops PyTorch dispatches would (tests/reference/ checks the totals). `fused_*` give the traffic
+//!   when the op is part of a fused chain (torch.compile): only tensors entering or leaving the
+//!   chain count.
 //! - `bf16` precision means PyTorch autocast: fp32 parameters, gradients and optimizer states,
 //!   bf16 GEMM operands and outputs, an fp32 residual stream, and a bf16 copy of every GEMM weight
-//!   made once per forward.
+//!   made once per forward ([`PrecisionPolicy`]).
 
-mod build;
+mod backward;
+mod builder;
+mod config;
 mod params;
+mod parts;
+mod precision;
+mod shapes;
+mod step;
 
-pub use build::{build_step, StepGraph};
+pub use config::{AttentionImpl, Checkpointing, ExecMode, Precision, StepConfig, MAX_EMA};
 pub use params::{param_count, ParamCount};
+pub use precision::PrecisionPolicy;
+pub use step::{build_step, StepGraph};
 
-use crate::error::{Error, Result};
 use crate::units::{Bytes, Flops};
 use serde::Serialize;
 use std::fmt;
-use std::str::FromStr;
 
 /// Training phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,18 +74,39 @@ pub enum Unit {
     Vector,
 }
 
-/// Element type of an op's arithmetic.
+/// Element type of a tensor, or of an op's arithmetic. Tensors are stored as fp32, bf16 or fp8;
+/// tf32 only names tensor-core arithmetic on fp32 tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
     /// IEEE fp32.
     Fp32,
-    /// TensorFloat-32 on tensor cores.
+    /// TensorFloat-32 on tensor cores (fp32 storage).
     Tf32,
     /// bfloat16.
     Bf16,
     /// fp8 (e4m3/e5m2).
     Fp8,
+}
+
+impl Dtype {
+    /// Bytes per element as stored (tf32 is an arithmetic mode: its tensors are fp32).
+    pub const fn bytes(self) -> f64 {
+        match self {
+            Dtype::Fp32 | Dtype::Tf32 => 4.0,
+            Dtype::Bf16 => 2.0,
+            Dtype::Fp8 => 1.0,
+        }
+    }
+
+    /// The wider of two dtypes (what PyTorch's type promotion gives a binary op on both).
+    pub fn wider(self, other: Dtype) -> Dtype {
+        if other.bytes() > self.bytes() {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// Op class for step-time breakdowns.
@@ -317,132 +353,6 @@ impl Op {
     /// Arithmetic intensity (FLOP/byte) of the unfused op.
     pub fn intensity(&self) -> f64 {
         self.flops / (self.bytes_read + self.bytes_written)
-    }
-}
-
-macro_rules! cli_enum {
-    ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
-        }
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// The command-line spelling.
-            pub fn name(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-        impl FromStr for $name {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(Error::unknown($what, s, &[$($text),+])),
-                }
-            }
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-    };
-}
-
-cli_enum!(
-    /// Attention implementation.
-    AttentionImpl, "attention implementation", {
-        /// Scores materialized; as the public JiT code: fp32 scores (autocast off), a materialized
-        /// zero bias [B,1,s,s] added, fp32 softmax, probabilities cast to bf16 for PV.
-        Naive => "naive",
-        /// PyTorch's math SDPA backend, which (since 2.5) upcasts bf16/fp16 q, k, v to fp32:
-        /// fp32 scores and PV on the vector units.
-        SdpaMath => "sdpa-math",
-        /// Unfused attention with 16-bit scores and probabilities (Megatron-LM's core attention,
-        /// the assumption of Korthikanti et al.).
-        Unfused => "unfused",
-        /// FlashAttention-2: fused, no s x s matrix in HBM; backward recomputes S.
-        Flash2 => "flash2",
-        /// FlashAttention-3 (Hopper): as flash2 with faster kernels.
-        Flash3 => "flash3",
-    }
-);
-
-cli_enum!(
-    /// Numeric precision of the step.
-    Precision, "precision", {
-        /// PyTorch autocast bf16 with fp32 master weights (the default).
-        Bf16 => "bf16",
-        /// bf16 parameters and activations throughout, residual stream included (Megatron-LM
-        /// style), fp32 master weights, fp32 gradient accumulation and AdamW states.
-        Bf16Pure => "bf16-pure",
-        /// Everything fp32; GEMMs on the fp32 vector units (PyTorch's default allow_tf32=False).
-        Fp32 => "fp32",
-        /// fp32 storage, GEMMs on tf32 tensor cores.
-        Tf32 => "tf32",
-        /// fp8 GEMM operands (Transformer-Engine style), otherwise as bf16.
-        Fp8 => "fp8",
-    }
-);
-
-cli_enum!(
-    /// Activation checkpointing.
-    Checkpointing, "checkpointing mode", {
-        /// Keep every activation backward needs.
-        None => "none",
-        /// Recompute the unfused attention core (Korthikanti et al.); a no-op for fused attention.
-        Selective => "selective",
-        /// Keep only each block's input; recompute the whole block in backward.
-        Full => "full",
-    }
-);
-
-cli_enum!(
-    /// How kernels are issued.
-    ExecMode, "execution mode", {
-        /// One kernel per op, each dispatched by the framework on the host (plain PyTorch).
-        Eager => "eager",
-        /// Vector-op chains fused into one kernel each (torch.compile / Inductor).
-        Compiled => "compiled",
-        /// Compiled and replayed as a CUDA graph: host dispatch gone, a small gap per kernel.
-        Graphs => "graphs",
-    }
-);
-
-/// Settings of one training step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepConfig {
-    /// Samples per GPU per micro-step.
-    pub batch: u64,
-    /// Attention implementation.
-    pub attention: AttentionImpl,
-    /// Precision.
-    pub precision: Precision,
-    /// Activation checkpointing.
-    pub checkpointing: Checkpointing,
-    /// EMA copies of the weights updated after each optimizer step (at most [`MAX_EMA`]).
-    pub ema: u32,
-    /// Ranks the optimizer states are sharded over (ZeRO-1 and up: each rank updates 1/shards
-    /// of the parameters); 1 without sharding.
-    pub optimizer_shards: u64,
-}
-
-/// Most EMA copies a step may update.
-pub const MAX_EMA: u32 = 16;
-
-impl Default for StepConfig {
-    fn default() -> Self {
-        StepConfig {
-            batch: 64,
-            attention: AttentionImpl::Naive,
-            precision: Precision::Bf16,
-            checkpointing: Checkpointing::None,
-            ema: 0,
-            optimizer_shards: 1,
-        }
     }
 }
 

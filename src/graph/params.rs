@@ -1,6 +1,8 @@
-//! Trainable parameter counts, exact (integers), from a model spec.
+//! Trainable parameter counts, exact (integers), from a model spec: the linear layers of
+//! [`super::shapes`] plus norms, tables and embeddings.
 
-use crate::spec::model::{Conditioning, MlpKind, ModelKind, NormKind, PatchEmbed, PositionEmbed};
+use super::shapes::{Linear, LinearShapes};
+use crate::spec::model::{ModelKind, NormKind, PositionEmbed};
 use crate::spec::ModelSpec;
 use serde::Serialize;
 
@@ -39,80 +41,33 @@ pub fn param_count(m: &ModelSpec) -> ParamCount {
     let e = &m.embedding;
     let d = t.width;
     let dh = m.head_dim();
-    let f = t.mlp_hidden;
-    let b = |on: bool, n: u64| if on { n } else { 0 };
+    let shapes = LinearShapes::of(m);
+    let sum = |layers: &mut dyn Iterator<Item = &Linear>, f: fn(&Linear) -> u64| -> u64 {
+        layers.map(f).sum()
+    };
 
-    let qkv_w = 3 * d * d;
-    let proj_w = d * d;
-    let (up_out, up_w) = match t.mlp {
-        MlpKind::Swiglu => (2 * f, d * 2 * f),
-        MlpKind::Gelu => (f, d * f),
-    };
-    let down_w = f * d;
-    let adaln_w = match t.conditioning {
-        Conditioning::AdalnZero => d * 6 * d,
-        Conditioning::None => 0,
-    };
-    let adaln = adaln_w + b(t.conditioning == Conditioning::AdalnZero, 6 * d);
+    let adaln = shapes.adaln.map_or(0, |l| l.params());
     let per_block = 2 * norm_params(t.norm, d)
-        + b(t.qk_norm, 2 * dh)
-        + qkv_w
-        + b(t.qkv_bias, 3 * d)
-        + proj_w
-        + b(t.out_bias, d)
-        + up_w
-        + b(t.mlp_bias, up_out)
-        + down_w
-        + b(t.mlp_bias, d)
-        + adaln;
-    let block_gemm = qkv_w + proj_w + up_w + down_w + adaln_w;
+        + if t.qk_norm { 2 * dh } else { 0 }
+        + sum(&mut shapes.block_layers(), Linear::params);
+    let block_gemm = sum(&mut shapes.block_layers(), Linear::weights);
 
-    let mut embed = 0;
-    let mut embed_gemm = 0;
-    let mut head = norm_params(t.norm, d);
-    let mut head_gemm = 0;
-    match m.kind {
-        ModelKind::Vision => {
-            let inp = m
-                .input
-                .as_ref()
-                .expect("validated: vision models have [input]");
-            let patch_in = inp.channels * inp.patch * inp.patch;
-            match e.patch_embed {
-                Some(PatchEmbed::Linear) | None => {
-                    embed += patch_in * d + d;
-                    embed_gemm += patch_in * d;
-                }
-                Some(PatchEmbed::Bottleneck) => {
-                    embed += patch_in * e.bottleneck + e.bottleneck * d + d;
-                    embed_gemm += patch_in * e.bottleneck + e.bottleneck * d;
-                }
-            }
-            let out = inp.patch * inp.patch * inp.out_channels;
-            head += d * out + out;
-            head_gemm += d * out;
-        }
-        ModelKind::Language => {
-            embed += e.vocab * d;
-            if !e.tied_head {
-                head += e.vocab * d;
-            }
-            head_gemm += e.vocab * d;
-        }
+    let mut embed = sum(&mut shapes.embed_layers(), Linear::params);
+    let embed_gemm = sum(&mut shapes.embed_layers(), Linear::weights);
+    if m.kind == ModelKind::Language {
+        embed += e.vocab * d;
     }
     if e.position == PositionEmbed::Learned {
         embed += e.max_positions * d;
     }
-    if e.timestep_frequencies > 0 {
-        embed += e.timestep_frequencies * d + d + d * d + d;
-        embed_gemm += e.timestep_frequencies * d + d * d;
-    }
     embed += e.classes * d;
     embed += m.tokens.in_context * d;
-    if t.conditioning == Conditioning::AdalnZero {
-        head += d * 2 * d + 2 * d;
-        head_gemm += d * 2 * d;
+
+    let mut head = norm_params(t.norm, d) + shapes.final_adaln.map_or(0, |l| l.params());
+    if !shapes.head_tied {
+        head += shapes.head.params();
     }
+    let head_gemm = sum(&mut shapes.head_layers(), Linear::weights);
     let blocks = per_block * t.depth;
     ParamCount {
         embed,

@@ -1,0 +1,444 @@
+//! The attention branch of a block, forward and backward: the qkv projection, qk-norm, RoPE, the
+//! attention core (unfused here, fused in [`super::flash`]) and the output projection.
+//!
+//! Unfused core (naive, sdpa-math, unfused): S = Q·Kᵀ (B·h batched GEMMs of s x s x dh), the
+//! scale, mask or bias, softmax (5 FLOPs per score), dropout, P·V, and the layout copy back to
+//! [B, s, d]. Each implementation stores and computes its s x s matrices in its own dtype
+//! ([`Unfused`]). Backward: dQ = dS·K and dK = dSᵀ·Q ([`scores_backward`]); dP = dO·Vᵀ and
+//! dV = Pᵀ·dO ([`pv_backward`]).
+
+use super::common::dropout;
+use super::{flash, norm::norm, rope::rope};
+use crate::graph::builder::{library_op, n, Builder, Bwd, Meta, Names, Vector, FP32};
+use crate::graph::shapes::LinearShapes;
+use crate::graph::{
+    AttentionImpl, Chain, Dtype, Op, OpClass, OpKind, Phase, Precision, Role, StepConfig, Unit,
+};
+use crate::spec::model::{NormKind, RopeKind};
+use crate::spec::ModelSpec;
+use crate::units::{Bytes, Flops};
+
+/// The attention branch after its norm (input `x` in dtype `x`), up to the output projection.
+pub(crate) fn forward(
+    b: &mut Builder,
+    m: &ModelSpec,
+    cfg: &StepConfig,
+    shapes: &LinearShapes,
+    seq: u64,
+    x: Dtype,
+) {
+    let t = &m.transformer;
+    let act = b.policy.activation;
+    let rows = b.batch * seq;
+    let (tf, dh, h) = (rows as f64, m.head_dim() as f64, t.heads as f64);
+    let e = tf * t.width as f64;
+    b.linear(&shapes.qkv, rows, x);
+    b.mark(Role::AttentionInputs);
+    // q, k, v are views of the qkv output: backward stacks dq, dk, dv ([3, B, h, s, dh]) and
+    // copies the stack into the qkv output's layout ([B, s, 3, h, dh]): two kernels.
+    let grads = Bytes(6.0 * e * act.bytes());
+    b.vector(
+        n!("attn.qkv_split"),
+        Vector::backward_only(2, grads, grads, Flops::ZERO),
+    );
+    let mut qk = act;
+    if t.qk_norm {
+        qk = norm(
+            b,
+            n!("attn.qk_norm"),
+            NormKind::Rmsnorm,
+            2.0 * tf * h,
+            dh,
+            act,
+            2,
+        );
+    }
+    if t.rope != RopeKind::None {
+        qk = rope(b, e, seq as f64 * dh, qk);
+    }
+    match Unfused::of(cfg.attention, act) {
+        Some(plan) => core(b, m, cfg, plan, seq, qk),
+        None => flash::forward(b, m, cfg, seq, qk),
+    }
+    b.linear(&shapes.proj, rows, act);
+}
+
+/// How an unfused attention implementation stores and computes its s x s matrices.
+struct Unfused {
+    /// Dtype of the scores and probabilities before PV.
+    scores: Dtype,
+    /// Scores GEMM runs on the fp32 vector units (else on the precision's GEMM unit).
+    scores_fp32: bool,
+    /// PV runs on the fp32 vector units.
+    pv_fp32: bool,
+    /// q, k, v are upcast to fp32 (PyTorch's math backend).
+    upcast_v: bool,
+    /// A bias [B,1,s,s] is materialized and added: zeros in the public JiT code, a 0 / -inf
+    /// mask for causal models.
+    bias: bool,
+    /// q is scaled before QKᵀ (else the scores are).
+    scale_q: bool,
+    /// The probabilities are also returned in the input dtype (PyTorch's math backend returns
+    /// them beside the output, a cast nobody reads).
+    returns_probs: bool,
+    /// q, k and v are copied into contiguous batches before the batched GEMMs (torch.matmul on
+    /// [B, h, s, dh] views); Megatron's baddbmm takes the strided views as they are.
+    contiguous: bool,
+}
+
+impl Unfused {
+    /// The plan of `a` with activations in `act`; None for a fused implementation.
+    fn of(a: AttentionImpl, act: Dtype) -> Option<Self> {
+        match a {
+            // As the public JiT code: fp32 scores (autocast off), a materialized zero bias
+            // [B,1,s,s] added, fp32 softmax, probabilities cast to the activation dtype for PV.
+            AttentionImpl::Naive => Some(Unfused {
+                scores: Dtype::Fp32,
+                scores_fp32: true,
+                pv_fp32: false,
+                upcast_v: false,
+                bias: true,
+                scale_q: false,
+                returns_probs: false,
+                contiguous: true,
+            }),
+            // PyTorch's math SDPA backend upcasts q, k, v to fp32 (since 2.5).
+            AttentionImpl::SdpaMath => Some(Unfused {
+                scores: Dtype::Fp32,
+                scores_fp32: true,
+                pv_fp32: true,
+                upcast_v: true,
+                bias: false,
+                scale_q: true,
+                returns_probs: true,
+                contiguous: true,
+            }),
+            // Megatron-LM's core attention: 16-bit scores and probabilities.
+            AttentionImpl::Unfused => Some(Unfused {
+                scores: act,
+                scores_fp32: false,
+                pv_fp32: false,
+                upcast_v: false,
+                bias: false,
+                scale_q: true,
+                returns_probs: false,
+                contiguous: false,
+            }),
+            AttentionImpl::Flash2 | AttentionImpl::Flash3 => None,
+        }
+    }
+}
+
+/// A dtype cast of `tensors` tensors of `n` elements in all, one kernel each, in the core.
+fn cast(b: &mut Builder, names: &'static Names, tensors: u8, n: f64, from: Dtype, to: Dtype) {
+    if from != to {
+        let (read, written) = (Bytes(n * from.bytes()), Bytes(n * to.bytes()));
+        b.vector(
+            names,
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Attention,
+                Flops::ZERO,
+                read,
+                written,
+            )
+            .composite(tensors, read, written)
+            .core()
+            .bwd(Bwd::Cast),
+        );
+    }
+}
+
+/// A batched GEMM of the unfused core: `shape` = (batch, M, N, K), model FLOPs scaled by
+/// `model_scale` (1/2 for causal attention).
+#[allow(clippy::too_many_arguments)]
+fn batched(
+    b: &mut Builder,
+    names: &'static Names,
+    shape: (u64, u64, u64, u64),
+    (unit, dtype): (Unit, Dtype),
+    read: f64,
+    written: f64,
+    saved: f64,
+    model_scale: f64,
+    bwd: Bwd,
+) {
+    let (bt, m, n, k) = shape;
+    let flops = 2.0 * bt as f64 * m as f64 * n as f64 * k as f64;
+    b.push(
+        Op {
+            model_flops: Flops(flops * model_scale),
+            chained_read: Bytes(read),
+            saved: Bytes(saved),
+            attention_core: true,
+            ..library_op(
+                names.fwd,
+                b.layer,
+                Phase::Forward,
+                OpKind::BatchedGemm { batch: bt, m, n, k },
+                OpClass::Attention,
+                unit,
+                dtype,
+                Flops(flops),
+                Bytes(read),
+                Bytes(written),
+            )
+        },
+        Meta {
+            names,
+            bwd,
+            output: Bytes(written),
+            keep: true,
+            shape,
+        },
+    );
+    b.open_chain = false;
+}
+
+/// The unfused attention core; `qk` is the dtype of q and k as they arrive (fp32 after RoPE
+/// under autocast).
+fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u64, qk: Dtype) {
+    let nu = b.policy;
+    let t = &m.transformer;
+    let (bf, sf, dh) = (b.batch as f64, seq as f64, m.head_dim());
+    let bh = b.batch * t.heads;
+    let e = bf * sf * t.width as f64;
+    let act = nu.activation;
+    let sc = bh as f64 * sf * sf;
+    let causal_scale = if t.causal { 0.5 } else { 1.0 };
+    // q, k into the dtype the scores GEMM reads: fp32 for fp32 scores (a no-op when RoPE
+    // already made them fp32), else the activation dtype (SDPA's autocast cast).
+    let qk_in = if plan.scores_fp32 { Dtype::Fp32 } else { act };
+    if plan.upcast_v {
+        // SDPA under autocast casts to the activation dtype first, then the math backend upcasts
+        // q, k, v to fp32.
+        cast(b, n!("attn.qk_cast"), 2, 2.0 * e, qk, act);
+        cast(b, n!("attn.qkv_upcast"), 3, 3.0 * e, act, Dtype::Fp32);
+    } else {
+        cast(b, n!("attn.qk_cast"), 2, 2.0 * e, qk, qk_in);
+    }
+    let v = if plan.upcast_v { Dtype::Fp32 } else { act };
+    let (qkb, vb) = (qk_in.bytes(), v.bytes());
+    if plan.contiguous {
+        // torch.matmul on [B, h, s, dh] views of the qkv output (and on kᵀ) copies each operand
+        // into a contiguous batch first: three copies, whose gradients pass through.
+        let copies = Bytes(e * (2.0 * qkb + vb));
+        b.vector(
+            n!("attn.qkv_contiguous"),
+            Vector::pointwise(Flops::ZERO, Bytes(2.0 * e * qkb), copies)
+                .side(Bytes(e * vb))
+                .composite(3, copies, copies)
+                .bwd(Bwd::None),
+        );
+    }
+    let core_op = |flops: f64, read: f64, written: f64| {
+        Vector::new(
+            OpKind::Elementwise,
+            OpClass::Attention,
+            Flops(flops),
+            Bytes(read),
+            Bytes(written),
+        )
+        .core()
+    };
+    if plan.scale_q {
+        // PyTorch's math backend scales q and k by √scale each: two multiplies, whose backward
+        // multiplies the gradients by the same constant.
+        let qk_bytes = 2.0 * e * qkb;
+        b.vector(
+            n!("attn.q_scale"),
+            core_op(2.0 * e, qk_bytes, qk_bytes)
+                .composite(2, Bytes(qk_bytes), Bytes(qk_bytes))
+                .bwd(Bwd::Explicit {
+                    fuses: true,
+                    read: Bytes(qk_bytes),
+                    written: Bytes(qk_bytes),
+                    flops: Flops(2.0 * e),
+                    kernels: 2,
+                }),
+        );
+    }
+    let scores_math = if plan.scores_fp32 {
+        if cfg.precision == Precision::Tf32 {
+            (Unit::Tensor, Dtype::Tf32)
+        } else {
+            (Unit::Vector, Dtype::Fp32)
+        }
+    } else {
+        (nu.gemm_unit, nu.attention_gemm())
+    };
+    let s = plan.scores.bytes();
+    batched(
+        b,
+        n!("attn.scores"),
+        (bh, seq, seq, dh),
+        scores_math,
+        2.0 * e * qkb,
+        sc * s,
+        2.0 * e * qkb,
+        causal_scale,
+        Bwd::Scores,
+    );
+    if !plan.scale_q {
+        b.vector(
+            n!("attn.scale"),
+            core_op(sc, sc * s, sc * s).bwd(Bwd::Explicit {
+                fuses: true,
+                read: Bytes(sc * s),
+                written: Bytes(sc * s),
+                flops: Flops(sc),
+                kernels: 1,
+            }),
+        );
+    }
+    let s2 = sf * sf;
+    if t.causal && !plan.bias {
+        let mask = core_op(sc, sc * s, sc * s);
+        let mask = if cfg.attention == AttentionImpl::SdpaMath {
+            // The math backend's causal mask: a boolean lower triangle (ones, tril), turned into
+            // an additive 0 / -inf [s, s] mask (where, with its two scalars made on the device)
+            // and added to the scores; the mask needs no gradient.
+            let traffic = Bytes(sc * s + s2 * (2.0 + 4.0));
+            mask.side(Bytes(s2 * FP32))
+                .composite(6, traffic, traffic)
+                .bwd(Bwd::None)
+        } else {
+            // A masked fill of the scores from a stored boolean [s, s] mask; backward fills the
+            // gradient the same way.
+            mask.side(Bytes(s2))
+        };
+        b.vector(n!("attn.mask"), mask);
+    }
+    if plan.bias {
+        // A zero bias [B, 1, s, s]; causal, filled with -inf above the diagonal from a boolean
+        // triangle (ones, tril, logical_not, masked_fill).
+        let bias = bf * sf * sf * qkb;
+        let (kernels, read, written) = if t.causal {
+            (5, 3.0 * s2 + bias, bias + 3.0 * s2 + bias)
+        } else {
+            (1, 0.0, bias)
+        };
+        b.vector(
+            n!("attn.bias_fill"),
+            core_op(0.0, 0.0, bias)
+                .keep()
+                .composite(kernels, Bytes(read), Bytes(written))
+                .bwd(Bwd::None),
+        );
+        b.vector(
+            n!("attn.bias_add"),
+            core_op(sc, sc * s, sc * s).side(Bytes(bias)).bwd(Bwd::None),
+        );
+    }
+    b.vector(
+        n!("attn.softmax"),
+        Vector::new(
+            OpKind::Softmax,
+            OpClass::Attention,
+            Flops(5.0 * sc),
+            Bytes(sc * s),
+            Bytes(sc * s),
+        )
+        .saved(Bytes(sc * s))
+        .core(),
+    );
+    if plan.returns_probs && plan.scores != act {
+        b.vector(
+            n!("attn.probs_returned"),
+            core_op(0.0, sc * s, sc * act.bytes())
+                .alone()
+                .bwd(Bwd::None),
+        );
+    }
+    // PV keeps its P operand when P is a new tensor: the dropout output or a cast copy.
+    let mut p_saved = 0.0;
+    if t.dropout > 0.0 {
+        dropout(b, n!("attn.dropout"), sc, s, OpClass::Attention, true);
+        p_saved = sc * s;
+    }
+    let (p, pv_math) = if plan.pv_fp32 {
+        (Dtype::Fp32, (Unit::Vector, Dtype::Fp32))
+    } else {
+        (act, (nu.gemm_unit, nu.attention_gemm()))
+    };
+    let pb = p.bytes();
+    if p != plan.scores {
+        cast(b, n!("attn.probs_cast"), 1, sc, plan.scores, p);
+        p_saved = sc * pb;
+    }
+    batched(
+        b,
+        n!("attn.pv"),
+        (bh, seq, dh, seq),
+        pv_math,
+        sc * pb + e * vb,
+        e * vb,
+        p_saved + e * vb,
+        causal_scale,
+        Bwd::Pv { p },
+    );
+    cast(b, n!("attn.out_cast"), 1, e, v, act);
+    // `out.transpose(1, 2).reshape(B, s, d)`: a copy of E elements.
+    let o = act.bytes();
+    b.vector(
+        n!("attn.out_transpose"),
+        Vector::pointwise(Flops::ZERO, Bytes(e * o), Bytes(e * o)).bwd(Bwd::Cast),
+    );
+}
+
+/// Backward of S = Q·Kᵀ (batch B·h, s x s x dh): dQ = dS·K and dK = dSᵀ·Q, each (s, dh, s),
+/// reading dS and one operand in the scores' arithmetic dtype.
+pub(crate) fn scores_backward(b: &mut Builder, base: &Op, meta: &Meta) {
+    let (bh, s, _, dh) = meta.shape;
+    let el = if base.dtype == Dtype::Fp32 || base.dtype == Dtype::Tf32 {
+        FP32
+    } else {
+        b.policy.activation.bytes()
+    };
+    let sc = bh as f64 * s as f64 * s as f64;
+    let qk = bh as f64 * s as f64 * dh as f64;
+    let g = |name| Op {
+        name,
+        kind: OpKind::BatchedGemm {
+            batch: bh,
+            m: s,
+            n: dh,
+            k: s,
+        },
+        bytes_read: Bytes(sc * el + qk * el),
+        bytes_written: Bytes(qk * el),
+        fused_read: Bytes(sc * el + qk * el),
+        fused_written: Bytes(qk * el),
+        chain: Chain::Alone,
+        ..*base
+    };
+    b.push(g("attn.scores.dgrad_q"), *meta);
+    b.push(g("attn.scores.dgrad_k"), *meta);
+}
+
+/// Backward of O = P·V (batch B·h, s x dh x s): dP = dO·Vᵀ (s, s, dh) and dV = Pᵀ·dO
+/// (s, dh, s). P, V and dO share P's dtype in every implementation.
+pub(crate) fn pv_backward(b: &mut Builder, base: &Op, meta: &Meta, p: Dtype) {
+    let (bh, s, dh, _) = meta.shape;
+    let sc = bh as f64 * s as f64 * s as f64;
+    let e = bh as f64 * s as f64 * dh as f64;
+    let o = p.bytes();
+    let gemm = |name, (m, n, k): (u64, u64, u64), read: f64, written: f64| Op {
+        name,
+        kind: OpKind::BatchedGemm { batch: bh, m, n, k },
+        bytes_read: Bytes(read),
+        bytes_written: Bytes(written),
+        fused_read: Bytes(read),
+        fused_written: Bytes(written),
+        chain: Chain::Alone,
+        ..*base
+    };
+    b.push(
+        gemm("attn.pv.dgrad_p", (s, s, dh), 2.0 * e * o, sc * o),
+        *meta,
+    );
+    b.push(
+        gemm("attn.pv.dgrad_v", (s, dh, s), sc * o + e * o, e * o),
+        *meta,
+    );
+}

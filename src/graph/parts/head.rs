@@ -1,0 +1,151 @@
+//! The output side, forward and backward: the final norm (with adaLN for diffusion models), the
+//! output projection and the loss. Vector FLOPs per element: MSE 3, cross-entropy 5.
+
+use super::common::weights_cast;
+use super::{conditioning, norm::norm};
+use crate::graph::builder::{n, Builder, Bwd, Vector, FP32};
+use crate::graph::shapes::{cast_tensors, LinearShapes};
+use crate::graph::{Dtype, OpClass, OpKind, Role};
+use crate::spec::model::ModelKind;
+use crate::spec::ModelSpec;
+use crate::units::{Bytes, Flops};
+
+/// Bytes of an int64 target index.
+const INDEX: f64 = 8.0;
+
+/// The head and loss of one step.
+pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
+    // The output projection (with a bias in vision models; GPT-2's tied head has none) and the
+    // final adaLN linear with its bias.
+    weights_cast(
+        b,
+        n!("head.weights_cast"),
+        cast_tensors(shapes.head_layers()),
+    );
+    match m.kind {
+        ModelKind::Vision => vision(b, m, shapes),
+        ModelKind::Language => language(b, m, shapes),
+    }
+}
+
+/// Final layer of a diffusion transformer and the MSE loss on the target patches.
+fn vision(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
+    let nu = b.policy;
+    let t = &m.transformer;
+    let (bf, d) = (b.batch as f64, t.width as f64);
+    let rows = b.batch * m.tokens.target;
+    let e = rows as f64 * d;
+    let r = nu.residual.bytes();
+    if let Some(adaln) = &shapes.final_adaln {
+        conditioning::modulation(
+            b,
+            n!("final.adaln.silu"),
+            adaln,
+            n!("final.adaln.chunk"),
+            false,
+        );
+    }
+    if m.tokens.condition > 0 {
+        // The final layer reads the target tokens, a slice of the sequence; backward writes a
+        // zero gradient for the whole sequence and copies the slice's into it.
+        let all = (b.batch * m.seq_at_block(t.depth - 1)) as f64 * d * r;
+        b.vector(
+            n!("final.take_target"),
+            Vector::backward_only(2, Bytes(e * r), Bytes(all + e * r), Flops::ZERO),
+        );
+    }
+    let x = norm(b, n!("final.norm"), t.norm, rows as f64, d, nu.residual, 1);
+    let x = match shapes.final_adaln {
+        Some(_) => conditioning::modulate(b, n!("final.modulate"), e, bf * d, x),
+        None => x,
+    };
+    b.linear(&shapes.head, rows, x);
+    let y = (rows * shapes.head.n) as f64;
+    let o = nu.activation.bytes();
+    let upcast = u8::from(nu.activation != Dtype::Fp32);
+    let up = f64::from(upcast);
+    b.vector(
+        n!("loss.mse"),
+        Vector::new(
+            OpKind::Reduction,
+            OpClass::Elementwise,
+            Flops(3.0 * y),
+            Bytes(y * o),
+            Bytes(bf * FP32),
+        )
+        .side(Bytes(y * FP32))
+        .saved(Bytes(y * (o + FP32)))
+        // Eager: the prediction cast to fp32 when it is not (mse_loss runs in fp32 under
+        // autocast), the target image cut into patches (a copy), and the loss.
+        .composite(
+            2 + upcast,
+            Bytes(up * y * o + y * FP32 + 2.0 * y * FP32),
+            Bytes(up * y * FP32 + y * FP32 + FP32),
+        )
+        // Backward: the gradient seed (a one-element fill), mse_loss's gradient in fp32, cast
+        // back to the prediction's dtype.
+        .bwd(Bwd::Explicit {
+            fuses: false,
+            kernels: 2 + upcast,
+            read: Bytes(2.0 * y * FP32 + up * y * FP32),
+            written: Bytes(FP32 + y * FP32 + up * y * o),
+            flops: Flops(3.0 * y),
+        }),
+    );
+    b.mark(Role::Loss);
+}
+
+/// Final norm, LM head and cross-entropy over the vocabulary.
+fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
+    let nu = b.policy;
+    let t = &m.transformer;
+    let rows = b.batch * m.tokens.text;
+    let x = norm(
+        b,
+        n!("final.norm"),
+        t.norm,
+        rows as f64,
+        t.width as f64,
+        nu.residual,
+        1,
+    );
+    b.linear(&shapes.head, rows, x);
+    let logits = rows as f64 * shapes.head.n as f64;
+    let r = rows as f64;
+    let o = nu.activation.bytes();
+    let upcast = nu.activation != Dtype::Fp32;
+    let (cast_read, cast_written) = if upcast {
+        (logits * o, logits * FP32)
+    } else {
+        (0.0, 0.0)
+    };
+    // Cross-entropy under autocast runs in fp32: eager casts the logits up, runs log-softmax
+    // (kept for backward) and gathers one log-probability per row with the targets (nll_loss).
+    // Backward: the gradient seed (a one-element fill); nll_loss's gradient is a zero-filled
+    // logits-sized tensor with one value scattered per row (fill, scatter); then log-softmax's
+    // backward and the cast back to the logits' dtype.
+    b.vector(
+        n!("loss.cross_entropy"),
+        Vector::new(
+            OpKind::Softmax,
+            OpClass::Elementwise,
+            Flops(5.0 * logits),
+            Bytes(logits * o),
+            Bytes(logits * FP32),
+        )
+        .saved(Bytes(logits * FP32))
+        .composite(
+            2 + u8::from(upcast),
+            Bytes(cast_read + logits * FP32 + r * (INDEX + FP32)),
+            Bytes(cast_written + logits * FP32 + FP32),
+        )
+        .bwd(Bwd::Explicit {
+            fuses: false,
+            kernels: 4 + u8::from(upcast),
+            read: Bytes(logits * 2.0 * FP32 + r * (INDEX + FP32) + cast_written),
+            written: Bytes(FP32 + logits * 2.0 * FP32 + cast_read),
+            flops: Flops(3.0 * logits),
+        }),
+    );
+    b.mark(Role::Loss);
+}

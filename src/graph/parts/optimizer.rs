@@ -1,0 +1,55 @@
+//! The optimizer step: AdamW over the parameters this rank owns, and the EMA copies. FLOPs per
+//! parameter: AdamW 14, EMA 3.
+
+use crate::graph::builder::{library_op, n, Builder, Meta, FP32};
+use crate::graph::{param_count, Dtype, Layer, Op, OpClass, OpKind, Phase, StepConfig, Unit};
+use crate::spec::ModelSpec;
+use crate::units::{Bytes, Flops};
+
+/// AdamW and the EMA updates of one optimizer step.
+pub(crate) fn step(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
+    let total = param_count(m).total as f64;
+    // Under ZeRO-1 and up each rank updates its shard of the parameters.
+    let p = total / cfg.optimizer_shards.max(1) as f64;
+    // Low-precision parameters (bf16-pure) are written back from the fp32 master copy too.
+    let extra = if b.policy.param == Dtype::Fp32 {
+        0.0
+    } else {
+        b.policy.param.bytes()
+    };
+    b.layer = Layer::Model;
+    // AdamW with fp32 states: reads parameter (master), gradient, m, v (16 B), writes
+    // parameter, m, v (12 B).
+    let adam = Op {
+        model_flops: Flops::ZERO,
+        ..library_op(
+            "optimizer.adamw",
+            Layer::Model,
+            Phase::Optimizer,
+            OpKind::Optimizer,
+            OpClass::Optimizer,
+            Unit::Vector,
+            Dtype::Fp32,
+            Flops(14.0 * p),
+            Bytes(4.0 * FP32 * p),
+            Bytes((3.0 * FP32 + extra) * p),
+        )
+    };
+    b.push(adam, Meta::none(n!("optimizer.adamw")));
+    if cfg.ema > 0 {
+        // Each EMA copy: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B),
+        // writes ema (4 B); one fused kernel per copy.
+        let n = cfg.ema as f64 * total;
+        let ema = Op {
+            name: "optimizer.ema",
+            flops: Flops(3.0 * n),
+            bytes_read: Bytes(2.0 * FP32 * n),
+            bytes_written: Bytes(FP32 * n),
+            fused_read: Bytes(2.0 * FP32 * n),
+            fused_written: Bytes(FP32 * n),
+            kernels: cfg.ema.min(u8::MAX as u32) as u8,
+            ..adam
+        };
+        b.push(ema, Meta::none(n!("optimizer.ema")));
+    }
+}

@@ -1,0 +1,128 @@
+//! One training step assembled from the model parts: embeddings, each group of identical
+//! blocks, the head and loss, then the backward of each in reverse (with the recomputation
+//! checkpointing asks for), then the optimizer.
+
+use super::backward::{emit_backward, emit_recompute};
+use super::builder::{Builder, Meta};
+use super::parts::{block, embed, head, optimizer};
+use super::precision::PrecisionPolicy;
+use super::shapes::LinearShapes;
+use super::{Layer, Op, StepConfig, MAX_EMA};
+use crate::error::{Error, Result};
+use crate::spec::ModelSpec;
+
+/// Builds every op of one training step on one GPU into `ops` (cleared first).
+pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<()> {
+    let mut meta = Vec::new();
+    build(m, cfg, ops, &mut meta)
+}
+
+/// The op list of one training step with the bookkeeping the builder keeps beside each op.
+/// Building again reuses both buffers, so repeated builds allocate nothing once they have grown.
+#[derive(Debug, Default)]
+pub struct StepGraph {
+    ops: Vec<Op>,
+    meta: Vec<Meta>,
+}
+
+impl StepGraph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds the graph for `m` and `cfg`.
+    pub fn build(&mut self, m: &ModelSpec, cfg: &StepConfig) -> Result<&[Op]> {
+        build(m, cfg, &mut self.ops, &mut self.meta)?;
+        Ok(&self.ops)
+    }
+
+    /// The ops of the last build.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+/// The sequence-length groups of blocks: `(first, count, seq)`, consecutive blocks with the same
+/// sequence. At most two groups (before and after in-context tokens join).
+fn block_groups(m: &ModelSpec) -> [(u64, u64, u64); 2] {
+    let depth = m.transformer.depth;
+    let t = &m.tokens;
+    if t.in_context > 0 && t.in_context_from_block > 0 {
+        let k = t.in_context_from_block;
+        [(0, k, m.seq_at_block(0)), (k, depth - k, m.seq_at_block(k))]
+    } else {
+        [(0, depth, m.seq_at_block(0)), (depth, 0, 0)]
+    }
+}
+
+/// Checks the step settings that no model part can satisfy.
+fn check(cfg: &StepConfig, policy: &PrecisionPolicy) -> Result<()> {
+    if cfg.batch == 0 {
+        return Err(Error::Invalid("batch must be a positive integer".into()));
+    }
+    if cfg.ema > MAX_EMA {
+        return Err(Error::Invalid(format!(
+            "--ema {} is more than {} EMA copies",
+            cfg.ema, MAX_EMA
+        )));
+    }
+    if cfg.attention.is_fused() && !policy.has_fused_attention() {
+        return Err(Error::Invalid(format!(
+            "{} has no fp32 kernels (PyTorch's SDPA falls back to the math backend): use --attention sdpa-math with --precision {}",
+            cfg.attention, cfg.precision
+        )));
+    }
+    Ok(())
+}
+
+fn build(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>, meta: &mut Vec<Meta>) -> Result<()> {
+    let policy = PrecisionPolicy::of(cfg.precision);
+    check(cfg, &policy)?;
+    ops.clear();
+    meta.clear();
+    let shapes = LinearShapes::of(m);
+    let mut b = Builder {
+        ops,
+        meta,
+        layer: Layer::Embed,
+        policy,
+        open_chain: false,
+        batch: cfg.batch,
+    };
+
+    embed::forward(&mut b, m, &shapes);
+    let embed_end = b.ops.len();
+    let mut group_ranges = [(0usize, 0usize); 2];
+    for (gi, &(first, count, seq)) in block_groups(m).iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        b.layer = Layer::Blocks {
+            first: first as u32,
+            count: count as u32,
+        };
+        b.open_chain = false;
+        let start = b.ops.len();
+        block::forward(&mut b, m, cfg, &shapes, seq);
+        group_ranges[gi] = (start, b.ops.len());
+    }
+    b.layer = Layer::Head;
+    b.open_chain = false;
+    let head_start = b.ops.len();
+    head::forward(&mut b, m, &shapes);
+    let fwd_end = b.ops.len();
+
+    // Backward: head, block groups in reverse, embeddings; each range in reverse op order.
+    emit_backward(&mut b, head_start, fwd_end);
+    for &(start, end) in group_ranges.iter().rev() {
+        if end > start {
+            emit_recompute(&mut b, start, end, cfg.checkpointing);
+            emit_backward(&mut b, start, end);
+        }
+    }
+    emit_backward(&mut b, 0, embed_end);
+
+    optimizer::step(&mut b, m, cfg);
+    Ok(())
+}
