@@ -1,6 +1,6 @@
 //! Memory footprint of a training step on one GPU.
 //!
-//! Persistent state, per parameter P ([`ParamBytes`]; PyTorch autocast, AdamW with fp32
+//! Persistent state, per parameter P ([`PrecisionPolicy`]; PyTorch autocast, AdamW with fp32
 //! states): weights 4P, gradients 4P, AdamW m and v 8P, each EMA copy 4P; ZeRO stage 1 shards the
 //! optimizer states over the data-parallel ranks, stage 2 also the gradients, stage 3 also the
 //! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
@@ -10,7 +10,7 @@
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
 
-use crate::graph::{param_count, Precision};
+use crate::graph::{param_count, Dtype, PrecisionPolicy};
 use crate::graph::{Chain, Checkpointing, Layer, Op, OpKind, Phase, Role, StepConfig};
 use crate::spec::ModelSpec;
 use crate::units::Bytes;
@@ -91,52 +91,6 @@ impl MemoryBreakdown {
             return 0;
         }
         (room / per_sample).floor().min(1e15) as u64
-    }
-}
-
-/// Bytes per parameter of persistent state, by precision.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ParamBytes {
-    /// Model weights as used by forward (fp32 under autocast, bf16 for `bf16-pure`).
-    pub weights: f64,
-    /// Gradients (fp32).
-    pub gradients: f64,
-    /// Optimizer state: AdamW m and v (fp32), plus fp32 master weights for `bf16-pure`.
-    pub optimizer: f64,
-    /// Per GEMM weight: the low-precision copy autocast makes each forward.
-    pub copies: f64,
-}
-
-impl ParamBytes {
-    /// Autocast (bf16, fp8): 4 + 4 + 8 = 16 B/param plus the copies; bf16-pure: 2 + 4 + 12 =
-    /// 18 B/param; fp32/tf32: 16 B/param.
-    pub fn of(p: Precision) -> Self {
-        match p {
-            Precision::Bf16 => ParamBytes {
-                weights: 4.0,
-                gradients: 4.0,
-                optimizer: 8.0,
-                copies: 2.0,
-            },
-            Precision::Fp8 => ParamBytes {
-                weights: 4.0,
-                gradients: 4.0,
-                optimizer: 8.0,
-                copies: 1.0,
-            },
-            Precision::Bf16Pure => ParamBytes {
-                weights: 2.0,
-                gradients: 4.0,
-                optimizer: 12.0,
-                copies: 0.0,
-            },
-            Precision::Fp32 | Precision::Tf32 => ParamBytes {
-                weights: 4.0,
-                gradients: 4.0,
-                optimizer: 8.0,
-                copies: 0.0,
-            },
-        }
     }
 }
 
@@ -230,12 +184,12 @@ pub fn footprint(
     let pf = p.total as f64;
     let dp = mc.dp.max(1) as f64;
     let shard = |stage: u8| if mc.zero >= stage { 1.0 / dp } else { 1.0 };
-    let b = ParamBytes::of(cfg.precision);
-    let weights = b.weights * pf * shard(3);
-    let grads = b.gradients * pf * shard(2);
-    let optimizer = b.optimizer * pf * shard(1);
-    let ema = 4.0 * pf * cfg.ema as f64;
-    let weight_copies = b.copies * p.gemm_weights as f64;
+    let b = PrecisionPolicy::of(cfg.precision);
+    let weights = b.weight_bytes() * pf * shard(3);
+    let grads = b.gradient_bytes() * pf * shard(2);
+    let optimizer = b.optimizer_bytes() * pf * shard(1);
+    let ema = Dtype::Fp32.bytes() * pf * cfg.ema as f64;
+    let weight_copies = b.weight_copy_bytes() * p.gemm_weights as f64;
     let activations = activation_bytes(ops, cfg.checkpointing, mc.fused);
     let transient = ops
         .iter()

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::estimate::{Estimator, RunConfig, StepEstimate};
-use crate::graph::{ExecMode, Op, OpClass, Phase, Precision};
+use crate::graph::{Dtype, ExecMode, Op, OpClass, Phase, PrecisionPolicy};
 use crate::scenario::Scenario;
 use crate::time::{op_time, Machine};
 use serde::Deserialize;
@@ -139,7 +139,8 @@ impl RooflineChart {
                 });
             }
         };
-        if matches!(run.step.precision, Precision::Bf16 | Precision::Fp8) {
+        // Precisions whose attention and 16-bit GEMMs run in bf16 show that roof first.
+        if PrecisionPolicy::of(run.step.precision).attention_gemm() == Dtype::Bf16 {
             add_roof("bf16 tensor", mach.peak_bf16, mach.frac_bf16);
         }
         for op in ops {

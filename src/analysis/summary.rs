@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::estimate::StepEstimate;
-use crate::graph::{AttentionImpl, Op, Precision};
+use crate::graph::{AttentionImpl, Op, PrecisionPolicy};
 use crate::memory::{footprint, MemoryBreakdown};
 use crate::scenario::{DatasetSize, Scenario};
 use crate::spec::model::ModelKind;
@@ -335,15 +335,7 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
         format!(
             "precision {}: {}",
             run.step.precision,
-            match run.step.precision {
-                Precision::Bf16 =>
-                    "PyTorch autocast: fp32 weights, gradients and AdamW states (16 B/param), bf16 GEMMs, fp32 residual stream",
-                Precision::Bf16Pure =>
-                    "bf16 weights and activations (residual stream too), fp32 master weights, gradients and AdamW states (18 B/param)",
-                Precision::Fp32 => "fp32 everywhere, GEMMs on the fp32 vector units (allow_tf32 = False)",
-                Precision::Tf32 => "fp32 storage, GEMMs on tf32 tensor cores",
-                Precision::Fp8 => "fp8 GEMM operands, bf16 outputs, otherwise as bf16 autocast",
-            }
+            PrecisionPolicy::describe(run.step.precision)
         ),
         format!(
             "GEMM ceiling: {:.1}% of the dense bf16 peak ({}), times tile/wave quantization and K/(K+{:.0}) (see `roofline estimate --ops`)",

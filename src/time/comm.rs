@@ -19,7 +19,7 @@
 //! overlapped compute (SM contention) is not modelled.
 
 use super::machine::Machine;
-use crate::graph::{Precision, StepConfig};
+use crate::graph::{PrecisionPolicy, StepConfig};
 use crate::units::Seconds;
 
 /// DDP's default bucket size (`bucket_cap_mb = 25`).
@@ -101,7 +101,7 @@ pub fn exposed_communication(
     if fleet.gpus <= 1 {
         return (Seconds::ZERO, Seconds::ZERO);
     }
-    let grad_bytes = 4.0 * params;
+    let grad_bytes = PrecisionPolicy::of(step.precision).gradient_bytes() * params;
     let buckets = (grad_bytes / BUCKET_BYTES).ceil().max(1.0);
     let per_bucket = if zero >= 1 {
         half_collective(fleet, mach, grad_bytes / buckets)
@@ -111,12 +111,8 @@ pub fn exposed_communication(
     let grads = per_bucket * buckets;
     let mut total = grads;
     let mut exposed = (grads - backward.0 * (1.0 - 1.0 / buckets)).max(grads / buckets);
-    let wbytes = match step.precision {
-        Precision::Bf16 | Precision::Bf16Pure => 2.0,
-        Precision::Fp8 => 1.0,
-        Precision::Fp32 | Precision::Tf32 => 4.0,
-    };
-    let gather = half_collective(fleet, mach, wbytes * params);
+    let policy = PrecisionPolicy::of(step.precision);
+    let gather = half_collective(fleet, mach, policy.gather_bytes() * params);
     match zero {
         1 | 2 => {
             total += gather;

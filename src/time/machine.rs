@@ -1,7 +1,7 @@
 //! Everything the time model needs about one GPU, resolved from its spec file and an optional
 //! calibration file (which overrides any value it names).
 
-use crate::graph::{Dtype, Precision, Unit};
+use crate::graph::{Dtype, Precision, PrecisionPolicy, Unit};
 use crate::spec::{Calibration, GpuSpec, Sourced};
 use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
 
@@ -174,12 +174,8 @@ impl Machine {
 
     /// The dense peak MFU and HFU are measured against: that of the precision's GEMM dtype.
     pub fn mfu_peak(&self, precision: Precision) -> FlopRate {
-        FlopRate(match precision {
-            Precision::Bf16 | Precision::Bf16Pure => self.peak_bf16,
-            Precision::Fp8 => self.peak_fp8,
-            Precision::Tf32 => self.peak_tf32,
-            Precision::Fp32 => self.peak_fp32,
-        })
+        let p = PrecisionPolicy::of(precision);
+        self.peak(p.gemm_unit, p.gemm).0
     }
 
     /// Time to move `bytes` through HBM at the achievable bandwidth.

@@ -28,7 +28,7 @@ pub use comm::Fleet;
 pub use machine::{FlashEfficiency, Machine};
 
 use crate::error::{Error, Result};
-use crate::graph::{AttentionImpl, Precision};
+use crate::graph::{AttentionImpl, Precision, PrecisionPolicy};
 use crate::graph::{Chain, ExecMode, Op, OpKind, Phase};
 use crate::units::{Bytes, FlopRate, Seconds};
 use serde::Serialize;
@@ -176,7 +176,7 @@ pub fn op_time(
 /// Whether an attention implementation can run on the machine at a precision: fused kernels
 /// need an efficiency entry and 16-bit (or fp8) inputs.
 pub fn attention_available(mach: &Machine, a: AttentionImpl, precision: Precision) -> bool {
-    let fp32 = matches!(precision, Precision::Fp32 | Precision::Tf32);
+    let fp32 = !PrecisionPolicy::of(precision).has_fused_attention();
     match a {
         AttentionImpl::Flash2 => mach.flash2.is_some() && !fp32,
         AttentionImpl::Flash3 => mach.flash3.is_some() && !fp32,

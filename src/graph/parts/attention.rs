@@ -12,7 +12,7 @@ use super::{flash, norm::norm, rope::rope};
 use crate::graph::builder::{library_op, n, Builder, Bwd, Meta, Names, Vector, FP32};
 use crate::graph::shapes::LinearShapes;
 use crate::graph::{
-    AttentionImpl, Chain, Dtype, Op, OpClass, OpKind, Phase, Precision, Role, StepConfig, Unit,
+    AttentionImpl, Chain, Dtype, Op, OpClass, OpKind, Phase, Role, StepConfig, Unit,
 };
 use crate::spec::model::{NormKind, RopeKind};
 use crate::spec::ModelSpec;
@@ -259,7 +259,7 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
         );
     }
     let scores_math = if plan.scores_fp32 {
-        if cfg.precision == Precision::Tf32 {
+        if nu.gemm == Dtype::Tf32 {
             (Unit::Tensor, Dtype::Tf32)
         } else {
             (Unit::Vector, Dtype::Fp32)
