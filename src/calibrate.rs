@@ -17,8 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{BenchReport, BenchResult};
-use crate::spec::Calibration;
 use crate::spec::{GpuSpec, Sourced};
+use crate::time::Calibration;
 use crate::time::Machine;
 use nalgebra::{DMatrix, DVector};
 use serde::Serialize;
@@ -245,11 +245,11 @@ fn residual(r: &BenchResult, predicted: f64) -> Residual {
 /// Compute time of a GEMM at achievable fraction 1 (divide by `a` for the model's time).
 fn gemm_unit_time(mach: &Machine, r: &BenchResult) -> f64 {
     let (m, n, k) = (r.m.unwrap_or(1), r.n.unwrap_or(1), r.k.unwrap_or(1));
-    r.flops / (mach.peak_bf16 * mach.gemm_shape_efficiency(1, m, n, k))
+    r.flops / (mach.peak_bf16.0 * mach.gemm_shape_efficiency(1, m, n, k))
 }
 
 fn gemm_time(mach: &Machine, r: &BenchResult, a: f64, latency: f64) -> f64 {
-    let memory = r.bytes / (mach.hbm * mach.frac_hbm);
+    let memory = r.bytes / (mach.hbm.0 * mach.frac_hbm);
     (gemm_unit_time(mach, r) / a).max(memory) + latency
 }
 
@@ -266,7 +266,7 @@ fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine) -> (f64, f64, f64) {
         mach.gemm_k0 = k0;
         let points: Vec<(f64, f64)> = gemms
             .iter()
-            .filter(|r| gemm_unit_time(mach, r) > r.bytes / (mach.hbm * mach.frac_hbm))
+            .filter(|r| gemm_unit_time(mach, r) > r.bytes / (mach.hbm.0 * mach.frac_hbm))
             .map(|r| (gemm_unit_time(mach, r), r.time_s))
             .collect();
         let (tg, _) = fit_line(&points).unwrap_or((0.0, 1.0));
@@ -359,32 +359,63 @@ pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str
             (value * (1.0 + rms)).min(1.0).max(value),
         ]),
     };
-    Calibration {
-        gpu: Some(gpu.name.clone()),
-        provenance: Some(provenance),
-        hbm: Some(fraction(fit.hbm_fraction, src("the copy/scale/triad size sweep", mem_rms), mem_rms)),
-        kernel_launch_s: (fit.kernel_latency_s > 0.0).then(|| {
+    let mut c = Calibration::new(&gpu.name, provenance);
+    c.set(
+        "hbm",
+        fraction(
+            fit.hbm_fraction,
+            src("the copy/scale/triad size sweep", mem_rms),
+            mem_rms,
+        ),
+    );
+    if fit.kernel_latency_s > 0.0 {
+        c.set(
+            "kernel_launch_s",
             sourced(
                 fit.kernel_latency_s,
                 src("the intercept of the copy/scale/triad size sweep", mem_rms),
-            )
-        }),
-        bf16_tensor: fit.bf16_fraction.map(|a| {
-            fraction(a, src("cuBLAS bf16 GEMMs (square sweep and model shapes)", gemm_rms), gemm_rms)
-        }),
-        gemm_k0: fit.gemm_k0.map(|k| {
+            ),
+        );
+    }
+    if let Some(a) = fit.bf16_fraction {
+        c.set(
+            "bf16_tensor",
+            fraction(
+                a,
+                src(
+                    "cuBLAS bf16 GEMMs (square sweep and model shapes)",
+                    gemm_rms,
+                ),
+                gemm_rms,
+            ),
+        );
+    }
+    if let Some(k) = fit.gemm_k0 {
+        c.set(
+            "gemm_k0",
             sourced(
                 k.max(1e-9),
                 src("cuBLAS bf16 GEMMs (small-K constant)", gemm_rms),
-            )
-        }),
-        fp32_vector: fit
-            .fp32_fraction
-            .map(|f| sourced(f, src("the fp32 FMA-peak kernel", 0.0))),
-        eager_elementwise: fit.eager_fraction.map(|f| {
-            sourced(f, format!("median bandwidth of eager PyTorch pointwise ops at [32768, 768] (scripts/torch_baseline.py) on {}", report.device.name))
-        }),
-        host_dispatch_s: fit.host_dispatch_s.map(|t| sourced(t, fit.host_dispatch_source.clone())),
-        ..Calibration::default()
+            ),
+        );
     }
+    if let Some(f) = fit.fp32_fraction {
+        c.set(
+            "fp32_vector",
+            sourced(f, src("the fp32 FMA-peak kernel", 0.0)),
+        );
+    }
+    if let Some(f) = fit.eager_fraction {
+        c.set(
+            "eager_elementwise",
+            sourced(f, format!("median bandwidth of eager PyTorch pointwise ops at [32768, 768] (scripts/torch_baseline.py) on {}", report.device.name)),
+        );
+    }
+    if let Some(t) = fit.host_dispatch_s {
+        c.set(
+            "host_dispatch_s",
+            sourced(t, fit.host_dispatch_source.clone()),
+        );
+    }
+    c
 }

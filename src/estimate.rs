@@ -16,7 +16,7 @@ use crate::graph::{ExecMode, OpClass, OpKind, Phase, StepConfig, StepGraph};
 use crate::memory::{footprint, MemoryBreakdown, MemoryConfig};
 use crate::spec::ModelSpec;
 use crate::time::{comm, op_time, Bound, Fleet, Machine};
-use crate::units::{Bytes, FlopRate, Flops, Seconds};
+use crate::units::{FlopRate, Flops, Seconds};
 use serde::Serialize;
 
 /// How the step runs beyond one GPU's op graph: execution mode, fleet, sharding, accumulation.
@@ -301,7 +301,7 @@ impl Estimator {
 
         let mc = run.memory_config();
         let memory = footprint(model, &run.step, self.graph.ops(), &mc);
-        let capacity = Bytes(mach.capacity);
+        let capacity = mach.capacity;
         let mfu_peak = mach.mfu_peak(run.step.precision);
         let samples_per_step = (run.step.batch as f64) * k * run.fleet.gpus as f64;
         let samples_per_s = samples_per_step / step_time.0;

@@ -164,8 +164,7 @@ pub fn validation() -> Result<String> {
     let (m_path, m_text, c_path, c_text) = VALIDATION;
     let m: Measurements = serde_json::from_str(m_text)
         .map_err(|e| crate::error::Error::spec(m_path, "(json)", e.to_string()))?;
-    let cal: crate::spec::Calibration = toml::from_str(c_text)
-        .map_err(|e| crate::error::Error::spec(c_path, "(toml)", e.to_string()))?;
+    let cal = crate::time::Calibration::from_toml(c_text, c_path)?;
     let plain = validate(&m, "h100-sxm", None)?;
     let calibrated = validate(&m, "h100-sxm", Some(&cal))?;
     let mut s = String::new();

@@ -9,9 +9,10 @@ use crate::error::{Error, Result};
 use crate::estimate::RunConfig;
 use crate::graph::{AttentionImpl, ExecMode, StepConfig};
 use crate::memory::MemoryConfig;
-use crate::spec::{self, Calibration, GpuSpec, ModelSpec};
+use crate::spec::{self, GpuSpec, ModelSpec};
+use crate::time::Calibration;
 use crate::time::{Fleet, Machine};
-use crate::units::Bytes;
+use crate::units::{ByteRate, Bytes};
 use std::path::PathBuf;
 
 /// The embedded defaults: the planned JiT-B/4 run (examples/plans/jit-b4-8xh200.toml), batch 64
@@ -179,7 +180,7 @@ impl ScenarioSpec {
                 gpus: self.gpus,
                 // A fleet smaller than a node is one partial node.
                 gpus_per_node: self.gpus_per_node.min(self.gpus),
-                inter_node_bandwidth: self.inter_node_gbps * 1e9 / 8.0,
+                inter_node_bandwidth: ByteRate(self.inter_node_gbps * 1e9 / 8.0),
                 ..Fleet::default()
             },
             zero: self.zero,

@@ -52,6 +52,19 @@ macro_rules! quantity {
                 Self(self.0 * k)
             }
         }
+        impl Div<f64> for $name {
+            type Output = Self;
+            fn div(self, k: f64) -> Self {
+                Self(self.0 / k)
+            }
+        }
+        impl Div for $name {
+            /// The ratio of two quantities of one kind.
+            type Output = f64;
+            fn div(self, o: Self) -> f64 {
+                self.0 / o.0
+            }
+        }
         impl std::iter::Sum for $name {
             fn sum<I: Iterator<Item = Self>>(it: I) -> Self {
                 Self(it.map(|q| q.0).sum())

@@ -18,8 +18,8 @@ use crate::estimate::{Estimator, RunConfig};
 use crate::graph::{
     AttentionImpl, Chain, ExecMode, Op, OpClass, OpKind, Precision, Role, StepConfig,
 };
-use crate::spec::Calibration;
 use crate::spec::{load_gpu, load_model};
+use crate::time::Calibration;
 use crate::time::{op_time, Fleet, Machine};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -75,7 +75,7 @@ fn fit_recovers_known_parameters_within_one_percent() {
     for (m, n, k) in shapes {
         let flops = 2.0 * (m * n * k) as f64;
         let bytes = 2.0 * (m * k + n * k + m * n) as f64;
-        let compute = flops / (mach.peak_bf16 * a * mach.gemm_shape_efficiency(1, m, n, k));
+        let compute = flops / (mach.peak_bf16.0 * a * mach.gemm_shape_efficiency(1, m, n, k));
         let t = compute.max(bytes / (hbm * hbm_frac)) + latency;
         results.push(result(
             "cublas_gemm",
@@ -124,7 +124,7 @@ fn fit_recovers_known_parameters_within_one_percent() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("cal.toml");
     std::fs::write(&path, text).unwrap();
-    let back = roofline::spec::Calibration::load(&path).unwrap();
+    let back = roofline::time::Calibration::load(&path).unwrap();
     let m = Machine::new(&gpu, Some(&back));
     close(m.frac_bf16, a, "calibrated machine");
     close(m.gemm_k0, k0, "calibrated k0");

@@ -57,7 +57,7 @@ fn a_large_gemm_approaches_the_achievable_peak() {
     let t = op_time(&m, &op, ExecMode::Graphs, AttentionImpl::Flash2).unwrap();
     assert_eq!(t.bound, Bound::Compute);
     let achieved = flops / t.time.0;
-    let ceiling = m.peak_bf16 * m.frac_bf16;
+    let ceiling = m.peak_bf16.0 * m.frac_bf16;
     assert!(
         achieved < ceiling && achieved > 0.97 * ceiling,
         "{achieved:e} vs {ceiling:e}"
@@ -79,7 +79,7 @@ fn a_copy_approaches_the_achievable_bandwidth() {
     let t = op_time(&m, &op, ExecMode::Graphs, AttentionImpl::Flash2).unwrap();
     assert_eq!(t.bound, Bound::Memory);
     let achieved = 2.0 * bytes / t.time.0;
-    assert_relative_eq!(achieved, m.hbm * m.frac_hbm, max_relative = 0.01);
+    assert_relative_eq!(achieved, m.hbm.0 * m.frac_hbm, max_relative = 0.01);
 }
 
 #[test]
@@ -164,7 +164,9 @@ fn misaligned_gemms_hit_the_alignment_ceiling() {
     let m = machine("h100-sxm");
     let aligned = m.gemm_rate(Unit::Tensor, Dtype::Bf16, 1, 8192, 50304, 768);
     let odd = m.gemm_rate(Unit::Tensor, Dtype::Bf16, 1, 8192, 50257, 768);
-    assert!(odd.0 <= roofline::time::efficiency::MISALIGNED_CEILING * m.peak_bf16 * (1.0 + 1e-12));
+    assert!(
+        odd.0 <= roofline::time::efficiency::MISALIGNED_CEILING * m.peak_bf16.0 * (1.0 + 1e-12)
+    );
     assert!(aligned.0 > 4.0 * odd.0);
 }
 

@@ -141,7 +141,7 @@ impl RooflineChart {
         };
         // Precisions whose attention and 16-bit GEMMs run in bf16 show that roof first.
         if PrecisionPolicy::of(run.step.precision).attention_gemm() == Dtype::Bf16 {
-            add_roof("bf16 tensor", mach.peak_bf16, mach.frac_bf16);
+            add_roof("bf16 tensor", mach.peak_bf16.0, mach.frac_bf16);
         }
         for op in ops {
             let t = op_time(mach, op, run.mode, run.step.attention)?;
@@ -186,7 +186,7 @@ impl RooflineChart {
         Ok(RooflineChart {
             title,
             caption,
-            hbm: mach.hbm,
+            hbm: mach.hbm.0,
             hbm_fraction: mach.frac_hbm,
             roofs,
             points,

@@ -18,12 +18,10 @@ use crate::error::Result;
 use crate::estimate::{Estimator, RunConfig};
 use crate::graph::{AttentionImpl, ExecMode};
 use crate::scenario::Scenario;
-use crate::spec::{Calibration, GpuSpec, ModelSpec, Sourced};
-use crate::time::{attention_available, Machine};
+use crate::spec::{GpuSpec, ModelSpec};
+use crate::time::figures::DEFAULT_SPREAD;
+use crate::time::{attention_available, Calibration, Machine, FIGURES};
 use serde::Serialize;
-
-/// Relative spread used where a file gives no range (stated assumption): ±20%.
-pub const DEFAULT_SPREAD: f64 = 0.20;
 
 /// Relative step of the central difference for elasticities.
 pub const ELASTICITY_STEP: f64 = 0.01;
@@ -53,24 +51,20 @@ impl Assumption {
     }
 }
 
-type Setter = fn(&mut Machine, f64);
-
-/// The continuous assumptions behind an estimate on `gpu` (with calibration overrides).
+/// The continuous assumptions behind an estimate on `gpu` (with calibration overrides): every
+/// figure of [`FIGURES`] that this GPU uses and that is varied, at its value.
 pub fn assumptions(gpu: &GpuSpec, cal: Option<&Calibration>, mach: &Machine) -> Vec<Assumption> {
-    let c = cal.cloned().unwrap_or_default();
-    let a = &gpu.achievable;
-    let att = gpu.attention.as_ref();
     let mut v = Vec::new();
-    let mut add = |name: &'static str,
-                   spec: Option<&Sourced>,
-                   calv: Option<&Sourced>,
-                   value: f64,
-                   spread: f64,
-                   set: Setter| {
-        if value <= 0.0 {
-            return;
+    for f in FIGURES {
+        let Some(spread) = f.spread else {
+            continue;
+        };
+        let value = (f.get)(mach);
+        if !(f.used)(gpu, mach) || value <= 0.0 {
+            continue;
         }
-        let (range, range_source, from_file) = match (calv, spec) {
+        let calv = f.calibration.and_then(|k| cal.and_then(|c| c.get(k)));
+        let (range, range_source, from_file) = match (calv, (f.in_gpu)(gpu)) {
             (Some(s), _) if s.range.is_some() => {
                 (s.bounds(), "calibration file range".to_string(), true)
             }
@@ -87,205 +81,13 @@ pub fn assumptions(gpu: &GpuSpec, cal: Option<&Calibration>, mach: &Machine) -> 
             ),
         };
         v.push(Assumption {
-            name,
+            name: f.name,
             value,
             range,
             range_source,
             from_file,
-            set,
+            set: f.set,
         });
-    };
-    let d = DEFAULT_SPREAD;
-    add(
-        "peak_flops (all dense peaks together)",
-        None,
-        None,
-        1.0,
-        d,
-        |m, x| {
-            m.peak_bf16 *= x;
-            m.peak_fp8 *= x;
-            m.peak_tf32 *= x;
-            m.peak_fp32 *= x;
-        },
-    );
-    add(
-        "achievable.bf16_tensor",
-        Some(&a.bf16_tensor),
-        c.bf16_tensor.as_ref(),
-        mach.frac_bf16,
-        d,
-        |m, x| m.frac_bf16 = x,
-    );
-    if mach.peak_fp8 > 0.0 {
-        add(
-            "achievable.fp8_tensor",
-            a.fp8_tensor.as_ref(),
-            c.fp8_tensor.as_ref(),
-            mach.frac_fp8,
-            d,
-            |m, x| m.frac_fp8 = x,
-        );
-    }
-    if mach.peak_tf32 > 0.0 {
-        add(
-            "achievable.tf32_tensor",
-            a.tf32_tensor.as_ref(),
-            c.tf32_tensor.as_ref(),
-            mach.frac_tf32,
-            d,
-            |m, x| m.frac_tf32 = x,
-        );
-    }
-    add(
-        "achievable.fp32_vector",
-        Some(&a.fp32_vector),
-        c.fp32_vector.as_ref(),
-        mach.frac_fp32,
-        d,
-        |m, x| m.frac_fp32 = x,
-    );
-    add(
-        "achievable.hbm",
-        Some(&a.hbm),
-        c.hbm.as_ref(),
-        mach.frac_hbm,
-        d,
-        |m, x| m.frac_hbm = x,
-    );
-    add(
-        "memory.hbm_bandwidth",
-        Some(&gpu.memory.hbm_bandwidth),
-        None,
-        mach.hbm,
-        d,
-        |m, x| m.hbm = x,
-    );
-    add(
-        "memory.l2_bandwidth",
-        Some(&gpu.memory.l2_bandwidth),
-        None,
-        mach.l2_bw,
-        d,
-        |m, x| m.l2_bw = x,
-    );
-    add(
-        "memory.l2_bytes",
-        Some(&gpu.memory.l2_bytes),
-        None,
-        mach.l2_bytes,
-        d,
-        |m, x| m.l2_bytes = x,
-    );
-    add(
-        "gemm_k0",
-        None,
-        c.gemm_k0.as_ref(),
-        mach.gemm_k0,
-        0.5,
-        |m, x| m.gemm_k0 = x,
-    );
-    add(
-        "launch.kernel_launch_s",
-        Some(&gpu.launch.kernel_launch_s),
-        c.kernel_launch_s.as_ref(),
-        mach.kernel_launch,
-        d,
-        |m, x| m.kernel_launch = x,
-    );
-    add(
-        "launch.host_dispatch_s",
-        Some(&gpu.launch.host_dispatch_s),
-        c.host_dispatch_s.as_ref(),
-        mach.host_dispatch,
-        d,
-        |m, x| m.host_dispatch = x,
-    );
-    add(
-        "launch.graph_launch_s",
-        Some(&gpu.launch.graph_launch_s),
-        None,
-        mach.graph_launch,
-        d,
-        |m, x| m.graph_launch = x,
-    );
-    add(
-        "interconnect.allreduce_bus_bandwidth",
-        Some(&gpu.interconnect.allreduce_bus_bandwidth),
-        c.allreduce_bus_bandwidth.as_ref(),
-        mach.allreduce_busbw,
-        d,
-        |m, x| m.allreduce_busbw = x,
-    );
-    add(
-        "interconnect.allreduce_latency_s",
-        Some(&gpu.interconnect.allreduce_latency_s),
-        None,
-        mach.allreduce_latency,
-        d,
-        |m, x| m.allreduce_latency = x,
-    );
-    if let Some(t) = att {
-        add(
-            "attention.seq_half",
-            Some(&t.seq_half),
-            None,
-            mach.flash_seq_half,
-            d,
-            |m, x| m.flash_seq_half = x,
-        );
-    }
-    if let Some(f) = mach.flash2 {
-        add(
-            "attention.flash2_fwd",
-            att.and_then(|t| t.flash2_fwd.as_ref()),
-            c.flash2_fwd.as_ref(),
-            f.fwd,
-            d,
-            |m, x| {
-                if let Some(f) = m.flash2.as_mut() {
-                    f.fwd = x
-                }
-            },
-        );
-        add(
-            "attention.flash2_bwd",
-            att.and_then(|t| t.flash2_bwd.as_ref()),
-            c.flash2_bwd.as_ref(),
-            f.bwd,
-            d,
-            |m, x| {
-                if let Some(f) = m.flash2.as_mut() {
-                    f.bwd = x
-                }
-            },
-        );
-    }
-    if let Some(f) = mach.flash3 {
-        add(
-            "attention.flash3_fwd",
-            att.and_then(|t| t.flash3_fwd.as_ref()),
-            c.flash3_fwd.as_ref(),
-            f.fwd,
-            d,
-            |m, x| {
-                if let Some(f) = m.flash3.as_mut() {
-                    f.fwd = x
-                }
-            },
-        );
-        add(
-            "attention.flash3_bwd",
-            att.and_then(|t| t.flash3_bwd.as_ref()),
-            c.flash3_bwd.as_ref(),
-            f.bwd,
-            d,
-            |m, x| {
-                if let Some(f) = m.flash3.as_mut() {
-                    f.bwd = x
-                }
-            },
-        );
     }
     v
 }

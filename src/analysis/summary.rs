@@ -8,9 +8,9 @@ use crate::graph::{AttentionImpl, Op, PrecisionPolicy};
 use crate::memory::{footprint, MemoryBreakdown};
 use crate::scenario::{DatasetSize, Scenario};
 use crate::spec::model::ModelKind;
-use crate::spec::Sourced;
+use crate::time::figures::figure;
 use crate::time::{op_time, OpTime};
-use crate::units::{binary_bytes, ByteRate, Bytes};
+use crate::units::{binary_bytes, Bytes};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -281,7 +281,7 @@ impl EstimateReport {
             mfu: e.mfu,
             hfu: e.hfu,
             memory_per_gpu_bytes: e.memory.total_bytes.0,
-            memory_capacity_bytes: mach.capacity,
+            memory_capacity_bytes: mach.capacity.0,
             fits: e.fits,
             max_batch: e.max_batch,
             memory: e.memory,
@@ -325,11 +325,10 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
     let (model, gpu, mach, run) = (&s.model, &s.gpu, &s.machine, &s.run);
     let cal = s.calibration.as_ref();
     // A calibrated value's source replaces the GPU file's.
-    let src = |over: Option<&Option<Sourced>>, base: &Sourced| -> String {
-        match over.and_then(|o| o.as_ref()) {
-            Some(c) => format!("calibrated: {}", c.source),
-            None => base.source.clone(),
-        }
+    let src = |name: &str| -> String {
+        figure(name)
+            .and_then(|f| f.source(gpu, cal))
+            .unwrap_or_default()
     };
     let mut v = vec![
         format!(
@@ -340,14 +339,14 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
         format!(
             "GEMM ceiling: {:.1}% of the dense bf16 peak ({}), times tile/wave quantization and K/(K+{:.0}) (see `roofline estimate --ops`)",
             mach.frac_bf16 * 100.0,
-            src(cal.map(|c| &c.bf16_tensor), &gpu.achievable.bf16_tensor),
+            src("achievable.bf16_tensor"),
             mach.gemm_k0
         ),
         format!(
             "HBM: {:.1}% of {} achievable ({}); eager pointwise kernels {:.1}%",
             mach.frac_hbm * 100.0,
-            ByteRate(mach.hbm),
-            src(cal.map(|c| &c.hbm), &gpu.achievable.hbm),
+            mach.hbm,
+            src("achievable.hbm"),
             mach.frac_eager * 100.0
         ),
         format!(
@@ -356,10 +355,10 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
         ),
         format!(
             "launch: {:.1} us GPU gap per kernel ({}); host dispatch {:.1} us per eager kernel ({})",
-            mach.kernel_launch * 1e6,
-            src(cal.map(|c| &c.kernel_launch_s), &gpu.launch.kernel_launch_s),
-            mach.host_dispatch * 1e6,
-            src(cal.map(|c| &c.host_dispatch_s), &gpu.launch.host_dispatch_s)
+            mach.kernel_launch.0 * 1e6,
+            src("launch.kernel_launch_s"),
+            mach.host_dispatch.0 * 1e6,
+            src("launch.host_dispatch_s")
         ),
     ];
     if let Some(c) = cal {
@@ -406,14 +405,14 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
     if run.fleet.gpus > 1 {
         v.push(format!(
             "gradient all-reduce: fp32 gradients in 25 MiB buckets, ring busbw {} ({}), overlapped with backward except the last bucket",
-            ByteRate(mach.allreduce_busbw),
-            gpu.interconnect.allreduce_bus_bandwidth.source
+            mach.allreduce_busbw,
+            src("interconnect.allreduce_bus_bandwidth")
         ));
     }
     if run.fleet.nodes() > 1 {
         v.push(format!(
             "inter-node: {} per GPU and direction at {:.0}% (hierarchical all-reduce)",
-            ByteRate(run.fleet.inter_node_bandwidth),
+            run.fleet.inter_node_bandwidth,
             run.fleet.inter_node_efficiency * 100.0
         ));
     }

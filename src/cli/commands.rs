@@ -251,7 +251,7 @@ pub fn validate(a: &ValidateArgs) -> Result<()> {
     let cal = a
         .calibration
         .as_deref()
-        .map(spec::Calibration::load)
+        .map(crate::time::Calibration::load)
         .transpose()?;
     let v = crate::validate::validate(&m, &gpu, cal.as_ref())?;
     if a.json {

@@ -1,13 +1,11 @@
 //! Spec files as data: models (models/*.toml) and GPUs (models/hardware/*.toml), embedded in the
 //! binary with `include_str!` and overridable by a path to a TOML file wherever a name is taken.
 
-pub mod calibration;
 pub mod hardware;
 pub mod model;
 pub(crate) mod toml_error;
 
 use crate::error::{Error, Result};
-pub use calibration::Calibration;
 pub use hardware::{GpuSpec, Sourced};
 pub use model::ModelSpec;
 use std::path::Path;

@@ -20,7 +20,7 @@
 
 use super::machine::Machine;
 use crate::graph::{PrecisionPolicy, StepConfig};
-use crate::units::Seconds;
+use crate::units::{ByteRate, Bytes, Seconds};
 
 /// DDP's default bucket size (`bucket_cap_mb = 25`).
 pub const BUCKET_BYTES: f64 = 25.0 * 1024.0 * 1024.0;
@@ -32,8 +32,8 @@ pub struct Fleet {
     pub gpus: u64,
     /// GPUs per node.
     pub gpus_per_node: u64,
-    /// Inter-node bandwidth per GPU, per direction (B/s).
-    pub inter_node_bandwidth: f64,
+    /// Inter-node bandwidth per GPU, per direction.
+    pub inter_node_bandwidth: ByteRate,
     /// Achievable fraction of the inter-node bandwidth.
     pub inter_node_efficiency: f64,
 }
@@ -45,7 +45,7 @@ impl Default for Fleet {
         Fleet {
             gpus: 8,
             gpus_per_node: 8,
-            inter_node_bandwidth: 50e9,
+            inter_node_bandwidth: ByteRate(50e9),
             inter_node_efficiency: 0.8,
         }
     }
@@ -59,30 +59,30 @@ impl Fleet {
 }
 
 /// Time of one all-reduce of `bytes` per GPU over the fleet.
-pub fn allreduce_time(fleet: &Fleet, mach: &Machine, bytes: f64) -> Seconds {
+pub fn allreduce_time(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
     if fleet.gpus <= 1 {
         return Seconds::ZERO;
     }
     let g = fleet.gpus_per_node.min(fleet.gpus) as f64;
     let nodes = fleet.nodes() as f64;
     let intra = if g > 1.0 {
-        bytes * 2.0 * (g - 1.0) / g / mach.allreduce_busbw
+        Bytes(bytes.0 * 2.0 * (g - 1.0) / g) / mach.allreduce_busbw
     } else {
-        0.0
+        Seconds::ZERO
     };
     let inter = if nodes > 1.0 {
-        2.0 * (nodes - 1.0) / nodes * (bytes / g)
+        Bytes(2.0 * (nodes - 1.0) / nodes * (bytes.0 / g))
             / (fleet.inter_node_bandwidth * fleet.inter_node_efficiency)
     } else {
-        0.0
+        Seconds::ZERO
     };
-    Seconds(mach.allreduce_latency + intra + inter)
+    mach.allreduce_latency + intra + inter
 }
 
 /// Time of a reduce-scatter or all-gather of `bytes` per GPU: (n-1)/n of the volume, half an
 /// all-reduce's traffic, plus one call's latency.
-fn half_collective(fleet: &Fleet, mach: &Machine, bytes: f64) -> f64 {
-    0.5 * (allreduce_time(fleet, mach, bytes).0 - mach.allreduce_latency) + mach.allreduce_latency
+fn half_collective(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
+    (allreduce_time(fleet, mach, bytes) - mach.allreduce_latency) * 0.5 + mach.allreduce_latency
 }
 
 /// Total and exposed communication per optimizer step of `grad_accum` micro-steps, with the
@@ -101,18 +101,19 @@ pub fn exposed_communication(
     if fleet.gpus <= 1 {
         return (Seconds::ZERO, Seconds::ZERO);
     }
-    let grad_bytes = PrecisionPolicy::of(step.precision).gradient_bytes() * params;
-    let buckets = (grad_bytes / BUCKET_BYTES).ceil().max(1.0);
+    let policy = PrecisionPolicy::of(step.precision);
+    let grad_bytes = Bytes(policy.gradient_bytes() * params);
+    let buckets = (grad_bytes.0 / BUCKET_BYTES).ceil().max(1.0);
+    let bucket = Bytes(grad_bytes.0 / buckets);
     let per_bucket = if zero >= 1 {
-        half_collective(fleet, mach, grad_bytes / buckets)
+        half_collective(fleet, mach, bucket)
     } else {
-        allreduce_time(fleet, mach, grad_bytes / buckets).0
+        allreduce_time(fleet, mach, bucket)
     };
     let grads = per_bucket * buckets;
     let mut total = grads;
-    let mut exposed = (grads - backward.0 * (1.0 - 1.0 / buckets)).max(grads / buckets);
-    let policy = PrecisionPolicy::of(step.precision);
-    let gather = half_collective(fleet, mach, policy.gather_bytes() * params);
+    let mut exposed = (grads - backward * (1.0 - 1.0 / buckets)).max(grads / buckets);
+    let gather = half_collective(fleet, mach, Bytes(policy.gather_bytes() * params));
     match zero {
         1 | 2 => {
             total += gather;
@@ -120,10 +121,10 @@ pub fn exposed_communication(
         }
         3.. => {
             let k = grad_accum.max(1) as f64;
-            total += 2.0 * gather * k;
-            exposed += k * (2.0 * gather - (forward.0 + backward.0)).max(0.0);
+            total += gather * 2.0 * k;
+            exposed += (gather * 2.0 - (forward + backward)).max(Seconds::ZERO) * k;
         }
         _ => {}
     }
-    (Seconds(total), Seconds(exposed))
+    (total, exposed)
 }

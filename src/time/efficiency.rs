@@ -106,7 +106,7 @@ impl Machine {
         let (peak, frac) = self.peak(unit, dtype);
         // k0 is a fixed time per tile expressed in K steps of the bf16 tensor-core loop; on a
         // slower unit the same time is fewer K steps.
-        let k0 = self.gemm_k0 * (peak.0 * frac) / (self.peak_bf16 * self.frac_bf16);
+        let k0 = self.gemm_k0 * (peak.0 * frac) / (self.peak_bf16.0 * self.frac_bf16);
         let eff = frac * self.shape_efficiency_k0(batch, m, n, k, k0);
         let align = match dtype {
             Dtype::Fp8 => 16,
@@ -114,14 +114,11 @@ impl Machine {
             Dtype::Fp32 | Dtype::Tf32 => 4,
         };
         let aligned = m.is_multiple_of(align) && n.is_multiple_of(align) && k.is_multiple_of(align);
-        FlopRate(
-            peak.0
-                * if aligned || unit == Unit::Vector {
-                    eff
-                } else {
-                    eff.min(MISALIGNED_CEILING)
-                },
-        )
+        peak * if aligned || unit == Unit::Vector {
+            eff
+        } else {
+            eff.min(MISALIGNED_CEILING)
+        }
     }
 
     /// Attainable FLOP/s of a fused attention kernel at sequence `seq` (forward or backward).
@@ -146,6 +143,6 @@ impl Machine {
         let shape = |s: f64| s / (s + self.flash_seq_half);
         let causal = if causal { self.flash_causal } else { 1.0 };
         let scaled = f * causal * shape(seq as f64) / shape(self.flash_seq_ref);
-        Ok(FlopRate(self.peak_bf16 * scaled.min(self.frac_bf16)))
+        Ok(self.peak_bf16 * scaled.min(self.frac_bf16))
     }
 }

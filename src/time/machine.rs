@@ -1,11 +1,13 @@
 //! Everything the time model needs about one GPU, resolved from its spec file and an optional
-//! calibration file (which overrides any value it names).
+//! calibration file (which overrides any value it names). The figures that a calibration can
+//! override or an analysis can vary are listed once, in [`super::figures::FIGURES`].
 
-use crate::graph::{Dtype, Precision, PrecisionPolicy, Unit};
-use crate::spec::{Calibration, GpuSpec, Sourced};
-use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
-
+use super::calibration::Calibration;
 use super::efficiency::DEFAULT_K0;
+use super::figures::FIGURES;
+use crate::graph::{Dtype, Precision, PrecisionPolicy, Unit};
+use crate::spec::{GpuSpec, Sourced};
+use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
 
 /// Fused-attention efficiency of one implementation: forward and backward fractions of the bf16
 /// peak at `seq_ref`, scaled with sequence length as s / (s + seq_half).
@@ -17,51 +19,52 @@ pub struct FlashEfficiency {
     pub bwd: f64,
 }
 
-/// Everything the time model needs about one GPU, as plain numbers (no strings: cheap to copy
-/// and to perturb in sensitivity analysis).
+/// Everything the time model needs about one GPU, as plain numbers in their units (no strings:
+/// cheap to copy and to perturb in sensitivity analysis). A peak of 0 means the GPU lacks that
+/// path.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Machine {
     /// Streaming multiprocessors.
     pub sms: f64,
-    /// Dense peaks: bf16, fp8, tf32 tensor; fp32 vector (0 = unsupported).
-    pub peak_bf16: f64,
-    /// fp8 tensor peak (0 = unsupported).
-    pub peak_fp8: f64,
-    /// tf32 tensor peak (0 = unsupported).
-    pub peak_tf32: f64,
+    /// Dense bf16 tensor peak.
+    pub peak_bf16: FlopRate,
+    /// Dense fp8 tensor peak.
+    pub peak_fp8: FlopRate,
+    /// Dense tf32 tensor peak.
+    pub peak_tf32: FlopRate,
     /// fp32 vector peak.
-    pub peak_fp32: f64,
-    /// Achievable fractions of the peaks above.
+    pub peak_fp32: FlopRate,
+    /// Achievable fraction of the bf16 peak for a large, well-shaped GEMM.
     pub frac_bf16: f64,
-    /// fp8 fraction.
+    /// Achievable fraction of the fp8 peak.
     pub frac_fp8: f64,
-    /// tf32 fraction.
+    /// Achievable fraction of the tf32 peak.
     pub frac_tf32: f64,
-    /// fp32 vector fraction.
+    /// Achievable fraction of the fp32 vector peak.
     pub frac_fp32: f64,
-    /// GEMM small-K constant.
+    /// GEMM small-K constant k0, in bf16 tensor-core K steps.
     pub gemm_k0: f64,
-    /// HBM bandwidth (B/s) and its achievable fraction.
-    pub hbm: f64,
-    /// Achievable fraction of HBM.
+    /// HBM bandwidth (datasheet).
+    pub hbm: ByteRate,
+    /// Achievable fraction of HBM bandwidth.
     pub frac_hbm: f64,
-    /// Achievable fraction of HBM for eager pointwise kernels.
+    /// Achievable fraction of HBM bandwidth for eager pointwise kernels.
     pub frac_eager: f64,
-    /// L2 size (bytes) and bandwidth (B/s).
-    pub l2_bytes: f64,
+    /// L2 size.
+    pub l2_bytes: Bytes,
     /// L2 bandwidth.
-    pub l2_bw: f64,
-    /// HBM capacity (bytes).
-    pub capacity: f64,
-    /// GPU-side gap per kernel, eager/compiled (s).
-    pub kernel_launch: f64,
-    /// GPU-side gap per kernel inside a CUDA graph (s).
-    pub graph_launch: f64,
-    /// Host dispatch per eager op (s).
-    pub host_dispatch: f64,
-    /// Fused attention: reference sequence and half-rate sequence.
+    pub l2_bw: ByteRate,
+    /// HBM capacity.
+    pub capacity: Bytes,
+    /// GPU-side gap per kernel, eager/compiled.
+    pub kernel_launch: Seconds,
+    /// GPU-side gap per kernel inside a CUDA graph.
+    pub graph_launch: Seconds,
+    /// Host dispatch per eager op.
+    pub host_dispatch: Seconds,
+    /// Fused attention: sequence length of the measured fractions.
     pub flash_seq_ref: f64,
-    /// Half-rate sequence.
+    /// Fused attention: sequence length at half the long-sequence rate.
     pub flash_seq_half: f64,
     /// Causal fused kernels' rate relative to non-causal.
     pub flash_causal: f64,
@@ -69,10 +72,10 @@ pub struct Machine {
     pub flash2: Option<FlashEfficiency>,
     /// FlashAttention-3 efficiency.
     pub flash3: Option<FlashEfficiency>,
-    /// All-reduce bus bandwidth within a node (B/s) and per-call latency (s).
-    pub allreduce_busbw: f64,
-    /// Per-call latency.
-    pub allreduce_latency: f64,
+    /// All-reduce bus bandwidth within a node.
+    pub allreduce_busbw: ByteRate,
+    /// Fixed latency of one collective call.
+    pub allreduce_latency: Seconds,
     /// Default price per GPU-hour (USD), if the spec has one.
     pub price: Option<f64>,
 }
@@ -102,27 +105,27 @@ impl Machine {
         let att = gpu.attention.as_ref();
         let mut m = Machine {
             sms: gpu.compute.sm_count.value,
-            peak_bf16: p.bf16_tensor.value,
-            peak_fp8: p.fp8_tensor.as_ref().map_or(0.0, |s| s.value),
-            peak_tf32: p.tf32_tensor.as_ref().map_or(0.0, |s| s.value),
-            peak_fp32: p.fp32_vector.value,
+            peak_bf16: FlopRate(p.bf16_tensor.value),
+            peak_fp8: FlopRate(p.fp8_tensor.as_ref().map_or(0.0, |s| s.value)),
+            peak_tf32: FlopRate(p.tf32_tensor.as_ref().map_or(0.0, |s| s.value)),
+            peak_fp32: FlopRate(p.fp32_vector.value),
             frac_bf16: a.bf16_tensor.value,
             frac_fp8: frac(&p.fp8_tensor, &a.fp8_tensor, a.bf16_tensor.value),
             frac_tf32: frac(&p.tf32_tensor, &a.tf32_tensor, a.bf16_tensor.value),
             frac_fp32: a.fp32_vector.value,
             gemm_k0: DEFAULT_K0,
-            hbm: gpu.memory.hbm_bandwidth.value,
+            hbm: ByteRate(gpu.memory.hbm_bandwidth.value),
             frac_hbm: a.hbm.value,
             frac_eager: a
                 .eager_elementwise
                 .as_ref()
                 .map_or(a.hbm.value, |s| s.value),
-            l2_bytes: gpu.memory.l2_bytes.value,
-            l2_bw: gpu.memory.l2_bandwidth.value,
-            capacity: gpu.memory.hbm_capacity.value,
-            kernel_launch: gpu.launch.kernel_launch_s.value,
-            graph_launch: gpu.launch.graph_launch_s.value,
-            host_dispatch: gpu.launch.host_dispatch_s.value,
+            l2_bytes: Bytes(gpu.memory.l2_bytes.value),
+            l2_bw: ByteRate(gpu.memory.l2_bandwidth.value),
+            capacity: Bytes(gpu.memory.hbm_capacity.value),
+            kernel_launch: Seconds(gpu.launch.kernel_launch_s.value),
+            graph_launch: Seconds(gpu.launch.graph_launch_s.value),
+            host_dispatch: Seconds(gpu.launch.host_dispatch_s.value),
             flash_seq_ref: att.map_or(512.0, |a| a.seq_ref.value),
             flash_seq_half: att.map_or(256.0, |a| a.seq_half.value),
             flash_causal: att
@@ -130,31 +133,15 @@ impl Machine {
                 .map_or(1.0, |c| c.value),
             flash2: att.and_then(|a| pair(&a.flash2_fwd, &a.flash2_bwd)),
             flash3: att.and_then(|a| pair(&a.flash3_fwd, &a.flash3_bwd)),
-            allreduce_busbw: gpu.interconnect.allreduce_bus_bandwidth.value,
-            allreduce_latency: gpu.interconnect.allreduce_latency_s.value,
+            allreduce_busbw: ByteRate(gpu.interconnect.allreduce_bus_bandwidth.value),
+            allreduce_latency: Seconds(gpu.interconnect.allreduce_latency_s.value),
             price: gpu.price.as_ref().map(|p| p.usd_per_gpu_hour.value),
         };
         if let Some(c) = cal {
-            let set = |dst: &mut f64, v: &Option<Sourced>| {
-                if let Some(v) = v {
-                    *dst = v.value;
+            for f in FIGURES {
+                if let Some(v) = f.calibration.and_then(|k| c.get(k)) {
+                    (f.set)(&mut m, v.value);
                 }
-            };
-            set(&mut m.frac_bf16, &c.bf16_tensor);
-            set(&mut m.frac_fp8, &c.fp8_tensor);
-            set(&mut m.frac_tf32, &c.tf32_tensor);
-            set(&mut m.frac_fp32, &c.fp32_vector);
-            set(&mut m.frac_hbm, &c.hbm);
-            set(&mut m.frac_eager, &c.eager_elementwise);
-            set(&mut m.gemm_k0, &c.gemm_k0);
-            set(&mut m.kernel_launch, &c.kernel_launch_s);
-            set(&mut m.host_dispatch, &c.host_dispatch_s);
-            set(&mut m.allreduce_busbw, &c.allreduce_bus_bandwidth);
-            if let Some(f) = pair(&c.flash2_fwd, &c.flash2_bwd) {
-                m.flash2 = Some(f);
-            }
-            if let Some(f) = pair(&c.flash3_fwd, &c.flash3_bwd) {
-                m.flash3 = Some(f);
             }
         }
         m
@@ -163,12 +150,12 @@ impl Machine {
     /// Dense peak and achievable fraction of (unit, dtype); peak 0 when unsupported.
     pub fn peak(&self, unit: Unit, dtype: Dtype) -> (FlopRate, f64) {
         match (unit, dtype) {
-            (Unit::Tensor, Dtype::Bf16) => (FlopRate(self.peak_bf16), self.frac_bf16),
-            (Unit::Tensor, Dtype::Fp8) => (FlopRate(self.peak_fp8), self.frac_fp8),
+            (Unit::Tensor, Dtype::Bf16) => (self.peak_bf16, self.frac_bf16),
+            (Unit::Tensor, Dtype::Fp8) => (self.peak_fp8, self.frac_fp8),
             (Unit::Tensor, Dtype::Tf32) | (Unit::Tensor, Dtype::Fp32) => {
-                (FlopRate(self.peak_tf32), self.frac_tf32)
+                (self.peak_tf32, self.frac_tf32)
             }
-            (Unit::Vector, _) => (FlopRate(self.peak_fp32), self.frac_fp32),
+            (Unit::Vector, _) => (self.peak_fp32, self.frac_fp32),
         }
     }
 
@@ -180,16 +167,16 @@ impl Machine {
 
     /// Time to move `bytes` through HBM at the achievable bandwidth.
     pub fn hbm_time(&self, bytes: Bytes) -> Seconds {
-        bytes / ByteRate(self.hbm * self.frac_hbm)
+        bytes / (self.hbm * self.frac_hbm)
     }
 
     /// Time for an eager framework pointwise kernel to move `bytes` through HBM.
     pub fn eager_hbm_time(&self, bytes: Bytes) -> Seconds {
-        bytes / ByteRate(self.hbm * self.frac_eager)
+        bytes / (self.hbm * self.frac_eager)
     }
 
     /// Time to move `bytes` through L2.
     pub fn l2_time(&self, bytes: Bytes) -> Seconds {
-        bytes / ByteRate(self.l2_bw)
+        bytes / self.l2_bw
     }
 }

@@ -20,11 +20,15 @@
 //! [`COMPILED_HOST_FACTOR`] × `host_dispatch_s` per kernel; `graphs` is `compiled` replayed as a
 //! CUDA graph: no host dispatch, `graph_launch_s` per kernel.
 
+pub mod calibration;
 pub mod comm;
 pub mod efficiency;
+pub mod figures;
 pub mod machine;
 
+pub use calibration::Calibration;
 pub use comm::Fleet;
+pub use figures::{Figure, FIGURES};
 pub use machine::{FlashEfficiency, Machine};
 
 use crate::error::{Error, Result};
@@ -116,7 +120,7 @@ pub fn op_time(
         Seconds::ZERO
     };
     let chained = op.chained_read.0.min(read.0);
-    let l2_hit = if chained > 0.0 && chained <= L2_REUSE_FRACTION * mach.l2_bytes {
+    let l2_hit = if chained > 0.0 && chained <= L2_REUSE_FRACTION * mach.l2_bytes.0 {
         chained
     } else {
         0.0
@@ -148,8 +152,9 @@ pub fn op_time(
             mach.kernel_launch * kernels,
             mach.host_dispatch * COMPILED_HOST_FACTOR * kernels,
         ),
-        ExecMode::Graphs => (mach.graph_launch * kernels, 0.0),
+        ExecMode::Graphs => (mach.graph_launch * kernels, Seconds::ZERO),
     };
+    let (gap, host) = (gap.0, host.0);
     let busy = compute.max(memory);
     let (bound, margin) = if busy.0 == 0.0 && host == 0.0 {
         (Bound::None, 1.0)
