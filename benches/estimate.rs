@@ -1,4 +1,4 @@
-//! Benchmark of one full estimate evaluation (op graph + time model + memory) of the seed's plan,
+//! Benchmark of one full estimate evaluation (op graph + time model + memory) of the planned JiT-B/4 run,
 //! with reused buffers as in a sweep. Run: `cargo bench --bench estimate`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};

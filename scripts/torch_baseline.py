@@ -1,8 +1,8 @@
 """Cross-check of the ceilings roofline bench measures, through PyTorch: bf16 matmul on random
 data (8192^3 and the jit-b4 GEMMs as F.linear, C = A B^T), a device-to-device copy of 2 GiB
-(bytes read + written), and SDPA forward at the seed's attention shape. Then what eager PyTorch
+(bytes read + written), and SDPA forward at the planned JiT-B/4 attention shape. Then what eager PyTorch
 reaches on the pointwise ops a transformer block is made of (broadcast multiplies, casts,
-reductions at the seed's [64*512, 768] shape; kind "eager_pointwise", bytes = each input read
+reductions at the planned JiT-B/4 [64*512, 768] shape; kind "eager_pointwise", bytes = each input read
 once + output written once), and the host time to dispatch one tiny eager op (kind
 "host_dispatch", wall clock over many launches while the GPU is idle-bound). CUDA events,
 warm-up, median of the timed runs.
@@ -62,7 +62,7 @@ q, k, v = (torch.randn(B, H, S, D, device=dev, dtype=torch.bfloat16) for _ in ra
 med, mn = time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
 record("sdpa_fwd", f"B{B} H{H} S{S} D{D}", 4.0 * B * S * S * H * D, 4 * 2.0 * B * H * S * D, med, mn)
 
-# Eager pointwise ops at the seed's activation shape (batch 64 x 512 tokens, width 768).
+# Eager pointwise ops at the planned JiT-B/4 activation shape (batch 64 x 512 tokens, width 768).
 T, C = 64 * 512, 768
 xf = torch.randn(T, C, device=dev)                      # fp32 residual stream
 xb = torch.randn(T, C, device=dev, dtype=torch.bfloat16)

@@ -262,3 +262,110 @@ impl Scenario {
         }
     }
 }
+
+/// Scenario settings as a TOML table gives them (the `[run]` of a plan file): every field
+/// optional, over a base [`ScenarioSpec`]; names and spellings as on the command line.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioTable {
+    /// Model name or TOML path.
+    pub model: Option<String>,
+    /// Sequence length override.
+    pub seq: Option<u64>,
+    /// GPU name or TOML path.
+    pub gpu: Option<String>,
+    /// Calibration file.
+    pub calibration: Option<PathBuf>,
+    /// Samples per GPU per micro-step.
+    pub batch: Option<u64>,
+    /// Attention implementation.
+    pub attention: Option<String>,
+    /// Precision.
+    pub precision: Option<String>,
+    /// Activation checkpointing.
+    pub checkpointing: Option<String>,
+    /// EMA copies.
+    pub ema: Option<u32>,
+    /// Execution mode.
+    pub mode: Option<String>,
+    /// GPUs in total.
+    pub gpus: Option<u64>,
+    /// GPUs per node.
+    pub gpus_per_node: Option<u64>,
+    /// Inter-node bandwidth per GPU and direction, Gb/s.
+    pub inter_node_gbps: Option<f64>,
+    /// ZeRO stage.
+    pub zero: Option<u8>,
+    /// Micro-steps per optimizer step.
+    pub grad_accum: Option<u64>,
+    /// Framework workspace, GiB.
+    pub workspace_gib: Option<f64>,
+    /// Price per GPU-hour, USD.
+    pub price_per_gpu_hour: Option<f64>,
+}
+
+impl ScenarioTable {
+    /// `base` with this table's settings; `file` and `table` name the table in errors.
+    pub fn apply(&self, base: &ScenarioSpec, file: &str, table: &str) -> Result<ScenarioSpec> {
+        fn parse<T: std::str::FromStr<Err = Error>>(
+            v: &Option<String>,
+            file: &str,
+            field: String,
+        ) -> Result<Option<T>> {
+            v.as_deref()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: Error| Error::spec(file, &field, e.to_string()))
+                })
+                .transpose()
+        }
+        let field = |f: &str| format!("{table}.{f}");
+        let mut s = base.clone();
+        if let Some(m) = &self.model {
+            s.model = m.clone();
+        }
+        s.seq = self.seq.or(s.seq);
+        if let Some(g) = &self.gpu {
+            s.gpu = g.clone();
+        }
+        if self.calibration.is_some() {
+            s.calibration = self.calibration.clone();
+        }
+        s.step.batch = self.batch.unwrap_or(s.step.batch);
+        s.step.ema = self.ema.unwrap_or(s.step.ema);
+        if let Some(a) = parse(&self.attention, file, field("attention"))? {
+            s.step.attention = a;
+        }
+        if let Some(p) = parse(&self.precision, file, field("precision"))? {
+            s.step.precision = p;
+        }
+        if let Some(c) = parse(&self.checkpointing, file, field("checkpointing"))? {
+            s.step.checkpointing = c;
+        }
+        if let Some(m) = parse(&self.mode, file, field("mode"))? {
+            s.mode = m;
+        }
+        s.gpus = self.gpus.unwrap_or(s.gpus);
+        s.gpus_per_node = self.gpus_per_node.unwrap_or(s.gpus_per_node);
+        s.inter_node_gbps = self.inter_node_gbps.unwrap_or(s.inter_node_gbps);
+        s.zero = self.zero.unwrap_or(s.zero);
+        s.grad_accum = self.grad_accum.unwrap_or(s.grad_accum);
+        s.workspace_gib = self.workspace_gib.unwrap_or(s.workspace_gib);
+        s.price_per_gpu_hour = self.price_per_gpu_hour.or(s.price_per_gpu_hour);
+        if s.step.batch == 0 || s.gpus == 0 || s.gpus_per_node == 0 || s.grad_accum == 0 {
+            return Err(Error::spec(
+                file,
+                table,
+                "batch, gpus, gpus_per_node and grad_accum must be positive",
+            ));
+        }
+        if s.zero > 3 {
+            return Err(Error::spec(
+                file,
+                field("zero"),
+                format!("{} is not a ZeRO stage (0-3)", s.zero),
+            ));
+        }
+        Ok(s)
+    }
+}

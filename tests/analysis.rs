@@ -286,8 +286,8 @@ fn peak_elasticity(args: &[&str]) -> f64 {
 
 #[test]
 fn elasticity_to_peak_flops_is_between_minus_one_and_zero() {
-    let seed = peak_elasticity(&[]);
-    assert!((-1.0..=0.0).contains(&seed), "{seed}");
+    let planned = peak_elasticity(&[]);
+    assert!((-1.0..=0.0).contains(&planned), "{planned}");
     // Nearly all compute-bound: a 7B GEMM-dominated model with fp32 GEMMs and fp32 (math SDPA)
     // attention on the vector units, CUDA graphs (no host dispatch), one GPU (no communication).
     let args = [
@@ -346,4 +346,13 @@ fn committed_reports_are_current() {
             "reports/{name} is not what the current code generates; run `cargo run -- report --out reports` and commit"
         );
     }
+}
+
+#[test]
+fn the_example_plan_runs_the_embedded_defaults() {
+    let plan = roofline::analysis::audit::plan::Plan::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans/jit-b4-8xh200.toml"),
+    )
+    .unwrap();
+    assert_eq!(plan.run, roofline::scenario::ScenarioSpec::default());
 }

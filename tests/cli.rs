@@ -302,3 +302,87 @@ fn validate_reads_the_example_measurements() {
     assert_eq!(code, 2);
     assert!(err.contains("--gpu"), "{err}");
 }
+
+#[test]
+fn audit_checks_every_claim_of_the_example_plan() {
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/plans/jit-b4-8xh200.toml"
+    );
+    let v = json(&["audit", plan, "--json"]);
+    let checks = v["checks"].as_array().unwrap();
+    let verdict = |topic: &str| -> Vec<String> {
+        checks
+            .iter()
+            .filter(|c| c["topic"] == topic)
+            .map(|c| c["verdict"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The note's ~2000 TFLOP/s is the 2:4-sparse figure and its memory is HBM3e, not HBM3.
+    assert_eq!(verdict("GPU bf16 peak"), ["wrong"]);
+    assert_eq!(verdict("GPU memory technology"), ["wrong"]);
+    assert_eq!(verdict("GPU memory"), ["holds"]);
+    assert_eq!(verdict("global batch"), ["holds"]);
+    assert_eq!(verdict("fits in memory"), ["holds"]);
+    assert_eq!(verdict("what a token is"), ["wrong"]);
+    assert_eq!(verdict("throughput"), ["too-pessimistic"; 3]);
+    assert_eq!(verdict("slowdown"), ["does-not-apply"; 2]);
+    // The implied MFU of a claim is samples/s x FLOPs per sample over the fleet's peak.
+    let c0 = &v["claimed"][0];
+    let (sps, mfu) = (
+        c0["per_reading"][0][0].as_f64().unwrap(),
+        c0["per_reading"][0][1].as_f64().unwrap(),
+    );
+    assert!((sps - 240e3 / 2000.0).abs() < 1e-9);
+    let expected = sps * v["model_flops_per_sample"].as_f64().unwrap()
+        / (8.0 * v["peak_flops"].as_f64().unwrap());
+    assert!((mfu / expected - 1.0).abs() < 1e-12);
+    let (code, out, _) = roofline(&["audit", plan]);
+    assert_eq!(code, 0);
+    assert!(out.contains("| GPU bf16 peak |"), "{out}");
+}
+
+#[test]
+fn bad_plans_name_the_file_and_the_field() {
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/plans/jit-b4-8xh200.toml"
+    ))
+    .unwrap();
+    for (from, to, field) in [
+        (
+            "attention = \"naive\"",
+            "attention = \"nave\"",
+            "run.attention",
+        ),
+        (
+            "global_batch = 512",
+            "global_batch = 512\nglobal_btch = 3",
+            "global_btch",
+        ),
+        (
+            "bf16_tflops = 2000",
+            "bf16_tflops = -2000",
+            "claims.hardware.bf16_tflops",
+        ),
+        (
+            "mode = \"graphs\"",
+            "mode = \"graphs\"\nbatch = 0",
+            "alternatives[2]",
+        ),
+        (
+            "label = \"FlashAttention-2, torch.compile\"\n",
+            "",
+            "alternatives[1].label",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let p = temp_spec("plan.toml", &base.replacen(from, to, 1));
+        let (code, _, err) = roofline(&["audit", p.to_str().unwrap()]);
+        assert_eq!(code, 2, "{to}: {err}");
+        assert!(
+            err.contains("plan.toml") && err.contains(field),
+            "{to}: {err}"
+        );
+    }
+}

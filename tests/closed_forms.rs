@@ -184,7 +184,7 @@ fn full_checkpointing_recomputes_the_forward_of_every_block() {
 }
 
 #[test]
-fn the_seed_workload_has_the_expected_shapes() {
+fn the_planned_workload_has_the_expected_shapes() {
     let ops = ops_for("jit-b4", &step(64, AttentionImpl::Naive));
     let find = |name: &str| {
         ops.iter()

@@ -245,7 +245,7 @@ fn fusion_and_graphs_only_help() {
 }
 
 #[test]
-fn flash_attention_is_faster_than_naive_at_the_seed_shape() {
+fn flash_attention_is_faster_than_naive_at_the_planned_shape() {
     let t = |attention| {
         let run = RunConfig {
             step: StepConfig {

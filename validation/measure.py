@@ -140,7 +140,7 @@ def parse_config(spec: str) -> dict:
 
 
 def plan_configs(args) -> list[dict]:
-    """The configurations to run, in order: per model (jit-b4, the seed's workload, first),
+    """The configurations to run, in order: per model (jit-b4, the planned workload, first),
     eager batches then the compiled ones (compiling is the slow part)."""
     if args.config:
         return [parse_config(s) for s in args.config]

@@ -29,8 +29,9 @@ pub enum Command {
     Memory(MemoryArgs),
     /// Step time, throughput, MFU, memory, training time and cost (default: the planned JiT-B/4 run).
     Estimate(EstimateArgs),
-    /// Regenerate the audit of the planned JiT-B/4 run (reports/seed-audit.md).
-    AuditSeed(AuditArgs),
+    /// Audit a training plan: every claim of a plan file checked against the model
+    /// (e.g. examples/plans/jit-b4-8xh200.toml).
+    Audit(AuditArgs),
     /// Run the CUDA microbenchmarks on this machine's GPU (needs an NVIDIA driver).
     Bench(BenchArgs),
     /// Fit the time model to `roofline bench` measurements and write a calibration file.
@@ -269,12 +270,17 @@ pub struct ReportArgs {
     pub out: PathBuf,
 }
 
-/// `roofline audit-seed`.
+/// `roofline audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Where to write the report.
-    #[arg(long, default_value = "reports/seed-audit.md")]
-    pub out: PathBuf,
+    /// The plan file (TOML; see examples/plans/).
+    pub plan: PathBuf,
+    /// Write the Markdown report here instead of printing it.
+    #[arg(long, conflicts_with = "json")]
+    pub out: Option<PathBuf>,
+    /// Print the audit as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `roofline validate`.

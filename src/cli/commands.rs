@@ -227,11 +227,22 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `roofline audit-seed`.
-pub fn audit_seed(a: &AuditArgs) -> Result<()> {
-    let md = analysis::audit::seed_audit()?;
-    files::write(&a.out, md.as_bytes())?;
-    eprintln!("wrote {}", a.out.display());
+/// `roofline audit`.
+pub fn audit(a: &AuditArgs) -> Result<()> {
+    let plan = analysis::audit::plan::Plan::load(&a.plan)?;
+    let r = analysis::audit::audit(&plan)?;
+    if a.json {
+        println!("{}", json::to_string(&r)?);
+        return Ok(());
+    }
+    let md = markdown::audit(&r);
+    match &a.out {
+        Some(out) => {
+            files::write(out, md.as_bytes())?;
+            eprintln!("wrote {}", out.display());
+        }
+        None => print!("{md}"),
+    }
     Ok(())
 }
 

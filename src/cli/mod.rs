@@ -23,7 +23,7 @@ fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Bench(a) => commands::bench(&a),
         Command::Calibrate(a) => commands::calibrate(&a),
         Command::Validate(a) => commands::validate(&a),
-        Command::AuditSeed(a) => commands::audit_seed(&a),
+        Command::Audit(a) => commands::audit(&a),
         Command::Plot(a) => commands::plot(&a),
         Command::Sweep(a) => commands::sweep(&a),
         Command::Sensitivity(a) => commands::sensitivity(&a),

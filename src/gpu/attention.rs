@@ -1,4 +1,4 @@
-//! Attention suite at the seed's shape: batch 64, 12 heads, seq 512, head dim 64, non-causal,
+//! Attention suite at the planned JiT-B/4 shape: batch 64, 12 heads, seq 512, head dim 64, non-causal,
 //! bf16 Q/K/V/O [B*H, S, 64]. FLOPs in FlashAttention's convention, forward = 4 B s^2 h dh
 //! (QK^T and PV, 2 FLOPs per multiply-add; softmax not counted).
 //! Bytes: fused = Q, K, V read and O written once = 4 B h s dh * 2; naive adds the fp32 score

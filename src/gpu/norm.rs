@@ -1,4 +1,4 @@
-//! Normalization suite over bf16 activations [64*512, 768] (the seed's batch x tokens x width):
+//! Normalization suite over bf16 activations [64*512, 768] (the planned JiT-B/4 run's batch x tokens x width):
 //! RMSNorm (fp32 math, eps 1e-6, bf16 weight) and adaLN modulate y = x (1 + scale[b]) + shift[b]
 //! with scale and shift per sample, broadcast over the 512 tokens. Bytes: x read and y written
 //! once (2 * rows * D * 2) plus the weight (D * 2) or scale and shift (2 * B * D * 2).

@@ -76,6 +76,9 @@ pub struct Achievable {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Memory {
+    /// Memory technology as the datasheet names it (HBM3e, GDDR6...), informational; the
+    /// `hbm_bandwidth` source states it.
+    pub technology: Option<String>,
     /// HBM (or GDDR) bandwidth in B/s.
     pub hbm_bandwidth: Sourced,
     /// Capacity in bytes.
@@ -110,6 +113,8 @@ pub struct Interconnect {
     pub allreduce_bus_bandwidth: Sourced,
     /// Fixed latency of one all-reduce call (s).
     pub allreduce_latency_s: Sourced,
+    /// Host-to-device bandwidth per GPU and direction (B/s; PCIe), for data-loading checks.
+    pub host_bandwidth: Option<Sourced>,
 }
 
 /// Fused attention kernels' efficiency on this GPU: fraction of the bf16 tensor peak reached
@@ -261,6 +266,11 @@ impl GpuSpec {
             (
                 "peak_flops.tf32_tensor",
                 &self.peak_flops.tf32_tensor,
+                false,
+            ),
+            (
+                "interconnect.host_bandwidth",
+                &self.interconnect.host_bandwidth,
                 false,
             ),
             ("achievable.fp16_tensor", &self.achievable.fp16_tensor, true),

@@ -1,8 +1,7 @@
-//! What a GPU attains: peaks times efficiencies, resolved from the GPU spec and an optional
-//! calibration file (which overrides any value it names).
+//! What a GEMM or a fused attention kernel attains on a [`Machine`]: its peak times efficiencies.
 //!
-//! GEMM efficiency model (shape-aware; after the wave-quantization analysis of REFERENCE.md s.7
-//! and NVIDIA's "Matrix Multiplication Background" guide):
+//! GEMM efficiency model (shape-aware; tile and wave quantization as in NVIDIA's "Matrix
+//! Multiplication Background User's Guide", worked through in docs/reference.md §6):
 //!
 //! eff(M, N, K) = a · max over tiles (tm, tn) of [ q_tile · u_wave · r · K' / (K' + k0) ], K' = K / split
 //!
