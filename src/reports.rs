@@ -19,7 +19,7 @@ use crate::analysis::summary::EstimateReport;
 use crate::error::Result;
 use crate::estimate::Estimator;
 use crate::scenario::{Dataset, DatasetSize, ScenarioSpec};
-use crate::units::{human_duration, si, Seconds};
+use crate::units::{human_duration, si};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -94,11 +94,11 @@ pub fn gpu_comparison() -> Result<String> {
             s,
             "| {} | {} | {:.0} | {} | {:.1}% | {} | {} |",
             r.gpu_display_name,
-            human_duration(Seconds(r.step_time_s)),
+            human_duration(r.step_time_s),
             r.samples_per_s,
             si(r.tokens_per_s),
             r.mfu * 100.0,
-            crate::units::binary_bytes(crate::units::Bytes(r.memory_per_gpu_bytes)),
+            crate::units::binary_bytes(r.memory_per_gpu_bytes),
             r.price_per_gpu_hour
                 .map_or("n/a".to_string(), |p| format!("${p:.2}"))
         );
@@ -136,8 +136,7 @@ pub fn gpu_comparison() -> Result<String> {
                     "| {} | {name} | {} | {} | {} | {} |",
                     g,
                     si(samples),
-                    r.train_time_s
-                        .map_or("n/a".into(), |t| human_duration(Seconds(t))),
+                    r.train_time_s.map_or("n/a".into(), human_duration),
                     r.gpu_hours.map_or("n/a".into(), |h| format!("{h:.0}")),
                     r.cost.map_or("n/a".into(), |c| format!("${c:.0}"))
                 );

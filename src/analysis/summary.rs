@@ -10,7 +10,7 @@ use crate::scenario::{DatasetSize, Scenario};
 use crate::spec::model::ModelKind;
 use crate::time::figures::figure;
 use crate::time::{op_time, OpTime};
-use crate::units::{binary_bytes, Bytes};
+use crate::units::{binary_bytes, Bytes, FlopRate, Flops, Seconds};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -32,25 +32,25 @@ pub struct MemoryReport {
     /// Trainable parameters.
     pub params: u64,
     /// fp32 weights.
-    pub weights_bytes: f64,
+    pub weights_bytes: Bytes,
     /// fp32 gradients.
-    pub gradients_bytes: f64,
+    pub gradients_bytes: Bytes,
     /// AdamW states.
-    pub optimizer_bytes: f64,
+    pub optimizer_bytes: Bytes,
     /// EMA copies.
-    pub ema_bytes: f64,
+    pub ema_bytes: Bytes,
     /// Autocast weight copies.
-    pub weight_copies_bytes: f64,
+    pub weight_copies_bytes: Bytes,
     /// Activations kept for backward.
-    pub activations_bytes: f64,
+    pub activations_bytes: Bytes,
     /// Largest backward transient.
-    pub transient_bytes: f64,
+    pub transient_bytes: Bytes,
     /// Workspace and fragmentation (assumption).
-    pub workspace_bytes: f64,
+    pub workspace_bytes: Bytes,
     /// Total per GPU.
-    pub total_bytes: f64,
+    pub total_bytes: Bytes,
     /// GPU memory capacity.
-    pub capacity_bytes: f64,
+    pub capacity_bytes: Bytes,
     /// Whether it fits.
     pub fits: bool,
     /// Largest batch that fits.
@@ -71,16 +71,16 @@ impl MemoryReport {
             checkpointing: s.run.step.checkpointing.to_string(),
             zero: mc.zero,
             params: m.params,
-            weights_bytes: m.weights_bytes.0,
-            gradients_bytes: m.gradients_bytes.0,
-            optimizer_bytes: m.optimizer_bytes.0,
-            ema_bytes: m.ema_bytes.0,
-            weight_copies_bytes: m.weight_copies_bytes.0,
-            activations_bytes: m.activations_bytes.0,
-            transient_bytes: m.transient_bytes.0,
-            workspace_bytes: m.workspace_bytes.0,
-            total_bytes: m.total_bytes.0,
-            capacity_bytes: cap.0,
+            weights_bytes: m.weights_bytes,
+            gradients_bytes: m.gradients_bytes,
+            optimizer_bytes: m.optimizer_bytes,
+            ema_bytes: m.ema_bytes,
+            weight_copies_bytes: m.weight_copies_bytes,
+            activations_bytes: m.activations_bytes,
+            transient_bytes: m.transient_bytes,
+            workspace_bytes: m.workspace_bytes,
+            total_bytes: m.total_bytes,
+            capacity_bytes: cap,
             fits: m.total_bytes <= cap,
             max_batch: m.max_batch(cap, &mc, s.run.step.batch),
         }
@@ -138,21 +138,21 @@ pub struct EstimateReport {
     /// Trainable parameters.
     pub params: u64,
     /// Optimizer step time.
-    pub step_time_s: f64,
+    pub step_time_s: Seconds,
     /// Forward per micro-step.
-    pub forward_s: f64,
+    pub forward_s: Seconds,
     /// Backward per micro-step.
-    pub backward_s: f64,
+    pub backward_s: Seconds,
     /// Optimizer per step.
-    pub optimizer_s: f64,
+    pub optimizer_s: Seconds,
     /// Host dispatch per step.
-    pub host_dispatch_s: f64,
+    pub host_dispatch_s: Seconds,
     /// Kernels per step.
     pub kernels_per_step: f64,
     /// Communication per step, total.
-    pub comm_total_s: f64,
+    pub comm_total_s: Seconds,
     /// Communication per step, not hidden.
-    pub comm_exposed_s: f64,
+    pub comm_exposed_s: Seconds,
     /// Seconds per step by class (sums to step_time_s).
     pub breakdown: BTreeMap<&'static str, f64>,
     /// Seconds per step of op time by binding roof.
@@ -174,19 +174,19 @@ pub struct EstimateReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_patch_tokens_per_s: Option<f64>,
     /// Model FLOPs per GPU per step.
-    pub model_flops_per_gpu_step: f64,
+    pub model_flops_per_gpu_step: Flops,
     /// Executed FLOPs per GPU per step.
-    pub hw_flops_per_gpu_step: f64,
+    pub hw_flops_per_gpu_step: Flops,
     /// Peak used for MFU and HFU.
-    pub mfu_peak_flops: f64,
+    pub mfu_peak_flops: FlopRate,
     /// Model FLOPs utilization.
     pub mfu: f64,
     /// Hardware FLOPs utilization.
     pub hfu: f64,
     /// Memory per GPU.
-    pub memory_per_gpu_bytes: f64,
+    pub memory_per_gpu_bytes: Bytes,
     /// GPU memory capacity.
-    pub memory_capacity_bytes: f64,
+    pub memory_capacity_bytes: Bytes,
     /// Whether the step fits.
     pub fits: bool,
     /// Largest batch per GPU that fits.
@@ -198,7 +198,7 @@ pub struct EstimateReport {
     pub dataset: Option<DatasetReport>,
     /// Training time, when a dataset is given.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub train_time_s: Option<f64>,
+    pub train_time_s: Option<Seconds>,
     /// GPU-hours, when a dataset is given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_hours: Option<f64>,
@@ -235,8 +235,8 @@ impl EstimateReport {
         let vision = model.kind == ModelKind::Vision;
         let (price, price_source) = s.price().unzip();
         let dataset = dataset(s, e);
-        let train_time = dataset.as_ref().map(|d| d.steps * e.step_time.0);
-        let gpu_hours = train_time.map(|t| t / 3600.0 * gpus);
+        let train_time = dataset.as_ref().map(|d| e.step_time * d.steps);
+        let gpu_hours = train_time.map(|t| t.0 / 3600.0 * gpus);
         let cost = match (gpu_hours, price) {
             (Some(h), Some(p)) => Some(h * p),
             _ => None,
@@ -257,14 +257,14 @@ impl EstimateReport {
             zero: run.zero,
             ema: run.step.ema,
             params: e.params,
-            step_time_s: e.step_time.0,
-            forward_s: e.forward.0,
-            backward_s: e.backward.0,
-            optimizer_s: e.optimizer.0,
-            host_dispatch_s: e.host.0,
+            step_time_s: e.step_time,
+            forward_s: e.forward,
+            backward_s: e.backward,
+            optimizer_s: e.optimizer,
+            host_dispatch_s: e.host,
             kernels_per_step: e.kernels,
-            comm_total_s: e.comm_total.0,
-            comm_exposed_s: e.comm_exposed.0,
+            comm_total_s: e.comm_total,
+            comm_exposed_s: e.comm_exposed,
             breakdown,
             by_bound,
             samples_per_s: e.samples_per_s,
@@ -275,13 +275,13 @@ impl EstimateReport {
             tokens_per_s_per_gpu: e.tokens_per_s / gpus,
             target_patch_tokens_per_s: vision
                 .then_some(e.samples_per_s * model.tokens.target as f64),
-            model_flops_per_gpu_step: e.model_flops.0,
-            hw_flops_per_gpu_step: e.hw_flops.0,
-            mfu_peak_flops: e.mfu_peak.0,
+            model_flops_per_gpu_step: e.model_flops,
+            hw_flops_per_gpu_step: e.hw_flops,
+            mfu_peak_flops: e.mfu_peak,
             mfu: e.mfu,
             hfu: e.hfu,
-            memory_per_gpu_bytes: e.memory.total_bytes.0,
-            memory_capacity_bytes: mach.capacity.0,
+            memory_per_gpu_bytes: e.memory.total_bytes,
+            memory_capacity_bytes: mach.capacity,
             fits: e.fits,
             max_batch: e.max_batch,
             memory: e.memory,

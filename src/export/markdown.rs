@@ -20,17 +20,13 @@ pub fn estimate(r: &EstimateReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "| quantity | value |");
     let _ = writeln!(s, "|---|---|");
-    let _ = writeln!(
-        s,
-        "| step time | {} |",
-        human_duration(Seconds(r.step_time_s))
-    );
+    let _ = writeln!(s, "| step time | {} |", human_duration(r.step_time_s));
     for (k, v) in &r.breakdown {
         let _ = writeln!(
             s,
             "| - {k} | {} ({:.1}%) |",
             human_duration(Seconds(*v)),
-            100.0 * v / r.step_time_s
+            100.0 * v / r.step_time_s.0
         );
     }
     let _ = writeln!(s, "| samples/s (fleet) | {:.1} |", r.samples_per_s);
@@ -45,13 +41,13 @@ pub fn estimate(r: &EstimateReport) -> String {
     let _ = writeln!(
         s,
         "| memory per GPU | {} of {} ({}) |",
-        binary_bytes(Bytes(r.memory_per_gpu_bytes)),
-        binary_bytes(Bytes(r.memory_capacity_bytes)),
+        binary_bytes(r.memory_per_gpu_bytes),
+        binary_bytes(r.memory_capacity_bytes),
         if r.fits { "fits" } else { "does not fit" }
     );
     let _ = writeln!(s, "| largest batch that fits | {} |", r.max_batch);
     if let Some(t) = r.train_time_s {
-        let _ = writeln!(s, "| training time | {} |", human_duration(Seconds(t)));
+        let _ = writeln!(s, "| training time | {} |", human_duration(t));
     }
     if let Some(c) = r.cost {
         let _ = writeln!(s, "| cost | ${c:.0} |");

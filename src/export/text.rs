@@ -121,14 +121,14 @@ pub fn memory(r: &MemoryReport) -> String {
         ("workspace + fragmentation (assumption)", r.workspace_bytes),
     ];
     for (name, v) in rows {
-        let _ = writeln!(s, "  {name:<40} {:>12}", binary_bytes(Bytes(v)));
+        let _ = writeln!(s, "  {name:<40} {:>12}", binary_bytes(v));
     }
     let _ = writeln!(
         s,
         "  {:<40} {:>12}  of {} ({})",
         "total per GPU",
-        binary_bytes(Bytes(r.total_bytes)),
-        binary_bytes(Bytes(r.capacity_bytes)),
+        binary_bytes(r.total_bytes),
+        binary_bytes(r.capacity_bytes),
         if r.fits { "fits" } else { "DOES NOT FIT" }
     );
     let _ = writeln!(s, "  largest batch per GPU that fits: {}", r.max_batch);
@@ -162,17 +162,17 @@ pub fn estimate(r: &EstimateReport) -> String {
     let _ = writeln!(
         s,
         "step time          {:>12}   (forward {}, backward {} per micro-step; optimizer {} per step)",
-        human_duration(Seconds(r.step_time_s)),
-        human_duration(Seconds(r.forward_s)),
-        human_duration(Seconds(r.backward_s)),
-        human_duration(Seconds(r.optimizer_s))
+        human_duration(r.step_time_s),
+        human_duration(r.forward_s),
+        human_duration(r.backward_s),
+        human_duration(r.optimizer_s)
     );
     for (k, v) in &r.breakdown {
         let _ = writeln!(
             s,
             "  {k:<16} {:>12}   {:>5.1}%",
             human_duration(Seconds(*v)),
-            100.0 * v / r.step_time_s
+            100.0 * v / r.step_time_s.0
         );
     }
     let _ = writeln!(
@@ -182,14 +182,14 @@ pub fn estimate(r: &EstimateReport) -> String {
         human_duration(Seconds(r.by_bound["memory"])),
         human_duration(Seconds(r.by_bound["launch"])),
         r.kernels_per_step,
-        human_duration(Seconds(r.host_dispatch_s))
+        human_duration(r.host_dispatch_s)
     );
     if r.gpus > 1 {
         let _ = writeln!(
             s,
             "  communication: {} per step, {} exposed",
-            human_duration(Seconds(r.comm_total_s)),
-            human_duration(Seconds(r.comm_exposed_s))
+            human_duration(r.comm_total_s),
+            human_duration(r.comm_exposed_s)
         );
     }
     let _ = writeln!(s);
@@ -216,14 +216,14 @@ pub fn estimate(r: &EstimateReport) -> String {
         "MFU                {:.1}%  (HFU {:.1}%; model {}FLOP per GPU-step over {}FLOP/s dense peak)",
         r.mfu * 100.0,
         r.hfu * 100.0,
-        si(r.model_flops_per_gpu_step),
-        si(r.mfu_peak_flops)
+        si(r.model_flops_per_gpu_step.0),
+        si(r.mfu_peak_flops.0)
     );
     let _ = writeln!(
         s,
         "memory per GPU     {} of {} ({}); largest batch that fits: {}",
-        binary_bytes(Bytes(r.memory_per_gpu_bytes)),
-        binary_bytes(Bytes(r.memory_capacity_bytes)),
+        binary_bytes(r.memory_per_gpu_bytes),
+        binary_bytes(r.memory_capacity_bytes),
         if r.fits { "fits" } else { "DOES NOT FIT" },
         r.max_batch
     );
@@ -252,7 +252,7 @@ pub fn estimate(r: &EstimateReport) -> String {
         let _ = writeln!(
             s,
             "training time      {}  ({} optimizer steps)",
-            human_duration(Seconds(t)),
+            human_duration(t),
             d.steps
         );
         if let Some(h) = r.gpu_hours {
