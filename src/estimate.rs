@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{ExecMode, OpClass, OpKind, Phase, StepConfig, StepGraph};
-use crate::memory::{footprint, MemoryBreakdown, MemoryConfig};
+use crate::memory::{footprint_of, MemoryBreakdown, MemoryConfig};
 use crate::spec::ModelSpec;
 use crate::time::{comm, op_time, Bound, Fleet, Machine};
 use crate::units::{FlopRate, Flops, Seconds};
@@ -283,7 +283,7 @@ impl Estimator {
         let host_excess = Seconds((host.0 - gpu.0).max(0.0));
         breakdown.launch_overhead = gaps + host_excess;
 
-        let params = crate::graph::param_count(model);
+        let params = self.graph.params();
         let (comm_total, comm_exposed) = comm::exposed_communication(
             &run.fleet,
             mach,
@@ -300,7 +300,7 @@ impl Estimator {
         let step_time = gpu + host_excess + comm_exposed;
 
         let mc = run.memory_config();
-        let memory = footprint(model, &run.step, self.graph.ops(), &mc);
+        let memory = footprint_of(&params, &run.step, self.graph.ops(), &mc);
         let capacity = mach.capacity;
         let mfu_peak = mach.mfu_peak(run.step.precision);
         let samples_per_step = (run.step.batch as f64) * k * run.fleet.gpus as f64;

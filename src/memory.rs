@@ -10,7 +10,7 @@
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
 
-use crate::graph::{param_count, Dtype, PrecisionPolicy};
+use crate::graph::{param_count, Dtype, ParamCount, PrecisionPolicy};
 use crate::graph::{Chain, Checkpointing, Layer, Op, OpKind, Phase, Role, StepConfig};
 use crate::spec::ModelSpec;
 use crate::units::Bytes;
@@ -180,7 +180,16 @@ pub fn footprint(
     ops: &[Op],
     mc: &MemoryConfig,
 ) -> MemoryBreakdown {
-    let p = param_count(m);
+    footprint_of(&param_count(m), cfg, ops, mc)
+}
+
+/// [`footprint`] of a model with parameter count `p`.
+pub fn footprint_of(
+    p: &ParamCount,
+    cfg: &StepConfig,
+    ops: &[Op],
+    mc: &MemoryConfig,
+) -> MemoryBreakdown {
     let pf = p.total as f64;
     let dp = mc.dp.max(1) as f64;
     let shard = |stage: u8| if mc.zero >= stage { 1.0 / dp } else { 1.0 };

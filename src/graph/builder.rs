@@ -96,6 +96,7 @@ pub(crate) struct Meta {
 
 impl Meta {
     /// Bookkeeping of an op without a derived backward.
+    #[inline]
     pub fn none(names: &'static Names) -> Self {
         Meta {
             names,
@@ -111,6 +112,7 @@ impl Meta {
 /// its neighbours, so its fused traffic equals its traffic, and it keeps nothing for backward
 /// unless the caller says so.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub(crate) fn library_op(
     name: &'static str,
     layer: Layer,
@@ -184,6 +186,7 @@ pub(crate) struct Vector {
 impl Vector {
     /// A vector op of `kind` and `class`: `flops`, its main input (`main_in` bytes, the tensor
     /// the previous op of a chain hands over) and its `output` bytes. Backward: [`Bwd::Generic`].
+    #[inline]
     pub fn new(kind: OpKind, class: OpClass, flops: Flops, main_in: Bytes, output: Bytes) -> Self {
         Vector {
             kind,
@@ -203,6 +206,7 @@ impl Vector {
     }
 
     /// A pointwise op or cast ([`OpKind::Elementwise`], class elementwise).
+    #[inline]
     pub fn pointwise(flops: Flops, main_in: Bytes, output: Bytes) -> Self {
         Self::new(
             OpKind::Elementwise,
@@ -216,6 +220,7 @@ impl Vector {
     /// An op with no forward kernel (a view, a reuse of a tensor) whose backward is one or more
     /// kernels of its own: `kernels` kernels reading `read` and writing `written` bytes, never
     /// fused with neighbours.
+    #[inline]
     pub fn backward_only(kernels: u8, read: Bytes, written: Bytes, flops: Flops) -> Self {
         Vector::pointwise(Flops::ZERO, Bytes::ZERO, Bytes::ZERO)
             .alone()
@@ -230,42 +235,50 @@ impl Vector {
     }
 
     /// The op (and its backward) is sized by the parameters, not the batch.
+    #[inline]
     pub fn weights(mut self) -> Self {
         self.weight_sized = true;
         self
     }
     /// In eager mode the op runs as `kernels` kernels moving `read` and `written` bytes in all
     /// (a composite of framework ops); fused, it moves only its inputs and outputs.
+    #[inline]
     pub fn composite(mut self, kernels: u8, read: Bytes, written: Bytes) -> Self {
         self.composite = Some((kernels, read, written));
         self
     }
     /// Inputs besides the main one (read in every mode).
+    #[inline]
     pub fn side(mut self, b: Bytes) -> Self {
         self.side_in = b;
         self
     }
     /// Activation bytes kept for backward.
+    #[inline]
     pub fn saved(mut self, b: Bytes) -> Self {
         self.saved = b;
         self
     }
     /// The output is needed outside its fused chain.
+    #[inline]
     pub fn keep(mut self) -> Self {
         self.keep = true;
         self
     }
     /// Never fused with its neighbours.
+    #[inline]
     pub fn alone(mut self) -> Self {
         self.alone = true;
         self
     }
     /// Part of the unfused attention core (selective checkpointing recomputes it).
+    #[inline]
     pub fn core(mut self) -> Self {
         self.core = true;
         self
     }
     /// How its backward is derived.
+    #[inline]
     pub fn bwd(mut self, b: Bwd) -> Self {
         self.bwd = b;
         self
@@ -274,12 +287,14 @@ impl Vector {
 
 impl Builder<'_> {
     /// Appends a forward op and its bookkeeping.
+    #[inline]
     pub fn push(&mut self, op: Op, meta: Meta) {
         self.ops.push(op);
         self.meta.push(meta);
     }
 
     /// Gives the last op pushed its [`Role`].
+    #[inline]
     pub fn mark(&mut self, role: Role) {
         if let Some(op) = self.ops.last_mut() {
             op.role = role;
@@ -289,6 +304,7 @@ impl Builder<'_> {
     /// The ops pushed since index `first` run once per input on `times` inputs (e.g. the
     /// condition image and the target image embedded one after the other): same FLOPs and bytes
     /// in all, `times` launches each (their backward ops inherit the count).
+    #[inline]
     pub fn repeat_launches(&mut self, first: usize, times: u8) {
         for op in &mut self.ops[first..] {
             op.kernels = op.kernels.saturating_mul(times);
@@ -298,6 +314,7 @@ impl Builder<'_> {
     /// A vector op. Chain role: `Head` when no chain is open, `Member` when the previous op was a
     /// vector op of the same chain; a member consumes its predecessor's output on chip, so that
     /// output leaves the fused traffic unless kept.
+    #[inline]
     pub fn vector(&mut self, names: &'static Names, v: Vector) {
         let chain = if v.alone {
             Chain::Alone
@@ -357,6 +374,7 @@ impl Builder<'_> {
     /// operands) and the weight (K·N operands), writes y (M·N activations). When x arrives in
     /// another dtype (`src`) a cast op precedes it (autocast's cast of the input). Saves x for
     /// the weight gradient.
+    #[inline]
     pub fn linear(&mut self, l: &Linear, m: u64, src: Dtype) {
         let nu = self.policy;
         let (n, k) = (l.n, l.k);

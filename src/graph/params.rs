@@ -1,7 +1,7 @@
 //! Trainable parameter counts, exact (integers), from a model spec: the linear layers of
 //! [`super::shapes`] plus norms, tables and embeddings.
 
-use super::shapes::{Linear, LinearShapes};
+use super::shapes::LinearShapes;
 use crate::spec::model::{ModelKind, NormKind, PositionEmbed};
 use crate::spec::ModelSpec;
 use serde::Serialize;
@@ -37,23 +37,27 @@ pub fn norm_params(kind: NormKind, d: u64) -> u64 {
 
 /// Counts the trainable parameters. Frozen sin-cos position tables are not parameters.
 pub fn param_count(m: &ModelSpec) -> ParamCount {
+    param_count_of(m, &LinearShapes::of(m))
+}
+
+/// [`param_count`] with the model's linear layers already tabulated.
+pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount {
     let t = &m.transformer;
     let e = &m.embedding;
     let d = t.width;
     let dh = m.head_dim();
-    let shapes = LinearShapes::of(m);
-    let sum = |layers: &mut dyn Iterator<Item = &Linear>, f: fn(&Linear) -> u64| -> u64 {
-        layers.map(f).sum()
-    };
-
+    let (mut block_params, mut block_gemm) = (0, 0);
+    for l in shapes.block_layers() {
+        block_params += l.params();
+        block_gemm += l.weights();
+    }
+    let (mut embed, mut embed_gemm) = (0, 0);
+    for l in shapes.embed_layers() {
+        embed += l.params();
+        embed_gemm += l.weights();
+    }
     let adaln = shapes.adaln.map_or(0, |l| l.params());
-    let per_block = 2 * norm_params(t.norm, d)
-        + if t.qk_norm { 2 * dh } else { 0 }
-        + sum(&mut shapes.block_layers(), Linear::params);
-    let block_gemm = sum(&mut shapes.block_layers(), Linear::weights);
-
-    let mut embed = sum(&mut shapes.embed_layers(), Linear::params);
-    let embed_gemm = sum(&mut shapes.embed_layers(), Linear::weights);
+    let per_block = 2 * norm_params(t.norm, d) + if t.qk_norm { 2 * dh } else { 0 } + block_params;
     if m.kind == ModelKind::Language {
         embed += e.vocab * d;
     }
@@ -67,7 +71,7 @@ pub fn param_count(m: &ModelSpec) -> ParamCount {
     if !shapes.head_tied {
         head += shapes.head.params();
     }
-    let head_gemm = sum(&mut shapes.head_layers(), Linear::weights);
+    let head_gemm = shapes.head.weights() + shapes.final_adaln.map_or(0, |l| l.weights());
     let blocks = per_block * t.depth;
     ParamCount {
         embed,

@@ -4,6 +4,7 @@
 
 use super::backward::{emit_backward, emit_recompute};
 use super::builder::{Builder, Meta};
+use super::params::{param_count_of, ParamCount};
 use super::parts::{block, embed, head, optimizer};
 use super::precision::PrecisionPolicy;
 use super::shapes::LinearShapes;
@@ -14,7 +15,7 @@ use crate::spec::ModelSpec;
 /// Builds every op of one training step on one GPU into `ops` (cleared first).
 pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<()> {
     let mut meta = Vec::new();
-    build(m, cfg, ops, &mut meta)
+    build(m, cfg, ops, &mut meta).map(|_| ())
 }
 
 /// The op list of one training step with the bookkeeping the builder keeps beside each op.
@@ -23,6 +24,7 @@ pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<
 pub struct StepGraph {
     ops: Vec<Op>,
     meta: Vec<Meta>,
+    params: ParamCount,
 }
 
 impl StepGraph {
@@ -33,8 +35,13 @@ impl StepGraph {
 
     /// Rebuilds the graph for `m` and `cfg`.
     pub fn build(&mut self, m: &ModelSpec, cfg: &StepConfig) -> Result<&[Op]> {
-        build(m, cfg, &mut self.ops, &mut self.meta)?;
+        self.params = build(m, cfg, &mut self.ops, &mut self.meta)?;
         Ok(&self.ops)
+    }
+
+    /// The trainable parameters of the model of the last build.
+    pub fn params(&self) -> ParamCount {
+        self.params
     }
 
     /// The ops of the last build.
@@ -76,12 +83,19 @@ fn check(cfg: &StepConfig, policy: &PrecisionPolicy) -> Result<()> {
     Ok(())
 }
 
-fn build(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>, meta: &mut Vec<Meta>) -> Result<()> {
+/// Builds the step into `ops` and `meta`; returns the model's parameter count.
+fn build(
+    m: &ModelSpec,
+    cfg: &StepConfig,
+    ops: &mut Vec<Op>,
+    meta: &mut Vec<Meta>,
+) -> Result<ParamCount> {
     let policy = PrecisionPolicy::of(cfg.precision);
     check(cfg, &policy)?;
     ops.clear();
     meta.clear();
     let shapes = LinearShapes::of(m);
+    let params = param_count_of(m, &shapes);
     let mut b = Builder {
         ops,
         meta,
@@ -123,6 +137,6 @@ fn build(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>, meta: &mut Vec<Meta
     }
     emit_backward(&mut b, 0, embed_end);
 
-    optimizer::step(&mut b, m, cfg);
-    Ok(())
+    optimizer::step(&mut b, &params, cfg);
+    Ok(params)
 }

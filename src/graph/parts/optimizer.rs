@@ -2,13 +2,12 @@
 //! parameter: AdamW 14, EMA 3.
 
 use crate::graph::builder::{library_op, n, Builder, Meta, FP32};
-use crate::graph::{param_count, Dtype, Layer, Op, OpClass, OpKind, Phase, StepConfig, Unit};
-use crate::spec::ModelSpec;
+use crate::graph::{Dtype, Layer, Op, OpClass, OpKind, ParamCount, Phase, StepConfig, Unit};
 use crate::units::{Bytes, Flops};
 
 /// AdamW and the EMA updates of one optimizer step.
-pub(crate) fn step(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig) {
-    let total = param_count(m).total as f64;
+pub(crate) fn step(b: &mut Builder, params: &ParamCount, cfg: &StepConfig) {
+    let total = params.total as f64;
     // Under ZeRO-1 and up each rank updates its shard of the parameters.
     let p = total / cfg.optimizer_shards.max(1) as f64;
     // Low-precision parameters (bf16-pure) are written back from the fp32 master copy too.
