@@ -1,6 +1,7 @@
-//! The crate's error type. Every error a user can cause (a bad spec file, an unknown name, a
-//! nonsensical setting, a missing GPU driver) maps to exit code 2 with a message that names the
-//! file and the field; I/O failures writing outputs map to exit code 1.
+//! The crate's error type. Every error a user or the environment can cause (a bad spec file, an
+//! unknown name, a nonsensical setting, a missing or unreadable file, an output that cannot be
+//! written, a missing GPU driver) maps to exit code 2 with a message that names the file and the
+//! field; exit code 1 is reserved for internal failures ([`Error::Internal`]), which are bugs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ pub enum Error {
     },
     /// The GPU side (driver, NVRTC, cuBLAS) is unavailable or failed.
     Gpu(String),
+    /// A result the code should never produce (a non-finite figure, a chart that cannot be
+    /// drawn): a bug, exit code 1.
+    Internal(String),
 }
 
 /// Convenience alias.
@@ -66,13 +70,19 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error: 2 for anything the user can fix in the input,
-    /// 1 for I/O failures.
+    /// The process exit code for this error: 1 for an internal failure, 2 for everything else
+    /// (the input, a file or the environment).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Io { .. } => 1,
+            Error::Internal(_) => 1,
             _ => 2,
         }
+    }
+
+    /// Writing to stdout failed because its reader went away (`roofline ... | head`): not an
+    /// error for a command-line tool, which then stops quietly.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     /// An [`Error::UnknownName`] with the closest known name as a suggestion.
@@ -132,6 +142,7 @@ impl fmt::Display for Error {
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Gpu(msg) => write!(f, "{msg}"),
+            Error::Internal(msg) => write!(f, "internal error (a bug; please report it): {msg}"),
         }
     }
 }

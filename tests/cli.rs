@@ -218,8 +218,9 @@ fn bad_spec_files_name_the_file_and_the_field() {
     let (code, _, err) = roofline(&["estimate", "--gpu", p.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("compute.sm_count"), "{err}");
+    // A missing file is bad input too: exit 2 (1 is reserved for internal failures).
     let (code, _, err) = roofline(&["estimate", "--gpu", "/nonexistent/gpu.toml"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/gpu.toml"), "{err}");
 }
 

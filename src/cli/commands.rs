@@ -12,15 +12,32 @@ use crate::spec;
 use std::io::IsTerminal;
 use std::path::Path;
 
+/// Writes `text` to stdout, naming stdout when that fails.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|_| o.flush())
+        .map_err(|e| Error::io(Path::new("<stdout>"), e))
+}
+
+/// A note to stderr; a closed stderr is no reason to stop.
+macro_rules! note {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// `roofline models`.
 pub fn models() -> Result<()> {
-    print!("{}", text::models(&analysis::catalog::models()?));
+    out(&text::models(&analysis::catalog::models()?))?;
     Ok(())
 }
 
 /// `roofline gpus`.
 pub fn gpus() -> Result<()> {
-    print!("{}", text::gpus(&analysis::catalog::gpus()?));
+    out(&text::gpus(&analysis::catalog::gpus()?))?;
     Ok(())
 }
 
@@ -31,9 +48,9 @@ pub fn ops(a: &OpsArgs) -> Result<()> {
     let mut ops = Vec::new();
     crate::graph::build_step(&model, &step, &mut ops)?;
     if a.json {
-        println!("{}", json::ops(&model, &step, &ops)?);
+        out(&format!("{}\n", json::ops(&model, &step, &ops)?))?;
     } else {
-        print!("{}", text::ops(&model, &step, &ops));
+        out(&text::ops(&model, &step, &ops))?;
     }
     Ok(())
 }
@@ -45,9 +62,9 @@ pub fn memory(a: &MemoryArgs) -> Result<()> {
     crate::graph::build_step(&s.model, &s.run.step, &mut ops)?;
     let report = analysis::summary::MemoryReport::new(&s, &ops);
     if a.json {
-        println!("{}", json::to_string(&report)?);
+        out(&format!("{}\n", json::to_string(&report)?))?;
     } else {
-        print!("{}", text::memory(&report));
+        out(&text::memory(&report))?;
     }
     Ok(())
 }
@@ -65,20 +82,20 @@ pub fn estimate(a: &EstimateArgs) -> Result<()> {
     };
     if a.json {
         match &interval {
-            Some(i) => println!("{}", json::estimate_with_interval(&report, i)?),
-            None => println!("{}", json::to_string(&report)?),
+            Some(i) => out(&format!("{}\n", json::estimate_with_interval(&report, i)?))?,
+            None => out(&format!("{}\n", json::to_string(&report)?))?,
         }
     } else if a.markdown {
-        print!("{}", markdown::estimate(&report));
+        out(&markdown::estimate(&report))?;
     } else {
-        print!("{}", text::estimate(&report));
+        out(&text::estimate(&report))?;
     }
     if let (Some(i), false) = (&interval, a.json) {
-        println!("\n{}", text::interval(i));
+        out(&format!("\n{}\n", text::interval(i)))?;
     }
     if a.ops {
         let rows = analysis::summary::op_times(&s, est.ops())?;
-        print!("{}", text::op_times(&rows, s.run.mode));
+        out(&text::op_times(&rows, s.run.mode))?;
     }
     Ok(())
 }
@@ -142,7 +159,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     }
     files::write_all(&out)?;
     let errors = r.rows.iter().filter(|x| x.error.is_some()).count();
-    eprintln!(
+    note!(
         "evaluated {} configurations in {:.3} s: {:.0} configurations/s on {} threads ({} invalid); wrote {}",
         r.configurations,
         r.eval_seconds,
@@ -152,7 +169,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         a.out.display()
     );
     if let Some(p) = &a.plot {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }
@@ -164,14 +181,14 @@ pub fn sensitivity(a: &SensitivityArgs) -> Result<()> {
     }
     let s = analysis::sensitivity::analyse(&a.scenario.scenario()?)?;
     if a.json {
-        println!("{}", json::to_string(&s)?);
+        out(&format!("{}\n", json::to_string(&s)?))?;
     } else {
-        print!("{}", text::sensitivity(&s));
+        out(&text::sensitivity(&s))?;
     }
     if let Some(p) = &a.out {
         let chart = plot::tornado::Tornado::new(&s);
         files::write(p, &render_for(&chart, p, SIZE)?)?;
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }
@@ -192,7 +209,7 @@ pub fn flash_report(a: &FlashArgs) -> Result<()> {
             markdown::flash_report(&r, Some(&format!("{stem}.svg"))).into_bytes(),
         ),
     ])?;
-    eprintln!(
+    note!(
         "wrote {} and its chart {} (and .png)",
         md.display(),
         svg.display()
@@ -211,7 +228,7 @@ pub fn plot(a: &PlotArgs) -> Result<()> {
             };
             let chart = analysis::roofline::chart(&s, measured)?;
             files::write(&r.out, &render_for(&chart, &r.out, SIZE)?)?;
-            eprintln!("wrote {}", r.out.display());
+            note!("wrote {}", r.out.display());
             Ok(())
         }
     }
@@ -222,7 +239,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     let out = crate::reports::files(&a.out)?;
     files::write_all(&out)?;
     for (p, _) in &out {
-        eprintln!("wrote {}", p.display());
+        note!("wrote {}", p.display());
     }
     Ok(())
 }
@@ -232,16 +249,16 @@ pub fn audit(a: &AuditArgs) -> Result<()> {
     let plan = analysis::audit::plan::Plan::load(&a.plan)?;
     let r = analysis::audit::audit(&plan)?;
     if a.json {
-        println!("{}", json::to_string(&r)?);
+        out(&format!("{}\n", json::to_string(&r)?))?;
         return Ok(());
     }
     let md = markdown::audit(&r);
     match &a.out {
         Some(out) => {
             files::write(out, md.as_bytes())?;
-            eprintln!("wrote {}", out.display());
+            note!("wrote {}", out.display());
         }
-        None => print!("{md}"),
+        None => out(&md)?,
     }
     Ok(())
 }
@@ -266,11 +283,11 @@ pub fn validate(a: &ValidateArgs) -> Result<()> {
         .transpose()?;
     let v = crate::validate::validate(&m, &gpu, cal.as_ref())?;
     if a.json {
-        println!("{}", json::to_string(&v)?);
+        out(&format!("{}\n", json::to_string(&v)?))?;
     } else if a.markdown {
-        print!("{}", markdown::validation(&v));
+        out(&markdown::validation(&v))?;
     } else {
-        print!("{}", text::validation(&v));
+        out(&text::validation(&v))?;
     }
     Ok(())
 }
@@ -309,7 +326,7 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
                     path.display()
                 );
             }
-            None => eprintln!(
+            None => note!(
                 "note: {} has no host-bound eager configuration; host dispatch not calibrated",
                 path.display()
             ),
@@ -318,7 +335,7 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command);
     let toml = toml::to_string(&cal)
-        .map_err(|e| Error::Invalid(format!("cannot write calibration: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot write calibration: {e}")))?;
     let header = format!(
         "# Calibration of {} from `roofline bench` measurements (generated by `roofline calibrate`).\n\
          # Use with `roofline estimate --calibration {}`.\n\n",
@@ -326,8 +343,8 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
         a.out.display()
     );
     files::write(&a.out, (header + &toml).as_bytes())?;
-    print!("{}", text::calibration(&fit));
-    eprintln!("wrote {}", a.out.display());
+    out(&text::calibration(&fit))?;
+    note!("wrote {}", a.out.display());
     Ok(())
 }
 
@@ -361,10 +378,10 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         peaks,
     };
     let report = gpu::run(&opts).map_err(|e| Error::Gpu(e.to_string()))?;
-    gpu::print_table(&report);
+    out(&gpu::format_table(&report))?;
     if let Some(out) = &a.out {
         files::write(out, report.to_json().as_bytes())?;
-        eprintln!("wrote {}", out.display());
+        note!("wrote {}", out.display());
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ pub fn sweep(r: &SweepResult) -> Result<String> {
     s.push('\n');
     for row in &r.rows {
         let v = serde_json::to_value(row)
-            .map_err(|e| Error::Invalid(format!("cannot serialize a row: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot serialize a row: {e}")))?;
         let cells: Vec<String> = COLUMNS
             .iter()
             .map(|c| match &v[*c] {

@@ -10,14 +10,12 @@ use serde::Serialize;
 /// Pretty JSON of any report; non-finite numbers are an error, never silent output.
 pub fn to_string<T: Serialize>(v: &T) -> Result<String> {
     let value = serde_json::to_value(v)
-        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))?;
     if has_non_finite(&value) {
-        return Err(Error::Invalid(
-            "internal error: a non-finite number in the output".into(),
-        ));
+        return Err(Error::Internal("a non-finite number in the output".into()));
     }
     serde_json::to_string_pretty(&value)
-        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))
 }
 
 fn has_non_finite(v: &serde_json::Value) -> bool {
@@ -153,7 +151,7 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
 /// The estimate's JSON with `step_time_interval_s` (and how it was computed) added.
 pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> Result<String> {
     let mut v = serde_json::to_value(report)
-        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))?;
     if let Some(o) = v.as_object_mut() {
         o.insert(
             "step_time_interval_s".into(),

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 pub use error::GpuError;
-pub use report::{format_table, print_table, BenchReport, BenchResult, DeviceInfo};
+pub use report::{format_table, BenchReport, BenchResult, DeviceInfo};
 
 /// A group of benchmarks, selected with `--suite memory,gemm,attention,norm,cublas`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,7 +183,7 @@ impl Default for BenchOptions {
 }
 
 /// Runs the selected suites on device 0 and returns the report (also written to `opts.out`).
-/// Progress goes to stderr; call `print_table` for the summary. A kernel that fails its check or
+/// Progress goes to stderr; render `format_table` for the summary. A kernel that fails its check or
 /// hits a CUDA error is recorded and the run continues; only a missing driver, NVRTC or device
 /// (or an error before any kernel runs) is returned as `Err`.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport, GpuError> {

@@ -232,11 +232,6 @@ pub fn format_table(report: &BenchReport) -> String {
     out
 }
 
-/// Prints `format_table` on stdout.
-pub fn print_table(report: &BenchReport) {
-    print!("{}", format_table(report));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,7 @@ impl Format {
 /// Draws `fig` at `size` pixels as a file of `format`: SVG text or PNG bytes.
 pub fn render(fig: &impl Figure, format: Format, size: (u32, u32)) -> Result<Vec<u8>> {
     register_font();
-    let fail = |e: String| Error::Invalid(format!("cannot draw the chart: {e}"));
+    let fail = |e: String| Error::Internal(format!("cannot draw the chart: {e}"));
     match format {
         Format::Svg => {
             let mut text = String::new();

@@ -209,124 +209,169 @@ impl GpuSpec {
     }
 
     fn validate(&self, file: &str) -> Result<()> {
-        let mut checks: Vec<(&str, &Sourced, bool)> = vec![
-            ("compute.sm_count", &self.compute.sm_count, false),
-            ("compute.clock_hz", &self.compute.clock_hz, false),
-            (
-                "peak_flops.bf16_tensor",
-                &self.peak_flops.bf16_tensor,
-                false,
-            ),
-            (
-                "peak_flops.fp32_vector",
-                &self.peak_flops.fp32_vector,
-                false,
-            ),
-            ("achievable.bf16_tensor", &self.achievable.bf16_tensor, true),
-            ("achievable.fp32_vector", &self.achievable.fp32_vector, true),
-            ("achievable.hbm", &self.achievable.hbm, true),
-            ("memory.hbm_bandwidth", &self.memory.hbm_bandwidth, false),
-            ("memory.hbm_capacity", &self.memory.hbm_capacity, false),
-            ("memory.l2_bytes", &self.memory.l2_bytes, false),
-            ("memory.l2_bandwidth", &self.memory.l2_bandwidth, false),
-            (
-                "launch.kernel_launch_s",
-                &self.launch.kernel_launch_s,
-                false,
-            ),
-            (
-                "launch.host_dispatch_s",
-                &self.launch.host_dispatch_s,
-                false,
-            ),
-            ("launch.graph_launch_s", &self.launch.graph_launch_s, false),
+        let c = &self.compute;
+        let p = &self.peak_flops;
+        let a = &self.achievable;
+        let m = &self.memory;
+        let l = &self.launch;
+        let i = &self.interconnect;
+        let t = self.attention.as_ref();
+        let fields: [(&str, Option<&Sourced>); 33] = [
+            ("compute.sm_count", Some(&c.sm_count)),
+            ("compute.clock_hz", Some(&c.clock_hz)),
+            ("peak_flops.bf16_tensor", Some(&p.bf16_tensor)),
+            ("peak_flops.fp16_tensor", p.fp16_tensor.as_ref()),
+            ("peak_flops.fp8_tensor", p.fp8_tensor.as_ref()),
+            ("peak_flops.tf32_tensor", p.tf32_tensor.as_ref()),
+            ("peak_flops.fp32_vector", Some(&p.fp32_vector)),
+            ("achievable.bf16_tensor", Some(&a.bf16_tensor)),
+            ("achievable.fp16_tensor", a.fp16_tensor.as_ref()),
+            ("achievable.fp8_tensor", a.fp8_tensor.as_ref()),
+            ("achievable.tf32_tensor", a.tf32_tensor.as_ref()),
+            ("achievable.fp32_vector", Some(&a.fp32_vector)),
+            ("achievable.hbm", Some(&a.hbm)),
+            ("achievable.eager_elementwise", a.eager_elementwise.as_ref()),
+            ("memory.hbm_bandwidth", Some(&m.hbm_bandwidth)),
+            ("memory.hbm_capacity", Some(&m.hbm_capacity)),
+            ("memory.l2_bytes", Some(&m.l2_bytes)),
+            ("memory.l2_bandwidth", Some(&m.l2_bandwidth)),
+            ("launch.kernel_launch_s", Some(&l.kernel_launch_s)),
+            ("launch.host_dispatch_s", Some(&l.host_dispatch_s)),
+            ("launch.graph_launch_s", Some(&l.graph_launch_s)),
             (
                 "interconnect.intra_node_bandwidth",
-                &self.interconnect.intra_node_bandwidth,
-                false,
+                Some(&i.intra_node_bandwidth),
             ),
             (
                 "interconnect.allreduce_bus_bandwidth",
-                &self.interconnect.allreduce_bus_bandwidth,
-                false,
+                Some(&i.allreduce_bus_bandwidth),
             ),
             (
                 "interconnect.allreduce_latency_s",
-                &self.interconnect.allreduce_latency_s,
-                false,
+                Some(&i.allreduce_latency_s),
+            ),
+            ("interconnect.host_bandwidth", i.host_bandwidth.as_ref()),
+            ("attention.seq_ref", t.map(|t| &t.seq_ref)),
+            ("attention.seq_half", t.map(|t| &t.seq_half)),
+            (
+                "attention.flash2_fwd",
+                t.and_then(|t| t.flash2_fwd.as_ref()),
+            ),
+            (
+                "attention.flash2_bwd",
+                t.and_then(|t| t.flash2_bwd.as_ref()),
+            ),
+            (
+                "attention.flash3_fwd",
+                t.and_then(|t| t.flash3_fwd.as_ref()),
+            ),
+            (
+                "attention.flash3_bwd",
+                t.and_then(|t| t.flash3_bwd.as_ref()),
+            ),
+            (
+                "attention.causal_factor",
+                t.and_then(|t| t.causal_factor.as_ref()),
+            ),
+            (
+                "price.usd_per_gpu_hour",
+                self.price.as_ref().map(|p| &p.usd_per_gpu_hour),
             ),
         ];
-        let optional = [
-            (
-                "peak_flops.fp16_tensor",
-                &self.peak_flops.fp16_tensor,
-                false,
-            ),
-            ("peak_flops.fp8_tensor", &self.peak_flops.fp8_tensor, false),
-            (
-                "peak_flops.tf32_tensor",
-                &self.peak_flops.tf32_tensor,
-                false,
-            ),
-            (
-                "interconnect.host_bandwidth",
-                &self.interconnect.host_bandwidth,
-                false,
-            ),
-            ("achievable.fp16_tensor", &self.achievable.fp16_tensor, true),
-            ("achievable.fp8_tensor", &self.achievable.fp8_tensor, true),
-            ("achievable.tf32_tensor", &self.achievable.tf32_tensor, true),
-            (
-                "achievable.eager_elementwise",
-                &self.achievable.eager_elementwise,
-                true,
-            ),
-        ];
-        for (field, v, fraction) in optional {
+        for (field, v) in fields {
             if let Some(v) = v {
-                checks.push((field, v, fraction));
+                check_sourced(file, field, v, bounds(field))?;
             }
-        }
-        if let Some(a) = &self.attention {
-            checks.push(("attention.seq_ref", &a.seq_ref, false));
-            checks.push(("attention.seq_half", &a.seq_half, false));
-            for (field, v) in [
-                ("attention.flash2_fwd", &a.flash2_fwd),
-                ("attention.flash2_bwd", &a.flash2_bwd),
-                ("attention.flash3_fwd", &a.flash3_fwd),
-                ("attention.flash3_bwd", &a.flash3_bwd),
-                ("attention.causal_factor", &a.causal_factor),
-            ] {
-                if let Some(v) = v {
-                    checks.push((field, v, true));
-                }
-            }
-        }
-        if let Some(p) = &self.price {
-            checks.push(("price.usd_per_gpu_hour", &p.usd_per_gpu_hour, false));
-        }
-        for (field, v, fraction) in checks {
-            check_sourced(file, field, v, fraction)?;
         }
         Ok(())
     }
 }
 
-/// Checks one sourced value: finite and positive, at most 1 for fractions, a non-empty source,
-/// and a range that brackets the value.
-pub(crate) fn check_sourced(file: &str, field: &str, v: &Sourced, fraction: bool) -> Result<()> {
-    if !v.value.is_finite() || v.value <= 0.0 {
-        return Err(Error::spec(
-            file,
-            field,
-            format!("value {} must be a positive finite number", v.value),
-        ));
+/// A physical range a spec value must lie in, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// Smallest plausible value.
+    pub low: f64,
+    /// Largest plausible value.
+    pub high: f64,
+    /// The reason, in words, printed with a value out of bounds.
+    pub why: &'static str,
+}
+
+/// The physical bounds of a GPU-file or calibration field (dotted GPU-file name, or
+/// `gemm_k0`). They reject typos and absurd values before any arithmetic sees them, and keep
+/// every product and quotient of the time model finite.
+pub fn bounds(field: &str) -> Bound {
+    let b = |low, high, why| Bound { low, high, why };
+    let (_, key) = field.rsplit_once('.').unwrap_or(("", field));
+    match field {
+        "compute.sm_count" => b(1.0, 4096.0, "GPUs have between one and a few thousand SMs"),
+        "compute.clock_hz" => b(1e8, 1e10, "clocks lie between 100 MHz and 10 GHz"),
+        _ if field.starts_with("peak_flops.") => b(
+            1e9,
+            1e18,
+            "a GPU's peak lies between 1 GFLOP/s and 1 EFLOP/s",
+        ),
+        _ if field.starts_with("achievable.")
+            || key.starts_with("flash")
+            || key == "causal_factor" =>
+        {
+            b(
+                1e-3,
+                1.0,
+                "a fraction of a peak lies in (0, 1]; below 0.1% is a typo",
+            )
+        }
+        "memory.hbm_bandwidth" | "memory.l2_bandwidth" => {
+            b(1e9, 1e15, "memory bandwidths lie between 1 GB/s and 1 PB/s")
+        }
+        "memory.hbm_capacity" => b(1e8, 1e14, "GPU memory lies between 100 MB and 100 TB"),
+        "memory.l2_bytes" => b(1e4, 1e10, "caches lie between 10 KB and 10 GB"),
+        "launch.kernel_launch_s" | "launch.host_dispatch_s" | "launch.graph_launch_s" => b(
+            1e-8,
+            1e-2,
+            "a kernel launch or dispatch takes between 10 ns and 10 ms",
+        ),
+        "interconnect.intra_node_bandwidth"
+        | "interconnect.allreduce_bus_bandwidth"
+        | "interconnect.host_bandwidth" => {
+            b(1e8, 1e14, "links carry between 100 MB/s and 100 TB/s")
+        }
+        "interconnect.allreduce_latency_s" => b(
+            1e-7,
+            1.0,
+            "a collective's latency lies between 100 ns and 1 s",
+        ),
+        "attention.seq_ref" | "attention.seq_half" => {
+            b(1.0, 1e8, "sequence lengths lie between 1 and 1e8 tokens")
+        }
+        "price.usd_per_gpu_hour" => b(1e-3, 1e4, "a GPU-hour costs between $0.001 and $10,000"),
+        "gemm_k0" => b(
+            0.1,
+            1e5,
+            "the small-K constant is a few to a few hundred K steps",
+        ),
+        _ => b(f64::MIN_POSITIVE, f64::MAX, "a positive finite number"),
     }
-    if fraction && v.value > 1.0 {
+}
+
+/// Checks one sourced value: a finite value within `bound`, a non-empty source, and a range
+/// that brackets the value and stays within the bound too.
+pub(crate) fn check_sourced(file: &str, field: &str, v: &Sourced, bound: Bound) -> Result<()> {
+    let within = |x: f64| x.is_finite() && x >= bound.low && x <= bound.high;
+    let limits = || {
+        format!(
+            "[{}, {}]: {}",
+            crate::units::si(bound.low).trim_end(),
+            crate::units::si(bound.high).trim_end(),
+            bound.why
+        )
+    };
+    if !within(v.value) {
         return Err(Error::spec(
             file,
             field,
-            format!("fraction {} must be in (0, 1]", v.value),
+            format!("value {} is outside {}", v.value, limits()),
         ));
     }
     if v.source.trim().is_empty() {
@@ -337,21 +382,15 @@ pub(crate) fn check_sourced(file: &str, field: &str, v: &Sourced, fraction: bool
         ));
     }
     if let Some([lo, hi]) = v.range {
-        if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= v.value && v.value <= hi) {
+        if !(within(lo) && within(hi) && lo <= v.value && v.value <= hi) {
             return Err(Error::spec(
                 file,
                 field,
                 format!(
-                    "range [{lo}, {hi}] must be positive and contain the value {}",
-                    v.value
+                    "range [{lo}, {hi}] must contain the value {} and stay within {}",
+                    v.value,
+                    limits()
                 ),
-            ));
-        }
-        if fraction && hi > 1.0 {
-            return Err(Error::spec(
-                file,
-                field,
-                format!("range [{lo}, {hi}] of a fraction must stay within (0, 1]"),
             ));
         }
     }

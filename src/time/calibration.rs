@@ -5,7 +5,7 @@
 
 use super::figures::FIGURES;
 use crate::error::{Error, Result};
-use crate::spec::hardware::check_sourced;
+use crate::spec::hardware::{bounds, check_sourced};
 use crate::spec::toml_error::{toml_error_field, toml_error_problem};
 use crate::spec::{GpuSpec, Sourced};
 use serde::ser::SerializeMap;
@@ -77,7 +77,7 @@ impl Calibration {
                     ),
                 ));
             };
-            check_sourced(label, key, v, f.fraction)?;
+            check_sourced(label, key, v, bounds(f.name))?;
         }
         for name in ["flash2", "flash3"] {
             let fwd = c.values.contains_key(&format!("{name}_fwd"));

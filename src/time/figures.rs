@@ -1,6 +1,7 @@
 //! The hardware figures of the time model, listed once. Each says where it lives in a GPU file,
 //! which calibration field overrides it, and how to read it from and write it into a
-//! [`Machine`]. Calibration files ([`super::calibration`]), sensitivity and uncertainty
+//! [`Machine`]; its physical bounds are [`crate::spec::hardware::bounds`] of its name.
+//! Calibration files ([`super::calibration`]), sensitivity and uncertainty
 //! analyses, and the sources printed beside an estimate's assumptions all go through this list:
 //! a new hardware figure is one field in the GPU file, one in [`Machine`], and one entry here.
 
@@ -16,8 +17,6 @@ pub struct Figure {
     pub name: &'static str,
     /// Field of a calibration file that overrides it.
     pub calibration: Option<&'static str>,
-    /// A fraction in (0, 1] (checked as such in calibration files).
-    pub fraction: bool,
     /// Relative spread that sensitivity analysis moves it over when no file gives a range;
     /// `None` for figures that are not varied.
     pub spread: Option<f64>,
@@ -69,7 +68,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "peak_flops (all dense peaks together)",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: none,
         used: always,
@@ -84,7 +82,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "achievable.bf16_tensor",
         calibration: Some("bf16_tensor"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.achievable.bf16_tensor),
         used: always,
@@ -94,7 +91,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "achievable.fp8_tensor",
         calibration: Some("fp8_tensor"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| g.achievable.fp8_tensor.as_ref(),
         used: |_, m| m.peak_fp8.0 > 0.0,
@@ -104,7 +100,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "achievable.tf32_tensor",
         calibration: Some("tf32_tensor"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| g.achievable.tf32_tensor.as_ref(),
         used: |_, m| m.peak_tf32.0 > 0.0,
@@ -114,7 +109,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "achievable.fp32_vector",
         calibration: Some("fp32_vector"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.achievable.fp32_vector),
         used: always,
@@ -124,7 +118,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "achievable.hbm",
         calibration: Some("hbm"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.achievable.hbm),
         used: always,
@@ -134,7 +127,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "achievable.eager_elementwise",
         calibration: Some("eager_elementwise"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| g.achievable.eager_elementwise.as_ref(),
         used: always,
@@ -144,7 +136,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "memory.hbm_bandwidth",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.memory.hbm_bandwidth),
         used: always,
@@ -154,7 +145,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "memory.l2_bandwidth",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.memory.l2_bandwidth),
         used: always,
@@ -164,7 +154,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "memory.l2_bytes",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.memory.l2_bytes),
         used: always,
@@ -174,7 +163,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "gemm_k0",
         calibration: Some("gemm_k0"),
-        fraction: false,
         // The GEMM small-K constant is itself an assumption until calibrated: ±50%.
         spread: Some(0.5),
         in_gpu: none,
@@ -185,7 +173,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "launch.kernel_launch_s",
         calibration: Some("kernel_launch_s"),
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.launch.kernel_launch_s),
         used: always,
@@ -195,7 +182,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "launch.host_dispatch_s",
         calibration: Some("host_dispatch_s"),
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.launch.host_dispatch_s),
         used: always,
@@ -205,7 +191,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "launch.graph_launch_s",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.launch.graph_launch_s),
         used: always,
@@ -215,7 +200,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "interconnect.allreduce_bus_bandwidth",
         calibration: Some("allreduce_bus_bandwidth"),
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.interconnect.allreduce_bus_bandwidth),
         used: always,
@@ -225,7 +209,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "interconnect.allreduce_latency_s",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| Some(&g.interconnect.allreduce_latency_s),
         used: always,
@@ -235,7 +218,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "attention.seq_half",
         calibration: None,
-        fraction: false,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| attention(g).map(|a| &a.seq_half),
         used: |g, _| g.attention.is_some(),
@@ -245,7 +227,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "attention.flash2_fwd",
         calibration: Some("flash2_fwd"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| attention(g).and_then(|a| a.flash2_fwd.as_ref()),
         used: |_, m| m.flash2.is_some(),
@@ -255,7 +236,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "attention.flash2_bwd",
         calibration: Some("flash2_bwd"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| attention(g).and_then(|a| a.flash2_bwd.as_ref()),
         used: |_, m| m.flash2.is_some(),
@@ -265,7 +245,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "attention.flash3_fwd",
         calibration: Some("flash3_fwd"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| attention(g).and_then(|a| a.flash3_fwd.as_ref()),
         used: |_, m| m.flash3.is_some(),
@@ -275,7 +254,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "attention.flash3_bwd",
         calibration: Some("flash3_bwd"),
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| attention(g).and_then(|a| a.flash3_bwd.as_ref()),
         used: |_, m| m.flash3.is_some(),
@@ -285,7 +263,6 @@ pub const FIGURES: &[Figure] = &[
     Figure {
         name: "attention.causal_factor",
         calibration: None,
-        fraction: true,
         spread: Some(DEFAULT_SPREAD),
         in_gpu: |g| attention(g).and_then(|a| a.causal_factor.as_ref()),
         used: |g, _| attention(g).is_some_and(|a| a.causal_factor.is_some()),
