@@ -62,6 +62,8 @@ pub struct Fit {
     pub host_dispatch_source: String,
     /// Points used by each fit and their residuals.
     pub residuals: Vec<Residual>,
+    /// Measurements left out of the fits, with why.
+    pub dropped: Vec<String>,
 }
 
 /// Weighted linear least squares `t ≈ t0 + s · x` with relative residuals.
@@ -78,6 +80,11 @@ fn fit_line(points: &[(f64, f64)]) -> Result<(f64, f64)> {
             points[i].0 / points[i].1
         }
     });
+    if a.iter().any(|x| !x.is_finite()) {
+        return Err(Error::Invalid(
+            "a measurement gives a non-finite weight; cannot fit".into(),
+        ));
+    }
     let b = DVector::from_element(points.len(), 1.0);
     let sol = a
         .svd(true, true)
@@ -86,18 +93,99 @@ fn fit_line(points: &[(f64, f64)]) -> Result<(f64, f64)> {
     Ok((sol[0], sol[1]))
 }
 
-fn usable(r: &BenchResult) -> bool {
-    r.correct && r.error.is_none() && r.time_s.is_finite() && r.time_s > 0.0
+/// Why a measurement cannot be fitted, if it cannot: a failed check, or a time, a FLOP count, a
+/// byte count or a rate that no GPU of `gpu`'s kind can produce (a kernel faster than 100 ns, a
+/// rate above the datasheet peak or above the L2 bandwidth).
+fn implausible(r: &BenchResult, gpu: &GpuSpec) -> Option<String> {
+    let finite = |x: f64| x.is_finite() && x >= 0.0;
+    if !r.correct || r.error.is_some() {
+        return Some("failed its correctness check".into());
+    }
+    if !(r.time_s.is_finite() && (1e-7..=1e4).contains(&r.time_s)) {
+        return Some(format!("time {:?} s is outside [1e-7, 1e4] s", r.time_s));
+    }
+    if !finite(r.flops) || !finite(r.bytes) {
+        return Some(format!(
+            "FLOPs {:?} and bytes {:?} must be finite and non-negative",
+            r.flops, r.bytes
+        ));
+    }
+    let peak = gpu
+        .peak_flops
+        .bf16_tensor
+        .value
+        .max(gpu.peak_flops.fp32_vector.value);
+    if r.flops / r.time_s > 1.05 * peak {
+        return Some(format!(
+            "{:.3e} FLOP/s is above the GPU's peak {peak:.3e}",
+            r.flops / r.time_s
+        ));
+    }
+    let l2 = gpu.memory.l2_bandwidth.value;
+    if r.bytes / r.time_s > 2.0 * l2 {
+        return Some(format!(
+            "{:.3e} B/s is above twice the GPU's L2 bandwidth {l2:.3e}",
+            r.bytes / r.time_s
+        ));
+    }
+    None
 }
 
-/// Fits the model to a bench report measured on `gpu`.
+/// Measurements whose relative residual exceeds this, and 3x the median one, are outliers.
+pub const OUTLIER_RESIDUAL: f64 = 0.5;
+
+/// The points of `points` that are not outliers of the line through all of them (relative
+/// residual above [`OUTLIER_RESIDUAL`] and above three times the median), with their indices.
+fn without_outliers(points: &[(f64, f64)]) -> Result<Vec<usize>> {
+    let (t0, s) = fit_line(points)?;
+    let res: Vec<f64> = points
+        .iter()
+        .map(|(x, t)| ((t0 + s * x) / t - 1.0).abs())
+        .collect();
+    let mut sorted = res.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    Ok((0..points.len())
+        .filter(|&i| !(res[i] > OUTLIER_RESIDUAL && res[i] > 3.0 * median))
+        .collect())
+}
+
+/// Fits the model to a bench report measured on `gpu`. Measurements that no GPU can produce,
+/// and outliers of the memory sweep, are left out and listed in [`Fit::dropped`].
 pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
     let hbm = gpu.memory.hbm_bandwidth.value;
-    let mem: Vec<&BenchResult> = report
+    let mut dropped = Vec::new();
+    let usable: Vec<&BenchResult> = report
         .results
         .iter()
-        .filter(|r| usable(r) && matches!(r.kernel.as_str(), "copy" | "scale" | "triad"))
+        .filter(|r| match implausible(r, gpu) {
+            None => true,
+            Some(why) => {
+                if r.correct && r.error.is_none() {
+                    dropped.push(format!("{} {}: {why}", r.kernel, r.shape));
+                }
+                false
+            }
+        })
         .collect();
+    let mem_all: Vec<&BenchResult> = usable
+        .iter()
+        .copied()
+        .filter(|r| matches!(r.kernel.as_str(), "copy" | "scale" | "triad"))
+        .collect();
+    let points: Vec<(f64, f64)> = mem_all.iter().map(|r| (r.bytes, r.time_s)).collect();
+    let keep = without_outliers(&points)?;
+    for (i, r) in mem_all.iter().enumerate() {
+        if !keep.contains(&i) {
+            dropped.push(format!(
+                "{} {}: an outlier of the memory sweep (relative residual above {:.0}%)",
+                r.kernel,
+                r.shape,
+                100.0 * OUTLIER_RESIDUAL
+            ));
+        }
+    }
+    let mem: Vec<&BenchResult> = keep.iter().map(|&i| mem_all[i]).collect();
     let points: Vec<(f64, f64)> = mem.iter().map(|r| (r.bytes, r.time_s)).collect();
     let (t0, slope) = fit_line(&points)?;
     if slope <= 0.0 {
@@ -114,16 +202,10 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
 
     let mut mach = Machine::new(gpu, None);
     mach.frac_hbm = hbm_fraction;
-    let gemms: Vec<&BenchResult> = report
-        .results
+    let gemms: Vec<&BenchResult> = usable
         .iter()
-        .filter(|r| {
-            usable(r)
-                && r.kernel == "cublas_gemm"
-                && r.m.is_some()
-                && r.n.is_some()
-                && r.k.is_some()
-        })
+        .copied()
+        .filter(|r| r.kernel == "cublas_gemm" && r.m.is_some() && r.n.is_some() && r.k.is_some())
         .collect();
     let (mut bf16_fraction, mut gemm_k0, mut gemm_latency_s) = (None, None, None);
     if !gemms.is_empty() {
@@ -137,10 +219,9 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
         gemm_k0 = Some(k0);
         gemm_latency_s = Some(tg);
     }
-    let fp32_fraction = report
-        .results
+    let fp32_fraction = usable
         .iter()
-        .filter(|r| usable(r) && r.kernel == "fma_fp32")
+        .filter(|r| r.kernel == "fma_fp32")
         .map(|r| r.flops_per_s / gpu.peak_flops.fp32_vector.value)
         .fold(None, |acc: Option<f64>, x| {
             Some(acc.map_or(x, |a| a.max(x)))
@@ -157,6 +238,7 @@ pub fn fit(report: &BenchReport, gpu: &GpuSpec) -> Result<Fit> {
         host_dispatch_s: None,
         host_dispatch_source: String::new(),
         residuals,
+        dropped,
     })
 }
 
@@ -322,8 +404,16 @@ pub fn rms(res: &[Residual], f: impl Fn(&str) -> bool) -> f64 {
     (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64).sqrt()
 }
 
-/// The calibration file for a fit.
-pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str) -> Calibration {
+/// The calibration file for a fit of the measurements in `file`. A fitted value that is not
+/// finite or lies outside its physical bound is an error naming `file` and the field: no
+/// calibration is written from a fit that failed.
+pub fn calibration(
+    fit: &Fit,
+    report: &BenchReport,
+    gpu: &GpuSpec,
+    command: &str,
+    file: &str,
+) -> Result<Calibration> {
     let provenance = format!(
         "roofline bench on {} (cc {}, driver {}, CUDA driver API {}, NVRTC {}), {}; bench command: `{}`; fitted by `{}`",
         report.device.name,
@@ -417,5 +507,15 @@ pub fn calibration(fit: &Fit, report: &BenchReport, gpu: &GpuSpec, command: &str
             sourced(t, fit.host_dispatch_source.clone()),
         );
     }
-    c
+    for rms in [mem_rms, gemm_rms] {
+        if !rms.is_finite() {
+            return Err(Error::spec(
+                file,
+                "(fit)",
+                "the fit's residuals are not finite: the measurements cannot be fitted",
+            ));
+        }
+    }
+    c.check(file)?;
+    Ok(c)
 }

@@ -175,8 +175,8 @@ pub fn validation() -> Result<String> {
     let m: Measurements = serde_json::from_str(m_text)
         .map_err(|e| crate::error::Error::spec(m_path, "(json)", e.to_string()))?;
     let cal = crate::time::Calibration::from_toml(c_text, c_path)?;
-    let plain = validate(&m, "h100-sxm", None)?;
-    let calibrated = validate(&m, "h100-sxm", Some(&cal))?;
+    let plain = validate(&m, m_path, "h100-sxm", None)?;
+    let calibrated = validate(&m, m_path, "h100-sxm", Some(&cal))?;
     let mut s = String::new();
     let _ = writeln!(s, "# Validation: predicted vs measured training steps");
     let _ = writeln!(s);

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::estimate::RunConfig;
-use crate::graph::{AttentionImpl, ExecMode, StepConfig};
+use crate::graph::{AttentionImpl, ExecMode, PrecisionPolicy, StepConfig};
 use crate::memory::MemoryConfig;
 use crate::spec::{self, GpuSpec, ModelSpec};
 use crate::time::Calibration;
@@ -173,6 +173,19 @@ impl ScenarioSpec {
         };
         self.check()?;
         let machine = Machine::new(&gpu, calibration.as_ref());
+        let policy = PrecisionPolicy::of(self.step.precision);
+        if machine.peak(policy.gemm_unit, policy.gemm).0 .0 <= 0.0 {
+            return Err(Error::spec(
+                &self.gpu,
+                format!("peak_flops.{}_tensor", policy.gemm.name()),
+                format!(
+                    "missing: {} has no {} path for --precision {}; choose another precision",
+                    gpu.name,
+                    policy.gemm.name(),
+                    self.step.precision
+                ),
+            ));
+        }
         let run = RunConfig {
             step: self.step,
             mode: self.mode,
@@ -197,15 +210,26 @@ impl ScenarioSpec {
             machine,
             run,
             dataset: self.dataset,
-            price_per_gpu_hour: self.price_per_gpu_hour,
+            // `+ 0.0` turns a -0 into 0.
+            price_per_gpu_hour: self.price_per_gpu_hour.map(|p| p + 0.0),
         })
     }
 
     /// Every check of a setting or a combination of settings that needs no spec file.
     fn check(&self) -> Result<()> {
+        use limits::*;
+        let count = |v: u64, max: u64, what: &str| {
+            ensure(
+                (1..=max).contains(&v),
+                &format!("{what} must be between 1 and {max} (given {v})"),
+            )
+        };
+        count(self.gpus, GPUS, "--gpus")?;
+        count(self.gpus_per_node, GPUS_PER_NODE, "--gpus-per-node")?;
+        count(self.grad_accum, GRAD_ACCUM, "--grad-accum")?;
         ensure(
-            self.gpus > 0 && self.gpus_per_node > 0,
-            "--gpus and --gpus-per-node must be positive",
+            self.zero <= 3,
+            &format!("--zero {} is not a ZeRO stage (0-3)", self.zero),
         )?;
         ensure(
             self.inter_node_gbps.is_finite() && (1.0..=1e6).contains(&self.inter_node_gbps),
@@ -216,26 +240,71 @@ impl ScenarioSpec {
             "--workspace-gib must be between 0 and 1e6",
         )?;
         if let Some(d) = &self.dataset {
-            if let DatasetSize::Tokens {
-                tokens_per_sample: Some(t),
-                ..
-            } = d.size
-            {
-                ensure(t >= 1.0, "--tokens-per-sample must be at least 1")?;
-            }
+            let (n, per_sample) = match d.size {
+                DatasetSize::Samples(n) => {
+                    ensure(
+                        n.is_finite() && (0.0..=SAMPLES).contains(&n),
+                        &format!("--train-samples must be at most {SAMPLES:e} (given {n:?})"),
+                    )?;
+                    (n, 1.0)
+                }
+                DatasetSize::Tokens {
+                    tokens,
+                    tokens_per_sample,
+                } => {
+                    ensure(
+                        tokens.is_finite() && (0.0..=TOKENS).contains(&tokens),
+                        &format!("--train-tokens must be at most {TOKENS:e} (given {tokens:?})"),
+                    )?;
+                    if let Some(t) = tokens_per_sample {
+                        ensure(
+                            t.is_finite() && (1.0..=TOKENS_PER_SAMPLE).contains(&t),
+                            &format!(
+                                "--tokens-per-sample must be between 1 and {TOKENS_PER_SAMPLE:e} (given {t:?})"
+                            ),
+                        )?;
+                    }
+                    (tokens, 1.0)
+                }
+            };
             ensure(
-                d.epochs.is_finite() && d.epochs > 0.0,
-                "--epochs must be a positive number",
+                d.epochs.is_finite() && d.epochs > 0.0 && d.epochs <= EPOCHS,
+                &format!("--epochs must be in (0, {EPOCHS:e}] (given {:?})", d.epochs),
+            )?;
+            ensure(
+                n * d.epochs >= per_sample,
+                "the dataset is smaller than one sample: give at least one sample (or its tokens)",
             )?;
         }
         if let Some(p) = self.price_per_gpu_hour {
             ensure(
-                p.is_finite() && p >= 0.0,
-                "--price-per-gpu-hour must be a non-negative number",
+                p.is_finite() && (0.0..=PRICE).contains(&p),
+                &format!("--price-per-gpu-hour must be between 0 and {PRICE} USD (given {p:?})"),
             )?;
         }
         Ok(())
     }
+}
+
+/// Upper bounds of the run settings: far beyond any real run, and small enough that every
+/// figure derived from them (samples per step, training time, cost) stays finite.
+pub mod limits {
+    /// GPUs in a run (2^24).
+    pub const GPUS: u64 = 1 << 24;
+    /// GPUs per node.
+    pub const GPUS_PER_NODE: u64 = 1024;
+    /// Micro-steps per optimizer step (2^30).
+    pub const GRAD_ACCUM: u64 = 1 << 30;
+    /// Samples in a dataset.
+    pub const SAMPLES: f64 = 1e18;
+    /// Tokens in a dataset.
+    pub const TOKENS: f64 = 1e21;
+    /// Tokens per sample.
+    pub const TOKENS_PER_SAMPLE: f64 = 1e9;
+    /// Passes over a dataset.
+    pub const EPOCHS: f64 = 1e6;
+    /// USD per GPU-hour.
+    pub const PRICE: f64 = 1e4;
 }
 
 impl Scenario {

@@ -145,12 +145,16 @@ impl Div<Bytes> for Flops {
     }
 }
 
-/// Formats a value with an SI prefix (k, M, G, T, P, E) and three significant digits.
+/// Formats a value with an SI prefix (k, M, G, T, P, E) and three significant digits; from
+/// 1e21 on in scientific notation.
 pub fn si(v: f64) -> String {
     if !v.is_finite() {
         return format!("{v}");
     }
     let a = v.abs();
+    if a >= 1e21 {
+        return format!("{v:.2e} ");
+    }
     let (scale, prefix) = if a >= 1e18 {
         (1e18, "E")
     } else if a >= 1e15 {

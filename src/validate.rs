@@ -184,15 +184,71 @@ pub fn predicted_classes(
     Ok(out)
 }
 
-/// Compares every configuration of `m` with roofline's prediction on `gpu`.
-pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> Result<Validation> {
-    if m.schema != "roofline-validation/1" {
-        return Err(Error::spec(
-            "measurements",
-            "schema",
-            format!("`{}` is not roofline-validation/1", m.schema),
-        ));
+impl Measurements {
+    /// Checks the file's schema and every measured figure: times, kernel counts and memory are
+    /// finite, non-negative and physical; `file` names it in errors, with the configuration's
+    /// index.
+    pub fn check(&self, file: &str) -> Result<()> {
+        if self.schema != "roofline-validation/1" {
+            return Err(Error::spec(
+                file,
+                "schema",
+                format!("`{}` is not roofline-validation/1", self.schema),
+            ));
+        }
+        for (i, c) in self.configs.iter().enumerate() {
+            let field = |f: &str| format!("configs[{i}].{f}");
+            let within = |f: &str, v: f64, low: f64, high: f64, what: &str| -> Result<()> {
+                if v.is_finite() && v >= low && v <= high {
+                    Ok(())
+                } else {
+                    Err(Error::spec(
+                        file,
+                        field(f),
+                        format!("{v:?} is not {what} in [{low:e}, {high:e}]"),
+                    ))
+                }
+            };
+            if c.batch == 0 || c.batch > 1 << 30 {
+                return Err(Error::spec(
+                    file,
+                    field("batch"),
+                    format!("{} is not a batch in [1, 2^30]", c.batch),
+                ));
+            }
+            if let Some(t) = c.step_time_s {
+                // A step shorter than a microsecond or longer than a day is no measurement.
+                within("step_time_s", t, 1e-6, 86400.0, "a step time (s)")?;
+            }
+            for (k, v) in c.class_times_s.iter().flatten() {
+                within(
+                    &format!("class_times_s.{k}"),
+                    *v,
+                    0.0,
+                    86400.0,
+                    "a time (s)",
+                )?;
+            }
+            if let Some(b) = c.peak_memory_bytes {
+                within("peak_memory_bytes", b, 0.0, 1e15, "a memory size (bytes)")?;
+            }
+            if let Some(k) = c.kernels_per_step {
+                within("kernels_per_step", k, 0.0, 1e9, "a kernel count")?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// Compares every configuration of `m` (read from `file`, checked with
+/// [`Measurements::check`]) with roofline's prediction on `gpu`.
+pub fn validate(
+    m: &Measurements,
+    file: &str,
+    gpu_name: &str,
+    cal: Option<&Calibration>,
+) -> Result<Validation> {
+    m.check(file)?;
     let gpu = load_gpu(gpu_name)?;
     if let Some(c) = cal {
         c.check_gpu(&gpu, "calibration")?;
@@ -201,7 +257,9 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
     let mut est = Estimator::new();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    for c in &m.configs {
+    for (i, c) in m.configs.iter().enumerate() {
+        let in_file =
+            |f: &str, e: Error| Error::spec(file, format!("configs[{i}].{f}"), e.to_string());
         let label = format!("{} b{} {} {}", c.model, c.batch, c.attention, c.mode);
         let (Some(measured), None) = (c.step_time_s, &c.error) else {
             skipped.push(format!(
@@ -220,8 +278,8 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
                 continue;
             }
         };
-        let mode: ExecMode = c.mode.parse()?;
-        let model = load_model(&c.model)?;
+        let mode: ExecMode = c.mode.parse().map_err(|e| in_file("mode", e))?;
+        let model = load_model(&c.model).map_err(|e| in_file("model", e))?;
         let run = RunConfig {
             step: StepConfig {
                 batch: c.batch,
@@ -238,7 +296,9 @@ pub fn validate(m: &Measurements, gpu_name: &str, cal: Option<&Calibration>) -> 
             },
             ..RunConfig::default()
         };
-        let e = est.estimate(&model, &mach, &run)?;
+        let e = est
+            .estimate(&model, &mach, &run)
+            .map_err(|e| Error::spec(file, format!("configs[{i}]"), e.to_string()))?;
         let predicted = predicted_classes(est.ops(), &mach, &run)?;
         let classes = CLASSES
             .iter()

@@ -118,7 +118,7 @@ fn fit_recovers_known_parameters_within_one_percent() {
     assert!(f.residuals.iter().all(|r| r.relative_error.abs() < 0.01));
 
     // The calibration file round-trips through TOML and the estimator accepts it.
-    let cal = calibration(&f, &report, &gpu, "test");
+    let cal = calibration(&f, &report, &gpu, "test", "bench.json").unwrap();
     let text = toml::to_string(&cal).unwrap();
     let dir = std::env::temp_dir().join(format!("roofline-cal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -13,7 +13,7 @@
 use crate::error::{Error, Result};
 use crate::estimate::{Estimator, RunConfig, StepEstimate};
 use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
-use crate::scenario::ScenarioSpec;
+use crate::scenario::{limits, ScenarioSpec};
 use crate::spec::{self, ModelSpec};
 use crate::time::Machine;
 use crate::units::parse_count_u64;
@@ -200,6 +200,15 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         }
         Param::Gpus | Param::GradAccum | Param::Batch | Param::Seq if dim.nums.contains(&0) => {
             return Err(bad("values must be positive".into()))
+        }
+        Param::Gpus if dim.nums.iter().any(|g| *g > limits::GPUS) => {
+            return Err(bad(format!("at most {} GPUs", limits::GPUS)))
+        }
+        Param::GradAccum if dim.nums.iter().any(|g| *g > limits::GRAD_ACCUM) => {
+            return Err(bad(format!(
+                "at most {} accumulation steps",
+                limits::GRAD_ACCUM
+            )))
         }
         _ => {}
     }

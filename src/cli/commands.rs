@@ -281,7 +281,8 @@ pub fn validate(a: &ValidateArgs) -> Result<()> {
         .as_deref()
         .map(crate::time::Calibration::load)
         .transpose()?;
-    let v = crate::validate::validate(&m, &gpu, cal.as_ref())?;
+    let label = a.measurements.display().to_string();
+    let v = crate::validate::validate(&m, &label, &gpu, cal.as_ref())?;
     if a.json {
         out(&format!("{}\n", json::to_string(&v)?))?;
     } else if a.markdown {
@@ -333,7 +334,11 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
         }
     }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command);
+    for d in &fit.dropped {
+        note!("note: left out of the fit: {d}");
+    }
+    let from = a.from.display().to_string();
+    let cal = crate::calibrate::calibration(&fit, &report, &gpu, &command, &from)?;
     let toml = toml::to_string(&cal)
         .map_err(|e| Error::Internal(format!("cannot write calibration: {e}")))?;
     let header = format!(

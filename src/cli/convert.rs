@@ -82,12 +82,6 @@ impl ScenarioArgs {
 impl MemoryArgs {
     /// The scenario of `roofline memory`: the step on `gpus` GPUs of one kind with a ZeRO stage.
     pub fn spec(&self) -> Result<ScenarioSpec> {
-        if self.zero > 3 {
-            return Err(Error::Invalid(format!(
-                "--zero {} is not a ZeRO stage (0-3)",
-                self.zero
-            )));
-        }
         Ok(ScenarioSpec {
             model: self.step.model.clone(),
             seq: self.step.seq,

@@ -90,6 +90,16 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// Lower-case name (as in JSON and the GPU files' field names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Fp32 => "fp32",
+            Dtype::Tf32 => "tf32",
+            Dtype::Bf16 => "bf16",
+            Dtype::Fp8 => "fp8",
+        }
+    }
+
     /// Bytes per element as stored (tf32 is an arithmetic mode: its tensors are fp32).
     pub const fn bytes(self) -> f64 {
         match self {

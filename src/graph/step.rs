@@ -63,10 +63,21 @@ fn block_groups(m: &ModelSpec) -> [(u64, u64, u64); 2] {
     }
 }
 
+/// Most tokens one GPU may process per micro-step (batch x sequence): 2^40, far beyond any
+/// GPU's memory, and small enough that every row count times a feature count is finite.
+pub const MAX_TOKENS_PER_STEP: u64 = 1 << 40;
+
 /// Checks the step settings that no model part can satisfy.
-fn check(cfg: &StepConfig, policy: &PrecisionPolicy) -> Result<()> {
+fn check(m: &ModelSpec, cfg: &StepConfig, policy: &PrecisionPolicy) -> Result<()> {
     if cfg.batch == 0 {
         return Err(Error::Invalid("batch must be a positive integer".into()));
+    }
+    if cfg.batch.saturating_mul(m.max_seq()) > MAX_TOKENS_PER_STEP {
+        return Err(Error::Invalid(format!(
+            "batch {} x sequence {} is more than 2^40 tokens per GPU per micro-step",
+            cfg.batch,
+            m.max_seq()
+        )));
     }
     if cfg.ema > MAX_EMA {
         return Err(Error::Invalid(format!(
@@ -91,7 +102,7 @@ fn build(
     meta: &mut Vec<Meta>,
 ) -> Result<ParamCount> {
     let policy = PrecisionPolicy::of(cfg.precision);
-    check(cfg, &policy)?;
+    check(m, cfg, &policy)?;
     ops.clear();
     meta.clear();
     let shapes = LinearShapes::of(m);

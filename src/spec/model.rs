@@ -311,6 +311,53 @@ impl ModelSpec {
         Ok(m)
     }
 
+    /// Every size within its bound. The bounds are far beyond any model trained today and keep
+    /// all of the op graph's integer products (parameter counts, rows x features) inside u64:
+    /// a block has at most 58 · 2^40 parameters, times 2^16 blocks is below 2^62.
+    fn check_sizes(&self, file: &str) -> Result<()> {
+        let t = &self.transformer;
+        let e = &self.embedding;
+        let k = &self.tokens;
+        let mut sizes: Vec<(&str, u64, u32)> = vec![
+            ("transformer.width", t.width, 20),
+            ("transformer.depth", t.depth, 16),
+            ("transformer.heads", t.heads, 20),
+            ("transformer.mlp_hidden", t.mlp_hidden, 24),
+            ("embedding.bottleneck", e.bottleneck, 20),
+            ("embedding.max_positions", e.max_positions, 30),
+            ("embedding.timestep_frequencies", e.timestep_frequencies, 20),
+            ("embedding.classes", e.classes, 32),
+            ("embedding.vocab", e.vocab, 30),
+            ("tokens.condition", k.condition, 26),
+            ("tokens.target", k.target, 26),
+            ("tokens.in_context", k.in_context, 26),
+            ("tokens.in_context_from_block", k.in_context_from_block, 16),
+            ("tokens.text", k.text, 26),
+        ];
+        if let Some(i) = &self.input {
+            sizes.extend([
+                ("input.height", i.height, 20),
+                ("input.width", i.width, 20),
+                ("input.channels", i.channels, 16),
+                ("input.patch", i.patch, 10),
+                ("input.out_channels", i.out_channels, 16),
+            ]);
+        }
+        for (field, v, bits) in sizes {
+            if v > 1u64 << bits {
+                return Err(Error::spec(
+                    file,
+                    field,
+                    format!(
+                        "{v} is more than 2^{bits} = {} (the bound keeps every count of the model finite and exact)",
+                        1u64 << bits
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self, file: &str) -> Result<()> {
         let t = &self.transformer;
         let positive = [
@@ -324,6 +371,7 @@ impl ModelSpec {
                 return Err(Error::spec(file, field, "must be a positive integer"));
             }
         }
+        self.check_sizes(file)?;
         if !(0.0..1.0).contains(&t.dropout) {
             return Err(Error::spec(
                 file,

@@ -46,6 +46,25 @@ impl Calibration {
         self.values.insert(key.to_string(), value);
     }
 
+    /// Checks every value against its figure's physical bound; `label` names the source.
+    pub fn check(&self, label: &str) -> Result<()> {
+        for (key, v) in &self.values {
+            let Some(f) = FIGURES.iter().find(|f| f.calibration == Some(key)) else {
+                let known: Vec<&str> = FIGURES.iter().filter_map(|f| f.calibration).collect();
+                return Err(Error::spec(
+                    label,
+                    key,
+                    format!(
+                        "unknown field; a calibration sets gpu, provenance and {}",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            check_sourced(label, key, v, bounds(f.name))?;
+        }
+        Ok(())
+    }
+
     /// Checks that the calibration was measured on `gpu` (when it names a GPU).
     pub fn check_gpu(&self, gpu: &GpuSpec, label: &str) -> Result<()> {
         match &self.gpu {
@@ -65,20 +84,7 @@ impl Calibration {
     pub fn from_toml(text: &str, label: &str) -> Result<Self> {
         let c: Calibration = toml::from_str(text)
             .map_err(|e| Error::spec(label, toml_error_field(&e, text), toml_error_problem(&e)))?;
-        for (key, v) in &c.values {
-            let Some(f) = FIGURES.iter().find(|f| f.calibration == Some(key)) else {
-                let known: Vec<&str> = FIGURES.iter().filter_map(|f| f.calibration).collect();
-                return Err(Error::spec(
-                    label,
-                    key,
-                    format!(
-                        "unknown field; a calibration sets gpu, provenance and {}",
-                        known.join(", ")
-                    ),
-                ));
-            };
-            check_sourced(label, key, v, bounds(f.name))?;
-        }
+        c.check(label)?;
         for name in ["flash2", "flash3"] {
             let fwd = c.values.contains_key(&format!("{name}_fwd"));
             let bwd = c.values.contains_key(&format!("{name}_bwd"));

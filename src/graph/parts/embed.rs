@@ -51,7 +51,8 @@ fn vision(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
     let inp = m.input.as_ref().expect("validated");
     let rows = b.batch * m.patch_tokens();
     let pin = inp.channels * inp.patch * inp.patch;
-    let target_pixels = (b.batch * m.tokens.target * pin) as f64;
+    // In f64: at the bounds the product exceeds u64 (exact below 2^53 either way).
+    let target_pixels = (b.batch * m.tokens.target) as f64 * pin as f64;
     if m.embedding.timestep_frequencies > 0 {
         // Diffusion / flow matching noises the target batch each step,
         // z = t·x + (1 − t)·ε in fp32: mul, rsub (1 − t per sample), mul, add.

@@ -60,7 +60,7 @@ fn vision(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
         None => x,
     };
     b.linear(&shapes.head, rows, x);
-    let y = (rows * shapes.head.n) as f64;
+    let y = rows as f64 * shapes.head.n as f64;
     let o = nu.activation.bytes();
     let upcast = u8::from(nu.activation != Dtype::Fp32);
     let up = f64::from(upcast);
