@@ -237,6 +237,9 @@ impl Estimator {
         if run.zero >= 1 {
             step.optimizer_shards = run.fleet.gpus;
         }
+        if run.zero >= 3 {
+            step.param_shards = run.fleet.gpus;
+        }
         self.graph.build(model, &step)?;
         let k = run.grad_accum as f64;
         let mut breakdown = Breakdown::default();

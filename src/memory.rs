@@ -5,7 +5,9 @@
 //! optimizer states over the data-parallel ranks, stage 2 also the gradients, stage 3 also the
 //! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
 //! to the end of the backward. Activations are what autograd keeps for backward: the sum of the
-//! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing. The most
+//! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing.
+//! Under ZeRO-3 the EMA copies are sharded too, and of the weight copies only a shard plus the
+//! two blocks gathered for compute (current and prefetched) are resident. The most
 //! gradient memory one backward op holds at its peak is added as a transient. The framework's
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
@@ -197,8 +199,17 @@ pub fn footprint_of(
     let weights = b.weight_bytes() * pf * shard(3);
     let grads = b.gradient_bytes() * pf * shard(2);
     let optimizer = b.optimizer_bytes() * pf * shard(1);
-    let ema = Dtype::Fp32.bytes() * pf * cfg.ema as f64;
-    let weight_copies = b.weight_copy_bytes() * p.gemm_weights as f64;
+    // ZeRO-3 / FSDP shards every copy of the parameters: the EMA copies with them, and the
+    // low-precision weight copies except the layers gathered for compute (the current block and
+    // the one prefetched: two blocks' worth).
+    let ema = Dtype::Fp32.bytes() * pf * cfg.ema as f64 * shard(3);
+    let copies = if mc.zero >= 3 {
+        (p.gemm_weights as f64 / dp + 2.0 * p.per_block_gemm_weights as f64)
+            .min(p.gemm_weights as f64)
+    } else {
+        p.gemm_weights as f64
+    };
+    let weight_copies = b.weight_copy_bytes() * copies;
     let activations = activation_bytes(ops, cfg.checkpointing, mc.fused);
     let transient = ops
         .iter()

@@ -4,7 +4,7 @@
 use approx::assert_relative_eq;
 use roofline::graph::{
     build_step, param_count, AttentionImpl, Checkpointing, Layer, Op, OpClass, OpKind, Phase,
-    StepConfig,
+    StepConfig, TokenDim,
 };
 use roofline::spec::load_model;
 
@@ -198,7 +198,8 @@ fn the_planned_workload_has_the_expected_shapes() {
         OpKind::Gemm {
             m: 32768,
             n: 2304,
-            k: 768
+            k: 768,
+            token_dim: TokenDim::M,
         }
     );
     assert_eq!(
@@ -206,7 +207,8 @@ fn the_planned_workload_has_the_expected_shapes() {
         OpKind::Gemm {
             m: 32768,
             n: 4096,
-            k: 768
+            k: 768,
+            token_dim: TokenDim::M,
         }
     );
     assert_eq!(
@@ -214,7 +216,8 @@ fn the_planned_workload_has_the_expected_shapes() {
         OpKind::Gemm {
             m: 32768,
             n: 768,
-            k: 2048
+            k: 2048,
+            token_dim: TokenDim::M,
         }
     );
     assert_eq!(
@@ -222,7 +225,8 @@ fn the_planned_workload_has_the_expected_shapes() {
         OpKind::Gemm {
             m: 64,
             n: 4608,
-            k: 768
+            k: 768,
+            token_dim: TokenDim::M,
         }
     );
     assert_eq!(
@@ -258,7 +262,8 @@ fn in_context_tokens_join_at_their_block() {
                 OpKind::Gemm {
                     m: 512,
                     n: 2304,
-                    k: 768
+                    k: 768,
+                    token_dim: TokenDim::M,
                 }
             ),
             (
@@ -266,7 +271,8 @@ fn in_context_tokens_join_at_their_block() {
                 OpKind::Gemm {
                     m: 576,
                     n: 2304,
-                    k: 768
+                    k: 768,
+                    token_dim: TokenDim::M,
                 }
             ),
         ]

@@ -5,7 +5,7 @@
 
 use super::builder::{Builder, Bwd, Meta, FP32};
 use super::parts::{attention, flash};
-use super::{Chain, Checkpointing, Dtype, Op, OpClass, OpKind, Phase, Unit};
+use super::{Chain, Checkpointing, Dtype, Op, OpClass, OpKind, Phase, TokenDim, Unit};
 use crate::units::{Bytes, Flops};
 
 /// Re-emits forward ops of a block group as backward-phase recomputation: all of them for full
@@ -152,7 +152,12 @@ fn linear(b: &mut Builder, base: &Op, meta: &Meta, input_grad: bool, bias: bool)
     if input_grad {
         let dgrad = gemm(
             meta.names.dgrad,
-            OpKind::Gemm { m, n: k, k: n },
+            OpKind::Gemm {
+                m,
+                n: k,
+                k: n,
+                token_dim: TokenDim::M,
+            },
             mf * nf * out + nf * kf * op,
             mf * kf * out,
         );
@@ -160,7 +165,12 @@ fn linear(b: &mut Builder, base: &Op, meta: &Meta, input_grad: bool, bias: bool)
     }
     let mut wgrad = gemm(
         meta.names.wgrad,
-        OpKind::Gemm { m: k, n, k: m },
+        OpKind::Gemm {
+            m: k,
+            n,
+            k: m,
+            token_dim: TokenDim::K,
+        },
         mf * kf * op + mf * nf * out,
         kf * nf * out,
     );

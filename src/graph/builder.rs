@@ -4,7 +4,7 @@
 
 use super::precision::PrecisionPolicy;
 use super::shapes::Linear;
-use super::{Chain, Dtype, Layer, Op, OpClass, OpKind, Phase, Role, Unit};
+use super::{Chain, Dtype, Layer, Op, OpClass, OpKind, Phase, Role, TokenDim, Unit};
 use crate::units::{Bytes, Flops};
 
 /// Bytes of one fp32 element (statistics, masters, fp32 tensors of any precision).
@@ -401,7 +401,12 @@ impl Builder<'_> {
                     l.names.fwd,
                     self.layer,
                     Phase::Forward,
-                    OpKind::Gemm { m, n, k },
+                    OpKind::Gemm {
+                        m,
+                        n,
+                        k,
+                        token_dim: TokenDim::M,
+                    },
                     OpClass::Gemm,
                     nu.gemm_unit,
                     nu.gemm,

@@ -121,6 +121,9 @@ pub struct StepConfig {
     /// Ranks the optimizer states are sharded over (ZeRO-1 and up: each rank updates 1/shards
     /// of the parameters); 1 without sharding.
     pub optimizer_shards: u64,
+    /// Ranks the parameters themselves are sharded over (ZeRO-3: each rank updates the EMA of
+    /// its shard); 1 without sharding.
+    pub param_shards: u64,
 }
 
 /// Most EMA copies a step may update.
@@ -135,6 +138,7 @@ impl Default for StepConfig {
             checkpointing: Checkpointing::None,
             ema: 0,
             optimizer_shards: 1,
+            param_shards: 1,
         }
     }
 }

@@ -169,6 +169,11 @@ pub enum OpKind {
         n: u64,
         /// Reduction length.
         k: u64,
+        /// Which dimension runs over the token rows of a linear layer. In the layouts cuBLAS
+        /// gets for `x·Wᵀ` and its gradients the token rows are never a leading dimension, so
+        /// their count needs no alignment (the features do).
+        #[serde(skip)]
+        token_dim: TokenDim,
     },
     /// `batch` independent GEMMs of one shape.
     BatchedGemm {
@@ -226,6 +231,15 @@ impl OpKind {
             OpKind::Optimizer => "optimizer",
         }
     }
+}
+
+/// The dimension of a GEMM that runs over token rows (see [`OpKind::Gemm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenDim {
+    /// M: a linear layer's forward and data gradient.
+    M,
+    /// K: a linear layer's weight gradient (the sum over tokens).
+    K,
 }
 
 /// Which layers an op row stands for.
@@ -371,7 +385,7 @@ impl Op {
 pub fn gemm_shapes(ops: &[Op]) -> Vec<(&'static str, u64, u64, u64)> {
     let mut shapes: Vec<(&'static str, u64, u64, u64)> = Vec::new();
     for op in ops {
-        if let OpKind::Gemm { m, n, k } = op.kind {
+        if let OpKind::Gemm { m, n, k, .. } = op.kind {
             if !shapes.iter().any(|s| (s.1, s.2, s.3) == (m, n, k)) {
                 shapes.push((op.name, m, n, k));
             }

@@ -24,6 +24,8 @@ pub struct ParamCount {
     pub total: u64,
     /// Parameters that are GEMM weights (they get a low-precision copy under autocast).
     pub gemm_weights: u64,
+    /// Of `gemm_weights`, one block's.
+    pub per_block_gemm_weights: u64,
 }
 
 /// Parameters of one norm layer of width `d`.
@@ -81,5 +83,6 @@ pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount
         head,
         total: embed + blocks + head,
         gemm_weights: embed_gemm + block_gemm * t.depth + head_gemm,
+        per_block_gemm_weights: block_gemm,
     }
 }

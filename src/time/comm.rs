@@ -14,9 +14,12 @@
 //! ZeRO-1/2 reduce-scatter the gradients instead (half an all-reduce's volume, same overlap) and
 //! all-gather the updated parameters (in the compute dtype) after the optimizer step, where
 //! nothing hides it. ZeRO-3 (FSDP) also all-gathers the parameters before each micro-step's
-//! forward and again before its backward, prefetched behind that micro-step's compute:
-//! exposed = k · max(0, 2 · gather - (forward + backward)). Communication kernels slowing the
-//! overlapped compute (SM contention) is not modelled.
+//! forward and again before its backward, prefetched behind that micro-step's compute; the
+//! gradient reduce-scatter of the last micro-step shares that compute with its gathers, so no
+//! compute hides two collectives: exposed = (k - 1) · max(0, 2 · gather - (forward + backward))
+//! plus max(2 · gather + grads - forward - backward · (1 - 1/buckets), grads / buckets). A step
+//! is therefore never shorter than its communication. Communication kernels slowing the overlapped
+//! compute (SM contention) is not modelled.
 
 use super::machine::Machine;
 use crate::graph::{PrecisionPolicy, StepConfig};
@@ -120,9 +123,16 @@ pub fn exposed_communication(
             exposed += gather;
         }
         3.. => {
+            // Each micro-step gathers the parameters for its forward and again for its backward.
+            // Earlier micro-steps hide both gathers behind their own forward and backward; in
+            // the last one the gathers and the gradient reduce-scatter share that compute, whose
+            // last bucket still waits for the end of the backward.
             let k = grad_accum.max(1) as f64;
             total += gather * 2.0 * k;
-            exposed += (gather * 2.0 - (forward + backward)).max(Seconds::ZERO) * k;
+            let earlier = (gather * 2.0 - (forward + backward)).max(Seconds::ZERO) * (k - 1.0);
+            let last = (gather * 2.0 + grads - (forward + backward * (1.0 - 1.0 / buckets)))
+                .max(grads / buckets);
+            exposed = earlier + last;
         }
         _ => {}
     }

@@ -24,12 +24,15 @@
 //!
 //! The best tile is chosen as cuBLAS's heuristics would: the one with the highest product.
 //!
-//! Alignment: a GEMM with M, N or K not a multiple of 16 bytes of its operand dtype (e.g. GPT-2's
-//! vocabulary of 50257) runs on slow alignment-1 kernels, capped at [`MISALIGNED_CEILING`].
+//! Alignment: a GEMM whose leading dimensions are not multiples of 16 bytes of its operand
+//! dtype (e.g. GPT-2's vocabulary of 50257) runs on slow alignment-1 kernels, capped at
+//! [`MISALIGNED_CEILING`]. A linear layer's token rows are no leading dimension (in `x·Wᵀ` and
+//! its gradients cuBLAS sees x with leading dimension K and the output with N), so only its
+//! feature dimensions count; a batched attention GEMM's sequence is a leading dimension.
 
 use super::machine::Machine;
 use crate::error::{Error, Result};
-use crate::graph::{AttentionImpl, Dtype, Unit};
+use crate::graph::{AttentionImpl, Dtype, TokenDim, Unit};
 use crate::units::FlopRate;
 
 /// Tile shapes the model chooses from, with their relative throughput `r`.
@@ -92,15 +95,16 @@ impl Machine {
     }
 
     /// Attainable FLOP/s of `batch` GEMMs (M, N, K) on (unit, dtype): peak × achievable fraction
-    /// × shape efficiency, capped at [`MISALIGNED_CEILING`] of the peak when misaligned.
+    /// × shape efficiency, capped at [`MISALIGNED_CEILING`] of the peak when a leading dimension
+    /// is misaligned. `token_dim` (a linear layer's token rows) is no leading dimension in the
+    /// layouts cuBLAS gets, so its size is not checked; a batched GEMM checks all three.
     pub fn gemm_rate(
         &self,
         unit: Unit,
         dtype: Dtype,
         batch: u64,
-        m: u64,
-        n: u64,
-        k: u64,
+        (m, n, k): (u64, u64, u64),
+        token_dim: Option<TokenDim>,
     ) -> FlopRate {
         let (peak, frac) = self.peak(unit, dtype);
         // k0 is a fixed time per tile expressed in K steps of the bf16 tensor-core loop; on a
@@ -112,7 +116,10 @@ impl Machine {
             Dtype::Bf16 => 8,
             Dtype::Fp32 | Dtype::Tf32 => 4,
         };
-        let aligned = m.is_multiple_of(align) && n.is_multiple_of(align) && k.is_multiple_of(align);
+        let ok = |d: u64| d.is_multiple_of(align);
+        let aligned = (token_dim == Some(TokenDim::M) || ok(m))
+            && ok(n)
+            && (token_dim == Some(TokenDim::K) || ok(k));
         peak * if aligned || unit == Unit::Vector {
             eff
         } else {

@@ -98,8 +98,12 @@ pub fn op_time(
         ExecMode::Compiled | ExecMode::Graphs => (op.fused_read, op.fused_written),
     };
     let attainable = match op.kind {
-        OpKind::Gemm { m, n, k } => mach.gemm_rate(op.unit, op.dtype, 1, m, n, k),
-        OpKind::BatchedGemm { batch, m, n, k } => mach.gemm_rate(op.unit, op.dtype, batch, m, n, k),
+        OpKind::Gemm { m, n, k, token_dim } => {
+            mach.gemm_rate(op.unit, op.dtype, 1, (m, n, k), Some(token_dim))
+        }
+        OpKind::BatchedGemm { batch, m, n, k } => {
+            mach.gemm_rate(op.unit, op.dtype, batch, (m, n, k), None)
+        }
         OpKind::Attention { seq, causal, .. } => {
             mach.flash_rate(attention, seq, op.phase == Phase::Backward, causal)?
         }

@@ -38,7 +38,7 @@ pub(crate) fn step(b: &mut Builder, params: &ParamCount, cfg: &StepConfig) {
     if cfg.ema > 0 {
         // Each EMA copy: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B),
         // writes ema (4 B); one fused kernel per copy.
-        let n = cfg.ema as f64 * total;
+        let n = cfg.ema as f64 * total / cfg.param_shards.max(1) as f64;
         let ema = Op {
             name: "optimizer.ema",
             flops: Flops(3.0 * n),
