@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{ExecMode, OpClass, OpKind, Phase, StepConfig, StepGraph};
-use crate::memory::{footprint_of, MemoryBreakdown, MemoryConfig};
+use crate::memory::{footprint_of, MemoryBreakdown, MemoryConfig, MemoryProfile};
 use crate::spec::ModelSpec;
 use crate::time::{comm, op_time, Bound, Fleet, Machine};
 use crate::units::{FlopRate, Flops, Seconds};
@@ -198,10 +198,26 @@ pub struct StepEstimate {
     pub params: u64,
 }
 
-/// Reusable buffers for evaluating many configurations without allocating.
+/// Memory profiles kept per estimator: how many distinct (model, step) pairs it remembers.
+const PROFILES: usize = 8;
+
+/// A remembered memory profile and what it was measured for.
+#[derive(Debug)]
+struct Profiled {
+    model: ModelSpec,
+    step: StepConfig,
+    fused: bool,
+    profile: MemoryProfile,
+}
+
+/// Reusable buffers for evaluating many configurations without allocating: the op graph, a
+/// second graph for memory profiles, and the profiles of the last few (model, step) pairs (a
+/// sweep over batch sizes, GPUs or assumptions builds each profile once).
 #[derive(Debug, Default)]
 pub struct Estimator {
     graph: StepGraph,
+    probe: StepGraph,
+    profiles: Vec<Profiled>,
 }
 
 impl Estimator {
@@ -213,6 +229,38 @@ impl Estimator {
     /// The op list of the last evaluation.
     pub fn ops(&self) -> &[crate::graph::Op] {
         self.graph.ops()
+    }
+
+    /// The memory profile of `model` under `step` (any batch), built from the graph at batch 1
+    /// and 2 on first use and remembered.
+    fn profile(&mut self, model: &ModelSpec, step: &StepConfig, fused: bool) -> Result<usize> {
+        let key = StepConfig { batch: 1, ..*step };
+        if let Some(i) = self
+            .profiles
+            .iter()
+            .position(|p| p.step == key && p.fused == fused && p.model == *model)
+        {
+            return Ok(i);
+        }
+        self.probe.build(model, &key)?;
+        let one = self.probe.ops().to_vec();
+        let two = match self.probe.build(model, &StepConfig { batch: 2, ..key }) {
+            Ok(ops) => ops,
+            // At the largest sequence a second sample exceeds the tokens per step: the batch
+            // cannot grow anyway, so the profile at batch 1 stands for both.
+            Err(_) => &one,
+        };
+        let profile = MemoryProfile::new(&one, two, step.checkpointing, fused);
+        if self.profiles.len() == PROFILES {
+            self.profiles.remove(0);
+        }
+        self.profiles.push(Profiled {
+            model: model.clone(),
+            step: key,
+            fused,
+            profile,
+        });
+        Ok(self.profiles.len() - 1)
     }
 
     /// Estimates one configuration; the op list stays available through [`Estimator::ops`].
@@ -304,6 +352,10 @@ impl Estimator {
 
         let mc = run.memory_config();
         let memory = footprint_of(&params, &run.step, self.graph.ops(), &mc);
+        let profile = self.profile(model, &step, mc.fused)?;
+        let max_batch = self.profiles[profile]
+            .profile
+            .max_batch(&memory, mach.capacity, &mc);
         let capacity = mach.capacity;
         let mfu_peak = mach.mfu_peak(run.step.precision);
         let samples_per_step = (run.step.batch as f64) * k * run.fleet.gpus as f64;
@@ -331,7 +383,7 @@ impl Estimator {
             tokens_per_sample,
             memory,
             fits: memory.total_bytes <= capacity,
-            max_batch: memory.max_batch(capacity, &mc, run.step.batch),
+            max_batch,
             params: params.total,
         })
     }

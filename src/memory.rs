@@ -82,17 +82,111 @@ impl MemoryBreakdown {
             + self.weight_copies_bytes
     }
 
-    /// Largest batch whose footprint fits in `capacity` (0 if not even one sample fits). The
-    /// footprint is affine in the batch: total(B) = W + (1 + f)(persistent + B·a), with W the
-    /// fixed workspace, f the fragmentation and a the activation + transient bytes per sample.
-    pub fn max_batch(&self, capacity: Bytes, mc: &MemoryConfig, batch: u64) -> u64 {
-        let per_sample = (self.activations_bytes.0 + self.transient_bytes.0) / batch.max(1) as f64;
-        let room =
-            (capacity.0 - mc.workspace.0) / (1.0 + mc.fragmentation) - self.persistent_bytes().0;
-        if room <= 0.0 || per_sample <= 0.0 {
+    /// The fixed part of the footprint W + (1 + f)·persistent and the factor (1 + f) that
+    /// multiplies what grows with the batch.
+    fn fixed(&self, mc: &MemoryConfig) -> (f64, f64) {
+        let k = 1.0 + mc.fragmentation;
+        (mc.workspace.0 + k * self.persistent_bytes().0, k)
+    }
+}
+
+/// How the batch-dependent memory of a step grows with the batch, measured on the graph at
+/// batch 1 and 2: activations kept for backward, a0 + a1·B, and, for each backward op, the
+/// gradient memory it holds at its peak, c_i + s_i·B. Every byte count of the op graph is affine
+/// in the batch, so two builds determine them exactly.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryProfile {
+    /// Activations at batch 1 and 2.
+    activations: [f64; 2],
+    /// Transients of the backward ops at batch 1 and 2.
+    transients: Vec<[f64; 2]>,
+}
+
+impl MemoryProfile {
+    /// The profile from the op lists of the same step at batch 1 (`one`) and 2 (`two`).
+    pub fn new(one: &[Op], two: &[Op], mode: Checkpointing, fused: bool) -> Self {
+        fn transients(ops: &[Op], fused: bool) -> impl Iterator<Item = f64> + '_ {
+            ops.iter()
+                .filter(|o| o.phase == Phase::Backward && !o.weight_sized)
+                .map(move |o| transient_bytes(o, fused))
+        }
+        let all: Vec<[f64; 2]> = transients(one, fused)
+            .zip(transients(two, fused))
+            .map(|(a, b)| [a, b])
+            .collect();
+        // Only the lines that are the largest somewhere on B >= 1 matter: a line at most as high
+        // at batch 1 and at most as steep as another never is (the Pareto front of the two).
+        let mut front: Vec<[f64; 2]> = Vec::new();
+        for (i, t) in all.iter().enumerate() {
+            let slope = |x: &[f64; 2]| x[1] - x[0];
+            let beaten = all
+                .iter()
+                .enumerate()
+                .any(|(j, u)| u[0] >= t[0] && slope(u) >= slope(t) && (u != t || j < i));
+            if !beaten {
+                front.push(*t);
+            }
+        }
+        MemoryProfile {
+            activations: [
+                activation_bytes(one, mode, fused).0,
+                activation_bytes(two, mode, fused).0,
+            ],
+            transients: front,
+        }
+    }
+
+    /// The profile of `m` under `cfg` (any batch), from two builds of its graph.
+    pub fn of(m: &ModelSpec, cfg: &StepConfig, fused: bool) -> crate::error::Result<Self> {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        crate::graph::build_step(m, &StepConfig { batch: 1, ..*cfg }, &mut one)?;
+        // At the largest sequence a second sample exceeds the tokens per step: the batch cannot
+        // grow anyway, so the profile at batch 1 stands for both.
+        if crate::graph::build_step(m, &StepConfig { batch: 2, ..*cfg }, &mut two).is_err() {
+            two.clone_from(&one);
+        }
+        Ok(Self::new(&one, &two, cfg.checkpointing, fused))
+    }
+
+    /// Batch-dependent bytes at batch `b`: activations plus the largest transient.
+    pub fn at(&self, b: f64) -> f64 {
+        let affine = |[one, two]: [f64; 2]| one + (two - one) * (b - 1.0);
+        affine(self.activations)
+            + self
+                .transients
+                .iter()
+                .map(|t| affine(*t))
+                .fold(0.0, f64::max)
+    }
+
+    /// Largest batch whose footprint (fixed part of `m`) fits in `capacity`: 0 if not even one
+    /// sample fits. Solved per backward op (the footprint is the largest of affine functions),
+    /// then checked against the profile at the answer and the next batch.
+    pub fn max_batch(&self, m: &MemoryBreakdown, capacity: Bytes, mc: &MemoryConfig) -> u64 {
+        const MAX: f64 = 1e15;
+        let (fixed, k) = m.fixed(mc);
+        let room = (capacity.0 - fixed) / k;
+        let fits = |b: f64| self.at(b) <= room;
+        if !fits(1.0) {
             return 0;
         }
-        (room / per_sample).floor().min(1e15) as u64
+        let [a1, a2] = self.activations;
+        let (a_slope, a0) = (a2 - a1, 2.0 * a1 - a2);
+        let mut best = MAX;
+        for &[t1, t2] in self.transients.iter().chain(std::iter::once(&[0.0, 0.0])) {
+            let slope = a_slope + (t2 - t1);
+            if slope > 0.0 {
+                best = best.min(((room - a0 - (2.0 * t1 - t2)) / slope).floor());
+            }
+        }
+        let mut b = best.clamp(1.0, MAX);
+        while b > 1.0 && !fits(b) {
+            b -= 1.0;
+        }
+        while b < MAX && fits(b + 1.0) {
+            b += 1.0;
+        }
+        b as u64
     }
 }
 

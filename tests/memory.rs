@@ -107,7 +107,9 @@ fn footprint_is_affine_in_batch_and_max_batch_fits() {
         max_relative = 1e-9
     );
     let cap = roofline::units::Bytes(80e9);
-    let max = t2.max_batch(cap, &mc, 32);
+    let max = roofline::memory::MemoryProfile::of(&m, &StepConfig::default(), false)
+        .unwrap()
+        .max_batch(&t2, cap, &mc);
     assert!(total(max).total_bytes.0 <= cap.0);
     assert!(total(max + 1).total_bytes.0 > cap.0);
 }

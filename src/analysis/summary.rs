@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::estimate::StepEstimate;
 use crate::graph::{AttentionImpl, Op, PrecisionPolicy};
-use crate::memory::{footprint, MemoryBreakdown};
+use crate::memory::{footprint, MemoryBreakdown, MemoryProfile};
 use crate::scenario::{DatasetSize, Scenario};
 use crate::spec::model::ModelKind;
 use crate::time::figures::figure;
@@ -59,11 +59,11 @@ pub struct MemoryReport {
 
 impl MemoryReport {
     /// The footprint of `s`'s step, whose ops are `ops` (built for `s.run.step`).
-    pub fn new(s: &Scenario, ops: &[Op]) -> Self {
+    pub fn new(s: &Scenario, ops: &[Op]) -> Result<Self> {
         let mc = s.run.memory_config();
         let m = footprint(&s.model, &s.run.step, ops, &mc);
         let cap = s.gpu.hbm_capacity();
-        MemoryReport {
+        Ok(MemoryReport {
             model: s.model.name.clone(),
             gpu: s.gpu.name.clone(),
             batch: s.run.step.batch,
@@ -82,8 +82,8 @@ impl MemoryReport {
             total_bytes: m.total_bytes,
             capacity_bytes: cap,
             fits: m.total_bytes <= cap,
-            max_batch: m.max_batch(cap, &mc, s.run.step.batch),
-        }
+            max_batch: MemoryProfile::of(&s.model, &s.run.step, mc.fused)?.max_batch(&m, cap, &mc),
+        })
     }
 }
 

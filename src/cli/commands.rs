@@ -60,7 +60,7 @@ pub fn memory(a: &MemoryArgs) -> Result<()> {
     let s = a.spec()?.load()?;
     let mut ops = Vec::new();
     crate::graph::build_step(&s.model, &s.run.step, &mut ops)?;
-    let report = analysis::summary::MemoryReport::new(&s, &ops);
+    let report = analysis::summary::MemoryReport::new(&s, &ops)?;
     if a.json {
         out(&format!("{}\n", json::to_string(&report)?))?;
     } else {

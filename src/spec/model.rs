@@ -87,7 +87,7 @@ pub enum PositionEmbed {
 }
 
 /// Tokens per sample, by role.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tokens {
     /// Patch tokens of a conditioning image, processed by every block but not predicted.
@@ -108,7 +108,7 @@ pub struct Tokens {
 }
 
 /// Input image or latent geometry (vision).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     /// Height in pixels (or latent cells).
@@ -124,7 +124,7 @@ pub struct Input {
 }
 
 /// The transformer trunk.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transformer {
     /// Model width d.
@@ -162,7 +162,7 @@ pub struct Transformer {
 }
 
 /// Embeddings and head.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Embedding {
     /// Patch embedding (vision only).
@@ -191,7 +191,7 @@ pub struct Embedding {
 }
 
 /// A whole model spec file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Short name used on the command line.
