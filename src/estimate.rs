@@ -358,6 +358,12 @@ impl Estimator {
             .max_batch(&memory, mach.capacity, &mc);
         let capacity = mach.capacity;
         let mfu_peak = mach.mfu_peak(run.step.precision);
+        if !(step_time.0.is_finite() && step_time.0 > 0.0 && memory.total_bytes.0.is_finite()) {
+            return Err(Error::Internal(format!(
+                "the estimate of {} is not finite (step {:?} s, memory {:?} B)",
+                model.name, step_time.0, memory.total_bytes.0
+            )));
+        }
         let samples_per_step = (run.step.batch as f64) * k * run.fleet.gpus as f64;
         let samples_per_s = samples_per_step / step_time.0;
         let tokens_per_sample = model.tokens_per_sample() as f64;

@@ -1,67 +1,110 @@
 //! The one place that writes output files: whole or not at all.
 //!
-//! Each file is written to a temporary file in the same folder and renamed over the target, so
-//! a reader never sees half a file, and an error (a full disk, a file-size limit) leaves the
-//! previous contents in place. A group of files (a chart beside its table) is written the same
-//! way: every temporary file first, the renames only once all of them are complete; if one fails,
-//! the temporaries are removed and no target changes.
+//! Each file is first written to a temporary file in its target's folder ([`Staged`]); only
+//! when every file of a group is complete are they renamed over their targets ([`commit`]). A
+//! reader never sees half a file, and an error (a full disk, a file-size limit, an unwritable
+//! folder) leaves every target as it was: a dropped [`Staged`] removes its temporary file. A
+//! large output is streamed into its temporary file with a [`StagedWriter`].
 
 use crate::error::{Error, Result};
 use std::fs;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` atomically, creating parent folders.
-pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_all(&[(path.to_path_buf(), bytes.to_vec())])
+/// A complete temporary file waiting to replace its target.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    committed: bool,
 }
 
-/// Writes every `(path, bytes)` pair, all or none (see the module docs).
-pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
-    let mut staged: Vec<(PathBuf, &Path)> = Vec::with_capacity(files.len());
-    let cleanup = |staged: &[(PathBuf, &Path)]| {
-        for (tmp, _) in staged {
-            let _ = fs::remove_file(tmp);
-        }
-    };
-    for (path, bytes) in files {
-        match stage(path, bytes) {
-            Ok(tmp) => staged.push((tmp, path)),
-            Err(e) => {
-                cleanup(&staged);
-                return Err(e);
-            }
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
         }
     }
-    for (i, (tmp, path)) in staged.iter().enumerate() {
-        if let Err(e) = fs::rename(tmp, path) {
-            cleanup(&staged[i..]);
-            return Err(Error::io(path, e));
-        }
+}
+
+/// A temporary file being written; [`StagedWriter::finish`] makes it a [`Staged`].
+#[derive(Debug)]
+pub struct StagedWriter {
+    file: BufWriter<fs::File>,
+    staged: Staged,
+}
+
+impl StagedWriter {
+    /// A temporary file beside `path`, creating the folders on the way.
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        Ok(StagedWriter {
+            file: BufWriter::new(file),
+            staged: Staged {
+                tmp,
+                target: path.to_path_buf(),
+                committed: false,
+            },
+        })
+    }
+
+    /// Appends `bytes`; an error names the target.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.staged.target, e))
+    }
+
+    /// Flushes the file to disk: it is complete and waits for [`commit`].
+    pub fn finish(self) -> Result<Staged> {
+        let StagedWriter { file, staged } = self;
+        let target = staged.target.clone();
+        let file = file
+            .into_inner()
+            .map_err(|e| Error::io(&target, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&target, e))?;
+        Ok(staged)
+    }
+}
+
+/// `bytes` as a complete temporary file beside `path`.
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
+    let mut w = StagedWriter::create(path)?;
+    w.write(bytes)?;
+    w.finish()
+}
+
+/// Renames every staged file over its target. All were complete before the first rename; a
+/// rename that fails leaves the rest unrenamed and removed.
+pub fn commit(files: Vec<Staged>) -> Result<()> {
+    for mut f in files {
+        fs::rename(&f.tmp, &f.target).map_err(|e| Error::io(&f.target, e))?;
+        f.committed = true;
     }
     Ok(())
 }
 
-/// Writes `bytes` to a fresh temporary file beside `path` and flushes it to disk.
-fn stage(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(tmp)
+/// Writes `bytes` to `path` atomically, creating parent folders.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    commit(vec![stage(path, bytes)?])
+}
+
+/// Writes every `(path, bytes)` pair, all or none (see the module docs).
+pub fn write_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    let staged = files
+        .iter()
+        .map(|(p, b)| stage(p, b))
+        .collect::<Result<Vec<_>>>()?;
+    commit(staged)
 }
 
 #[cfg(test)]
@@ -89,6 +132,11 @@ mod tests {
         assert!(leftovers.is_empty());
         write(&a, b"new").unwrap();
         assert_eq!(fs::read_to_string(&a).unwrap(), "new");
+        // A streamed file abandoned half-way leaves nothing behind.
+        let mut w = StagedWriter::create(&dir.join("c.csv")).unwrap();
+        w.write(b"half").unwrap();
+        drop(w);
+        assert!(!dir.join("c.csv").exists());
         let _ = fs::remove_dir_all(&dir);
     }
 }

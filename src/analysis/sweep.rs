@@ -5,10 +5,11 @@
 //! setting is taken from the `estimate` options as a fixed value.
 //!
 //! Performance: models are built once per (model, sequence) value and [`Machine`]s once per GPU
-//! before the loop; the loop itself evaluates configurations over all cores with rayon, one
-//! [`Estimator`] per worker (`for_each_init`), writing plain [`StepEstimate`] values into a
-//! preallocated slot per configuration: no allocation per configuration (an invalid one
-//! allocates its error message). Rows are formatted after the loop.
+//! before the loop; the loop evaluates blocks of [`BLOCK`] configurations over all cores with
+//! rayon, one [`Estimator`] per worker (`for_each_init`), writing plain [`StepEstimate`] values
+//! into a preallocated slot per configuration: no allocation per configuration (an invalid one
+//! allocates its error message). Each block's rows are formatted and handed to a sink before the
+//! next block, so a sweep of any size runs in constant memory.
 
 use crate::error::{Error, Result};
 use crate::estimate::{Estimator, RunConfig, StepEstimate};
@@ -301,18 +302,54 @@ pub const COLUMNS: [&str; 25] = [
     "error",
 ];
 
-/// The result of a sweep.
+/// Configurations evaluated in parallel before their rows are handed on.
+pub const BLOCK: usize = 1 << 16;
+
+/// What a sweep was and how it went; the rows themselves went to the sink.
 #[derive(Debug, Clone, Serialize)]
-pub struct SweepResult {
+pub struct SweepSummary {
     /// Varied parameters and their values, in order (first = outermost loop, chart x axis).
     pub vary: Vec<(String, Vec<String>)>,
     /// Configurations evaluated (the product of the value counts).
     pub configurations: usize,
-    /// One row per configuration, last parameter varying fastest.
-    pub rows: Vec<Row>,
+    /// Configurations that could not be evaluated.
+    pub invalid: usize,
     /// Wall time of the parallel evaluation (s).
     #[serde(skip)]
     pub eval_seconds: f64,
+}
+
+/// A whole sweep in memory: its summary and every row (for small sweeps and tests).
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepResult {
+    /// Varied parameters and their values.
+    pub vary: Vec<(String, Vec<String>)>,
+    /// Configurations evaluated.
+    pub configurations: usize,
+    /// One row per configuration, last parameter varying fastest.
+    pub rows: Vec<Row>,
+}
+
+/// [`sweep`] with every row kept.
+pub fn collect(base: &ScenarioSpec, dims: &[Dim]) -> Result<SweepResult> {
+    let mut rows = Vec::new();
+    let summary = sweep(base, dims, &|_| {}, &mut |r: Row| {
+        rows.push(r);
+        Ok(())
+    })?;
+    Ok(SweepResult {
+        vary: summary.vary,
+        configurations: summary.configurations,
+        rows,
+    })
+}
+
+/// The number of configurations of `dims` (saturating).
+pub fn configurations(dims: &[Dim]) -> usize {
+    dims.iter()
+        .map(|d| d.labels.len())
+        .try_fold(1usize, |a, b| a.checked_mul(b))
+        .unwrap_or(usize::MAX)
 }
 
 /// Everything the loop needs, resolved before it.
@@ -364,12 +401,14 @@ impl Plan<'_> {
 /// Runs a sweep: the product of `dims` over the fixed settings of `base`.
 ///
 /// `progress` is called from the worker threads with the number of configurations each chunk
-/// evaluated (for a progress bar; pass `&|_| {}` for none).
+/// evaluated (for a progress bar; pass `&|_| {}` for none); `sink` gets every row, in order, and
+/// may stop the sweep with an error (a full disk).
 pub fn sweep(
     base: &ScenarioSpec,
     dims: &[Dim],
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<SweepResult> {
+    sink: &mut dyn FnMut(Row) -> Result<()>,
+) -> Result<SweepSummary> {
     if dims.is_empty() {
         return Err(Error::Invalid("give at least one --vary NAME=SPEC".into()));
     }
@@ -414,65 +453,66 @@ pub fn sweep(
         base: scenario.run,
     };
 
-    let n: usize = dims
-        .iter()
-        .map(|d| d.labels.len())
-        .try_fold(1usize, |a, b| a.checked_mul(b))
-        .unwrap_or(usize::MAX);
+    let n = configurations(dims);
     if n > 50_000_000 {
         return Err(Error::Invalid(format!(
             "the sweep has {n} configurations; at most 50 million are allowed"
         )));
     }
     let mut out: Vec<Option<std::result::Result<StepEstimate, String>>> =
-        (0..n).map(|_| None).collect();
+        (0..n.min(BLOCK)).map(|_| None).collect();
     let threads = rayon::current_num_threads().max(1);
-    let chunk = (n / (threads * 16)).clamp(1, 4096);
-    let start = Instant::now();
-    out.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each_init(Estimator::new, |est, (c, slots)| {
-            let mut idx = [0usize; PARAMS.len()];
-            for (j, slot) in slots.iter_mut().enumerate() {
-                plan.digits(c * chunk + j, &mut idx);
-                let (m, g, run) = plan.config(&idx);
-                *slot = Some(match &plan.models[m] {
-                    Ok(model) => est
-                        .estimate(model, &plan.machines[g].1, &run)
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.clone()),
-                });
-            }
-            progress(slots.len());
-        });
-    let eval_seconds = start.elapsed().as_secs_f64();
-
-    let mut rows = Vec::with_capacity(n);
+    let (mut eval_seconds, mut invalid) = (0.0, 0);
     let mut idx = [0usize; PARAMS.len()];
-    for (i, r) in out.into_iter().enumerate() {
-        plan.digits(i, &mut idx);
-        let (m, g, run) = plan.config(&idx);
-        let (model_name, seq) = match &plan.models[m] {
-            Ok(model) => (model.name.clone(), Some(model.max_seq())),
-            Err(_) => {
-                let seq = seqs[m % plan.n_seq];
-                (model_names[m / plan.n_seq].clone(), seq)
-            }
-        };
-        let e = match r {
-            Some(Ok(e)) => Ok(e),
-            Some(Err(msg)) => Err(msg),
-            None => Err("not evaluated".to_string()),
-        };
-        rows.push(row(model_name, plan.machines[g].0.clone(), seq, &run, e));
+    for first in (0..n).step_by(BLOCK) {
+        let len = (n - first).min(BLOCK);
+        let slots = &mut out[..len];
+        let chunk = (len / (threads * 16)).clamp(1, 4096);
+        let start = Instant::now();
+        slots
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each_init(Estimator::new, |est, (c, slots)| {
+                let mut idx = [0usize; PARAMS.len()];
+                for (j, slot) in slots.iter_mut().enumerate() {
+                    plan.digits(first + c * chunk + j, &mut idx);
+                    let (m, g, run) = plan.config(&idx);
+                    *slot = Some(match &plan.models[m] {
+                        Ok(model) => est
+                            .estimate(model, &plan.machines[g].1, &run)
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.clone()),
+                    });
+                }
+                progress(slots.len());
+            });
+        eval_seconds += start.elapsed().as_secs_f64();
+        for (j, r) in slots.iter_mut().enumerate() {
+            plan.digits(first + j, &mut idx);
+            let (m, g, run) = plan.config(&idx);
+            let (model_name, seq) = match &plan.models[m] {
+                Ok(model) => (model.name.clone(), Some(model.max_seq())),
+                Err(_) => {
+                    let seq = seqs[m % plan.n_seq];
+                    (model_names[m / plan.n_seq].clone(), seq)
+                }
+            };
+            let e = match r.take() {
+                Some(Ok(e)) => Ok(e),
+                Some(Err(msg)) => Err(msg),
+                None => Err("not evaluated".to_string()),
+            };
+            invalid += usize::from(e.is_err());
+            sink(row(model_name, plan.machines[g].0.clone(), seq, &run, e))?;
+        }
     }
-    Ok(SweepResult {
+    Ok(SweepSummary {
         vary: dims
             .iter()
             .map(|d| (d.param.name().to_string(), d.labels.clone()))
             .collect(),
         configurations: n,
-        rows,
+        invalid,
         eval_seconds,
     })
 }

@@ -125,7 +125,13 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         plot::Format::of(p)?;
     }
     let base = a.scenario.spec()?;
-    let n: usize = dims.iter().map(|d| d.labels.len()).product();
+    let n = analysis::sweep::configurations(&dims);
+    if a.plot.is_some() && n > CHART_CONFIGURATIONS {
+        return Err(Error::Invalid(format!(
+            "a chart of {n} configurations is unreadable: --plot takes at most {CHART_CONFIGURATIONS}; \
+             vary fewer values or drop --plot"
+        )));
+    }
     let bar = (n >= 2000 && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::with_draw_target(
             Some(n as u64),
@@ -139,33 +145,62 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         );
         b
     });
-    let r = analysis::sweep::sweep(&base, &dims, &|k| {
-        if let Some(b) = &bar {
-            b.inc(k as u64);
+    // Rows stream into a temporary file beside --out; the chart keeps one number per row.
+    let mut table = files::StagedWriter::create(&a.out)?;
+    let vary: Vec<(String, Vec<String>)> = dims
+        .iter()
+        .map(|d| (d.param.name().to_string(), d.labels.clone()))
+        .collect();
+    table.write(
+        if csv_out {
+            csv::sweep_header()
+        } else {
+            json::sweep_start(&vary, n)?
         }
-    })?;
+        .as_bytes(),
+    )?;
+    let mut values = Vec::new();
+    let mut first = true;
+    let summary = analysis::sweep::sweep(
+        &base,
+        &dims,
+        &|k| {
+            if let Some(b) = &bar {
+                b.inc(k as u64);
+            }
+        },
+        &mut |row| {
+            if a.plot.is_some() {
+                values.push(row.metric(&a.metric));
+            }
+            let line = if csv_out {
+                csv::sweep_row(&row)?
+            } else {
+                json::sweep_row(&row, first)?
+            };
+            first = false;
+            table.write(line.as_bytes())
+        },
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let table = if csv_out {
-        csv::sweep(&r)?
-    } else {
-        json::to_string(&r)?
-    };
-    let mut out = vec![(a.out.clone(), table.into_bytes())];
-    if let Some(p) = &a.plot {
-        let chart = plot::sweep::SweepChart::new(&r, &a.metric, &base)?;
-        out.push((p.clone(), render_for(&chart, p, SIZE)?));
+    if !csv_out {
+        table.write(json::sweep_end().as_bytes())?;
     }
-    files::write_all(&out)?;
-    let errors = r.rows.iter().filter(|x| x.error.is_some()).count();
+    let mut staged = vec![table.finish()?];
+    if let Some(p) = &a.plot {
+        let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &a.metric, &base)?;
+        staged.push(files::stage(p, &render_for(&chart, p, SIZE)?)?);
+    }
+    files::commit(staged)?;
     note!(
         "evaluated {} configurations in {:.3} s: {:.0} configurations/s on {} threads ({} invalid); wrote {}",
-        r.configurations,
-        r.eval_seconds,
-        r.configurations as f64 / r.eval_seconds.max(1e-9),
+        summary.configurations,
+        summary.eval_seconds,
+        summary.configurations as f64 / summary.eval_seconds.max(1e-9),
         rayon::current_num_threads(),
-        errors,
+        summary.invalid,
         a.out.display()
     );
     if let Some(p) = &a.plot {
@@ -173,6 +208,9 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Most configurations a sweep chart draws.
+const CHART_CONFIGURATIONS: usize = 100_000;
 
 /// `roofline sensitivity`.
 pub fn sensitivity(a: &SensitivityArgs) -> Result<()> {

@@ -170,3 +170,28 @@ pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> R
     }
     to_string(&v)
 }
+
+/// The start of a streamed sweep: `{"vary": ..., "configurations": N, "rows": [`; rows follow
+/// one per line ([`sweep_row`]) and [`sweep_end`] closes it.
+pub fn sweep_start(vary: &[(String, Vec<String>)], configurations: usize) -> Result<String> {
+    let vary = serde_json::to_string(vary)
+        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))?;
+    Ok(format!(
+        "{{\n  \"vary\": {vary},\n  \"configurations\": {configurations},\n  \"rows\": [\n"
+    ))
+}
+
+/// One row of a streamed sweep (`first`: no separating comma before it).
+pub fn sweep_row(row: &crate::analysis::sweep::Row, first: bool) -> Result<String> {
+    let value = serde_json::to_value(row)
+        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))?;
+    if has_non_finite(&value) {
+        return Err(Error::Internal("a non-finite number in the output".into()));
+    }
+    Ok(format!("{}    {value}", if first { "" } else { ",\n" }))
+}
+
+/// The end of a streamed sweep.
+pub fn sweep_end() -> &'static str {
+    "\n  ]\n}\n"
+}

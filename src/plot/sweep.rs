@@ -5,7 +5,6 @@
 //! 20x, linear from zero otherwise. Invalid configurations leave gaps in their line.
 
 use super::{series_color, si_label, DrawResult, Figure};
-use crate::analysis::sweep::SweepResult;
 use crate::error::{Error, Result};
 use crate::scenario::ScenarioSpec;
 use crate::units::{binary_bytes, Bytes};
@@ -33,17 +32,23 @@ pub struct SweepChart {
 }
 
 impl SweepChart {
-    /// Builds the chart of `metric` from a sweep result.
-    pub fn new(r: &SweepResult, metric: &str, fixed: &ScenarioSpec) -> Result<Self> {
-        let Some((x_name, x_labels)) = r.vary.first().cloned() else {
+    /// Builds the chart of `metric` from a sweep's varied parameters and the metric's value
+    /// in each row, in row order (None: an invalid configuration).
+    pub fn new(
+        vary: &[(String, Vec<String>)],
+        values: &[Option<f64>],
+        metric: &str,
+        fixed: &ScenarioSpec,
+    ) -> Result<Self> {
+        let Some((x_name, x_labels)) = vary.first().cloned() else {
             return Err(Error::Invalid(
                 "a sweep chart needs at least one varied parameter".into(),
             ));
         };
         let nx = x_labels.len();
-        let rest = r.rows.len() / nx.max(1);
+        let rest = values.len() / nx.max(1);
         let numeric: Option<Vec<f64>> = x_labels.iter().map(|l| l.parse::<f64>().ok()).collect();
-        let others = &r.vary[1..];
+        let others = &vary[1..];
         let mut lines = Vec::with_capacity(rest);
         for j in 0..rest {
             let mut k = j;
@@ -58,9 +63,7 @@ impl SweepChart {
             } else {
                 parts.join(", ")
             };
-            let ys = (0..nx)
-                .map(|i| r.rows[i * rest + j].metric(metric))
-                .collect();
+            let ys = (0..nx).map(|i| values[i * rest + j]).collect();
             lines.push((label, ys));
         }
         let title = format!(
