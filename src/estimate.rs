@@ -335,6 +335,9 @@ impl Estimator {
         breakdown.launch_overhead = gaps + host_excess;
 
         let params = self.graph.params();
+        let micro = Seconds((fwd + bwd).max(host_fwd + host_bwd).0 / k);
+        let fwd_wall = Seconds((fwd.max(host_fwd).0 / k).min(micro.0));
+        let bwd_wall = micro - fwd_wall;
         let (comm_total, comm_exposed) = comm::exposed_communication(
             &run.fleet,
             mach,
@@ -342,10 +345,11 @@ impl Estimator {
             &run.step,
             run.zero,
             run.grad_accum,
-            // Communication overlaps with the wall time of backward (and forward), which is
-            // the host's when dispatch is slower than the GPU.
-            Seconds(bwd.max(host_bwd).0 / k),
-            Seconds(fwd.max(host_fwd).0 / k),
+            // Communication overlaps with the wall time of a micro-step's backward and
+            // forward, which is the host's where dispatch is slower than the GPU. The two parts
+            // add up to the micro-step's wall time, never more.
+            bwd_wall,
+            fwd_wall,
         );
         breakdown.communication = comm_exposed;
         let step_time = gpu + host_excess + comm_exposed;
