@@ -104,6 +104,16 @@ fn implausible(r: &BenchResult, gpu: &GpuSpec) -> Option<String> {
     if !(r.time_s.is_finite() && (1e-7..=1e4).contains(&r.time_s)) {
         return Some(format!("time {:?} s is outside [1e-7, 1e4] s", r.time_s));
     }
+    if [r.m, r.n, r.k]
+        .iter()
+        .flatten()
+        .any(|d| *d == 0 || *d > 1 << 32)
+    {
+        return Some(format!(
+            "GEMM shape {:?} x {:?} x {:?} has a dimension outside [1, 2^32]",
+            r.m, r.n, r.k
+        ));
+    }
     if !finite(r.flops) || !finite(r.bytes) {
         return Some(format!(
             "FLOPs {:?} and bytes {:?} must be finite and non-negative",

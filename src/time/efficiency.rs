@@ -82,7 +82,9 @@ impl Machine {
         for &(tm, tn, r) in &TILES {
             let tiles_m = m.div_ceil(tm);
             let tiles_n = n.div_ceil(tn);
-            let q = (m as f64 * n as f64) / ((tiles_m * tm) as f64 * (tiles_n * tn) as f64);
+            // In f64: a padded size can exceed u64 where m or n is near its top.
+            let padded = |tiles: u64, t: u64| tiles as f64 * t as f64;
+            let q = (m as f64 * n as f64) / (padded(tiles_m, tm) * padded(tiles_n, tn));
             let tiles = tiles_m as f64 * tiles_n as f64 * batch as f64;
             let split = split_k(tiles, k as f64, self.sms);
             let ctas = tiles * split;
