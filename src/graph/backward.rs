@@ -3,7 +3,7 @@
 //! backward. The attention-specific rules are emitted by their parts
 //! ([`super::parts::attention`], [`super::parts::flash`]).
 
-use super::builder::{Builder, Bwd, Meta, FP32};
+use super::builder::{library_backward, Builder, Bwd, Meta, FP32};
 use super::parts::{attention, flash};
 use super::{Chain, Checkpointing, Dtype, Op, OpClass, OpKind, Phase, TokenDim, Unit};
 use crate::units::{Bytes, Flops};
@@ -138,16 +138,9 @@ fn linear(b: &mut Builder, base: &Op, meta: &Meta, input_grad: bool, bias: bool)
     let (mf, nf, kf) = (m as f64, n as f64, k as f64);
     let flops = Flops(2.0 * mf * nf * kf);
     let gemm = |name, kind, read: f64, written: f64| Op {
-        name,
-        kind,
         flops,
         model_flops: flops,
-        bytes_read: Bytes(read),
-        bytes_written: Bytes(written),
-        fused_read: Bytes(read),
-        fused_written: Bytes(written),
-        chain: Chain::Alone,
-        ..*base
+        ..library_backward(base, name, kind, Bytes(read), Bytes(written))
     };
     if input_grad {
         let dgrad = gemm(

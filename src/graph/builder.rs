@@ -150,6 +150,29 @@ pub(crate) fn library_op(
     }
 }
 
+/// A backward op that runs as one library kernel (a GEMM, a fused attention backward): `base`
+/// (the forward op turned backward) named `name`, of `kind`, reading `read` and writing
+/// `written` bytes in every mode.
+#[inline]
+pub(crate) fn library_backward(
+    base: &Op,
+    name: &'static str,
+    kind: OpKind,
+    read: Bytes,
+    written: Bytes,
+) -> Op {
+    Op {
+        name,
+        kind,
+        bytes_read: read,
+        bytes_written: written,
+        fused_read: read,
+        fused_written: written,
+        chain: Chain::Alone,
+        ..*base
+    }
+}
+
 /// Appends ops and their bookkeeping to reusable buffers.
 pub(crate) struct Builder<'a> {
     pub ops: &'a mut Vec<Op>,

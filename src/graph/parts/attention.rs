@@ -9,11 +9,11 @@
 
 use super::common::dropout;
 use super::{flash, norm::norm, rope::rope};
-use crate::graph::builder::{library_op, n, Builder, Bwd, Meta, Names, Vector, FP32};
-use crate::graph::shapes::LinearShapes;
-use crate::graph::{
-    AttentionImpl, Chain, Dtype, Op, OpClass, OpKind, Phase, Role, StepConfig, Unit,
+use crate::graph::builder::{
+    library_backward, library_op, n, Builder, Bwd, Meta, Names, Vector, FP32,
 };
+use crate::graph::shapes::LinearShapes;
+use crate::graph::{AttentionImpl, Dtype, Op, OpClass, OpKind, Phase, Role, StepConfig, Unit};
 use crate::spec::model::{NormKind, RopeKind};
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
@@ -397,20 +397,14 @@ pub(crate) fn scores_backward(b: &mut Builder, base: &Op, meta: &Meta) {
     };
     let sc = bh as f64 * s as f64 * s as f64;
     let qk = bh as f64 * s as f64 * dh as f64;
-    let g = |name| Op {
-        name,
-        kind: OpKind::BatchedGemm {
+    let g = |name| {
+        let kind = OpKind::BatchedGemm {
             batch: bh,
             m: s,
             n: dh,
             k: s,
-        },
-        bytes_read: Bytes(sc * el + qk * el),
-        bytes_written: Bytes(qk * el),
-        fused_read: Bytes(sc * el + qk * el),
-        fused_written: Bytes(qk * el),
-        chain: Chain::Alone,
-        ..*base
+        };
+        library_backward(base, name, kind, Bytes(sc * el + qk * el), Bytes(qk * el))
     };
     b.push(g("attn.scores.dgrad_q"), *meta);
     b.push(g("attn.scores.dgrad_k"), *meta);
@@ -423,15 +417,9 @@ pub(crate) fn pv_backward(b: &mut Builder, base: &Op, meta: &Meta, p: Dtype) {
     let sc = bh as f64 * s as f64 * s as f64;
     let e = bh as f64 * s as f64 * dh as f64;
     let o = p.bytes();
-    let gemm = |name, (m, n, k): (u64, u64, u64), read: f64, written: f64| Op {
-        name,
-        kind: OpKind::BatchedGemm { batch: bh, m, n, k },
-        bytes_read: Bytes(read),
-        bytes_written: Bytes(written),
-        fused_read: Bytes(read),
-        fused_written: Bytes(written),
-        chain: Chain::Alone,
-        ..*base
+    let gemm = |name, (m, n, k): (u64, u64, u64), read: f64, written: f64| {
+        let kind = OpKind::BatchedGemm { batch: bh, m, n, k };
+        library_backward(base, name, kind, Bytes(read), Bytes(written))
     };
     b.push(
         gemm("attn.pv.dgrad_p", (s, s, dh), 2.0 * e * o, sc * o),

@@ -2,7 +2,7 @@
 //! memory. Forward FLOPs 4·B·s²·d (halved for causal masks); the backward executes 2.5x the
 //! forward (it recomputes S; FlashAttention's benchmark convention) and counts 2x as model FLOPs.
 
-use crate::graph::builder::{library_op, n, Builder, Bwd, Meta, Vector, FP32};
+use crate::graph::builder::{library_backward, library_op, n, Builder, Bwd, Meta, Vector, FP32};
 use crate::graph::{AttentionImpl, Dtype, Op, OpClass, OpKind, Phase, StepConfig, Unit};
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
@@ -80,15 +80,10 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
 pub(crate) fn backward(b: &mut Builder, base: &Op, meta: &Meta, read: Bytes, written: Bytes) {
     b.push(
         Op {
-            name: "attn.flash.bwd",
             kernels: 3,
             flops: base.flops * 2.5,
             model_flops: base.model_flops * 2.0,
-            bytes_read: read,
-            bytes_written: written,
-            fused_read: read,
-            fused_written: written,
-            ..*base
+            ..library_backward(base, "attn.flash.bwd", base.kind, read, written)
         },
         *meta,
     );
