@@ -101,7 +101,7 @@ impl std::fmt::Display for Suite {
     }
 }
 
-/// A GEMM C[M,N] = A[M,K] * B[N,K]^T to measure (B stored like an nn.Linear weight).
+/// A GEMM `C[M,N] = A[M,K] * B[N,K]^T` to measure (B stored like an nn.Linear weight).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GemmShape {
     pub name: String,

@@ -42,7 +42,7 @@ cli_enum!(
     /// Attention implementation.
     AttentionImpl, "attention implementation", {
         /// Scores materialized; as the public JiT code: fp32 scores (autocast off), a materialized
-        /// zero bias [B,1,s,s] added, fp32 softmax, probabilities cast to bf16 for PV.
+        /// zero bias `[B,1,s,s]` added, fp32 softmax, probabilities cast to bf16 for PV.
         Naive => "naive",
         /// PyTorch's math SDPA backend, which (since 2.5) upcasts bf16/fp16 q, k, v to fp32:
         /// fp32 scores and PV on the vector units.

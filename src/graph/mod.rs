@@ -1,6 +1,6 @@
 //! The op graph of one training step on one GPU.
 //!
-//! [`build_step`] turns a [`ModelSpec`] and a [`StepConfig`] into the list of every op of the
+//! [`build_step`] turns a [`ModelSpec`](crate::spec::ModelSpec) and a [`StepConfig`] into the list of every op of the
 //! forward pass, the backward pass and the optimizer, each with FLOPs and the bytes it reads and
 //! writes in HBM. Blocks that see the same sequence length are identical: each op row of a block
 //! stands for `count` layers, so building the graph costs the same for 12 or 96 layers.
@@ -161,7 +161,7 @@ impl OpClass {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OpKind {
-    /// C[M,N] = A[M,K] · B[K,N].
+    /// `C[M,N] = A[M,K] · B[K,N]`.
     Gemm {
         /// Rows of the output.
         m: u64,

@@ -1,10 +1,14 @@
-//! The roofline time model: op time, step time, throughput, MFU, training time and cost.
+//! The roofline of one op: its time on a [`Machine`]; with the GPU as the time model sees it
+//! ([`machine`], [`figures`], [`calibration`]), what GEMMs and fused attention attain
+//! ([`efficiency`]) and data-parallel communication ([`comm`]). The whole step is
+//! [`crate::estimate`].
 //!
 //! Time of one op (per layer):
-//! `t = max(FLOPs / attainable FLOP/s, HBM bytes / attainable B/s + L2 bytes / L2 B/s) + kernels · gap`, with attainable rates from [`Machine`]. The host is a
-//! third roof for the whole step, not an addend per op: the CPU dispatches ops while the GPU runs
-//! earlier ones, so a step takes `max(GPU time, host dispatch time)`; an op is reported
-//! launch-bound when its own dispatch takes longer than its GPU time.
+//! `t = max(FLOPs / attainable FLOP/s, HBM bytes / attainable B/s + L2 bytes / L2 B/s) +
+//! kernels · gap`, with attainable rates from [`Machine`]. The host is a third roof for the
+//! whole step, not an addend per op: the CPU dispatches ops while the GPU runs earlier ones, so a
+//! step takes `max(GPU time, host dispatch time)`; an op is reported launch-bound when its own
+//! dispatch takes longer than its GPU time.
 //!
 //! Eager pointwise kernels (elementwise ops, composite norms, reductions, lookups launched one
 //! aten op at a time) move their bytes at `achievable.eager_elementwise` of HBM bandwidth; native
