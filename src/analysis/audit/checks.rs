@@ -13,7 +13,10 @@ pub(super) struct Context<'a> {
     pub plan: &'a Plan,
     pub s: &'a Scenario,
     pub base: &'a StepEstimate,
-    pub best: &'a StepEstimate,
+    /// Samples/s per GPU of the plan as stated, when it fits.
+    pub plan_gpu: Option<f64>,
+    /// Samples/s per GPU of the fastest way to run the plan that fits.
+    pub best_gpu: Option<f64>,
     pub flops_per_sample: f64,
     pub checks: Vec<Check>,
 }
@@ -28,10 +31,24 @@ impl Context<'_> {
         });
     }
 
-    /// Samples per second per GPU of the plan as stated and of its best alternative.
-    fn per_gpu(&self) -> (f64, f64) {
-        let g = self.s.run.fleet.gpus as f64;
-        (self.base.samples_per_s / g, self.best.samples_per_s / g)
+    /// roofline's range of samples/s per GPU for the plan: as stated (when it fits) to its
+    /// fastest way that fits; None when no way of running it fits in memory.
+    fn model_range(&self) -> Option<(f64, f64)> {
+        let best = self.best_gpu?;
+        Some((self.plan_gpu.unwrap_or(best), best))
+    }
+
+    /// The range in words.
+    fn range_text(&self) -> String {
+        match (self.plan_gpu, self.best_gpu) {
+            (_, None) => "no way of running the plan fits in memory, so no rate to compare".into(),
+            (Some(p), Some(b)) => {
+                format!("roofline: {p:.0} per GPU as planned, {b:.0} with the best alternative")
+            }
+            (None, Some(b)) => format!(
+                "roofline: the plan as stated does not fit in memory; {b:.0} per GPU with the best alternative that fits"
+            ),
+        }
     }
 
     pub fn token_reading(&mut self, readings: &[Reading]) {
@@ -180,8 +197,10 @@ impl Context<'_> {
             return;
         };
         let r = &self.s.run;
-        let per_step = r.step.batch * r.fleet.gpus;
-        let actual = per_step * r.grad_accum;
+        // In u128: each factor is within its limit, their product need not fit u64.
+        let global = u128::from(global);
+        let per_step = u128::from(r.step.batch) * u128::from(r.fleet.gpus);
+        let actual = per_step * u128::from(r.grad_accum);
         let finding = if actual == global {
             format!(
                 "{} per GPU x {} GPUs x {} accumulation = {actual}",
@@ -214,8 +233,10 @@ impl Context<'_> {
     }
 
     pub fn throughput(&mut self, readings: &[Reading], claimed: &[ClaimedRate]) {
-        let (plan_gpu, best_gpu) = self.per_gpu();
         let g = self.s.run.fleet.gpus as f64;
+        let range = self.model_range();
+        let rate_verdict =
+            |lo: f64, hi: f64| range.map_or(Verdict::Undecided, |r| Verdict::of_rate((lo, hi), r));
         let own = readings[0].tokens_per_sample;
         for c in claimed {
             let sps = c.per_reading[0].0;
@@ -241,10 +262,7 @@ impl Context<'_> {
             let verdict = if mfu > 1.0 || !consistent {
                 Verdict::Wrong
             } else {
-                Verdict::of_rate(
-                    (sps, sps),
-                    (self.base.samples_per_s, self.best.samples_per_s),
-                )
+                rate_verdict(sps / g, sps / g)
             };
             self.push(
                 "throughput",
@@ -255,18 +273,17 @@ impl Context<'_> {
                     arithmetic.join("; ")
                 ),
                 format!(
-                    "at {own} tokens per sample that is {sps:.0} samples/s ({:.0} per GPU, implied MFU {:.2}%); roofline: {:.0} per GPU as planned, {:.0} with the best alternative",
+                    "at {own} tokens per sample that is {sps:.0} samples/s ({:.0} per GPU, implied MFU {:.2}%); {}",
                     sps / g,
                     100.0 * mfu,
-                    plan_gpu,
-                    best_gpu
+                    self.range_text()
                 ),
                 verdict,
             );
         }
         let v = &self.plan.claims.samples_per_s_per_gpu;
         if let (Some(lo), Some(hi)) = (v.first(), v.last()) {
-            let verdict = Verdict::of_rate((*lo, *hi), (plan_gpu, best_gpu));
+            let verdict = rate_verdict(*lo, *hi);
             self.push(
                 "samples/s per GPU",
                 if lo == hi {
@@ -275,7 +292,8 @@ impl Context<'_> {
                     format!("{lo}-{hi}")
                 },
                 format!(
-                    "roofline: {plan_gpu:.0} as planned, {best_gpu:.0} with the best alternative ({}FLOP per sample)",
+                    "{} ({}FLOP per sample)",
+                    self.range_text(),
                     si(self.flops_per_sample)
                 ),
                 verdict,
@@ -295,10 +313,12 @@ impl Context<'_> {
         let other = spec.load()?;
         let e = est.estimate(&other.model, &other.machine, &other.run)?;
         let per_gpu = e.tokens_per_s / other.run.fleet.gpus as f64;
-        let (lo, hi) = (
-            a.tokens_per_s_per_gpu[0],
-            *a.tokens_per_s_per_gpu.last().unwrap_or(&0.0),
-        );
+        let (Some(&lo), Some(&hi)) = (
+            a.tokens_per_s_per_gpu.first(),
+            a.tokens_per_s_per_gpu.last(),
+        ) else {
+            return Ok(());
+        };
         let six_n = 6.0 * param_count(&other.model).total as f64;
         self.push(
             "the analogy",
@@ -309,21 +329,29 @@ impl Context<'_> {
                 if hi != lo { format!("-{hi}") } else { String::new() }
             ),
             format!(
-                "roofline: {} tokens/s per GPU for {} run as the plan runs its model; and it does not transfer: a {} sample costs {}FLOP, a {} token about {}FLOP (6N)",
+                "roofline: {} tokens/s per GPU for {} run as the plan runs its model{}; and it does not transfer: a {} sample costs {}FLOP, a {} token about {}FLOP (6N)",
                 si(per_gpu),
                 other.model.name,
+                if e.fits { "" } else { " (which does not fit in memory)" },
                 self.s.model.name,
                 si(self.flops_per_sample),
                 other.model.name,
                 si(six_n)
             ),
-            Verdict::of_rate((lo, hi), (per_gpu, per_gpu)),
+            if e.fits {
+                Verdict::of_rate((lo, hi), (per_gpu, per_gpu))
+            } else {
+                Verdict::Undecided
+            },
         );
         Ok(())
     }
 
     pub fn slowdowns(&mut self) {
-        let best_gpu = self.per_gpu().1;
+        // The loading need at the fastest rate that fits (else the plan's own rate).
+        let best_gpu = self
+            .best_gpu
+            .unwrap_or(self.base.samples_per_s / self.s.run.fleet.gpus as f64);
         for sl in &self.plan.claims.slowdowns {
             match sl.kind {
                 SlowdownKind::MultiStepPrediction => self.push(
@@ -341,15 +369,16 @@ impl Context<'_> {
                     let (finding, verdict) = match &self.s.gpu.interconnect.host_bandwidth {
                         Some(h) => (
                             format!(
-                                "{} per sample ({}) at {best_gpu:.0} samples/s per GPU needs {} per GPU, {:.2}% of the {} host link ({})",
+                                "{} per sample ({}) at {best_gpu:.0} samples/s per GPU needs {} per GPU, {:.2}% of the {} host link ({}); loading slows training only from {:.0}% of the link",
                                 binary_bytes(Bytes(bytes)),
                                 input_what(self.s),
                                 ByteRate(need),
                                 100.0 * need / h.value,
                                 ByteRate(h.value),
-                                h.source
+                                h.source,
+                                100.0 * LOADING_SHARE
                             ),
-                            if need < 0.1 * h.value {
+                            if need < LOADING_SHARE * h.value {
                                 Verdict::DoesNotApply
                             } else {
                                 Verdict::Holds
@@ -370,6 +399,10 @@ impl Context<'_> {
         }
     }
 }
+
+/// Input copies may take this share of the host link before they slow training: copies overlap
+/// compute (pinned memory, asynchronous transfers), and the link also carries other traffic.
+const LOADING_SHARE: f64 = 0.5;
 
 /// Input bytes per sample moved to the GPU: vision models read their images as fp32 (an upper
 /// bound: uint8 pixels would be a quarter), language models int64 token ids.

@@ -263,22 +263,22 @@ pub fn audit(plan: &Plan) -> Result<Audit> {
     let mut est = Estimator::new();
     let base = est.estimate(&s.model, &s.machine, &s.run)?;
     let mut estimates = vec![("the plan as stated".to_string(), base)];
+    let mut fleet_gpus = vec![s.run.fleet.gpus];
     for (label, spec) in &plan.alternatives {
         let a = spec.load()?;
         estimates.push((label.clone(), est.estimate(&a.model, &a.machine, &a.run)?));
+        fleet_gpus.push(a.run.fleet.gpus);
     }
-    let best = estimates
-        .iter()
-        .map(|(_, e)| *e)
-        .filter(|e| e.fits)
-        .fold(base, |b, e| {
-            if e.samples_per_s > b.samples_per_s {
-                e
-            } else {
-                b
-            }
-        });
     let gpus = s.run.fleet.gpus;
+    // Per-GPU rates: alternatives may run on a different number of GPUs.
+    let per_gpu = |spec_gpus: u64, e: &StepEstimate| e.samples_per_s / spec_gpus as f64;
+    let plan_gpu = base.fits.then(|| per_gpu(gpus, &base));
+    let best_gpu = fleet_gpus
+        .iter()
+        .zip(&estimates)
+        .filter(|(_, (_, e))| e.fits)
+        .map(|(g, (_, e))| per_gpu(*g, e))
+        .reduce(f64::max);
     let flops_per_sample = base.model_flops.0 / (s.run.step.batch * s.run.grad_accum) as f64;
     let peak = base.mfu_peak.0;
     let readings = readings(plan, &s);
@@ -313,7 +313,8 @@ pub fn audit(plan: &Plan) -> Result<Audit> {
         plan,
         s: &s,
         base: &base,
-        best: &best,
+        plan_gpu,
+        best_gpu,
         flops_per_sample,
         checks: Vec::new(),
     };
