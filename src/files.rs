@@ -4,12 +4,37 @@
 //! when every file of a group is complete are they renamed over their targets ([`commit`]). A
 //! reader never sees half a file, and an error (a full disk, a file-size limit, an unwritable
 //! folder) leaves every target as it was: a dropped [`Staged`] removes its temporary file. A
-//! large output is streamed into its temporary file with a [`StagedWriter`].
+//! large output is streamed into its temporary file with a [`StagedWriter`]. Should a rename of
+//! a group fail part-way, the targets already replaced get their old contents back from backups
+//! (hard links, so a target never goes missing).
 
 use crate::error::{Error, Result};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Numbers this process's temporary and backup files: two files staged for one target (or two
+/// threads) never share a name.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh hidden name beside `path`: `.NAME.PID.N.SUFFIX`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let dir = folder(path);
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.{}.{n}.{suffix}", std::process::id()))
+}
+
+/// The folder `path` goes in.
+fn folder(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
 
 /// A complete temporary file waiting to replace its target.
 #[derive(Debug)]
@@ -36,17 +61,25 @@ pub struct StagedWriter {
 
 impl StagedWriter {
     /// A temporary file beside `path`, creating the folders on the way.
+    /// A target that is a folder is refused here, before any work is spent on its contents.
     pub fn create(path: &Path) -> Result<Self> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        if path.is_dir() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "is a folder; give a file name",
+                ),
+            ));
+        }
+        let dir = folder(path);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let name = path
-            .file_name()
-            .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let file = fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        let tmp = sibling(path, "tmp");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(path, e))?;
         Ok(StagedWriter {
             file: BufWriter::new(file),
             staged: Staged {
@@ -83,14 +116,55 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged> {
     w.finish()
 }
 
-/// Renames every staged file over its target. All were complete before the first rename; a
-/// rename that fails leaves the rest unrenamed and removed.
+/// Renames every staged file over its target, all or none: each existing target is first
+/// hard-linked to a backup; should a rename fail, the targets already replaced are restored from
+/// their backups (or removed, when they did not exist) and the error names the failed target.
 pub fn commit(files: Vec<Staged>) -> Result<()> {
-    for mut f in files {
-        fs::rename(&f.tmp, &f.target).map_err(|e| Error::io(&f.target, e))?;
-        f.committed = true;
+    // (target, its backup if it existed) for every file renamed so far.
+    let mut done: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let mut result = Ok(());
+    for f in &files {
+        let backup = if files.len() > 1 && f.target.exists() {
+            let b = sibling(&f.target, "bak");
+            if let Err(e) =
+                fs::hard_link(&f.target, &b).or_else(|_| fs::copy(&f.target, &b).map(|_| ()))
+            {
+                result = Err(Error::io(&f.target, e));
+                break;
+            }
+            Some(b)
+        } else {
+            None
+        };
+        if let Err(e) = fs::rename(&f.tmp, &f.target) {
+            if let Some(b) = backup {
+                let _ = fs::remove_file(b);
+            }
+            result = Err(Error::io(&f.target, e));
+            break;
+        }
+        done.push((f.target.clone(), backup));
     }
-    Ok(())
+    let mut files = files;
+    if result.is_ok() {
+        files.iter_mut().for_each(|f| f.committed = true);
+    }
+    drop(files);
+    for (target, backup) in done {
+        match (&result, backup) {
+            (Ok(()), Some(b)) => {
+                let _ = fs::remove_file(b);
+            }
+            (Err(_), Some(b)) => {
+                let _ = fs::rename(b, &target);
+            }
+            (Err(_), None) => {
+                let _ = fs::remove_file(&target);
+            }
+            (Ok(()), None) => {}
+        }
+    }
+    result
 }
 
 /// Writes `bytes` to `path` atomically, creating parent folders.
@@ -137,6 +211,31 @@ mod tests {
         w.write(b"half").unwrap();
         drop(w);
         assert!(!dir.join("c.csv").exists());
+        // A folder target is refused before anything is written.
+        assert!(StagedWriter::create(&dir).is_err());
+        // A rename failing part-way restores the targets already replaced: `d` becomes a
+        // non-empty folder after staging, so renaming over it fails after `a` was replaced.
+        let d = dir.join("d.txt");
+        let group = vec![stage(&a, b"newer").unwrap(), stage(&d, b"x").unwrap()];
+        fs::create_dir_all(d.join("inside")).unwrap();
+        assert!(commit(group).is_err());
+        assert_eq!(fs::read_to_string(&a).unwrap(), "new");
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with(".tmp") && !n.ends_with(".bak")),
+            "{names:?}"
+        );
+        // Two files staged for one target do not share a temporary file.
+        let (x, y) = (stage(&a, b"1").unwrap(), stage(&a, b"2").unwrap());
+        commit(vec![x]).unwrap();
+        commit(vec![y]).unwrap();
+        assert_eq!(fs::read_to_string(&a).unwrap(), "2");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -145,8 +145,14 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         );
         b
     });
-    // Rows stream into a temporary file beside --out; the chart keeps one number per row.
+    // Rows stream into a temporary file beside --out; the chart keeps one number per row. Both
+    // files are opened before the sweep, so an unwritable target fails before any work.
     let mut table = files::StagedWriter::create(&a.out)?;
+    let chart_file = a
+        .plot
+        .as_deref()
+        .map(files::StagedWriter::create)
+        .transpose()?;
     let vary: Vec<(String, Vec<String>)> = dims
         .iter()
         .map(|d| (d.param.name().to_string(), d.labels.clone()))
@@ -189,9 +195,10 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         table.write(json::sweep_end().as_bytes())?;
     }
     let mut staged = vec![table.finish()?];
-    if let Some(p) = &a.plot {
+    if let (Some(p), Some(mut w)) = (&a.plot, chart_file) {
         let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &a.metric, &base)?;
-        staged.push(files::stage(p, &render_for(&chart, p, SIZE)?)?);
+        w.write(&render_for(&chart, p, SIZE)?)?;
+        staged.push(w.finish()?);
     }
     files::commit(staged)?;
     note!(
