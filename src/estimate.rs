@@ -210,13 +210,15 @@ struct Profiled {
     profile: MemoryProfile,
 }
 
-/// Reusable buffers for evaluating many configurations without allocating: the op graph, a
-/// second graph for memory profiles, and the profiles of the last few (model, step) pairs (a
-/// sweep over batch sizes, GPUs or assumptions builds each profile once).
+/// Reusable buffers for evaluating many configurations without allocating: the op graph, two
+/// graphs for memory profiles, and the profiles of the last few (model, step) pairs used (a
+/// sweep over batch sizes, GPUs, ZeRO stages or assumptions builds each profile once).
 #[derive(Debug, Default)]
 pub struct Estimator {
     graph: StepGraph,
-    probe: StepGraph,
+    probe_one: StepGraph,
+    probe_two: StepGraph,
+    /// Least recently used first.
     profiles: Vec<Profiled>,
 }
 
@@ -232,35 +234,45 @@ impl Estimator {
     }
 
     /// The memory profile of `model` under `step` (any batch), built from the graph at batch 1
-    /// and 2 on first use and remembered.
-    fn profile(&mut self, model: &ModelSpec, step: &StepConfig, fused: bool) -> Result<usize> {
-        let key = StepConfig { batch: 1, ..*step };
+    /// and 2 on first use and remembered. Only the forward and backward shape it: the batch,
+    /// EMA copies and ZeRO shards (optimizer ops) are left out of the key.
+    fn profile(
+        &mut self,
+        model: &ModelSpec,
+        step: &StepConfig,
+        fused: bool,
+    ) -> Result<&MemoryProfile> {
+        let key = StepConfig {
+            batch: 1,
+            ema: 0,
+            optimizer_shards: 1,
+            param_shards: 1,
+            ..*step
+        };
         if let Some(i) = self
             .profiles
             .iter()
             .position(|p| p.step == key && p.fused == fused && p.model == *model)
         {
-            return Ok(i);
+            // Most recently used last.
+            self.profiles[i..].rotate_left(1);
+        } else {
+            let one = self.probe_one.build(model, &key)?;
+            let two = self
+                .probe_two
+                .build(model, &StepConfig { batch: 2, ..key })?;
+            let profile = MemoryProfile::new(one, two, step.checkpointing, fused);
+            if self.profiles.len() == PROFILES {
+                self.profiles.remove(0);
+            }
+            self.profiles.push(Profiled {
+                model: model.clone(),
+                step: key,
+                fused,
+                profile,
+            });
         }
-        self.probe.build(model, &key)?;
-        let one = self.probe.ops().to_vec();
-        let two = match self.probe.build(model, &StepConfig { batch: 2, ..key }) {
-            Ok(ops) => ops,
-            // At the largest sequence a second sample exceeds the tokens per step: the batch
-            // cannot grow anyway, so the profile at batch 1 stands for both.
-            Err(_) => &one,
-        };
-        let profile = MemoryProfile::new(&one, two, step.checkpointing, fused);
-        if self.profiles.len() == PROFILES {
-            self.profiles.remove(0);
-        }
-        self.profiles.push(Profiled {
-            model: model.clone(),
-            step: key,
-            fused,
-            profile,
-        });
-        Ok(self.profiles.len() - 1)
+        Ok(&self.profiles.last().expect("pushed or found").profile)
     }
 
     /// Estimates one configuration; the op list stays available through [`Estimator::ops`].
@@ -356,10 +368,9 @@ impl Estimator {
 
         let mc = run.memory_config();
         let memory = footprint_of(&params, &run.step, self.graph.ops(), &mc);
-        let profile = self.profile(model, &step, mc.fused)?;
-        let max_batch = self.profiles[profile]
-            .profile
-            .max_batch(&memory, mach.capacity, &mc);
+        let max_batch =
+            self.profile(model, &step, mc.fused)?
+                .max_batch(&memory, mach.capacity, &mc);
         let capacity = mach.capacity;
         let mfu_peak = mach.mfu_peak(run.step.precision);
         if !(step_time.0.is_finite() && step_time.0 > 0.0 && memory.total_bytes.0.is_finite()) {

@@ -6,8 +6,11 @@
 //! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
 //! to the end of the backward. Activations are what autograd keeps for backward: the sum of the
 //! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing.
-//! Under ZeRO-3 the EMA copies are sharded too, and of the weight copies only a shard plus the
-//! two blocks gathered for compute (current and prefetched) are resident. The most
+//! Under ZeRO-3 the EMA copies are sharded too, and the weights used for compute are gathered in
+//! the compute dtype ([`PrecisionPolicy::gather_bytes`]) one unit at a time: two blocks (current
+//! and prefetched) plus the larger of embedding and head (the root unit) are resident, beside
+//! autocast's low-precision copy of the local shard (FSDP casts the shard before gathering it,
+//! `MixedPrecision(param_dtype=bf16)`). The most
 //! gradient memory one backward op holds at its peak is added as a transient. The framework's
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
@@ -58,11 +61,13 @@ pub struct MemoryBreakdown {
     pub optimizer_bytes: Bytes,
     /// EMA copies of the weights.
     pub ema_bytes: Bytes,
-    /// Low-precision copies of the GEMM weights made by autocast.
+    /// Low-precision copies of the GEMM weights made by autocast; under ZeRO-3 the gathered
+    /// working weights and autocast's copy of the shard (see the module docs).
     pub weight_copies_bytes: Bytes,
     /// Activations kept for backward.
     pub activations_bytes: Bytes,
-    /// Activations per sample (the slope used for `max_batch`).
+    /// Activations at this batch divided by the batch (per-sample share, including any part
+    /// that does not grow with the batch; [`MemoryProfile::max_batch`] uses the exact slope).
     pub activations_per_sample_bytes: Bytes,
     /// Largest tensor written during backward.
     pub transient_bytes: Bytes,
@@ -140,11 +145,7 @@ impl MemoryProfile {
     pub fn of(m: &ModelSpec, cfg: &StepConfig, fused: bool) -> crate::error::Result<Self> {
         let (mut one, mut two) = (Vec::new(), Vec::new());
         crate::graph::build_step(m, &StepConfig { batch: 1, ..*cfg }, &mut one)?;
-        // At the largest sequence a second sample exceeds the tokens per step: the batch cannot
-        // grow anyway, so the profile at batch 1 stands for both.
-        if crate::graph::build_step(m, &StepConfig { batch: 2, ..*cfg }, &mut two).is_err() {
-            two.clone_from(&one);
-        }
+        crate::graph::build_step(m, &StepConfig { batch: 2, ..*cfg }, &mut two)?;
         Ok(Self::new(&one, &two, cfg.checkpointing, fused))
     }
 
@@ -293,17 +294,15 @@ pub fn footprint_of(
     let weights = b.weight_bytes() * pf * shard(3);
     let grads = b.gradient_bytes() * pf * shard(2);
     let optimizer = b.optimizer_bytes() * pf * shard(1);
-    // ZeRO-3 / FSDP shards every copy of the parameters: the EMA copies with them, and the
-    // low-precision weight copies except the layers gathered for compute (the current block and
-    // the one prefetched: two blocks' worth).
+    // ZeRO-3 / FSDP shards every copy of the parameters, the EMA copies with them; compute uses
+    // the units gathered at the time (module docs).
     let ema = Dtype::Fp32.bytes() * pf * cfg.ema as f64 * shard(3);
-    let copies = if mc.zero >= 3 {
-        (p.gemm_weights as f64 / dp + 2.0 * p.per_block_gemm_weights as f64)
-            .min(p.gemm_weights as f64)
+    let weight_copies = if mc.zero >= 3 {
+        let gathered = (2 * p.per_block + p.embed.max(p.head)).min(p.total) as f64;
+        b.gather_bytes() * gathered + b.weight_copy_bytes() * p.gemm_weights as f64 / dp
     } else {
-        p.gemm_weights as f64
+        b.weight_copy_bytes() * p.gemm_weights as f64
     };
-    let weight_copies = b.weight_copy_bytes() * copies;
     let activations = activation_bytes(ops, cfg.checkpointing, mc.fused);
     let transient = ops
         .iter()

@@ -6,23 +6,35 @@ use roofline::graph::{AttentionImpl, Checkpointing, ExecMode, StepConfig};
 use roofline::spec::{load_gpu, load_model};
 use roofline::time::{Fleet, Machine};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
-/// Counts allocations made by this test binary.
+/// Counts allocations made by each thread of this test binary (tests run on parallel threads).
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    // Not during the thread's teardown, when the counter is gone.
+    let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+}
+
+/// Allocations made by this thread so far.
+fn allocations() -> usize {
+    COUNT.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -86,7 +98,7 @@ fn repeated_estimates_allocate_nothing() {
             est.estimate(m, &mach, r).unwrap();
         }
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     let mut total = 0.0;
     for _ in 0..3 {
         for m in &models {
@@ -95,7 +107,7 @@ fn repeated_estimates_allocate_nothing() {
             }
         }
     }
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = allocations();
     assert!(total > 0.0);
     assert_eq!(
         after - before,
@@ -103,4 +115,37 @@ fn repeated_estimates_allocate_nothing() {
         "the estimate allocated {} times",
         after - before
     );
+}
+
+/// A sweep over GPU counts and EMA copies (more distinct values than the estimator remembers
+/// memory profiles) reuses one profile: they only change the optimizer ops.
+#[test]
+fn sweeping_gpus_and_ema_reuses_one_memory_profile() {
+    let gpu = load_gpu("h100-sxm").unwrap();
+    let mach = Machine::new(&gpu, None);
+    let model = load_model("jit-b16").unwrap();
+    let runs: Vec<RunConfig> = (1..=12u64)
+        .map(|gpus| RunConfig {
+            step: StepConfig {
+                ema: (gpus % 3) as u32,
+                ..StepConfig::default()
+            },
+            zero: 1 + (gpus % 3) as u8,
+            fleet: Fleet {
+                gpus,
+                ..Fleet::default()
+            },
+            ..RunConfig::default()
+        })
+        .collect();
+    let mut est = Estimator::new();
+    for r in &runs {
+        est.estimate(&model, &mach, r).unwrap();
+    }
+    let before = allocations();
+    for r in runs.iter().chain(runs.iter().rev()) {
+        est.estimate(&model, &mach, r).unwrap();
+    }
+    let allocated = allocations() - before;
+    assert_eq!(allocated, 0, "the estimate allocated {allocated} times");
 }

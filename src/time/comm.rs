@@ -8,18 +8,19 @@
 //! inside each node (one intra-node all-reduce's worth of traffic) and an all-reduce of x/g bytes
 //! per GPU across the N nodes over the inter-node link: 2(N-1)/N · (x/g) / (link · efficiency).
 //!
-//! Overlap (PyTorch DDP): gradients are reduced in buckets of 25 MiB as the last micro-step's
-//! backward produces them; all but the last bucket can hide behind the rest of that backward:
-//! exposed = max(total - backward · (1 - 1/buckets), total / buckets).
-//! ZeRO-1/2 reduce-scatter the gradients instead (half an all-reduce's volume, same overlap) and
-//! all-gather the updated parameters (in the compute dtype) after the optimizer step, where
-//! nothing hides it. ZeRO-3 (FSDP) also all-gathers the parameters before each micro-step's
-//! forward and again before its backward, prefetched behind that micro-step's compute; the
-//! gradient reduce-scatter of the last micro-step shares that compute with its gathers, so no
-//! compute hides two collectives: exposed = (k - 1) · max(0, 2 · gather - (forward + backward))
-//! plus max(2 · gather + grads - forward - backward · (1 - 1/buckets), grads / buckets). A step
-//! is therefore never shorter than its communication. Communication kernels slowing the overlapped
-//! compute (SM contention) is not modelled.
+//! Overlap (PyTorch DDP): gradients are reduced in buckets of 25 MiB as the backward produces
+//! them; all but the last bucket can hide behind the rest of that backward (b, wall time):
+//! exposed = max(grads - b · (1 - 1/buckets), grads / buckets). DDP and ZeRO-1 keep whole
+//! gradients, so with k accumulated micro-steps only the last one reduces (`no_sync` before).
+//! ZeRO-2 and ZeRO-3 keep only their shard of the gradients, so every micro-step
+//! reduce-scatters its own (half an all-reduce's volume, same overlap). ZeRO-1/2 all-gather
+//! the updated parameters (in the compute dtype) after the optimizer step, where nothing hides
+//! it. ZeRO-3 (FSDP) also all-gathers the parameters (g) before each micro-step's forward (f)
+//! and again before its backward, prefetched behind that phase's compute; in the backward the
+//! gather and the gradient reduce-scatter share the compute, so per micro-step
+//! exposed = max(0, g - f) + max(g + grads - b · (1 - 1/buckets), grads / buckets).
+//! A step is therefore never shorter than its communication. Communication kernels slowing the
+//! overlapped compute (SM contention) is not modelled.
 
 use super::machine::Machine;
 use crate::graph::{PrecisionPolicy, StepConfig};
@@ -88,8 +89,8 @@ fn half_collective(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
     (allreduce_time(fleet, mach, bytes) - mach.allreduce_latency) * 0.5 + mach.allreduce_latency
 }
 
-/// Total and exposed communication per optimizer step of `grad_accum` micro-steps, with the
-/// last micro-step's `backward` and each micro-step's `forward` (wall time).
+/// Total and exposed communication per optimizer step of `grad_accum` micro-steps, each with
+/// `forward` and `backward` wall time (see the module docs).
 #[allow(clippy::too_many_arguments)]
 pub fn exposed_communication(
     fleet: &Fleet,
@@ -114,27 +115,57 @@ pub fn exposed_communication(
         allreduce_time(fleet, mach, bucket)
     };
     let grads = per_bucket * buckets;
-    let mut total = grads;
-    let mut exposed = (grads - backward * (1.0 - 1.0 / buckets)).max(grads / buckets);
     let gather = half_collective(fleet, mach, Bytes(policy.gather_bytes() * params));
-    match zero {
-        1 | 2 => {
-            total += gather;
-            exposed += gather;
-        }
-        3.. => {
-            // Each micro-step gathers the parameters for its forward and again for its backward.
-            // Earlier micro-steps hide both gathers behind their own forward and backward; in
-            // the last one the gathers and the gradient reduce-scatter share that compute, whose
-            // last bucket still waits for the end of the backward.
-            let k = grad_accum.max(1) as f64;
-            total += gather * 2.0 * k;
-            let earlier = (gather * 2.0 - (forward + backward)).max(Seconds::ZERO) * (k - 1.0);
-            let last = (gather * 2.0 + grads - (forward + backward * (1.0 - 1.0 / buckets)))
-                .max(grads / buckets);
-            exposed = earlier + last;
-        }
-        _ => {}
+    let k = grad_accum.max(1) as f64;
+    // Micro-steps that reduce gradients: all of them once gradients are sharded.
+    let reducing = if zero >= 2 { k } else { 1.0 };
+    // ZeRO-3's gather before the backward shares it with the reduce-scatter.
+    let (forward_gather, backward_gather) = if zero >= 3 {
+        (gather, gather)
+    } else {
+        (Seconds::ZERO, Seconds::ZERO)
+    };
+    let per_micro_step = (forward_gather - forward).max(Seconds::ZERO)
+        + (backward_gather + grads - backward * (1.0 - 1.0 / buckets)).max(grads / buckets);
+    let mut total = (forward_gather + backward_gather + grads) * reducing;
+    let mut exposed = per_micro_step * reducing;
+    if zero == 1 || zero == 2 {
+        // The updated parameters, gathered after the optimizer step.
+        total += gather;
+        exposed += gather;
     }
     (total, exposed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sharded gradients are reduced every micro-step; whole ones once per optimizer step. A
+    /// step's compute plus its exposed communication covers all of its communication.
+    #[test]
+    fn accumulation_reduces_sharded_gradients_every_micro_step() {
+        let gpu = crate::spec::load_gpu("h100-sxm").unwrap();
+        let mach = Machine::new(&gpu, None);
+        let fleet = Fleet {
+            gpus: 64,
+            ..Fleet::default()
+        };
+        let step = StepConfig::default();
+        let (f, b) = (Seconds(0.002), Seconds(0.004));
+        let comm = |zero, k| exposed_communication(&fleet, &mach, 1e9, &step, zero, k, b, f);
+        for zero in 0..=3u8 {
+            let (one, four) = (comm(zero, 1).0, comm(zero, 4).0);
+            if zero >= 2 {
+                assert!(four.0 > 3.0 * one.0, "ZeRO-{zero}: {four:?} vs {one:?}");
+            } else {
+                assert_eq!(four, one, "ZeRO-{zero}");
+            }
+            for k in [1, 4] {
+                let (total, exposed) = comm(zero, k);
+                assert!(exposed <= total && exposed.0 > 0.0, "ZeRO-{zero}, k {k}");
+                assert!((f + b).0 * k as f64 + exposed.0 >= total.0 * (1.0 - 1e-12));
+            }
+        }
+    }
 }
