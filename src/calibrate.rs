@@ -376,8 +376,11 @@ fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine) -> (f64, f64, f64) {
             .sum();
         (a, tg, cost)
     };
-    let mut best = (0.0, f64::INFINITY);
-    let mut k = 0.0;
+    // The search stays within the bound every calibration value is checked against,
+    // [K0_LOW, 1e5]: a grid, then a golden-section refinement around the best grid point.
+    const K0_LOW: f64 = 0.1;
+    let mut best = (K0_LOW, f64::INFINITY);
+    let mut k = K0_LOW;
     while k <= 1024.0 {
         let (_, _, cost) = solve(mach, k);
         if cost < best.1 {
@@ -385,7 +388,7 @@ fn fit_gemm(gemms: &[&BenchResult], mach: &mut Machine) -> (f64, f64, f64) {
         }
         k += 16.0;
     }
-    let (mut lo, mut hi) = ((best.0 - 16.0).max(0.0), best.0 + 16.0);
+    let (mut lo, mut hi) = ((best.0 - 16.0).max(K0_LOW), best.0 + 16.0);
     let g = 0.5 * (5f64.sqrt() - 1.0);
     for _ in 0..60 {
         let x1 = hi - g * (hi - lo);

@@ -18,7 +18,7 @@ pub fn sweep_row(row: &Row) -> Result<String> {
         .iter()
         .map(|c| match &v[*c] {
             serde_json::Value::Null => String::new(),
-            serde_json::Value::String(t) if t.contains([',', '"', '\n']) => {
+            serde_json::Value::String(t) if t.contains([',', '"', '\n', '\r']) => {
                 format!("\"{}\"", t.replace('"', "\"\""))
             }
             serde_json::Value::String(t) => t.clone(),

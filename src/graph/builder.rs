@@ -10,6 +10,9 @@ use crate::units::{Bytes, Flops};
 /// Bytes of one fp32 element (statistics, masters, fp32 tensors of any precision).
 pub(crate) const FP32: f64 = Dtype::Fp32.bytes();
 
+/// Bytes of one int64 index (token ids, targets, class labels).
+pub(crate) const INDEX: f64 = 8.0;
+
 /// Names of an op and of the ops derived from it, all `'static` so building allocates nothing.
 #[derive(Debug)]
 pub(crate) struct Names {

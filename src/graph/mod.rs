@@ -298,8 +298,9 @@ pub enum Chain {
 pub enum Role {
     /// Nothing beyond its kind.
     Plain,
-    /// The first op of a block: its main input (`chained_read`) is the block's input, the one
-    /// tensor per block that full checkpointing keeps.
+    /// The block's attention norm, whose main input (`chained_read`) is the block's input (the
+    /// residual stream): the one tensor per block that full checkpointing keeps. (Ops before
+    /// it in a block, such as the weight casts and the adaLN modulation, read other tensors.)
     BlockInput,
     /// Produces the attention inputs q, k and v: selective checkpointing keeps its output.
     AttentionInputs,

@@ -4,7 +4,7 @@
 //! modulate 2, add 1.
 
 use super::super::shapes::{Linear, LinearShapes};
-use crate::graph::builder::{n, Builder, Bwd, Names, Vector, FP32};
+use crate::graph::builder::{n, Builder, Bwd, Names, Vector, FP32, INDEX};
 use crate::graph::{Dtype, OpKind};
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
@@ -53,12 +53,12 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
                 Bytes(x * FP32),
                 Bytes(x * FP32),
             )
-            .side(Bytes(batch * 8.0))
+            .side(Bytes(batch * INDEX))
             .weights()
             .bwd(Bwd::Explicit {
                 fuses: false,
                 kernels: 1,
-                read: Bytes(x * FP32 + batch * 8.0),
+                read: Bytes(x * FP32 + batch * INDEX),
                 written: Bytes(e.classes as f64 * d * FP32),
                 flops: Flops(x),
             }),

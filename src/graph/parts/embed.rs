@@ -5,15 +5,12 @@
 
 use super::common::weights_cast;
 use super::conditioning;
-use crate::graph::builder::{n, Builder, Bwd, Vector, FP32};
+use crate::graph::builder::{n, Builder, Bwd, Vector, FP32, INDEX};
 use crate::graph::shapes::{cast_tensors, LinearShapes};
 use crate::graph::{Dtype, OpClass, OpKind};
 use crate::spec::model::{ModelKind, PositionEmbed};
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
-
-/// Bytes of an int64 index (token ids, class labels).
-const INDEX: f64 = 8.0;
 
 /// The embeddings of one step.
 pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {

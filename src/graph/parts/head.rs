@@ -3,15 +3,12 @@
 
 use super::common::weights_cast;
 use super::{conditioning, norm::norm};
-use crate::graph::builder::{n, Builder, Bwd, Vector, FP32};
+use crate::graph::builder::{n, Builder, Bwd, Vector, FP32, INDEX};
 use crate::graph::shapes::{cast_tensors, LinearShapes};
 use crate::graph::{Dtype, OpClass, OpKind, Role};
 use crate::spec::model::ModelKind;
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
-
-/// Bytes of an int64 target index.
-const INDEX: f64 = 8.0;
 
 /// The head and loss of one step.
 pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
