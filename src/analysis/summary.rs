@@ -29,26 +29,9 @@ pub struct MemoryReport {
     pub checkpointing: String,
     /// ZeRO stage.
     pub zero: u8,
-    /// Trainable parameters.
-    pub params: u64,
-    /// fp32 weights.
-    pub weights_bytes: Bytes,
-    /// fp32 gradients.
-    pub gradients_bytes: Bytes,
-    /// AdamW states.
-    pub optimizer_bytes: Bytes,
-    /// EMA copies.
-    pub ema_bytes: Bytes,
-    /// Autocast weight copies.
-    pub weight_copies_bytes: Bytes,
-    /// Activations kept for backward.
-    pub activations_bytes: Bytes,
-    /// Largest backward transient.
-    pub transient_bytes: Bytes,
-    /// Workspace and fragmentation (assumption).
-    pub workspace_bytes: Bytes,
-    /// Total per GPU.
-    pub total_bytes: Bytes,
+    /// The footprint by part (its fields appear at the top level of the JSON).
+    #[serde(flatten)]
+    pub memory: MemoryBreakdown,
     /// GPU memory capacity.
     pub capacity_bytes: Bytes,
     /// Whether it fits.
@@ -70,16 +53,7 @@ impl MemoryReport {
             attention: s.run.step.attention,
             checkpointing: s.run.step.checkpointing.to_string(),
             zero: mc.zero,
-            params: m.params,
-            weights_bytes: m.weights_bytes,
-            gradients_bytes: m.gradients_bytes,
-            optimizer_bytes: m.optimizer_bytes,
-            ema_bytes: m.ema_bytes,
-            weight_copies_bytes: m.weight_copies_bytes,
-            activations_bytes: m.activations_bytes,
-            transient_bytes: m.transient_bytes,
-            workspace_bytes: m.workspace_bytes,
-            total_bytes: m.total_bytes,
+            memory: m,
             capacity_bytes: cap,
             fits: m.total_bytes <= cap,
             max_batch: MemoryProfile::of(&s.model, &s.run.step, mc.fused)?.max_batch(&m, cap, &mc),

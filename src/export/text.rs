@@ -110,15 +110,21 @@ pub fn memory(r: &MemoryReport) -> String {
         "{} on {}: batch {} per GPU, attention {}, checkpointing {}, ZeRO-{}",
         r.model, r.gpu, r.batch, r.attention, r.checkpointing, r.zero
     );
+    let m = &r.memory;
+    let copies = if r.zero >= 3 {
+        "gathered weights + autocast shard copy"
+    } else {
+        "autocast weight copies"
+    };
     let rows = [
-        ("weights", r.weights_bytes),
-        ("gradients (fp32)", r.gradients_bytes),
-        ("AdamW states (+ fp32 master, bf16-pure)", r.optimizer_bytes),
-        ("EMA copies", r.ema_bytes),
-        ("autocast weight copies", r.weight_copies_bytes),
-        ("activations kept for backward", r.activations_bytes),
-        ("largest backward transient", r.transient_bytes),
-        ("workspace + fragmentation (assumption)", r.workspace_bytes),
+        ("weights", m.weights_bytes),
+        ("gradients (fp32)", m.gradients_bytes),
+        ("AdamW states (+ fp32 master, bf16-pure)", m.optimizer_bytes),
+        ("EMA copies", m.ema_bytes),
+        (copies, m.weight_copies_bytes),
+        ("activations kept for backward", m.activations_bytes),
+        ("largest backward transient", m.transient_bytes),
+        ("workspace + fragmentation (assumption)", m.workspace_bytes),
     ];
     for (name, v) in rows {
         let _ = writeln!(s, "  {name:<40} {:>12}", binary_bytes(v));
@@ -127,7 +133,7 @@ pub fn memory(r: &MemoryReport) -> String {
         s,
         "  {:<40} {:>12}  of {} ({})",
         "total per GPU",
-        binary_bytes(r.total_bytes),
+        binary_bytes(m.total_bytes),
         binary_bytes(r.capacity_bytes),
         if r.fits { "fits" } else { "DOES NOT FIT" }
     );
