@@ -12,7 +12,7 @@
 //! appendix B).
 
 use crate::error::{Error, Result};
-use crate::graph::{ExecMode, OpClass, OpKind, Phase, StepConfig, StepGraph};
+use crate::graph::{ExecMode, OpClass, Phase, StepConfig, StepGraph};
 use crate::memory::{footprint_of, MemoryBreakdown, MemoryConfig, MemoryProfile};
 use crate::spec::ModelSpec;
 use crate::time::{comm, op_time, Bound, Fleet, Machine};
@@ -335,10 +335,7 @@ impl Estimator {
             host += t.host * reps;
             kernels += t.kernels * reps;
             model_flops += op.model_flops * reps;
-            if matches!(
-                op.kind,
-                OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::Attention { .. }
-            ) {
+            if op.kind.is_matmul() {
                 hw_flops += op.flops * reps;
             }
         }

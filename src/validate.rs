@@ -135,7 +135,7 @@ fn measured_class(op: &Op, mode: ExecMode, chain_class: Option<&'static str>) ->
         }
     }
     match op.kind {
-        OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } => "gemm",
+        OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::GroupedGemm { .. } => "gemm",
         OpKind::Attention { .. } => "attention",
         OpKind::Softmax if op.class == OpClass::Attention => "attention",
         OpKind::Softmax => "other",

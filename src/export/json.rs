@@ -103,13 +103,7 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
                 repeat: op.layer.count(),
                 phase: op.phase,
                 kind: op.kind.name(),
-                shape: matches!(
-                    op.kind,
-                    crate::graph::OpKind::Gemm { .. }
-                        | crate::graph::OpKind::BatchedGemm { .. }
-                        | crate::graph::OpKind::Attention { .. }
-                )
-                .then_some(op.kind),
+                shape: op.kind.is_matmul().then_some(op.kind),
                 class: op.class.name(),
                 unit: op.unit,
                 dtype: op.dtype,

@@ -124,48 +124,63 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             Bwd::Linear { input_grad, bias } => linear(b, &base, &bwd_meta, input_grad, bias),
             Bwd::Scores => attention::scores_backward(b, &base, &bwd_meta),
             Bwd::Pv { p } => attention::pv_backward(b, &base, &bwd_meta, p),
-            Bwd::Flash { read, written } => flash::backward(b, &base, &bwd_meta, read, written),
+            Bwd::Flash {
+                read,
+                written,
+                grouped,
+            } => flash::backward(b, &base, &bwd_meta, (read, written), grouped),
         }
     }
 }
 
 /// A linear layer's backward: dX[M,K] = dY[M,N]·Wᵀ (when its input needs a gradient),
-/// dW[K,N] = Xᵀ·dY, and the bias gradient, a sum of dY over the M rows.
+/// dW[K,N] = Xᵀ·dY, and the bias gradient, a sum of dY over the M rows; for `g` copies
+/// (experts), grouped GEMMs of these shapes. Model FLOPs keep the forward's ratio of model to
+/// executed FLOPs (padding of a capacity-based dispatch is not model work).
 fn linear(b: &mut Builder, base: &Op, meta: &Meta, input_grad: bool, bias: bool) {
     let nu = b.policy;
     let (op, out) = (nu.operand.bytes(), nu.activation.bytes());
-    let (_, m, n, k) = meta.shape;
-    let (mf, nf, kf) = (m as f64, n as f64, k as f64);
+    let (g, m, n, k) = meta.shape;
+    let gf = g as f64;
+    let (mf, nf, kf) = (gf * m as f64, n as f64, k as f64);
     let flops = Flops(2.0 * mf * nf * kf);
-    let gemm = |name, kind, read: f64, written: f64| Op {
-        flops,
-        model_flops: flops,
-        ..library_backward(base, name, kind, Bytes(read), Bytes(written))
+    let model = if base.flops.0 > 0.0 {
+        base.model_flops.0 / base.flops.0
+    } else {
+        1.0
+    };
+    let gemm = |name, (m, n, k, token_dim), read: f64, written: f64| {
+        let kind = if g > 1 {
+            OpKind::GroupedGemm {
+                groups: g,
+                m,
+                n,
+                k,
+                token_dim,
+            }
+        } else {
+            OpKind::Gemm { m, n, k, token_dim }
+        };
+        Op {
+            flops,
+            model_flops: flops * model,
+            ..library_backward(base, name, kind, Bytes(read), Bytes(written))
+        }
     };
     if input_grad {
         let dgrad = gemm(
             meta.names.dgrad,
-            OpKind::Gemm {
-                m,
-                n: k,
-                k: n,
-                token_dim: TokenDim::M,
-            },
-            mf * nf * out + nf * kf * op,
+            (m, k, n, TokenDim::M),
+            mf * nf * out + gf * nf * kf * op,
             mf * kf * out,
         );
         b.push(dgrad, *meta);
     }
     let mut wgrad = gemm(
         meta.names.wgrad,
-        OpKind::Gemm {
-            m: k,
-            n,
-            k: m,
-            token_dim: TokenDim::K,
-        },
+        (k, n, m, TokenDim::K),
         mf * kf * op + mf * nf * out,
-        kf * nf * out,
+        gf * kf * nf * out,
     );
     wgrad.weight_sized = true;
     b.push(wgrad, *meta);
@@ -180,9 +195,9 @@ fn linear(b: &mut Builder, base: &Op, meta: &Meta, input_grad: bool, bias: bool)
             flops: Flops(mf * nf),
             model_flops: Flops::ZERO,
             bytes_read: Bytes(mf * nf * out),
-            bytes_written: Bytes(nf * FP32),
+            bytes_written: Bytes(gf * nf * FP32),
             fused_read: Bytes(mf * nf * out),
-            fused_written: Bytes(nf * FP32),
+            fused_written: Bytes(gf * nf * FP32),
             chain: Chain::Alone,
             weight_sized: true,
             ..*base

@@ -80,8 +80,13 @@ pub(crate) enum Bwd {
     Scores,
     /// Attention output O = P·V: dP = dO·Vᵀ and dV = Pᵀ·dO, with P in `p` dtype.
     Pv { p: Dtype },
-    /// Fused attention: one backward kernel set reading and writing the given bytes.
-    Flash { read: Bytes, written: Bytes },
+    /// Fused attention: one backward kernel set reading and writing the given bytes, with the
+    /// sum of dK and dV over each group of query heads when `grouped`.
+    Flash {
+        read: Bytes,
+        written: Bytes,
+        grouped: bool,
+    },
 }
 
 /// Forward-op bookkeeping kept beside each op while building.
@@ -399,12 +404,14 @@ impl Builder<'_> {
     /// A linear layer `y[M,N] = x[M,K] · W[K,N]` over `m` rows: FLOPs 2MNK; reads x (M·K
     /// operands) and the weight (K·N operands), writes y (M·N activations). When x arrives in
     /// another dtype (`src`) a cast op precedes it (autocast's cast of the input). Saves x for
-    /// the weight gradient.
+    /// the weight gradient. A layer of several copies (experts) is a grouped GEMM: each copy
+    /// over its own `m` rows.
     #[inline]
     pub fn linear(&mut self, l: &Linear, m: u64, src: Dtype) {
         let nu = self.policy;
-        let (n, k) = (l.n, l.k);
-        let (mf, nf, kf) = (m as f64, n as f64, k as f64);
+        let (n, k, g) = (l.n, l.k, l.copies);
+        let gf = g as f64;
+        let (mf, nf, kf) = (gf * m as f64, n as f64, k as f64);
         let (op, out) = (nu.operand.bytes(), nu.activation.bytes());
         if src != nu.operand {
             self.vector(
@@ -417,8 +424,24 @@ impl Builder<'_> {
                 .bwd(if l.input_grad { Bwd::Cast } else { Bwd::None }),
             );
         }
-        let read = Bytes(mf * kf * op + kf * nf * op);
+        let read = Bytes(mf * kf * op + gf * kf * nf * op);
         let written = Bytes(mf * nf * out);
+        let kind = if g > 1 {
+            OpKind::GroupedGemm {
+                groups: g,
+                m,
+                n,
+                k,
+                token_dim: TokenDim::M,
+            }
+        } else {
+            OpKind::Gemm {
+                m,
+                n,
+                k,
+                token_dim: TokenDim::M,
+            }
+        };
         self.push(
             Op {
                 chained_read: Bytes(mf * kf * op),
@@ -427,12 +450,7 @@ impl Builder<'_> {
                     l.names.fwd,
                     self.layer,
                     Phase::Forward,
-                    OpKind::Gemm {
-                        m,
-                        n,
-                        k,
-                        token_dim: TokenDim::M,
-                    },
+                    kind,
                     OpClass::Gemm,
                     nu.gemm_unit,
                     nu.gemm,
@@ -449,7 +467,7 @@ impl Builder<'_> {
                 },
                 output: written,
                 keep: true,
-                shape: (1, m, n, k),
+                shape: (g, m, n, k),
             },
         );
         self.open_chain = false;

@@ -124,6 +124,10 @@ pub struct StepConfig {
     /// Ranks the parameters themselves are sharded over (ZeRO-3: each rank updates the EMA of
     /// its shard); 1 without sharding.
     pub param_shards: u64,
+    /// Ranks the routed experts of a mixture of experts are spread over (expert parallelism):
+    /// each rank holds experts / expert_shards of them and computes every token routed to
+    /// those; 1 without expert parallelism.
+    pub expert_shards: u64,
 }
 
 /// Most EMA copies a step may update.
@@ -139,6 +143,7 @@ impl Default for StepConfig {
             ema: 0,
             optimizer_shards: 1,
             param_shards: 1,
+            expert_shards: 1,
         }
     }
 }

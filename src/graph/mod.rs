@@ -186,6 +186,22 @@ pub enum OpKind {
         /// Reduction length.
         k: u64,
     },
+    /// `groups` GEMMs of one shape over different weights, in one kernel: the experts of a
+    /// mixture of experts (a grouped GEMM, as Megatron-LM's `--moe-grouped-gemm`). Each group's
+    /// rows are tokens routed to it.
+    GroupedGemm {
+        /// Number of GEMMs (experts on this GPU).
+        groups: u64,
+        /// Rows of each output.
+        m: u64,
+        /// Columns.
+        n: u64,
+        /// Reduction length.
+        k: u64,
+        /// Which dimension runs over token rows (see [`OpKind::Gemm`]).
+        #[serde(skip)]
+        token_dim: TokenDim,
+    },
     /// A fused attention kernel (FlashAttention-style), forward or backward.
     Attention {
         /// Samples.
@@ -198,6 +214,9 @@ pub enum OpKind {
         head_dim: u64,
         /// Causal masking.
         causal: bool,
+        /// Causal sliding window in tokens (0 = none).
+        #[serde(skip_serializing_if = "is_zero")]
+        window: u64,
         /// FlashAttention generation (2 or 3).
         flash: u8,
     },
@@ -222,6 +241,7 @@ impl OpKind {
         match self {
             OpKind::Gemm { .. } => "gemm",
             OpKind::BatchedGemm { .. } => "batched_gemm",
+            OpKind::GroupedGemm { .. } => "grouped_gemm",
             OpKind::Attention { .. } => "attention",
             OpKind::Elementwise => "elementwise",
             OpKind::Normalization { .. } => "normalization",
@@ -230,6 +250,25 @@ impl OpKind {
             OpKind::Embedding => "embedding",
             OpKind::Optimizer => "optimizer",
         }
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl OpKind {
+    /// A matrix multiplication (what FLOP counters and MFU count): GEMMs and fused attention.
+    pub fn is_matmul(&self) -> bool {
+        self.is_gemm() || matches!(self, OpKind::Attention { .. })
+    }
+
+    /// A GEMM run by a BLAS library: plain, batched or grouped.
+    pub fn is_gemm(&self) -> bool {
+        matches!(
+            self,
+            OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::GroupedGemm { .. }
+        )
     }
 }
 

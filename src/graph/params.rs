@@ -26,6 +26,28 @@ pub struct ParamCount {
     pub gemm_weights: u64,
     /// Of `gemm_weights`, one block's.
     pub per_block_gemm_weights: u64,
+    /// Of `total`, the routed experts of every block (0 without a mixture of experts).
+    pub experts: u64,
+    /// Of `experts`, their GEMM weights.
+    pub expert_gemm_weights: u64,
+    /// Of `per_block`, its routed experts.
+    pub per_block_experts: u64,
+    /// The parameters one token uses: `total` with only `top_k` of the routed experts.
+    pub active: u64,
+}
+
+impl ParamCount {
+    /// Parameters one GPU holds of a tensor kind sharded over `shards` data-parallel ranks by
+    /// ZeRO (1 = not sharded), with the routed experts spread over `expert_shards` ranks
+    /// (expert parallelism). Sharded, each rank holds 1/shards of the dense parameters and
+    /// 1/(shards/expert_shards) of its 1/expert_shards of the experts: 1/shards of everything.
+    pub fn resident(&self, shards: u64, expert_shards: u64) -> f64 {
+        if shards > 1 {
+            self.total as f64 / shards as f64
+        } else {
+            (self.total - self.experts) as f64 + self.experts as f64 / expert_shards.max(1) as f64
+        }
+    }
 }
 
 /// Parameters of one norm layer of width `d`.
@@ -53,6 +75,17 @@ pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount
         block_params += l.params();
         block_gemm += l.weights();
     }
+    let moe = t.moe.as_ref();
+    let per_block_experts = if moe.is_some() {
+        shapes.fc1.params() + shapes.fc2.params()
+    } else {
+        0
+    };
+    let per_block_expert_gemm = if moe.is_some() {
+        shapes.fc1.weights() + shapes.fc2.weights()
+    } else {
+        0
+    };
     let (mut embed, mut embed_gemm) = (0, 0);
     for l in shapes.embed_layers() {
         embed += l.params();
@@ -61,7 +94,7 @@ pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount
     let adaln = shapes.adaln.map_or(0, |l| l.params());
     let per_block = 2 * norm_params(t.norm, d) + if t.qk_norm { 2 * dh } else { 0 } + block_params;
     if m.kind == ModelKind::Language {
-        embed += e.vocab * d;
+        embed += m.padded_vocab() * d;
     }
     if e.position == PositionEmbed::Learned {
         embed += e.max_positions * d;
@@ -75,14 +108,22 @@ pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount
     }
     let head_gemm = shapes.head.weights() + shapes.final_adaln.map_or(0, |l| l.weights());
     let blocks = per_block * t.depth;
+    let total = embed + blocks + head;
+    let experts = per_block_experts * t.depth;
+    // Routed experts a token does not use: (experts - top_k) of them in every block.
+    let unused = moe.map_or(0, |moe| experts / moe.experts * (moe.experts - moe.top_k));
     ParamCount {
         embed,
         per_block,
         per_block_adaln: adaln,
         blocks,
         head,
-        total: embed + blocks + head,
+        total,
         gemm_weights: embed_gemm + block_gemm * t.depth + head_gemm,
         per_block_gemm_weights: block_gemm,
+        experts,
+        expert_gemm_weights: per_block_expert_gemm * t.depth,
+        per_block_experts,
+        active: total - unused,
     }
 }

@@ -4,7 +4,7 @@
 //! (and a parallel dimension that splits layers will divide it here).
 
 use super::builder::{n, Names};
-use crate::spec::model::{Conditioning, MlpKind, ModelKind, PatchEmbed};
+use crate::spec::model::{Conditioning, ModelKind, PatchEmbed};
 use crate::spec::ModelSpec;
 
 /// One linear layer `y = x·W (+ b)`, W of K x N.
@@ -20,6 +20,9 @@ pub(crate) struct Linear {
     pub bias: bool,
     /// Backward computes the gradient of the input (false where the input is data).
     pub input_grad: bool,
+    /// Copies of the layer with their own weights: the experts of a mixture of experts, stored
+    /// stacked as one tensor per weight (a grouped GEMM's operand); 1 for a plain layer.
+    pub copies: u64,
 }
 
 impl Linear {
@@ -30,7 +33,20 @@ impl Linear {
             n,
             bias,
             input_grad: true,
+            copies: 1,
         }
+    }
+
+    /// `copies` experts of this shape, stacked.
+    const fn experts(mut self, copies: u64) -> Self {
+        self.copies = copies;
+        self
+    }
+
+    /// The copies one GPU holds when the experts are spread over `shards` GPUs.
+    pub fn local(mut self, shards: u64) -> Self {
+        self.copies /= shards.max(1);
+        self
     }
 
     /// A layer reading data, whose input needs no gradient.
@@ -39,17 +55,17 @@ impl Linear {
         self
     }
 
-    /// Elements of the weight matrix.
+    /// Elements of the weight matrices (all copies).
     pub fn weights(&self) -> u64 {
-        self.k * self.n
+        self.copies * self.k * self.n
     }
 
-    /// Trainable parameters: weight and bias.
+    /// Trainable parameters: weights and biases (all copies).
     pub fn params(&self) -> u64 {
-        self.weights() + if self.bias { self.n } else { 0 }
+        self.weights() + if self.bias { self.copies * self.n } else { 0 }
     }
 
-    /// Tensors autocast casts: the weight, and the bias when there is one.
+    /// Tensors autocast casts: the (stacked) weight, and the bias when there is one.
     pub fn tensors(&self) -> u8 {
         1 + u8::from(self.bias)
     }
@@ -68,14 +84,23 @@ pub(crate) struct LinearShapes {
     pub t_fc2: Option<Linear>,
     /// Per block: adaLN `Linear(d, 6d)` on the conditioning vector.
     pub adaln: Option<Linear>,
-    /// Per block: `Linear(d, 3d)` to q, k, v.
+    /// Per block: `Linear(d, (h + 2·kv)·dh)` to q, k, v.
     pub qkv: Linear,
-    /// Per block: attention output projection.
+    /// Per block: attention output projection `Linear(h·dh, d)`.
     pub proj: Linear,
-    /// Per block: MLP up projection (gate and value together for SwiGLU).
+    /// Per block: MLP up projection (gate and value together for gated MLPs); one copy per
+    /// expert under a mixture of experts.
     pub fc1: Linear,
-    /// Per block: MLP down projection.
+    /// Per block: MLP down projection (one copy per expert).
     pub fc2: Linear,
+    /// Per block: the router `Linear(d, experts)` of a mixture of experts.
+    pub router: Option<Linear>,
+    /// Per block: the shared expert's up projection.
+    pub shared_fc1: Option<Linear>,
+    /// Per block: the shared expert's down projection.
+    pub shared_fc2: Option<Linear>,
+    /// Per block: the shared expert's gate `Linear(d, 1)`.
+    pub shared_gate: Option<Linear>,
     /// Final layer's adaLN `Linear(d, 2d)`.
     pub final_adaln: Option<Linear>,
     /// Output head: pixels of a patch (vision) or the vocabulary (language).
@@ -91,10 +116,10 @@ impl LinearShapes {
         let e = &m.embedding;
         let d = t.width;
         let adaln = t.conditioning == Conditioning::AdalnZero;
-        let up = match t.mlp {
-            MlpKind::Swiglu => 2 * t.mlp_hidden,
-            MlpKind::Gelu => t.mlp_hidden,
-        };
+        let gated = |hidden: u64| if t.mlp.gated() { 2 * hidden } else { hidden };
+        let up = gated(t.mlp_hidden);
+        let experts = t.moe.as_ref().map_or(1, |moe| moe.experts);
+        let shared = t.moe.as_ref().map_or(0, |moe| moe.shared_hidden);
         let (patch, patch_proj) = match &m.input {
             Some(inp) => {
                 let pin = inp.channels * inp.patch * inp.patch;
@@ -121,7 +146,7 @@ impl LinearShapes {
                 let out = inp.patch * inp.patch * inp.out_channels;
                 Linear::new(n!("final.linear"), d, out, true)
             }
-            ModelKind::Language => Linear::new(n!("lm_head"), d, e.vocab, false),
+            ModelKind::Language => Linear::new(n!("lm_head"), d, m.padded_vocab(), false),
         };
         LinearShapes {
             patch,
@@ -130,10 +155,28 @@ impl LinearShapes {
                 .then(|| Linear::new(n!("t_embed.fc1"), e.timestep_frequencies, d, true).first()),
             t_fc2: timestep.then(|| Linear::new(n!("t_embed.fc2"), d, d, true)),
             adaln: adaln.then(|| Linear::new(n!("adaln.linear"), d, 6 * d, true)),
-            qkv: Linear::new(n!("attn.qkv"), d, 3 * d, t.qkv_bias),
-            proj: Linear::new(n!("attn.proj"), d, d, t.out_bias),
-            fc1: Linear::new(n!("mlp.fc1"), d, up, t.mlp_bias),
-            fc2: Linear::new(n!("mlp.fc2"), t.mlp_hidden, d, t.mlp_bias),
+            qkv: Linear::new(
+                n!("attn.qkv"),
+                d,
+                m.q_width() + 2 * m.kv_width(),
+                t.qkv_bias,
+            ),
+            proj: Linear::new(n!("attn.proj"), m.q_width(), d, t.out_bias),
+            fc1: Linear::new(n!("mlp.fc1"), d, up, t.mlp_bias).experts(experts),
+            fc2: Linear::new(n!("mlp.fc2"), t.mlp_hidden, d, t.mlp_bias).experts(experts),
+            router: t
+                .moe
+                .as_ref()
+                .map(|moe| Linear::new(n!("moe.router"), d, moe.experts, false)),
+            shared_fc1: (shared > 0)
+                .then(|| Linear::new(n!("moe.shared.fc1"), d, gated(shared), t.mlp_bias)),
+            shared_fc2: (shared > 0)
+                .then(|| Linear::new(n!("moe.shared.fc2"), shared, d, t.mlp_bias)),
+            shared_gate: t
+                .moe
+                .as_ref()
+                .filter(|moe| moe.shared_gate)
+                .map(|_| Linear::new(n!("moe.shared.gate"), d, 1, false)),
             final_adaln: adaln.then(|| Linear::new(n!("final.adaln.linear"), d, 2 * d, true)),
             head,
             head_tied: m.kind == ModelKind::Language && e.tied_head,
@@ -152,11 +195,27 @@ impl LinearShapes {
             .flatten()
     }
 
-    /// One block's layers.
-    pub fn block_layers(&self) -> impl Iterator<Item = &Linear> {
-        [&self.qkv, &self.proj, &self.fc1, &self.fc2]
-            .into_iter()
-            .chain(self.adaln.iter())
+    /// One block's layers (every expert).
+    pub fn block_layers(&self) -> impl Iterator<Item = Linear> + '_ {
+        self.block_layers_on(1)
+    }
+
+    /// One block's layers as one GPU holds them when the experts are spread over
+    /// `expert_shards` GPUs.
+    pub fn block_layers_on(&self, expert_shards: u64) -> impl Iterator<Item = Linear> + '_ {
+        [
+            Some(self.qkv),
+            Some(self.proj),
+            Some(self.fc1.local(expert_shards)),
+            Some(self.fc2.local(expert_shards)),
+            self.adaln,
+            self.router,
+            self.shared_fc1,
+            self.shared_fc2,
+            self.shared_gate,
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// The head's layers (the output projection even when tied: it runs as a GEMM).
@@ -166,6 +225,11 @@ impl LinearShapes {
 }
 
 /// What autocast casts of `layers` each forward: (tensors, elements), one kernel per tensor.
-pub(crate) fn cast_tensors<'a>(layers: impl Iterator<Item = &'a Linear>) -> (u8, u64) {
-    layers.fold((0, 0), |(t, p), l| (t + l.tensors(), p + l.params()))
+pub(crate) fn cast_tensors<L: std::borrow::Borrow<Linear>>(
+    layers: impl Iterator<Item = L>,
+) -> (u8, u64) {
+    layers.fold((0, 0), |(t, p), l| {
+        let l = l.borrow();
+        (t + l.tensors(), p + l.params())
+    })
 }

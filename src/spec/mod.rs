@@ -19,6 +19,26 @@ pub const MODELS: &[(&str, &str)] = &[
     ("dit-xl2", include_str!("../../models/dit-xl2.toml")),
     ("gpt2-124m", include_str!("../../models/gpt2-124m.toml")),
     ("llama2-7b", include_str!("../../models/llama2-7b.toml")),
+    ("llama3-8b", include_str!("../../models/llama3-8b.toml")),
+    ("llama3-70b", include_str!("../../models/llama3-70b.toml")),
+    (
+        "llama3.1-405b",
+        include_str!("../../models/llama3.1-405b.toml"),
+    ),
+    ("mistral-7b", include_str!("../../models/mistral-7b.toml")),
+    (
+        "mixtral-8x7b",
+        include_str!("../../models/mixtral-8x7b.toml"),
+    ),
+    ("qwen2.5-7b", include_str!("../../models/qwen2.5-7b.toml")),
+    ("qwen2.5-72b", include_str!("../../models/qwen2.5-72b.toml")),
+    (
+        "megatron-22b",
+        include_str!("../../models/megatron-22b.toml"),
+    ),
+    ("gpt3-175b", include_str!("../../models/gpt3-175b.toml")),
+    ("mt-nlg-530b", include_str!("../../models/mt-nlg-530b.toml")),
+    ("megatron-1t", include_str!("../../models/megatron-1t.toml")),
 ];
 
 /// Embedded GPU specs: (name, TOML text).

@@ -108,8 +108,22 @@ pub fn op_time(
         OpKind::BatchedGemm { batch, m, n, k } => {
             mach.gemm_rate(op.unit, op.dtype, batch, (m, n, k), None)
         }
-        OpKind::Attention { seq, causal, .. } => {
-            mach.flash_rate(attention, seq, op.phase == Phase::Backward, causal)?
+        OpKind::GroupedGemm {
+            groups,
+            m,
+            n,
+            k,
+            token_dim,
+        } => mach.gemm_rate(op.unit, op.dtype, groups, (m, n, k), Some(token_dim)),
+        // A sliding window does the work of a sequence of the window's length per query.
+        OpKind::Attention {
+            seq,
+            causal,
+            window,
+            ..
+        } => {
+            let keys = if window > 0 { seq.min(window) } else { seq };
+            mach.flash_rate(attention, keys, op.phase == Phase::Backward, causal)?
         }
         _ => {
             let (peak, frac) = mach.peak(op.unit, op.dtype);

@@ -1,11 +1,13 @@
 //! The attention branch of a block, forward and backward: the qkv projection, qk-norm, RoPE, the
 //! attention core (unfused here, fused in [`super::flash`]) and the output projection.
 //!
-//! Unfused core (naive, sdpa-math, unfused): S = Q·Kᵀ (B·h batched GEMMs of s x s x dh), the
-//! scale, mask or bias, softmax (5 FLOPs per score), dropout, P·V, and the layout copy back to
-//! [B, s, d]. Each implementation stores and computes its s x s matrices in its own dtype
-//! ([`Unfused`]). Backward: dQ = dS·K and dK = dSᵀ·Q ([`scores_backward`]); dP = dO·Vᵀ and
-//! dV = Pᵀ·dO ([`pv_backward`]).
+//! Unfused core (naive, sdpa-math, unfused): with grouped-query attention (kv < h) the keys and
+//! values are first expanded to h heads (Hugging Face's `repeat_kv`, a copy; backward sums each
+//! group's gradients); then S = Q·Kᵀ (B·h batched GEMMs of s x s x dh), the scale, mask or
+//! bias, softmax (5 FLOPs per score), dropout, P·V, and the layout copy back to [B, s, h·dh].
+//! Each implementation stores and computes its s x s matrices in its own dtype ([`Unfused`]);
+//! all compute every score, a sliding window only masks. Backward: dQ = dS·K and dK = dSᵀ·Q
+//! ([`scores_backward`]); dP = dO·Vᵀ and dV = Pᵀ·dO ([`pv_backward`]).
 
 use super::common::dropout;
 use super::{flash, norm::norm, rope::rope};
@@ -30,13 +32,14 @@ pub(crate) fn forward(
     let t = &m.transformer;
     let act = b.policy.activation;
     let rows = b.batch * seq;
-    let (tf, dh, h) = (rows as f64, m.head_dim() as f64, t.heads as f64);
-    let e = tf * t.width as f64;
+    let (tf, dh) = (rows as f64, m.head_dim() as f64);
+    let (h, kv) = (t.heads as f64, m.kv_heads() as f64);
+    let (eq, ekv) = (tf * m.q_width() as f64, tf * m.kv_width() as f64);
     b.linear(&shapes.qkv, rows, x);
     b.mark(Role::AttentionInputs);
-    // q, k, v are views of the qkv output: backward stacks dq, dk, dv ([3, B, h, s, dh]) and
-    // copies the stack into the qkv output's layout ([B, s, 3, h, dh]): two kernels.
-    let grads = Bytes(6.0 * e * act.bytes());
+    // q, k, v are views of the qkv output: backward stacks dq, dk, dv and copies the stack into
+    // the qkv output's layout ([B, s, h + 2·kv, dh]): two kernels.
+    let grads = Bytes(2.0 * (eq + 2.0 * ekv) * act.bytes());
     b.vector(
         n!("attn.qkv_split"),
         Vector::backward_only(2, grads, grads, Flops::ZERO),
@@ -47,14 +50,14 @@ pub(crate) fn forward(
             b,
             n!("attn.qk_norm"),
             NormKind::Rmsnorm,
-            2.0 * tf * h,
+            tf * (h + kv),
             dh,
             act,
             2,
         );
     }
     if t.rope != RopeKind::None {
-        qk = rope(b, e, seq as f64 * dh, qk);
+        qk = rope(b, eq + ekv, seq as f64 * dh, qk);
     }
     match Unfused::of(cfg.attention, act) {
         Some(plan) => core(b, m, cfg, plan, seq, qk),
@@ -202,10 +205,37 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
     let t = &m.transformer;
     let (bf, sf, dh) = (b.batch as f64, seq as f64, m.head_dim());
     let bh = b.batch * t.heads;
-    let e = bf * sf * t.width as f64;
+    // Elements of q (and, once expanded to h heads, of k and v).
+    let e = bf * sf * m.q_width() as f64;
     let act = nu.activation;
     let sc = bh as f64 * sf * sf;
-    let causal_scale = if t.causal { 0.5 } else { 1.0 };
+    let model_scale = m.attended_fraction(seq);
+    if m.kv_heads() < t.heads {
+        // Grouped-query attention: k (in q's dtype) and v expanded from kv to h heads, two
+        // copies; backward sums each group of h/kv head gradients back: two kernels.
+        let ekv = bf * sf * m.kv_width() as f64;
+        let bytes = qk.bytes() + act.bytes();
+        let (read, written) = (Bytes(ekv * bytes), Bytes(e * bytes));
+        b.vector(
+            n!("attn.kv_repeat"),
+            Vector::new(
+                OpKind::Elementwise,
+                OpClass::Attention,
+                Flops::ZERO,
+                read,
+                written,
+            )
+            .composite(2, read, written)
+            .core()
+            .bwd(Bwd::Explicit {
+                fuses: true,
+                read: written,
+                written: read,
+                flops: Flops(2.0 * (e - ekv)),
+                kernels: 2,
+            }),
+        );
+    }
     // q, k into the dtype the scores GEMM reads: fp32 for fp32 scores (a no-op when RoPE
     // already made them fp32), else the activation dtype (SDPA's autocast cast).
     let qk_in = if plan.scores_fp32 { Dtype::Fp32 } else { act };
@@ -221,13 +251,19 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
     let (qkb, vb) = (qk_in.bytes(), v.bytes());
     if plan.contiguous {
         // torch.matmul on [B, h, s, dh] views of the qkv output (and on kᵀ) copies each operand
-        // into a contiguous batch first: three copies, whose gradients pass through.
-        let copies = Bytes(e * (2.0 * qkb + vb));
+        // into a contiguous batch first: three copies, whose gradients pass through. Expanded
+        // for grouped-query attention, k and v are new contiguous tensors: only kᵀ is copied.
+        let (tensors, main, side) = if m.kv_heads() < t.heads {
+            (1, e * qkb, 0.0)
+        } else {
+            (3, 2.0 * e * qkb, e * vb)
+        };
+        let copies = Bytes(main + side);
         b.vector(
             n!("attn.qkv_contiguous"),
-            Vector::pointwise(Flops::ZERO, Bytes(2.0 * e * qkb), copies)
-                .side(Bytes(e * vb))
-                .composite(3, copies, copies)
+            Vector::pointwise(Flops::ZERO, Bytes(main), copies)
+                .side(Bytes(side))
+                .composite(tensors, copies, copies)
                 .bwd(Bwd::None),
         );
     }
@@ -276,7 +312,7 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
         2.0 * e * qkb,
         sc * s,
         2.0 * e * qkb,
-        causal_scale,
+        model_scale,
         Bwd::Scores,
     );
     if !plan.scale_q {
@@ -374,7 +410,7 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
         sc * pb + e * vb,
         e * vb,
         p_saved + e * vb,
-        causal_scale,
+        model_scale,
         Bwd::Pv { p },
     );
     cast(b, n!("attn.out_cast"), 1, e, v, act);

@@ -2,7 +2,7 @@
 //! optional adaLN modulation, dropout and residual add.
 
 use super::common::{dropout, grad_fork, residual, weights_cast};
-use super::{attention, conditioning, mlp, norm::norm};
+use super::{attention, conditioning, mlp, moe, norm::norm};
 use crate::graph::builder::{n, Builder};
 use crate::graph::shapes::{cast_tensors, LinearShapes};
 use crate::graph::{OpClass, Role, StepConfig};
@@ -21,9 +21,13 @@ pub(crate) fn forward(
     let rows = b.batch * seq;
     let (bf, tf, d) = (b.batch as f64, rows as f64, t.width as f64);
     let e = tf * d;
-    // Weights of qkv, proj, fc1, fc2 (+ adaLN) and the biases the model has: autocast casts
-    // each tensor, one kernel each.
-    weights_cast(b, n!("weights.cast"), cast_tensors(shapes.block_layers()));
+    // Weights of qkv, proj, fc1, fc2 (+ adaLN, the router and shared expert, this rank's
+    // experts) and the biases the model has: autocast casts each tensor, one kernel each.
+    weights_cast(
+        b,
+        n!("weights.cast"),
+        cast_tensors(shapes.block_layers_on(cfg.expert_shards)),
+    );
     if let Some(adaln) = &shapes.adaln {
         conditioning::modulation(b, n!("adaln.silu"), adaln, n!("adaln.chunk"), true);
     }
@@ -51,7 +55,11 @@ pub(crate) fn forward(
         Some(_) => conditioning::modulate(b, n!("mlp.modulate"), e, cond, x),
         None => x,
     };
-    mlp::forward(b, m, shapes, rows, x);
+    if shapes.router.is_some() {
+        moe::forward(b, m, cfg, shapes, rows, x);
+    } else {
+        mlp::forward(b, m, shapes, rows, x);
+    }
     if t.dropout > 0.0 {
         let o = nu.activation.bytes();
         dropout(b, n!("mlp.dropout_out"), e, o, OpClass::Elementwise, false);

@@ -127,7 +127,7 @@ fn language(b: &mut Builder, m: &ModelSpec) {
     let d = m.transformer.width as f64;
     let rows = b.batch * m.tokens.text;
     let e = rows as f64 * d;
-    let v = m.embedding.vocab as f64;
+    let v = m.padded_vocab() as f64;
     let tied = u8::from(m.embedding.tied_head);
     b.vector(
         n!("tok_embed.lookup"),

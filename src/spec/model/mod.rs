@@ -3,6 +3,8 @@
 //! A model is data: block structure, token composition, embeddings and head. The op graph
 //! (`crate::graph`) turns any spec into ops; there is no code path per model.
 
+mod check;
+
 use crate::error::{Error, Result};
 use crate::spec::toml_error::{toml_error_field, toml_error_problem};
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,62 @@ pub enum MlpKind {
     Swiglu,
     /// `fc2(gelu(fc1 x))`.
     Gelu,
+    /// `w2(gelu(w1 x) * w3 x)` (GeGLU, Gemma): the up projection has 2 x hidden outputs.
+    Geglu,
+}
+
+impl MlpKind {
+    /// Whether the up projection produces a gate and a value (2 x hidden outputs).
+    pub fn gated(self) -> bool {
+        matches!(self, MlpKind::Swiglu | MlpKind::Geglu)
+    }
+}
+
+/// A mixture-of-experts MLP in every block (Shazeer et al. 2017; Switch, Fedus et al. 2021;
+/// Mixtral, Jiang et al. 2024): a router `Linear(d, experts)` picks `top_k` experts per token,
+/// each an MLP of the block's kind with `mlp_hidden` hidden units; an optional shared expert
+/// runs on every token.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Moe {
+    /// Routed experts per block.
+    pub experts: u64,
+    /// Experts each token is routed to.
+    pub top_k: u64,
+    /// Hidden size of an always-on shared expert MLP (0 = none; Qwen2-MoE, DeepSeekMoE).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_hidden: u64,
+    /// A `Linear(d, 1)` sigmoid gate on the shared expert's output (Qwen2-MoE).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shared_gate: bool,
+    /// Rows each expert computes, as a multiple of the balanced share tokens x top_k / experts
+    /// (1 = dropless and balanced; above 1 the padding of a capacity-based dispatch).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub capacity_factor: f64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+fn is_one_u64(v: &u64) -> bool {
+    *v == 1
 }
 
 /// Rotary position embedding applied to q and k.
@@ -131,8 +189,19 @@ pub struct Transformer {
     pub width: u64,
     /// Number of blocks.
     pub depth: u64,
-    /// Attention heads h; head dim = d / h.
+    /// Attention (query) heads h.
     pub heads: u64,
+    /// Key/value heads (grouped-query attention, Ainslie et al. 2023; 1 = multi-query, Shazeer
+    /// 2019); absent = `heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_heads: Option<u64>,
+    /// Head dimension; absent = width / heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<u64>,
+    /// Causal sliding-window attention: each token attends to itself and the `window - 1`
+    /// tokens before it (Mistral 7B; Beltagy et al. 2020); 0 = full attention.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub window: u64,
     /// Causal (decoder) attention.
     #[serde(default)]
     pub causal: bool,
@@ -149,12 +218,15 @@ pub struct Transformer {
     pub out_bias: bool,
     /// MLP kind.
     pub mlp: MlpKind,
-    /// MLP hidden size (per branch for SwiGLU).
+    /// MLP hidden size (per branch for gated MLPs; per expert for a mixture of experts).
     pub mlp_hidden: u64,
     /// Biases in the MLP linears.
     pub mlp_bias: bool,
     /// Conditioning.
     pub conditioning: Conditioning,
+    /// A mixture of experts in place of every block's MLP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<Moe>,
     /// Dropout probability on attention probabilities and on both branch outputs (0 = none).
     /// Each dropout keeps a 1-byte mask per element for backward.
     #[serde(default)]
@@ -188,6 +260,11 @@ pub struct Embedding {
     /// The LM head shares the token embedding matrix.
     #[serde(default)]
     pub tied_head: bool,
+    /// The vocabulary is padded up to a multiple of this (Megatron-LM's
+    /// `make-vocab-size-divisible-by`, nanoGPT's 50304): the embedding table, the head and the
+    /// loss run over the padded size; 1 = no padding.
+    #[serde(default = "one_u64", skip_serializing_if = "is_one_u64")]
+    pub pad_vocab_multiple: u64,
 }
 
 /// A whole model spec file.
@@ -221,9 +298,47 @@ impl ModelSpec {
         Ok(spec)
     }
 
-    /// Head dimension d / h.
+    /// Head dimension: as given, else d / h.
     pub fn head_dim(&self) -> u64 {
-        self.transformer.width / self.transformer.heads
+        let t = &self.transformer;
+        t.head_dim.unwrap_or(t.width / t.heads.max(1))
+    }
+
+    /// Key/value heads: as given, else the query heads.
+    pub fn kv_heads(&self) -> u64 {
+        self.transformer.kv_heads.unwrap_or(self.transformer.heads)
+    }
+
+    /// Width of the queries (and of the attention output): heads x head dimension.
+    pub fn q_width(&self) -> u64 {
+        self.transformer.heads * self.head_dim()
+    }
+
+    /// Width of the keys (and of the values): kv heads x head dimension.
+    pub fn kv_width(&self) -> u64 {
+        self.kv_heads() * self.head_dim()
+    }
+
+    /// The vocabulary after padding to `pad_vocab_multiple`.
+    pub fn padded_vocab(&self) -> u64 {
+        let e = &self.embedding;
+        e.vocab.div_ceil(e.pad_vocab_multiple.max(1)) * e.pad_vocab_multiple.max(1)
+    }
+
+    /// Fraction of the s x s query-key pairs attention computes at sequence `seq` (what model
+    /// FLOPs count): 1 without a mask; 1/2 causal (the convention of Narayanan et al. 2021 and
+    /// FlashAttention's benchmarks); with a causal window w < s, (s·w - w²/2) / s².
+    pub fn attended_fraction(&self, seq: u64) -> f64 {
+        let t = &self.transformer;
+        if !t.causal {
+            return 1.0;
+        }
+        let (s, w) = (seq as f64, t.window as f64);
+        if t.window == 0 || w >= s {
+            0.5
+        } else {
+            (s * w - 0.5 * w * w) / (s * s)
+        }
     }
 
     /// Patch tokens in one image, (H/p)(W/p); 0 for language models.
@@ -309,211 +424,5 @@ impl ModelSpec {
         m.description = format!("{} [sequence overridden to {seq} tokens]", self.description);
         m.validate(&m.name.clone())?;
         Ok(m)
-    }
-
-    /// Every size within its bound. The bounds are far beyond any model trained today and keep
-    /// all of the op graph's integer products (parameter counts, rows x features) inside u64:
-    /// a block has at most 58 · 2^40 parameters, times 2^16 blocks is below 2^62.
-    fn check_sizes(&self, file: &str) -> Result<()> {
-        let t = &self.transformer;
-        let e = &self.embedding;
-        let k = &self.tokens;
-        let mut sizes: Vec<(&str, u64, u32)> = vec![
-            ("transformer.width", t.width, 20),
-            ("transformer.depth", t.depth, 16),
-            ("transformer.heads", t.heads, 20),
-            ("transformer.mlp_hidden", t.mlp_hidden, 24),
-            ("embedding.bottleneck", e.bottleneck, 20),
-            ("embedding.max_positions", e.max_positions, 30),
-            ("embedding.timestep_frequencies", e.timestep_frequencies, 20),
-            ("embedding.classes", e.classes, 32),
-            ("embedding.vocab", e.vocab, 30),
-            ("tokens.condition", k.condition, 26),
-            ("tokens.target", k.target, 26),
-            ("tokens.in_context", k.in_context, 26),
-            ("tokens.in_context_from_block", k.in_context_from_block, 16),
-            ("tokens.text", k.text, 26),
-        ];
-        if let Some(i) = &self.input {
-            sizes.extend([
-                ("input.height", i.height, 20),
-                ("input.width", i.width, 20),
-                ("input.channels", i.channels, 16),
-                ("input.patch", i.patch, 10),
-                ("input.out_channels", i.out_channels, 16),
-            ]);
-        }
-        for (field, v, bits) in sizes {
-            if v > 1u64 << bits {
-                return Err(Error::spec(
-                    file,
-                    field,
-                    format!(
-                        "{v} is more than 2^{bits} = {} (the bound keeps every count of the model finite and exact)",
-                        1u64 << bits
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn validate(&self, file: &str) -> Result<()> {
-        let t = &self.transformer;
-        let positive = [
-            ("transformer.width", t.width),
-            ("transformer.depth", t.depth),
-            ("transformer.heads", t.heads),
-            ("transformer.mlp_hidden", t.mlp_hidden),
-        ];
-        for (field, v) in positive {
-            if v == 0 {
-                return Err(Error::spec(file, field, "must be a positive integer"));
-            }
-        }
-        self.check_sizes(file)?;
-        if !(0.0..1.0).contains(&t.dropout) {
-            return Err(Error::spec(
-                file,
-                "transformer.dropout",
-                format!("{} is not a probability in [0, 1)", t.dropout),
-            ));
-        }
-        if !t.width.is_multiple_of(t.heads) {
-            return Err(Error::spec(
-                file,
-                "transformer.heads",
-                format!("{} heads do not divide the width {}", t.heads, t.width),
-            ));
-        }
-        if self.tokens.in_context > 0 && self.tokens.in_context_from_block >= t.depth {
-            return Err(Error::spec(
-                file,
-                "tokens.in_context_from_block",
-                format!(
-                    "block {} is past the last block ({})",
-                    self.tokens.in_context_from_block,
-                    t.depth - 1
-                ),
-            ));
-        }
-        match self.kind {
-            ModelKind::Vision => {
-                let Some(inp) = &self.input else {
-                    return Err(Error::spec(
-                        file,
-                        "input",
-                        "vision models need an [input] table",
-                    ));
-                };
-                for (field, v) in [
-                    ("input.height", inp.height),
-                    ("input.width", inp.width),
-                    ("input.channels", inp.channels),
-                    ("input.patch", inp.patch),
-                    ("input.out_channels", inp.out_channels),
-                ] {
-                    if v == 0 {
-                        return Err(Error::spec(file, field, "must be a positive integer"));
-                    }
-                }
-                if inp.height % inp.patch != 0 || inp.width % inp.patch != 0 {
-                    return Err(Error::spec(
-                        file,
-                        "input.patch",
-                        "patch size must divide height and width",
-                    ));
-                }
-                if self.tokens.target != self.image_tokens() {
-                    return Err(Error::spec(
-                        file,
-                        "tokens.target",
-                        format!(
-                            "{} target tokens, but the image has ({}/{})*({}/{}) = {} patches",
-                            self.tokens.target,
-                            inp.height,
-                            inp.patch,
-                            inp.width,
-                            inp.patch,
-                            self.image_tokens()
-                        ),
-                    ));
-                }
-                if self.tokens.condition != 0 && self.tokens.condition != self.tokens.target {
-                    return Err(Error::spec(
-                        file,
-                        "tokens.condition",
-                        "condition tokens are the patches of a conditioning image of the target's size: 0 or equal to tokens.target",
-                    ));
-                }
-                if self.embedding.patch_embed.is_none() {
-                    return Err(Error::spec(
-                        file,
-                        "embedding.patch_embed",
-                        "vision models need a patch embedding",
-                    ));
-                }
-                if self.embedding.patch_embed == Some(PatchEmbed::Bottleneck)
-                    && self.embedding.bottleneck == 0
-                {
-                    return Err(Error::spec(
-                        file,
-                        "embedding.bottleneck",
-                        "a bottleneck patch embedding needs a positive width",
-                    ));
-                }
-                if self.tokens.text != 0 {
-                    return Err(Error::spec(
-                        file,
-                        "tokens.text",
-                        "vision models have no text tokens",
-                    ));
-                }
-            }
-            ModelKind::Language => {
-                if self.tokens.text == 0 {
-                    return Err(Error::spec(
-                        file,
-                        "tokens.text",
-                        "language models need a positive sequence length",
-                    ));
-                }
-                if self.embedding.vocab == 0 {
-                    return Err(Error::spec(
-                        file,
-                        "embedding.vocab",
-                        "language models need a positive vocabulary",
-                    ));
-                }
-                if self.tokens.target != 0 || self.tokens.condition != 0 {
-                    return Err(Error::spec(
-                        file,
-                        "tokens.target",
-                        "language models use tokens.text only",
-                    ));
-                }
-            }
-        }
-        if self.embedding.position == PositionEmbed::Learned
-            && self.embedding.max_positions < self.max_seq()
-        {
-            return Err(Error::spec(
-                file,
-                "embedding.max_positions",
-                format!(
-                    "learned table of {} rows is shorter than the sequence {}",
-                    self.embedding.max_positions,
-                    self.max_seq()
-                ),
-            ));
-        }
-        if t.rope != RopeKind::None && !self.head_dim().is_multiple_of(4) {
-            return Err(Error::spec(
-                file,
-                "transformer.rope",
-                "RoPE needs a head dimension divisible by 4",
-            ));
-        }
-        Ok(())
     }
 }
