@@ -63,12 +63,7 @@ fn check(model: &str) {
         let matmul = |phase: Phase| -> f64 {
             ops.iter()
                 .filter(|o| o.phase == phase && !o.recompute)
-                .filter(|o| {
-                    matches!(
-                        o.kind,
-                        OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::Attention { .. }
-                    )
-                })
+                .filter(|o| o.kind.is_matmul())
                 .map(|o| o.total_flops().0)
                 .sum()
         };
@@ -129,7 +124,10 @@ fn gpt2_matches_pytorch_counts() {
 /// CUDA kernels that one CPU-semantics ATen op of the fixture's dispatch count becomes, beyond
 /// the first, per phase (PyTorch 2.x CUDA sources):
 /// - FlashAttention-2's backward runs three kernels (dot(dO, O), the dQ/dK/dV loop, the dQ
-///   conversion) where the CPU flash op is one;
+///   conversion) where the CPU flash op is one; with grouped-query attention it writes dK and dV
+///   per query head and sums each group (two more kernels, reading 2·Eq and writing 2·Ekv
+///   elements beyond the CPU kernel's 2·Ekv; Dao-AILab/flash-attention
+///   csrc/flash_attn/flash_api.cpp, `mha_bwd`), where the CPU kernel writes kv heads directly;
 /// - CUDA's LayerNorm backward with an affine transform runs the input-gradient kernel and the
 ///   gamma/beta reduction apart, and the second kernel reads x, dy and the row statistics again
 ///   (the one extra entry in bytes; the fp32 residual stream makes x and dy 4 bytes each);
@@ -142,8 +140,19 @@ fn gpt2_matches_pytorch_counts() {
 fn cuda_extra(m: &roofline::spec::ModelSpec, attention: AttentionImpl, batch: u64) -> CudaExtra {
     use roofline::spec::model::{NormKind, PatchEmbed};
     let depth = m.transformer.depth as f64;
-    let flash_bwd = if attention == AttentionImpl::Flash2 {
-        2.0 * depth
+    let grouped = m.kv_heads() < m.transformer.heads;
+    let flash = attention == AttentionImpl::Flash2;
+    let flash_bwd = if flash {
+        (2.0 + 2.0 * f64::from(u8::from(grouped))) * depth
+    } else {
+        0.0
+    };
+    let gqa_bytes = if flash && grouped {
+        // bf16 dK and dV: written per query head (2·Eq instead of 2·Ekv), read back and summed
+        // into 2·Ekv.
+        let tokens = (batch * m.seq_at_block(0)) as f64;
+        let (eq, ekv) = (tokens * m.q_width() as f64, tokens * m.kv_width() as f64);
+        depth * 2.0 * (2.0 * (eq - ekv) + 2.0 * eq + 2.0 * ekv)
     } else {
         0.0
     };
@@ -164,7 +173,7 @@ fn cuda_extra(m: &roofline::spec::ModelSpec, attention: AttentionImpl, batch: u6
     let slice_bwd = f64::from(u8::from(m.tokens.condition > 0));
     CudaExtra {
         backward_kernels: flash_bwd + ln_bwd + conv_bwd + slice_bwd,
-        backward_bytes: ln_bytes,
+        backward_bytes: ln_bytes + gqa_bytes,
     }
 }
 
@@ -237,7 +246,7 @@ fn check_dispatch(model: &str) {
             let gemm: u32 = ops
                 .iter()
                 .filter(|o| o.phase == phase)
-                .filter(|o| matches!(o.kind, OpKind::Gemm { .. } | OpKind::BatchedGemm { .. }))
+                .filter(|o| o.kind.is_gemm())
                 .filter(|o| phase == Phase::Forward || !o.name.starts_with("patch."))
                 .map(|o| u32::from(o.kernels) * o.layer.count())
                 .sum();
@@ -272,4 +281,24 @@ fn jit_b4_eager_kernels_match_pytorch_dispatch() {
 #[test]
 fn gpt2_eager_kernels_match_pytorch_dispatch() {
     check_dispatch("gpt2-124m");
+}
+
+#[test]
+fn llama3_gqa_matches_pytorch_counts() {
+    check("llama3-8b");
+}
+
+#[test]
+fn mixtral_moe_matches_pytorch_counts() {
+    check("mixtral-8x7b");
+}
+
+#[test]
+fn llama3_gqa_eager_kernels_match_pytorch_dispatch() {
+    check_dispatch("llama3-8b");
+}
+
+#[test]
+fn mixtral_moe_eager_kernels_match_pytorch_dispatch() {
+    check_dispatch("mixtral-8x7b");
 }

@@ -2,9 +2,10 @@
 
 Written for this project (not copied from third-party code) after the published descriptions:
 JiT (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", arXiv 2511.13720, and
-its public code, github.com/LTH14/JiT, model_jit.py) and the standard GPT-2 small architecture.
+its public code, github.com/LTH14/JiT, model_jit.py), the standard GPT-2 small architecture, and
+the published Llama 3 8B and Mixtral 8x7B configurations (sizes as in the released model cards).
 
-Two models:
+Four models:
 
 * ``jit-b4``: the planned JiT-B/4 workload of examples/plans/jit-b4-8xh200.toml, on 64x64 RGB
   images, conditioned on a condition image.
@@ -14,6 +15,14 @@ Two models:
   tokens only; loss = MSE between predicted and clean target patches.
 * ``gpt2-124m``: GPT-2 small (causal, seq 1024, vocab 50257, learned positions, LayerNorm with
   bias, GELU MLP 4x, tied embeddings, biases everywhere). 124,439,808 parameters.
+* ``llama3-8b``: Llama 3 8B (causal, seq 8192, vocab 128256, width 4096, 32 blocks, grouped-query
+  attention with 32 query and 8 key/value heads of 128, 1-D RoPE on q and k, pre-norm RMSNorm,
+  SwiGLU MLP hidden 14336, no biases, no position embedding, untied lm_head).
+  8,030,261,248 parameters.
+* ``mixtral-8x7b``: Mixtral 8x7B: the same trunk at vocab 32000 and seq 32768, with every MLP a
+  sparse mixture of experts (8 SwiGLU experts of hidden 14336, top-2 routing), written with static
+  shapes as a dropless grouped-GEMM layer under a balanced-routing assumption (see ``MoE``).
+  46,702,792,704 parameters.
 
 Attention implementations (``attention=`` argument), identical maths, different kernels:
 
@@ -26,6 +35,11 @@ Attention implementations (``attention=`` argument), identical maths, different 
   (FlashAttention-2 kernels inside PyTorch). If that backend cannot run, PyTorch raises.
 * ``sdpa``: SDPA with PyTorch's default backend choice (used by the count mode where the flash
   backend is not selectable).
+
+Grouped-query attention (``llama3-8b``, ``mixtral-8x7b``): ``naive``, ``sdpa-math`` and ``sdpa``
+first expand k and v to the query heads as Hugging Face's ``repeat_kv`` does (``expand`` then
+``reshape``: a materialized copy); ``flash2`` passes them un-expanded with ``enable_gqa=True``, as
+FlashAttention runs GQA on CUDA (no copy; PyTorch's CPU flash kernel accepts it too).
 
 Every attention module records the backend it last ran in ``.last_backend``.
 
@@ -45,11 +59,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ATTENTION_CHOICES = ("naive", "sdpa-math", "flash2", "sdpa")
-MODEL_CHOICES = ("jit-b4", "gpt2-124m")
+MODEL_CHOICES = ("jit-b4", "gpt2-124m", "llama3-8b", "mixtral-8x7b")
 
 
 # ---------------------------------------------------------------------------------------------
-# Attention core shared by both models
+# Attention core shared by all models
 # ---------------------------------------------------------------------------------------------
 
 def _sdpa_backend_context(attention: str):
@@ -63,12 +77,17 @@ def _sdpa_backend_context(attention: str):
 
 
 def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention: str,
-                   causal: bool) -> tuple[torch.Tensor, str]:
+                   causal: bool, enable_gqa: bool = False) -> tuple[torch.Tensor, str]:
     """softmax(q k^T / sqrt(dh) [+ mask]) v for q, k, v of shape [B, H, L, dh].
+
+    With ``enable_gqa`` (SDPA implementations only) k and v have fewer heads than q (a divisor),
+    and SDPA shares each key/value head among H / Hkv query heads without expanding them.
 
     Returns the output [B, H, L, dh] and the name of the implementation that ran.
     """
     if attention == "naive":
+        if enable_gqa:
+            raise ValueError("naive attention needs k and v expanded to the query heads (repeat_kv)")
         B, _, L, dh = q.shape
         S = k.shape[-2]
         scale = 1.0 / math.sqrt(dh)
@@ -91,8 +110,9 @@ def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention:
         elif q.dtype != v.dtype:
             dt = torch.get_autocast_dtype(q.device.type)
             q, k, v = q.to(dt), k.to(dt), v.to(dt)
+        gqa = {"enable_gqa": True} if enable_gqa else {}
         with _sdpa_backend_context(attention):
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, **gqa)
         return out, attention
     raise ValueError(f"unknown attention implementation {attention!r}; choose from {ATTENTION_CHOICES}")
 
@@ -224,10 +244,12 @@ class JiTAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """w12 = gate and up projections fused; w3 = down projection."""
+
+    def __init__(self, dim: int, hidden: int, bias: bool = True):
         super().__init__()
-        self.w12 = nn.Linear(dim, 2 * hidden)
-        self.w3 = nn.Linear(hidden, dim)
+        self.w12 = nn.Linear(dim, 2 * hidden, bias=bias)
+        self.w3 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.w12(x).chunk(2, dim=-1)
@@ -464,9 +486,196 @@ class GPT2(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# Llama 3 8B and Mixtral 8x7B (grouped-query attention; dense SwiGLU or mixture-of-experts MLP)
+# ---------------------------------------------------------------------------------------------
+
+def rope_tables_1d(head_dim: int, seq: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [seq, head_dim] for 1-D RoPE over positions 0..seq-1.
+
+    Consecutive channel pairs (2i, 2i+1) share the frequency theta^(-2i/head_dim), the pairing
+    that ``rotate_pairs`` / ``apply_rope`` use (Meta's reference Llama code pairs channels the same
+    way; Hugging Face's rotate_half pairs i with i + head_dim/2, a permutation of the weights).
+    """
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    pos = torch.arange(seq, dtype=torch.float64)
+    ang = (pos[:, None] * freqs[None, :]).repeat_interleave(2, dim=1)  # [seq, head_dim]
+    return torch.cos(ang).float(), torch.sin(ang).float()
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """[B, Hkv, L, dh] -> [B, Hkv * n_rep, L, dh], each key/value head repeated n_rep times in
+    place, as Hugging Face's ``repeat_kv``: an expanded view reshaped, which copies."""
+    if n_rep == 1:
+        return x
+    B, kv, L, dh = x.shape
+    return x[:, :, None, :, :].expand(B, kv, n_rep, L, dh).reshape(B, kv * n_rep, L, dh)
+
+
+class GQAttention(nn.Module):
+    """Causal grouped-query attention: one fused qkv projection (query heads, then key heads,
+    then value heads), RoPE on q and k, no biases."""
+
+    def __init__(self, dim: int, heads: int, kv_heads: int, attention: str):
+        super().__init__()
+        if heads % kv_heads:
+            raise ValueError(f"{heads} query heads are not a multiple of {kv_heads} key/value heads")
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, dim // heads
+        self.attention = attention
+        self.qkv = nn.Linear(dim, (heads + 2 * kv_heads) * self.head_dim, bias=False)
+        self.proj = nn.Linear(heads * self.head_dim, dim, bias=False)
+        self.last_backend: str | None = None
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        h, kv, dh = self.heads, self.kv_heads, self.head_dim
+        q, k, v = self.qkv(x).reshape(B, L, h + 2 * kv, dh).transpose(1, 2).split([h, kv, kv], dim=1)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        if self.attention == "flash2":  # FlashAttention shares the kv heads: no expanded copy
+            out, backend = attention_core(q, k, v, self.attention, causal=True, enable_gqa=kv != h)
+        else:
+            k, v = repeat_kv(k, h // kv), repeat_kv(v, h // kv)
+            out, backend = attention_core(q, k, v, self.attention, causal=True)
+        _note_backend(self, backend)
+        return self.proj(out.transpose(1, 2).reshape(B, L, h * dh))
+
+
+class GroupedLinear(nn.Module):
+    """One weight per expert, ``weight`` [E, in, out], applied to [E, rows, in] with one ``bmm``
+    (a grouped GEMM with equal groups). No bias."""
+
+    def __init__(self, experts: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(experts, in_dim, out_dim))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x, self.weight)
+
+
+class MoE(nn.Module):
+    """Sparse mixture of SwiGLU experts with top-k routing, dropless, with static shapes.
+
+    FakeTensorMode cannot run data-dependent shapes, so the layer assumes balanced routing: each
+    expert receives exactly T*k/E of the T*k routed rows (T tokens). The router and the
+    permutation are computed as in a real dropless grouped-GEMM layer (softmax in fp32, top-k,
+    weights renormalised over the k choices, a stable argsort of the expert ids, ``index_select``
+    of the routed rows, ``index_add_`` of the weighted expert outputs); the expert GEMMs then run
+    on the sorted rows taken as E equal groups, whatever the router chose. The op program and
+    every shape are those of a real step with perfectly balanced routing; the values are those
+    of a real MoE only when the routing happens to be balanced.
+    """
+
+    def __init__(self, dim: int, hidden: int, experts: int, top_k: int):
+        super().__init__()
+        self.experts, self.top_k = experts, top_k
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.w12 = GroupedLinear(experts, dim, 2 * hidden)  # gate and up, fused
+        self.w3 = GroupedLinear(experts, hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        T, k, E = B * L, self.top_k, self.experts
+        if (T * k) % E:
+            raise ValueError(f"balanced routing needs tokens * top_k ({T * k}) divisible by {E} experts")
+        x_flat = x.reshape(T, d)
+        probs = torch.softmax(self.router(x_flat).float(), dim=-1)
+        w, idx = probs.topk(k, dim=-1)
+        w = w / w.sum(-1, keepdim=True)
+        w = w.to(x.dtype)
+        order = idx.reshape(-1).argsort(stable=True)  # routed rows grouped by expert
+        token = order // k
+        xs = x_flat.index_select(0, token).view(E, T * k // E, d)
+        a, b = self.w12(xs).chunk(2, dim=-1)
+        y = self.w3(F.silu(a) * b).reshape(T * k, d)
+        y = y * w.reshape(-1)[order].unsqueeze(-1)
+        return torch.zeros_like(x_flat).index_add_(0, token, y).reshape(B, L, d)
+
+
+@dataclass
+class Llama3Config:
+    vocab: int = 128256
+    seq: int = 8192
+    dim: int = 4096
+    depth: int = 32
+    heads: int = 32
+    kv_heads: int = 8
+    mlp_hidden: int = 14336
+    rope_theta: float = 500000.0
+    norm_eps: float = 1e-5
+    experts: int = 0  # 0: dense SwiGLU MLP; otherwise a mixture of this many SwiGLU experts
+    top_k: int = 2
+
+
+@dataclass
+class MixtralConfig(Llama3Config):
+    vocab: int = 32000
+    seq: int = 32768
+    rope_theta: float = 1000000.0
+    experts: int = 8
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, cfg: Llama3Config, attention: str):
+        super().__init__()
+        self.norm1 = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = GQAttention(cfg.dim, cfg.heads, cfg.kv_heads, attention)
+        self.norm2 = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = (MoE(cfg.dim, cfg.mlp_hidden, cfg.experts, cfg.top_k) if cfg.experts
+                    else SwiGLU(cfg.dim, cfg.mlp_hidden, bias=False))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cos, sin)
+        return x + self.mlp(self.norm2(x))
+
+
+class Llama(nn.Module):
+    """Decoder-only LM with grouped-query attention: ``llama3-8b`` (dense MLP) and
+    ``mixtral-8x7b`` (mixture of experts)."""
+
+    def __init__(self, cfg: Llama3Config | None = None, attention: str = "naive"):
+        super().__init__()
+        cfg = cfg or Llama3Config()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab, cfg.dim)
+        cos, sin = rope_tables_1d(cfg.dim // cfg.heads, cfg.seq, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.blocks = nn.ModuleList(LlamaBlock(cfg, attention) for _ in range(cfg.depth))
+        self.norm_f = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab, bias=False)  # untied
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        L = idx.shape[1]
+        x = self.wte(idx)
+        cos, sin = self.rope_cos[:L], self.rope_sin[:L]
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.lm_head(self.norm_f(x))
+
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        logits = self(batch["idx"])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["targets"].reshape(-1))
+
+    def make_batch(self, batch_size: int, device, generator: torch.Generator | None = None) -> dict:
+        kw = dict(device=device, generator=generator)
+        shape = (batch_size, self.cfg.seq)
+        return {"idx": torch.randint(0, self.cfg.vocab, shape, **kw),
+                "targets": torch.randint(0, self.cfg.vocab, shape, **kw)}
+
+    @property
+    def seq_len(self) -> int:
+        return self.cfg.seq
+
+
+# ---------------------------------------------------------------------------------------------
 
 def build_model(name: str, attention: str = "naive", **kwargs) -> nn.Module:
-    """Build ``jit-b4`` or ``gpt2-124m`` with the given attention implementation.
+    """Build ``jit-b4``, ``gpt2-124m``, ``llama3-8b`` or ``mixtral-8x7b`` with the given attention
+    implementation.
 
     Extra keyword arguments go to the model's config dataclass (e.g. ``in_context_len=32``).
     """
@@ -476,6 +685,10 @@ def build_model(name: str, attention: str = "naive", **kwargs) -> nn.Module:
         return JiT(JiTConfig(**kwargs), attention=attention)
     if name == "gpt2-124m":
         return GPT2(GPT2Config(**kwargs), attention=attention)
+    if name == "llama3-8b":
+        return Llama(Llama3Config(**kwargs), attention=attention)
+    if name == "mixtral-8x7b":
+        return Llama(MixtralConfig(**kwargs), attention=attention)
     raise ValueError(f"unknown model {name!r}; choose from {MODEL_CHOICES}")
 
 

@@ -26,6 +26,17 @@ except ImportError:  # pragma: no cover
 
 TINY_JIT = dict(depth=2, dim=64, heads=2, bottleneck=16, img_size=16)
 TINY_GPT = dict(depth=2, dim=64, heads=2, seq=32, vocab=97)
+TINY_LLAMA = dict(depth=2, dim=64, heads=4, kv_heads=2, mlp_hidden=96, seq=32, vocab=97)
+TINY_MIXTRAL = dict(TINY_LLAMA, experts=4)
+
+
+def llama_parameters(cfg) -> int:
+    """Parameters of the Llama-style models from their layer sizes (no biases, untied head)."""
+    d, dh = cfg.dim, cfg.dim // cfg.heads
+    attn = d * (cfg.heads + 2 * cfg.kv_heads) * dh + cfg.heads * dh * d
+    swiglu = d * 2 * cfg.mlp_hidden + cfg.mlp_hidden * d
+    mlp = cfg.experts * swiglu + d * cfg.experts if cfg.experts else swiglu
+    return 2 * cfg.vocab * d + cfg.depth * (2 * d + attn + mlp) + d
 
 
 def linear_flops_jit(batch: int, cfg) -> int:
@@ -57,10 +68,23 @@ class ModelTests(unittest.TestCase):
         self.assertEqual(jit["trainable"], expected)
         self.assertEqual(jit["trainable"], 130_453_296)
 
+    def test_parameter_counts_llama3_mixtral(self):
+        from models import Llama3Config, MixtralConfig, build_model, count_parameters
+
+        with torch.device("meta"):
+            llama = count_parameters(build_model("llama3-8b"))
+            mixtral = count_parameters(build_model("mixtral-8x7b"))
+        self.assertEqual(llama["trainable"], llama_parameters(Llama3Config()))
+        self.assertEqual(llama["trainable"], 8_030_261_248)  # Llama 3 8B, untied lm_head
+        self.assertEqual(mixtral["trainable"], llama_parameters(MixtralConfig()))
+        self.assertEqual(mixtral["trainable"], 46_702_792_704)  # Mixtral 8x7B, router 4096*8 per block
+        self.assertEqual(llama["buffers"], 2 * 8192 * 128)  # RoPE cos/sin tables
+
     def test_attention_implementations_agree_fp32(self):
         from models import ATTENTION_CHOICES, attention_backends, build_model
 
-        for name, kw in (("jit-b4", TINY_JIT), ("gpt2-124m", TINY_GPT)):
+        for name, kw in (("jit-b4", TINY_JIT), ("gpt2-124m", TINY_GPT), ("llama3-8b", TINY_LLAMA),
+                         ("mixtral-8x7b", TINY_MIXTRAL)):
             ref = None
             for att in ATTENTION_CHOICES:
                 torch.manual_seed(0)
@@ -88,6 +112,74 @@ class ModelTests(unittest.TestCase):
             a, b = model(idx), model(idx2)
         torch.testing.assert_close(a[0, :-1], b[0, :-1])  # earlier positions do not see the last
 
+    def test_llama_causal_and_bf16(self):
+        from models import build_model
+
+        torch.manual_seed(0)
+        for name, kw in (("llama3-8b", TINY_LLAMA), ("mixtral-8x7b", TINY_MIXTRAL)):
+            model = build_model(name, "flash2", **kw).eval()
+            idx = torch.randint(0, 97, (2, 32))  # mixtral: 2 * 32 tokens * top-2 = 16 rows per expert
+            idx2 = idx.clone()
+            idx2[:, -1] = (idx[:, -1] + 1) % 97
+            with torch.no_grad():
+                a, b = model(idx), model(idx2)
+            if name == "llama3-8b":  # (the MoE's balanced groups mix tokens across positions)
+                torch.testing.assert_close(a[:, :-1], b[:, :-1])
+            model.train()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model.training_loss(model.make_batch(2, "cpu"))
+            loss.backward()
+            self.assertTrue(torch.isfinite(loss))
+
+    def test_gqa_flash2_passes_kv_unexpanded(self):
+        """flash2 hands SDPA the key/value heads as they are (enable_gqa); naive and sdpa-math
+        expand them first (repeat_kv: a clone of [B, Hkv, H/Hkv, L, dh] for k and for v)."""
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        from models import build_model
+
+        ops = []
+
+        class Shapes(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+                ops.append((func.overloadpacket.__name__, shapes))
+                return func(*args, **(kwargs or {}))
+
+        for att in ("naive", "sdpa-math", "flash2"):
+            torch.manual_seed(0)
+            model = build_model("llama3-8b", att, **TINY_LLAMA)
+            ops.clear()
+            with Shapes():
+                model.training_loss(model.make_batch(2, "cpu"))
+            expand_copies = [s for name, s in ops if name == "clone" and s[0] == (2, 2, 2, 32, 16)]
+            if att == "flash2":
+                self.assertEqual(expand_copies, [])
+                sdpa = [s for name, s in ops if name == "_scaled_dot_product_flash_attention_for_cpu"]
+                self.assertEqual(len(sdpa), TINY_LLAMA["depth"])
+                for q, k, v in sdpa:
+                    self.assertEqual((q[1], k[1], v[1]), (4, 2, 2))
+            else:
+                self.assertEqual(len(expand_copies), 2 * TINY_LLAMA["depth"])  # k and v per block
+
+    def test_moe_matches_dense_experts_when_every_token_takes_every_expert(self):
+        """With top_k == experts routing is balanced by construction: the grouped-GEMM layer must
+        equal the weighted sum of the experts applied to every token."""
+        import torch.nn.functional as F
+
+        from models import MoE
+
+        torch.manual_seed(0)
+        moe = MoE(dim=16, hidden=24, experts=2, top_k=2)
+        x = torch.randn(3, 5, 16)
+        out = moe(x)
+        probs = torch.softmax(moe.router(x).float(), dim=-1)  # top-2 of 2: all, renormalised to 1
+        ref = torch.zeros_like(x)
+        for e in range(2):
+            a, b = (x @ moe.w12.weight[e]).chunk(2, dim=-1)
+            ref += probs[..., e:e + 1] * ((F.silu(a) * b) @ moe.w3.weight[e])
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
     def test_bf16_autocast_and_in_context_tokens(self):
         from models import build_model
 
@@ -108,6 +200,8 @@ class ModelTests(unittest.TestCase):
         with torch.device("meta"):
             self.assertEqual(build_model("jit-b4").seq_len, 512)
             self.assertEqual(build_model("gpt2-124m").seq_len, 1024)
+            self.assertEqual(build_model("llama3-8b").seq_len, 8192)
+            self.assertEqual(build_model("mixtral-8x7b").seq_len, 32768)
 
 
 class ClassifyTests(unittest.TestCase):
@@ -292,9 +386,9 @@ class CountTests(unittest.TestCase):
         self.assertEqual(a["backward"]["by_op"]["mm"], 2 * a["forward"]["by_op"]["addmm"] - 1)
 
     def test_fixtures_present_and_consistent(self):
-        from models import GPT2Config
+        from models import GPT2Config, Llama3Config, MixtralConfig
 
-        for name in ("jit-b4", "gpt2-124m"):
+        for name in ("jit-b4", "gpt2-124m", "llama3-8b", "mixtral-8x7b"):
             path = os.path.join(ROOT, "tests", "reference", "fixtures", f"{name}.json")
             with open(path) as f:
                 doc = json.load(f)
@@ -308,6 +402,23 @@ class CountTests(unittest.TestCase):
         fwd = g["runs"][0]["flops_forward"]["by_op"]
         self.assertEqual(fwd["mm"], 2 * g["batch"] * c.seq * c.dim * c.vocab)  # tied lm_head
         self.assertEqual(fwd["bmm"], 4 * g["batch"] * c.seq ** 2 * c.dim * c.depth)  # no causal halving
+        # Llama 3 8B and Mixtral: every linear is a bias-free mm (2 * tokens * in * out); the
+        # experts' grouped GEMMs are bmm over tokens * top_k rows; attention over 32 query heads.
+        for name, c in (("llama3-8b", Llama3Config()), ("mixtral-8x7b", MixtralConfig())):
+            with open(os.path.join(ROOT, "tests", "reference", "fixtures", f"{name}.json")) as f:
+                doc = json.load(f)
+            self.assertEqual(doc["parameters"]["trainable"], llama_parameters(c))
+            tokens, d, dh = doc["batch"] * c.seq, c.dim, c.dim // c.heads
+            attn = d * (c.heads + 2 * c.kv_heads) * dh + c.heads * dh * d
+            swiglu = d * 2 * c.mlp_hidden + c.mlp_hidden * d
+            dense = attn + (d * c.experts if c.experts else swiglu)
+            sdpa = 4 * doc["batch"] * c.seq ** 2 * c.heads * dh * c.depth
+            for run in doc["runs"]:
+                fwd = run["flops_forward"]["by_op"]
+                self.assertEqual(fwd["mm"], 2 * tokens * (c.depth * dense + d * c.vocab))
+                experts = 2 * tokens * c.top_k * swiglu * c.depth if c.experts else 0
+                attention_fwd = fwd.get("_scaled_dot_product_flash_attention_for_cpu", 0)
+                self.assertEqual(fwd.get("bmm", 0) + attention_fwd, experts + sdpa)
 
 
 if __name__ == "__main__":
