@@ -31,10 +31,7 @@ fn sum(ops: &[Op], f: impl Fn(&Op) -> bool, v: impl Fn(&Op) -> f64) -> f64 {
 }
 
 fn is_matmul(o: &Op) -> bool {
-    matches!(
-        o.kind,
-        OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::Attention { .. }
-    )
+    o.kind.is_matmul()
 }
 
 #[test]
