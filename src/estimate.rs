@@ -12,11 +12,14 @@
 //! appendix B).
 
 use crate::error::{Error, Result};
-use crate::graph::{ExecMode, OpClass, Phase, StepConfig, StepGraph};
+use crate::graph::{
+    all_to_all_bytes, Checkpointing, ExecMode, OpClass, Phase, PrecisionPolicy, StepConfig,
+    StepGraph,
+};
 use crate::memory::{footprint_of, MemoryBreakdown, MemoryConfig, MemoryProfile};
 use crate::spec::ModelSpec;
 use crate::time::{comm, op_time, Bound, Fleet, Machine};
-use crate::units::{FlopRate, Flops, Seconds};
+use crate::units::{Bytes, FlopRate, Flops, Seconds};
 use serde::Serialize;
 
 /// How the step runs beyond one GPU's op graph: execution mode, fleet, sharding, accumulation.
@@ -50,6 +53,29 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// Checks expert parallelism against `model` and the fleet: a positive rank count dividing
+    /// the model's experts and the GPUs; above 1 only for a mixture of experts.
+    pub fn check_experts(&self, model: &ModelSpec) -> Result<()> {
+        let ep = self.step.expert_shards;
+        let Some(moe) = &model.transformer.moe else {
+            return if ep == 1 {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "--ep {ep}: expert parallelism needs a mixture-of-experts model; {} has none",
+                    model.name
+                )))
+            };
+        };
+        if ep == 0 || !moe.experts.is_multiple_of(ep) || !self.fleet.gpus.is_multiple_of(ep) {
+            return Err(Error::Invalid(format!(
+                "--ep {ep} must divide the {} experts of {} and the {} GPUs",
+                moe.experts, model.name, self.fleet.gpus
+            )));
+        }
+        Ok(())
+    }
+
     /// The memory settings this run implies: its ZeRO stage over all its GPUs, fused memory
     /// behaviour for compiled modes.
     pub fn memory_config(&self) -> MemoryConfig {
@@ -293,6 +319,8 @@ impl Estimator {
                 run.zero
             )));
         }
+        run.check_experts(model)?;
+        let ep = run.step.expert_shards;
         let mut step = run.step;
         if run.zero >= 1 {
             step.optimizer_shards = run.fleet.gpus;
@@ -347,10 +375,11 @@ impl Estimator {
         let micro = Seconds((fwd + bwd).max(host_fwd + host_bwd).0 / k);
         let fwd_wall = Seconds((fwd.max(host_fwd).0 / k).min(micro.0));
         let bwd_wall = micro - fwd_wall;
-        let (comm_total, comm_exposed) = comm::exposed_communication(
+        let (mut comm_total, mut comm_exposed) = comm::exposed_communication(
             &run.fleet,
             mach,
-            params.total as f64,
+            // Each rank reduces the gradients it holds: the dense ones and its experts'.
+            params.resident(1, ep),
             &run.step,
             run.zero,
             run.grad_accum,
@@ -360,6 +389,25 @@ impl Estimator {
             bwd_wall,
             fwd_wall,
         );
+        if ep > 1 {
+            // Expert parallelism: four all-to-alls per MoE layer per micro-step, six when full
+            // checkpointing recomputes the forward; none hidden.
+            let per_layer = if run.step.checkpointing == Checkpointing::Full {
+                6.0
+            } else {
+                4.0
+            };
+            let tokens = run.step.batch * model.max_seq();
+            let bytes = Bytes(all_to_all_bytes(
+                model,
+                tokens,
+                PrecisionPolicy::of(step.precision).activation,
+            ));
+            let a2a = comm::all_to_all_time(&run.fleet, mach, bytes, ep)
+                * (per_layer * model.transformer.depth as f64 * k);
+            comm_total += a2a;
+            comm_exposed += a2a;
+        }
         breakdown.communication = comm_exposed;
         let step_time = gpu + host_excess + comm_exposed;
 

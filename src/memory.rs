@@ -3,7 +3,8 @@
 //! Persistent state, per parameter P ([`PrecisionPolicy`]; PyTorch autocast, AdamW with fp32
 //! states): weights 4P, gradients 4P, AdamW m and v 8P, each EMA copy 4P; ZeRO stage 1 shards the
 //! optimizer states over the data-parallel ranks, stage 2 also the gradients, stage 3 also the
-//! weights. Under autocast the low-precision copies of the GEMM weights live from the forward
+//! weights. With expert parallelism over P ranks each holds 1/P of the routed experts
+//! ([`ParamCount::resident`]). Under autocast the low-precision copies of the GEMM weights live from the forward
 //! to the end of the backward. Activations are what autograd keeps for backward: the sum of the
 //! `saved` bytes of the forward ops (see [`crate::graph`]), reduced by checkpointing.
 //! Under ZeRO-3 the EMA copies are sharded too, and the weights used for compute are gathered in
@@ -287,21 +288,25 @@ pub fn footprint_of(
     ops: &[Op],
     mc: &MemoryConfig,
 ) -> MemoryBreakdown {
-    let pf = p.total as f64;
-    let dp = mc.dp.max(1) as f64;
-    let shard = |stage: u8| if mc.zero >= stage { 1.0 / dp } else { 1.0 };
+    let dp = mc.dp.max(1);
+    let ep = cfg.expert_shards.max(1);
+    // Parameters of a kind held per GPU: ZeRO from `stage` on shards them over the ranks;
+    // expert parallelism spreads the routed experts.
+    let held = |stage: u8| p.resident(if mc.zero >= stage { dp } else { 1 }, ep);
     let b = PrecisionPolicy::of(cfg.precision);
-    let weights = b.weight_bytes() * pf * shard(3);
-    let grads = b.gradient_bytes() * pf * shard(2);
-    let optimizer = b.optimizer_bytes() * pf * shard(1);
+    let weights = b.weight_bytes() * held(3);
+    let grads = b.gradient_bytes() * held(2);
+    let optimizer = b.optimizer_bytes() * held(1);
     // ZeRO-3 / FSDP shards every copy of the parameters, the EMA copies with them; compute uses
     // the units gathered at the time (module docs).
-    let ema = Dtype::Fp32.bytes() * pf * cfg.ema as f64 * shard(3);
+    let ema = Dtype::Fp32.bytes() * cfg.ema as f64 * held(3);
+    let spread = |all: u64, experts: u64| (all - experts) as f64 + experts as f64 / ep as f64;
     let weight_copies = if mc.zero >= 3 {
-        let gathered = (2 * p.per_block + p.embed.max(p.head)).min(p.total) as f64;
-        b.gather_bytes() * gathered + b.weight_copy_bytes() * p.gemm_weights as f64 / dp
+        let block = spread(p.per_block, p.per_block_experts);
+        let gathered = (2.0 * block + p.embed.max(p.head) as f64).min(p.total as f64);
+        b.gather_bytes() * gathered + b.weight_copy_bytes() * p.gemm_weights as f64 / dp as f64
     } else {
-        b.weight_copy_bytes() * p.gemm_weights as f64
+        b.weight_copy_bytes() * spread(p.gemm_weights, p.expert_gemm_weights)
     };
     let activations = activation_bytes(ops, cfg.checkpointing, mc.fused);
     let transient = ops

@@ -203,6 +203,7 @@ impl ScenarioSpec {
                 ..MemoryConfig::default()
             },
         };
+        run.check_experts(&model)?;
         Ok(Scenario {
             model,
             gpu,
@@ -227,6 +228,7 @@ impl ScenarioSpec {
         count(self.gpus, GPUS, "--gpus")?;
         count(self.gpus_per_node, GPUS_PER_NODE, "--gpus-per-node")?;
         count(self.grad_accum, GRAD_ACCUM, "--grad-accum")?;
+        count(self.step.expert_shards, GPUS, "--ep")?;
         ensure(
             self.zero <= 3,
             &format!("--zero {} is not a ZeRO stage (0-3)", self.zero),
@@ -365,6 +367,8 @@ pub struct ScenarioTable {
     pub inter_node_gbps: Option<f64>,
     /// ZeRO stage.
     pub zero: Option<u8>,
+    /// Expert-parallel ranks.
+    pub ep: Option<u64>,
     /// Micro-steps per optimizer step.
     pub grad_accum: Option<u64>,
     /// Framework workspace, GiB.
@@ -402,6 +406,7 @@ impl ScenarioTable {
         }
         s.step.batch = self.batch.unwrap_or(s.step.batch);
         s.step.ema = self.ema.unwrap_or(s.step.ema);
+        s.step.expert_shards = self.ep.unwrap_or(s.step.expert_shards);
         if let Some(a) = parse(&self.attention, file, field("attention"))? {
             s.step.attention = a;
         }
@@ -421,11 +426,16 @@ impl ScenarioTable {
         s.grad_accum = self.grad_accum.unwrap_or(s.grad_accum);
         s.workspace_gib = self.workspace_gib.unwrap_or(s.workspace_gib);
         s.price_per_gpu_hour = self.price_per_gpu_hour.or(s.price_per_gpu_hour);
-        if s.step.batch == 0 || s.gpus == 0 || s.gpus_per_node == 0 || s.grad_accum == 0 {
+        if s.step.batch == 0
+            || s.gpus == 0
+            || s.gpus_per_node == 0
+            || s.grad_accum == 0
+            || s.step.expert_shards == 0
+        {
             return Err(Error::spec(
                 file,
                 table,
-                "batch, gpus, gpus_per_node and grad_accum must be positive",
+                "batch, gpus, gpus_per_node, grad_accum and ep must be positive",
             ));
         }
         if s.zero > 3 {

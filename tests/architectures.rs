@@ -230,3 +230,65 @@ fn experts_compute_the_routed_tokens_and_hold_all_weights() {
     let ep_weights = total(&ep_ops, "mlp.fc1", |o| o.bytes_read.0) - depth * tokens * k * d * 2.0;
     assert_eq!(ep_weights, weights_read / 4.0);
 }
+
+#[test]
+fn expert_parallelism_spreads_the_experts_and_pays_all_to_alls() {
+    use roofline::estimate::{Estimator, RunConfig};
+    use roofline::graph::all_to_all_bytes;
+    use roofline::spec::load_gpu;
+    use roofline::time::comm::all_to_all_time;
+    use roofline::time::{Fleet, Machine};
+    use roofline::units::Bytes;
+    let m = load_model("mixtral-8x7b")
+        .unwrap()
+        .with_sequence(4096)
+        .unwrap();
+    let mach = Machine::new(&load_gpu("h200-sxm").unwrap(), None);
+    let run = |ep: u64| RunConfig {
+        step: StepConfig {
+            batch: 1,
+            attention: AttentionImpl::Flash2,
+            expert_shards: ep,
+            ..StepConfig::default()
+        },
+        fleet: Fleet {
+            gpus: 16,
+            ..Fleet::default()
+        },
+        ..RunConfig::default()
+    };
+    let mut est = Estimator::new();
+    let (one, eight) = (
+        est.estimate(&m, &mach, &run(1)).unwrap(),
+        est.estimate(&m, &mach, &run(8)).unwrap(),
+    );
+    // Memory: each rank holds 1/8 of the experts: weights, gradients and AdamW states (16 B per
+    // parameter under autocast) and the bf16 copies of their GEMM weights shrink by 7/8.
+    let p = param_count(&m);
+    let persistent = |e: &roofline::estimate::StepEstimate| e.memory.persistent_bytes().0;
+    let expected =
+        p.experts as f64 * 7.0 / 8.0 * 16.0 + p.expert_gemm_weights as f64 * 7.0 / 8.0 * 2.0;
+    assert!((persistent(&one) - persistent(&eight) - expected).abs() < 1.0);
+    // Communication: four all-to-alls per layer per micro-step, each T·k·d bf16 rows, over 8
+    // ranks of one node; the gradient all-reduce moves only the experts this rank holds.
+    let tokens = 4096;
+    let a2a = all_to_all_time(
+        &run(8).fleet,
+        &mach,
+        Bytes(all_to_all_bytes(&m, tokens, roofline::graph::Dtype::Bf16)),
+        8,
+    );
+    let layers = m.transformer.depth as f64;
+    assert!(eight.comm_total.0 > 4.0 * layers * a2a.0);
+    assert_eq!(
+        all_to_all_bytes(&m, tokens, roofline::graph::Dtype::Bf16),
+        4096.0 * 2.0 * 4096.0 * 2.0
+    );
+    // The same FLOPs either way.
+    assert_eq!(one.model_flops, eight.model_flops);
+    // Not a divisor of the experts, or a dense model: rejected.
+    assert!(est.estimate(&m, &mach, &run(3)).is_err());
+    assert!(est
+        .estimate(&load_model("llama3-8b").unwrap(), &mach, &run(2))
+        .is_err());
+}

@@ -145,7 +145,9 @@ fn memory_json_has_the_contract_fields() {
 fn listings_have_one_line_per_spec() {
     let (code, out, _) = roofline(&["models"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), roofline::spec::MODELS.len());
+    // A header, then one line per model.
+    assert!(out.starts_with("model "));
+    assert_eq!(out.lines().count(), roofline::spec::MODELS.len() + 1);
     let (code, out, _) = roofline(&["gpus"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), roofline::spec::GPUS.len());

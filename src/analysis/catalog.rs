@@ -11,6 +11,8 @@ pub struct ModelRow {
     pub name: &'static str,
     /// Trainable parameters.
     pub params: u64,
+    /// Parameters one token uses (fewer than `params` for a mixture of experts).
+    pub active: u64,
     /// Longest sequence.
     pub seq: u64,
     /// One line for people.
@@ -23,9 +25,11 @@ pub fn models() -> Result<Vec<ModelRow>> {
         .iter()
         .map(|(name, _)| {
             let m = spec::load_model(name)?;
+            let p = param_count(&m);
             Ok(ModelRow {
                 name,
-                params: param_count(&m).total,
+                params: p.total,
+                active: p.active,
                 seq: m.max_seq(),
                 description: m.description,
             })

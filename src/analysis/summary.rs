@@ -109,8 +109,14 @@ pub struct EstimateReport {
     pub zero: u8,
     /// EMA copies.
     pub ema: u32,
+    /// Expert-parallel ranks (mixtures of experts only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ep: Option<u64>,
     /// Trainable parameters.
     pub params: u64,
+    /// Parameters one token uses (mixtures of experts only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_params: Option<u64>,
     /// Optimizer step time.
     pub step_time_s: Seconds,
     /// Forward per micro-step.
@@ -230,7 +236,17 @@ impl EstimateReport {
             checkpointing: run.step.checkpointing.to_string(),
             zero: run.zero,
             ema: run.step.ema,
+            ep: model
+                .transformer
+                .moe
+                .as_ref()
+                .map(|_| run.step.expert_shards),
             params: e.params,
+            active_params: model
+                .transformer
+                .moe
+                .as_ref()
+                .map(|_| crate::graph::param_count(model).active),
             step_time_s: e.step_time,
             forward_s: e.forward,
             backward_s: e.backward,
@@ -375,6 +391,24 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             "causal attention: model FLOPs count half of the score FLOPs (Megatron-LM convention)"
                 .into(),
         );
+    }
+    if let Some(moe) = &model.transformer.moe {
+        v.push(format!(
+            "mixture of experts: {} experts, top-{}, balanced routing: each expert computes tokens x {} / {} rows x capacity factor {}; dropless grouped GEMMs after a sort-and-gather permutation (Megatron-LM --moe-grouped-gemm); Hugging Face's per-expert loop launches more kernels (not modelled)",
+            moe.experts, moe.top_k, moe.top_k, moe.experts, moe.capacity_factor
+        ));
+    }
+    if run.step.expert_shards > 1 {
+        v.push(format!(
+            "expert parallelism over {} ranks: 4 all-to-alls per MoE layer per micro-step (6 with full checkpointing) of the routed rows, at the all-reduce bus bandwidth {} within a node (assumption: the same links) and the inter-node link across nodes; not overlapped",
+            run.step.expert_shards, mach.allreduce_busbw
+        ));
+    }
+    if model.transformer.window > 0 {
+        v.push(format!(
+            "sliding window {}: fused kernels compute (s·w - w²/2)/s² of the query-key pairs and are rated at the window's length; unfused implementations compute every score and mask",
+            model.transformer.window
+        ));
     }
     if run.fleet.gpus > 1 {
         v.push(format!(

@@ -49,10 +49,12 @@ pub enum Param {
     Zero,
     /// EMA copies.
     Ema,
+    /// Expert-parallel ranks.
+    Ep,
 }
 
 /// Every parameter with its command-line name.
-pub const PARAMS: [(&str, Param); 12] = [
+pub const PARAMS: [(&str, Param); 13] = [
     ("model", Param::Model),
     ("gpu", Param::Gpu),
     ("seq", Param::Seq),
@@ -65,6 +67,7 @@ pub const PARAMS: [(&str, Param); 12] = [
     ("grad_accum", Param::GradAccum),
     ("zero", Param::Zero),
     ("ema", Param::Ema),
+    ("ep", Param::Ep),
 ];
 
 /// Metrics a sweep chart can show (columns of the output).
@@ -88,7 +91,13 @@ impl Param {
     fn numeric(self) -> bool {
         matches!(
             self,
-            Param::Seq | Param::Batch | Param::Gpus | Param::GradAccum | Param::Zero | Param::Ema
+            Param::Seq
+                | Param::Batch
+                | Param::Gpus
+                | Param::GradAccum
+                | Param::Zero
+                | Param::Ema
+                | Param::Ep
         )
     }
 }
@@ -109,7 +118,7 @@ pub struct Dim {
 /// One parsed value of a varied parameter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Choice {
-    /// A number (batch, seq, gpus, grad_accum, zero, ema).
+    /// A number (batch, seq, gpus, grad_accum, zero, ema, ep).
     Num(u64),
     /// An attention implementation.
     Attention(AttentionImpl),
@@ -199,10 +208,12 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         Param::Zero if dim.nums.iter().any(|z| *z > 3) => {
             return Err(bad("ZeRO stages are 0-3".into()))
         }
-        Param::Gpus | Param::GradAccum | Param::Batch | Param::Seq if dim.nums.contains(&0) => {
+        Param::Gpus | Param::GradAccum | Param::Batch | Param::Seq | Param::Ep
+            if dim.nums.contains(&0) =>
+        {
             return Err(bad("values must be positive".into()))
         }
-        Param::Gpus if dim.nums.iter().any(|g| *g > limits::GPUS) => {
+        Param::Gpus | Param::Ep if dim.nums.iter().any(|g| *g > limits::GPUS) => {
             return Err(bad(format!("at most {} GPUs", limits::GPUS)))
         }
         Param::GradAccum if dim.nums.iter().any(|g| *g > limits::GRAD_ACCUM) => {
@@ -245,6 +256,8 @@ pub struct Row {
     pub zero: u8,
     /// EMA copies.
     pub ema: u32,
+    /// Expert-parallel ranks.
+    pub ep: u64,
     /// Optimizer step time.
     pub step_time_s: Option<f64>,
     /// Forward per micro-step.
@@ -274,7 +287,7 @@ pub struct Row {
 }
 
 /// CSV column order (the fields of [`Row`]).
-pub const COLUMNS: [&str; 25] = [
+pub const COLUMNS: [&str; 26] = [
     "model",
     "gpu",
     "seq",
@@ -287,6 +300,7 @@ pub const COLUMNS: [&str; 25] = [
     "grad_accum",
     "zero",
     "ema",
+    "ep",
     "step_time_s",
     "forward_s",
     "backward_s",
@@ -391,6 +405,7 @@ impl Plan<'_> {
                 (Param::GradAccum, Choice::Num(n)) => run.grad_accum = n,
                 (Param::Zero, Choice::Num(n)) => run.zero = n as u8,
                 (Param::Ema, Choice::Num(n)) => run.step.ema = n as u32,
+                (Param::Ep, Choice::Num(n)) => run.step.expert_shards = n,
                 _ => {}
             }
         }
@@ -539,6 +554,7 @@ fn row(
         grad_accum: run.grad_accum,
         zero: run.zero,
         ema: run.step.ema,
+        ep: run.step.expert_shards,
         step_time_s: f(|e| e.step_time.0),
         forward_s: f(|e| e.forward.0),
         backward_s: f(|e| e.backward.0),

@@ -71,6 +71,10 @@ pub struct StepArgs {
     /// EMA copies of the weights updated every step (JiT trains with two).
     #[arg(long, default_value_t = 0)]
     pub ema: u32,
+    /// Expert parallelism: ranks the experts of a mixture-of-experts model are spread over
+    /// (divides the experts and the GPUs); 1 = every GPU holds every expert.
+    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    pub ep: u64,
     /// Override the sequence length (vision: the patch tokens beside in-context ones, split
     /// equally between condition and target when the model has condition tokens).
     #[arg(long, value_parser = parse_count_u64)]
@@ -193,7 +197,7 @@ pub struct SweepArgs {
     pub scenario: ScenarioArgs,
     /// NAME=SPEC, repeatable: SPEC is `a..b` (powers of two from a to b) or a list `a,b,c`.
     /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
-    /// grad_accum, zero, ema.
+    /// grad_accum, zero, ema, ep.
     #[arg(long = "vary", required = true)]
     pub vary: Vec<String>,
     /// Output table: .csv or .json.

@@ -17,6 +17,7 @@ impl StepArgs {
             precision: self.precision,
             checkpointing: self.checkpointing,
             ema: self.ema,
+            expert_shards: self.ep,
             ..StepConfig::default()
         }
     }

@@ -13,12 +13,19 @@ use std::fmt::Write;
 /// `roofline models`.
 pub fn models(rows: &[ModelRow]) -> String {
     let mut s = String::new();
+    let width = rows.iter().map(|m| m.name.len()).max().unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "{:<width$} {:>9} {:>9} {:>6}  description",
+        "model", "params", "active", "seq"
+    );
     for m in rows {
         let _ = writeln!(
             s,
-            "{:<12} {:>8} params  seq {:<5} {}",
+            "{:<width$} {:>9} {:>9} {:>6}  {}",
             m.name,
             si(m.params as f64),
+            si(m.active as f64),
             m.seq,
             m.description
         );
@@ -163,7 +170,21 @@ pub fn estimate(r: &EstimateReport) -> String {
         r.checkpointing,
         r.zero
     );
-    let _ = writeln!(s, "  {} trainable parameters", r.params);
+    match r.active_params {
+        Some(a) => {
+            let _ = writeln!(
+                s,
+                "  {} trainable parameters, {} active per token (mixture of experts{})",
+                r.params,
+                a,
+                r.ep.filter(|ep| *ep > 1)
+                    .map_or(String::new(), |ep| format!(", experts over {ep} ranks"))
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  {} trainable parameters", r.params);
+        }
+    }
     let _ = writeln!(s);
     let _ = writeln!(
         s,

@@ -45,6 +45,7 @@ mod step;
 
 pub use config::{AttentionImpl, Checkpointing, ExecMode, Precision, StepConfig, MAX_EMA};
 pub use params::{param_count, ParamCount};
+pub use parts::moe::all_to_all_bytes;
 pub use precision::PrecisionPolicy;
 pub use step::{build_step, StepGraph};
 

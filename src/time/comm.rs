@@ -21,6 +21,17 @@
 //! exposed = max(0, g - f) + max(g + grads - b · (1 - 1/buckets), grads / buckets).
 //! A step is therefore never shorter than its communication. Communication kernels slowing the
 //! overlapped compute (SM contention) is not modelled.
+//!
+//! Expert parallelism over P ranks (a mixture of experts): each MoE layer sends every routed row
+//! to the rank holding its expert and back, in the forward and again (their gradients) in the
+//! backward: four all-to-alls per layer per micro-step (six when full checkpointing recomputes
+//! the forward). nccl-tests defines an all-to-all's bus bandwidth so that time = x·(n-1)/n /
+//! busbw (NVIDIA/nccl-tests doc/PERFORMANCE.md); within a node the model takes the measured
+//! all-reduce bus bandwidth of the GPU file for it (the same NVLink/NVSwitch links; an
+//! assumption, no all-to-all figure is in the GPU files). Ranks of a group fill a node first;
+//! the share of a rank's rows bound for other nodes, (P - g)/P, crosses the inter-node link at
+//! the same time as the rest crosses NVLink. The experts wait for their rows, so nothing hides
+//! these (overlapping them, as DeepSeek-V3's DualPipe does, is not modelled).
 
 use super::machine::Machine;
 use crate::graph::{PrecisionPolicy, StepConfig};
@@ -135,6 +146,23 @@ pub fn exposed_communication(
         exposed += gather;
     }
     (total, exposed)
+}
+
+/// Time of one all-to-all in which each of `ranks` GPUs sends `bytes` in all (its share to
+/// itself included), the ranks filling nodes of the fleet first (see the module docs).
+pub fn all_to_all_time(fleet: &Fleet, mach: &Machine, bytes: Bytes, ranks: u64) -> Seconds {
+    if ranks <= 1 {
+        return Seconds::ZERO;
+    }
+    let p = ranks as f64;
+    let g = fleet.gpus_per_node.clamp(1, ranks) as f64;
+    let intra = Bytes(bytes.0 * (g - 1.0) / p) / mach.allreduce_busbw;
+    let inter = if p > g {
+        Bytes(bytes.0 * (p - g) / p) / (fleet.inter_node_bandwidth * fleet.inter_node_efficiency)
+    } else {
+        Seconds::ZERO
+    };
+    mach.allreduce_latency + intra.max(inter)
 }
 
 #[cfg(test)]

@@ -248,3 +248,16 @@ pub(crate) fn forward(
         );
     }
 }
+
+/// Bytes one rank sends in one all-to-all of a MoE layer under expert parallelism: the routed
+/// rows of its `tokens` tokens (capacity padding included) in the activation dtype. A layer has
+/// four per micro-step: dispatch and combine in the forward, their gradients in the backward.
+pub fn all_to_all_bytes(m: &ModelSpec, tokens: u64, activation: Dtype) -> f64 {
+    m.transformer.moe.as_ref().map_or(0.0, |moe| {
+        tokens as f64
+            * moe.top_k as f64
+            * moe.capacity_factor
+            * m.transformer.width as f64
+            * activation.bytes()
+    })
+}

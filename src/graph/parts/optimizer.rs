@@ -7,9 +7,9 @@ use crate::units::{Bytes, Flops};
 
 /// AdamW and the EMA updates of one optimizer step.
 pub(crate) fn step(b: &mut Builder, params: &ParamCount, cfg: &StepConfig) {
-    let total = params.total as f64;
-    // Under ZeRO-1 and up each rank updates its shard of the parameters.
-    let p = total / cfg.optimizer_shards.max(1) as f64;
+    // Under ZeRO-1 and up each rank updates its shard of the parameters; with expert
+    // parallelism, of the routed experts those it holds.
+    let p = params.resident(cfg.optimizer_shards, cfg.expert_shards);
     // Low-precision parameters (bf16-pure) are written back from the fp32 master copy too.
     let extra = if b.policy.param == Dtype::Fp32 {
         0.0
@@ -38,7 +38,7 @@ pub(crate) fn step(b: &mut Builder, params: &ParamCount, cfg: &StepConfig) {
     if cfg.ema > 0 {
         // Each EMA copy: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B),
         // writes ema (4 B); one fused kernel per copy.
-        let n = cfg.ema as f64 * total / cfg.param_shards.max(1) as f64;
+        let n = cfg.ema as f64 * params.resident(cfg.param_shards, cfg.expert_shards);
         let ema = Op {
             name: "optimizer.ema",
             flops: Flops(3.0 * n),
