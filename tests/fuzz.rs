@@ -1,5 +1,6 @@
 //! A mutation fuzzer of the input contract, in process. Its corpus is the committed files: model
-//! and GPU specs, calibrations, plan files, the training-step measurements and the bench report.
+//! and GPU specs, calibrations, plan files, the training-step measurements, the bench report and
+//! the Hugging Face config.json samples of tests/hf.
 //! Each case applies one to three mutations to one file (a number replaced by an extreme or
 //! scaled value, a string replaced, a line deleted, duplicated or cut) and runs the reader, then
 //! the estimate, validation, calibration or audit on what it accepts. The contract: nothing
@@ -257,6 +258,21 @@ fn model_specs() {
     fuzz(1, &corpus("models", "toml"), |text| {
         if let Some(m) = accept(ModelSpec::from_toml(text, "fuzz.toml"), text) {
             estimate_all(&m, &gpu, None, text);
+        }
+    });
+}
+
+#[test]
+fn hugging_face_configs() {
+    let gpu = load_gpu("h100-sxm").unwrap();
+    fuzz(8, &corpus("tests/hf", "json"), |text| {
+        let imported = roofline::spec::hf::import(text, "fuzz.json", "fuzz");
+        if let Some(m) = accept(imported.map(|i| i.model), text) {
+            // The sequence of a config.json is its RoPE range (up to 2^26 here): estimate at a
+            // short one so that a case stays fast.
+            if let Some(m) = accept(m.with_sequence(m.max_seq().min(256)), text) {
+                estimate_all(&m, &gpu, None, text);
+            }
         }
     });
 }

@@ -424,6 +424,12 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             run.fleet.inter_node_efficiency * 100.0
         ));
     }
+    v.extend(
+        model
+            .notes
+            .iter()
+            .map(|n| format!("model imported from config.json: {n}")),
+    );
     v.push(format!(
         "memory: framework workspace {} + {:.0}% allocator fragmentation (assumption)",
         binary_bytes(Bytes(run.memory.workspace.0)),

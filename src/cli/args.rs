@@ -19,8 +19,8 @@ pub struct Cli {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the embedded model specs.
-    Models,
+    /// List the embedded model specs, or import a Hugging Face config.json as a TOML spec.
+    Models(ModelsArgs),
     /// List the embedded GPU specs.
     Gpus,
     /// Per-op FLOPs, bytes and arithmetic intensity of one training step on one GPU.
@@ -79,6 +79,18 @@ pub struct StepArgs {
     /// equally between condition and target when the model has condition tokens).
     #[arg(long, value_parser = parse_count_u64)]
     pub seq: Option<u64>,
+}
+
+/// `roofline models`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// A Hugging Face config.json to import (llama, mistral, qwen2, gemma, gemma2, gpt2,
+    /// gpt_neox, mixtral, qwen2_moe): prints the equivalent TOML spec.
+    #[arg(long)]
+    pub import: Option<PathBuf>,
+    /// Write the imported spec to this .toml file instead of printing it.
+    #[arg(long, requires = "import")]
+    pub out: Option<PathBuf>,
 }
 
 /// Everything that defines a scenario: model and step, GPU, fleet, execution, dataset, price.

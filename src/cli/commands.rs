@@ -29,9 +29,24 @@ macro_rules! note {
     }};
 }
 
-/// `roofline models`.
-pub fn models() -> Result<()> {
-    out(&text::models(&analysis::catalog::models()?))?;
+/// `roofline models`: the embedded models, or a config.json imported as a TOML spec.
+pub fn models(a: &ModelsArgs) -> Result<()> {
+    let Some(path) = &a.import else {
+        out(&text::models(&analysis::catalog::models()?))?;
+        return Ok(());
+    };
+    let model = spec::load_model(&path.display().to_string())?;
+    let toml = model.to_toml()?;
+    match &a.out {
+        Some(o) => {
+            files::write(o, toml.as_bytes())?;
+            for n in &model.notes {
+                note!("note: {n}");
+            }
+            note!("wrote {}", o.display());
+        }
+        None => out(&toml)?,
+    }
     Ok(())
 }
 
@@ -41,9 +56,18 @@ pub fn gpus() -> Result<()> {
     Ok(())
 }
 
+/// What the import of a config.json could not express, on stderr (estimate lists it among its
+/// assumptions).
+fn import_notes(m: &crate::spec::ModelSpec) {
+    for n in &m.notes {
+        note!("note: {}: {n}", m.name);
+    }
+}
+
 /// `roofline ops`.
 pub fn ops(a: &OpsArgs) -> Result<()> {
     let model = a.step.model()?;
+    import_notes(&model);
     let step = a.step.step_config();
     let mut ops = Vec::new();
     crate::graph::build_step(&model, &step, &mut ops)?;
@@ -58,6 +82,7 @@ pub fn ops(a: &OpsArgs) -> Result<()> {
 /// `roofline memory`.
 pub fn memory(a: &MemoryArgs) -> Result<()> {
     let s = a.spec()?.load()?;
+    import_notes(&s.model);
     let mut ops = Vec::new();
     crate::graph::build_step(&s.model, &s.run.step, &mut ops)?;
     let report = analysis::summary::MemoryReport::new(&s, &ops)?;

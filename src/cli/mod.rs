@@ -15,7 +15,7 @@ use clap::Parser;
 /// Runs one parsed command.
 fn run(cli: Cli) -> crate::error::Result<()> {
     match cli.command {
-        Command::Models => commands::models(),
+        Command::Models(a) => commands::models(&a),
         Command::Gpus => commands::gpus(),
         Command::Ops(a) => commands::ops(&a),
         Command::Memory(a) => commands::memory(&a),

@@ -92,7 +92,9 @@ pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount
         embed_gemm += l.weights();
     }
     let adaln = shapes.adaln.map_or(0, |l| l.params());
-    let per_block = 2 * norm_params(t.norm, d) + if t.qk_norm { 2 * dh } else { 0 } + block_params;
+    let norms = if t.post_norm { 4 } else { 2 };
+    let per_block =
+        norms * norm_params(t.norm, d) + if t.qk_norm { 2 * dh } else { 0 } + block_params;
     if m.kind == ModelKind::Language {
         embed += m.padded_vocab() * d;
     }

@@ -2,6 +2,7 @@
 //! binary with `include_str!` and overridable by a path to a TOML file wherever a name is taken.
 
 pub mod hardware;
+pub mod hf;
 pub mod model;
 pub(crate) mod toml_error;
 
@@ -64,8 +65,9 @@ pub const GPUS: &[(&str, &str)] = &[
     ("l40s", include_str!("../../models/hardware/l40s.toml")),
 ];
 
-/// Reads `name_or_path`: an embedded name, or a path to a TOML file (anything containing a path
-/// separator or ending in `.toml`). Returns the text and the label used in error messages.
+/// Reads `name_or_path`: an embedded name, or a path to a file (anything containing a path
+/// separator, ending in `.toml` or `.json`, or naming an existing file). Returns the text and
+/// the label used in error messages.
 fn lookup(
     what: &'static str,
     name_or_path: &str,
@@ -74,8 +76,11 @@ fn lookup(
     if let Some((_, text)) = table.iter().find(|(n, _)| *n == name_or_path) {
         return Ok((text.to_string(), format!("embedded:{name_or_path}")));
     }
-    let looks_like_path =
-        name_or_path.ends_with(".toml") || name_or_path.contains(std::path::MAIN_SEPARATOR);
+    let looks_like_path = name_or_path.ends_with(".toml")
+        || name_or_path.ends_with(".json")
+        || name_or_path.contains(std::path::MAIN_SEPARATOR)
+        || name_or_path.contains('/')
+        || Path::new(name_or_path).is_file();
     if looks_like_path {
         let path = Path::new(name_or_path);
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -85,9 +90,17 @@ fn lookup(
     Err(Error::unknown(what, name_or_path, &known))
 }
 
-/// Resolves a model by embedded name or path.
+/// Resolves a model by embedded name or path: a TOML spec, or a Hugging Face `config.json`
+/// (a `.json` file, or any file whose content is a JSON object; see [`hf`]), whose import notes
+/// land in [`ModelSpec::notes`].
 pub fn load_model(name_or_path: &str) -> Result<ModelSpec> {
     let (text, label) = lookup("model", name_or_path, MODELS)?;
+    if name_or_path.ends_with(".json") || text.trim_start().starts_with('{') {
+        let stem = Path::new(name_or_path)
+            .file_stem()
+            .map_or_else(|| "imported".into(), |s| s.to_string_lossy().into_owned());
+        return Ok(hf::import(&text, &label, &stem)?.model);
+    }
     ModelSpec::from_toml(&text, &label)
 }
 

@@ -42,6 +42,11 @@ pub(crate) fn forward(
         None => x,
     };
     attention::forward(b, m, cfg, shapes, seq, x);
+    if t.post_norm {
+        // Its output is read by the residual add at the activation width (an approximation
+        // where the norm widens it).
+        norm(b, n!("attn.post_norm"), t.norm, tf, d, nu.activation, 1);
+    }
     if t.dropout > 0.0 {
         let o = nu.activation.bytes();
         dropout(b, n!("attn.dropout_out"), e, o, OpClass::Elementwise, false);
@@ -59,6 +64,9 @@ pub(crate) fn forward(
         moe::forward(b, m, cfg, shapes, rows, x);
     } else {
         mlp::forward(b, m, shapes, rows, x);
+    }
+    if t.post_norm {
+        norm(b, n!("mlp.post_norm"), t.norm, tf, d, nu.activation, 1);
     }
     if t.dropout > 0.0 {
         let o = nu.activation.bytes();

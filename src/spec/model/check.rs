@@ -97,7 +97,7 @@ impl ModelSpec {
         Ok(())
     }
 
-    pub(super) fn validate(&self, file: &str) -> Result<()> {
+    pub(crate) fn validate(&self, file: &str) -> Result<()> {
         let t = &self.transformer;
         let positive = [
             ("transformer.width", t.width),

@@ -210,6 +210,10 @@ pub struct Transformer {
     /// RMSNorm on q and k per head.
     #[serde(default)]
     pub qk_norm: bool,
+    /// A second norm on each branch's output before the residual add (Gemma 2's
+    /// `post_attention_layernorm` and `post_feedforward_layernorm`): four norms per block.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub post_norm: bool,
     /// Rotary embedding.
     pub rope: RopeKind,
     /// Bias on the qkv projection.
@@ -287,6 +291,10 @@ pub struct ModelSpec {
     pub transformer: Transformer,
     /// Embeddings and head.
     pub embedding: Embedding,
+    /// What an import could not express (keys not understood, approximations), one line each;
+    /// empty for a TOML spec.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 impl ModelSpec {
@@ -296,6 +304,19 @@ impl ModelSpec {
             .map_err(|e| Error::spec(file, toml_error_field(&e, text), toml_error_problem(&e)))?;
         spec.validate(file)?;
         Ok(spec)
+    }
+
+    /// The spec as a TOML file that [`ModelSpec::from_toml`] reads back, headed by its notes as
+    /// comments.
+    pub fn to_toml(&self) -> Result<String> {
+        let body = toml::to_string(self)
+            .map_err(|e| Error::Internal(format!("model {} as TOML: {e}", self.name)))?;
+        let notes: String = self
+            .notes
+            .iter()
+            .map(|n| format!("# note: {n}\n"))
+            .collect();
+        Ok(notes + &body)
     }
 
     /// Head dimension: as given, else d / h.
