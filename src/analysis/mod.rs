@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod findings;
 pub mod flash;
 pub mod roofline;
 pub mod sensitivity;

@@ -191,6 +191,9 @@ pub struct EstimateReport {
     /// Cost in USD, when a dataset and a price are known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    /// Where the step loses time for a fixable reason, with the saving of each fix
+    /// ([`super::findings`]; `roofline estimate` fills them in).
+    pub findings: Vec<super::findings::Finding>,
     /// Assumptions behind the numbers, with sources.
     pub assumptions: Vec<String>,
 }
@@ -281,6 +284,7 @@ impl EstimateReport {
             price_per_gpu_hour: price,
             price_source,
             cost,
+            findings: Vec::new(),
             assumptions: assumptions(s),
         }
     }

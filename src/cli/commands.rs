@@ -99,7 +99,9 @@ pub fn estimate(a: &EstimateArgs) -> Result<()> {
     let s = a.scenario.scenario()?;
     let mut est = Estimator::new();
     let e = est.estimate(&s.model, &s.machine, &s.run)?;
-    let report = EstimateReport::new(&s, &e);
+    let mut report = EstimateReport::new(&s, &e);
+    // On an estimator of their own: `--ops` below lists the ops of the plan as stated.
+    report.findings = analysis::findings::findings(&s, &e, &mut Estimator::new());
     let interval = if a.interval {
         Some(analysis::uncertainty::step_interval(&s)?)
     } else {

@@ -52,6 +52,13 @@ pub fn estimate(r: &EstimateReport) -> String {
     if let Some(c) = r.cost {
         let _ = writeln!(s, "| cost | ${c:.0} |");
     }
+    if !r.findings.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Findings (each saving from an estimate with the fix):");
+        for f in &r.findings {
+            let _ = writeln!(s, "- {}", f.message);
+        }
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "Assumptions:");
     for a in &r.assumptions {

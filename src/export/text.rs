@@ -293,6 +293,13 @@ pub fn estimate(r: &EstimateReport) -> String {
             );
         }
     }
+    if !r.findings.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "findings (each saving from an estimate with the fix):");
+        for f in &r.findings {
+            let _ = writeln!(s, "  - {}", f.message);
+        }
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "assumptions:");
     for a in &r.assumptions {

@@ -66,6 +66,16 @@ pub const SPLIT_K_MIN: f64 = 256.0;
 /// 95-148 TFLOP/s on an H100 SXM (10-15% of 989), reports/measurements/2026-11-27-h100-sxm.
 pub const MISALIGNED_CEILING: f64 = 0.14;
 
+/// Elements per 16 bytes of `dtype`: a GEMM dimension that is a leading dimension must be a
+/// multiple of this for cuBLAS's vectorized kernels (see [`MISALIGNED_CEILING`]).
+pub fn alignment(dtype: Dtype) -> u64 {
+    match dtype {
+        Dtype::Fp8 => 16,
+        Dtype::Bf16 => 8,
+        Dtype::Fp32 | Dtype::Tf32 => 4,
+    }
+}
+
 /// Default small-K constant k0 (assumption, see module docs).
 pub const DEFAULT_K0: f64 = 64.0;
 
@@ -113,12 +123,7 @@ impl Machine {
         // slower unit the same time is fewer K steps.
         let k0 = self.gemm_k0 * (peak.0 * frac) / (self.peak_bf16.0 * self.frac_bf16);
         let eff = frac * self.shape_efficiency_k0(batch, m, n, k, k0);
-        let align = match dtype {
-            Dtype::Fp8 => 16,
-            Dtype::Bf16 => 8,
-            Dtype::Fp32 | Dtype::Tf32 => 4,
-        };
-        let ok = |d: u64| d.is_multiple_of(align);
+        let ok = |d: u64| d.is_multiple_of(alignment(dtype));
         let aligned = (token_dim == Some(TokenDim::M) || ok(m))
             && ok(n)
             && (token_dim == Some(TokenDim::K) || ok(k));

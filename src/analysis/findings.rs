@@ -1,0 +1,189 @@
+//! Findings: where the planned step loses time for a reason the user can fix, each with the
+//! saving the fix buys. Every saving comes from estimating the step again with the fix applied
+//! (so it includes every knock-on effect the model knows), never from a rule of thumb. A finding
+//! is reported when its fix saves at least [`MIN_SAVING`] of the step.
+
+use crate::estimate::{Estimator, RunConfig, StepEstimate};
+use crate::graph::{AttentionImpl, ExecMode, PrecisionPolicy};
+use crate::scenario::Scenario;
+use crate::spec::ModelSpec;
+use crate::time::{attention_available, efficiency::alignment};
+use crate::units::Seconds;
+use serde::Serialize;
+
+/// Smallest saving worth a finding, as a share of the step.
+pub const MIN_SAVING: f64 = 0.01;
+
+/// A rounding that keeps GEMM dimensions on cuBLAS's fast paths whatever the dtype (nanoGPT pads
+/// GPT-2's vocabulary 50257 to 50304, a multiple of 64; Megatron-LM to a multiple of 128).
+const PAD: u64 = 64;
+
+/// One finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// What kind: `misaligned_gemm`, `unfused_attention`, `host_bound`, `eager_execution`,
+    /// `exposed_communication`.
+    pub kind: &'static str,
+    /// What is wrong and how to fix it, in words.
+    pub message: String,
+    /// Seconds per optimizer step the fix saves (for the same samples per step).
+    pub saving_s: f64,
+}
+
+/// The findings of scenario `s`, whose estimate is `base`.
+pub fn findings(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<Finding> {
+    let mut v = Vec::new();
+    let step = base.step_time;
+    let push = |v: &mut Vec<Finding>, kind, saving: Seconds, message: String| {
+        if saving.0 >= MIN_SAVING * step.0 {
+            v.push(Finding {
+                kind,
+                message: format!(
+                    "{message}: saves {} per step ({:.1}%)",
+                    saving,
+                    100.0 * saving.0 / step.0
+                ),
+                saving_s: saving.0,
+            });
+        }
+    };
+    // The step time with a fix applied; None where the fixed step cannot be estimated.
+    let mut again = |model: &ModelSpec, run: &RunConfig| -> Option<Seconds> {
+        est.estimate(model, &s.machine, run)
+            .ok()
+            .map(|e| e.step_time)
+    };
+
+    // A vocabulary or an MLP width that is not a multiple of the GEMM dtype's alignment.
+    let align = alignment(PrecisionPolicy::of(s.run.step.precision).gemm);
+    let m = &s.model;
+    let vocab = m.padded_vocab();
+    if vocab > 0 && !vocab.is_multiple_of(align) {
+        let mut padded = m.clone();
+        padded.embedding.pad_vocab_multiple = PAD;
+        if let Some(fixed) = again(&padded, &s.run) {
+            let saving = step - fixed;
+            push(
+                &mut v,
+                "misaligned_gemm",
+                saving,
+                format!(
+                    "vocabulary {vocab} is not a multiple of {align}, so the LM head's GEMMs run on slow unaligned kernels; padding it to {} (pad_vocab_multiple = {PAD} in the model spec; the extra rows are never targets)",
+                    padded.padded_vocab()
+                ),
+            );
+        }
+    }
+    let hidden = m.transformer.mlp_hidden;
+    if !hidden.is_multiple_of(align) {
+        let mut padded = m.clone();
+        padded.transformer.mlp_hidden = hidden.div_ceil(PAD) * PAD;
+        if let Some(fixed) = again(&padded, &s.run) {
+            let saving = step - fixed;
+            push(
+                &mut v,
+                "misaligned_gemm",
+                saving,
+                format!(
+                    "MLP hidden size {hidden} is not a multiple of {align}, so the MLP's GEMMs run on slow unaligned kernels; {} (an architecture change)",
+                    padded.transformer.mlp_hidden
+                ),
+            );
+        }
+    }
+
+    // Attention that is not fused where a fused kernel would run.
+    let precision = s.run.step.precision;
+    if !s.run.step.attention.is_fused() {
+        let fused = [AttentionImpl::Flash3, AttentionImpl::Flash2]
+            .into_iter()
+            .find(|a| attention_available(&s.machine, *a, precision));
+        if let Some(a) = fused {
+            if let Some(fixed) = again(m, &s.run_with_attention(a)) {
+                let saving = step - fixed;
+                push(
+                    &mut v,
+                    "unfused_attention",
+                    saving,
+                    format!(
+                        "attention ({}) takes {:.0}% of the step at sequence {}; --attention {a}",
+                        s.run.step.attention,
+                        100.0 * base.breakdown.attention.0 / step.0,
+                        m.max_seq()
+                    ),
+                );
+            }
+        }
+    }
+
+    // Eager execution: a kernel per framework op, each launched from the host; host-bound when
+    // the host dispatches slower than the GPU runs.
+    if s.run.mode == ExecMode::Eager && base.breakdown.launch_overhead.0 > MIN_SAVING * step.0 {
+        let best = [ExecMode::Compiled, ExecMode::Graphs]
+            .into_iter()
+            .filter_map(|mode| {
+                let run = RunConfig { mode, ..s.run };
+                again(m, &run).map(|fixed| (mode, step - fixed))
+            })
+            .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
+        let k = s.run.grad_accum as f64;
+        let gpu = (base.forward + base.backward) * k + base.optimizer;
+        let (kind, why) = if base.host > gpu {
+            (
+                "host_bound",
+                format!(
+                    "the host dispatches {:.0} eager kernels in {} per step, longer than the GPU's {}: the GPU idles",
+                    base.kernels, base.host, gpu
+                ),
+            )
+        } else {
+            (
+                "eager_execution",
+                format!(
+                    "eager PyTorch runs {:.0} kernels per step ({} of launch gaps and host dispatch) and moves every pointwise op's tensors through HBM",
+                    base.kernels, base.breakdown.launch_overhead
+                ),
+            )
+        };
+        if let Some((mode, saving)) = best {
+            push(
+                &mut v,
+                kind,
+                saving,
+                format!(
+                    "{why}; --mode {mode} (torch.compile{})",
+                    if mode == ExecMode::Graphs {
+                        " with CUDA graphs"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
+
+    // Communication the backward does not hide: more micro-steps per all-reduce.
+    if base.comm_exposed.0 > MIN_SAVING * step.0 {
+        let k = s.run.grad_accum;
+        let run = RunConfig {
+            grad_accum: k * 4,
+            ..s.run
+        };
+        if let Some(fixed) = again(m, &run) {
+            // For the same samples: a quarter of the four times longer step.
+            let saving = step - fixed * 0.25;
+            push(
+                &mut v,
+                "exposed_communication",
+                saving,
+                format!(
+                    "{} of communication per step is not hidden by the backward; --grad-accum {} reduces gradients once per 4x the samples (a 4x larger global batch, a change to the training recipe), counted per {} samples",
+                    base.comm_exposed,
+                    k * 4,
+                    base.samples_per_step
+                ),
+            );
+        }
+    }
+    v
+}

@@ -1,0 +1,90 @@
+//! Findings: each names a fixable loss and its saving, which equals the step time of the plan
+//! minus that of the plan with the fix, both estimated.
+
+use roofline::analysis::findings::findings;
+use roofline::cli::parse_scenario;
+use roofline::estimate::Estimator;
+
+fn scenario(args: &[&str]) -> roofline::scenario::Scenario {
+    parse_scenario(args).unwrap()
+}
+
+#[test]
+fn a_misaligned_vocabulary_is_found_and_its_padding_priced() {
+    let s = scenario(&["--model", "gpt2-124m", "--gpu", "h100-sxm", "--batch", "16"]);
+    let mut est = Estimator::new();
+    let base = est.estimate(&s.model, &s.machine, &s.run).unwrap();
+    let f = findings(&s, &base, &mut Estimator::new());
+    let vocab = f
+        .iter()
+        .find(|f| f.kind == "misaligned_gemm")
+        .expect("gpt2's vocabulary 50257 is not a multiple of 8");
+    assert!(vocab.message.contains("50304"), "{}", vocab.message);
+    let mut padded = s.model.clone();
+    padded.embedding.pad_vocab_multiple = 64;
+    let fixed = est.estimate(&padded, &s.machine, &s.run).unwrap();
+    assert_eq!(vocab.saving_s, (base.step_time - fixed.step_time).0);
+    assert!(vocab.saving_s > 0.0);
+    // Unfused attention and eager execution are found too, each with its own saving.
+    let kinds: Vec<&str> = f.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&"unfused_attention"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"eager_execution") || kinds.contains(&"host_bound"),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn a_plan_with_nothing_to_fix_has_no_findings() {
+    let s = scenario(&[
+        "--model",
+        "llama3-8b",
+        "--gpu",
+        "h100-sxm",
+        "--gpus",
+        "1",
+        "--batch",
+        "1",
+        "--attention",
+        "flash2",
+        "--mode",
+        "graphs",
+        "--checkpointing",
+        "full",
+    ]);
+    let mut est = Estimator::new();
+    let base = est.estimate(&s.model, &s.machine, &s.run).unwrap();
+    let f = findings(&s, &base, &mut est);
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
+fn exposed_communication_is_priced_per_sample() {
+    let s = scenario(&[
+        "--model",
+        "llama3-8b",
+        "--gpus",
+        "256",
+        "--batch",
+        "1",
+        "--attention",
+        "flash2",
+        "--mode",
+        "compiled",
+        "--checkpointing",
+        "full",
+        "--inter-node-gbps",
+        "100",
+    ]);
+    let mut est = Estimator::new();
+    let base = est.estimate(&s.model, &s.machine, &s.run).unwrap();
+    let f = findings(&s, &base, &mut Estimator::new());
+    let comm = f
+        .iter()
+        .find(|f| f.kind == "exposed_communication")
+        .expect("slow inter-node links expose the all-reduce");
+    let mut run = s.run;
+    run.grad_accum *= 4;
+    let four = est.estimate(&s.model, &s.machine, &run).unwrap();
+    assert!((comm.saving_s - (base.step_time.0 - four.step_time.0 / 4.0)).abs() < 1e-12);
+}
