@@ -175,7 +175,7 @@ fn a_sliding_window_attends_to_the_window_only() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(window, w as u64);
+    assert_eq!(u64::from(window), w as u64);
 }
 
 #[test]

@@ -152,7 +152,7 @@ fn linear(b: &mut Builder, base: &Op, meta: &Meta, input_grad: bool, bias: bool)
     let gemm = |name, (m, n, k, token_dim), read: f64, written: f64| {
         let kind = if g > 1 {
             OpKind::GroupedGemm {
-                groups: g,
+                groups: g as u32, // experts: at most 2^16
                 m,
                 n,
                 k,

@@ -428,7 +428,7 @@ impl Builder<'_> {
         let written = Bytes(mf * nf * out);
         let kind = if g > 1 {
             OpKind::GroupedGemm {
-                groups: g,
+                groups: g as u32, // experts: at most 2^16
                 m,
                 n,
                 k,

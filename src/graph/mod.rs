@@ -191,8 +191,8 @@ pub enum OpKind {
     /// mixture of experts (a grouped GEMM, as Megatron-LM's `--moe-grouped-gemm`). Each group's
     /// rows are tokens routed to it.
     GroupedGemm {
-        /// Number of GEMMs (experts on this GPU).
-        groups: u64,
+        /// Number of GEMMs (experts on this GPU; at most 2^16, the model's bound).
+        groups: u32,
         /// Rows of each output.
         m: u64,
         /// Columns.
@@ -215,9 +215,9 @@ pub enum OpKind {
         head_dim: u64,
         /// Causal masking.
         causal: bool,
-        /// Causal sliding window in tokens (0 = none).
+        /// Causal sliding window in tokens (0 = none; at most 2^30, the model's bound).
         #[serde(skip_serializing_if = "is_zero")]
-        window: u64,
+        window: u32,
         /// FlashAttention generation (2 or 3).
         flash: u8,
     },
@@ -254,7 +254,7 @@ impl OpKind {
     }
 }
 
-fn is_zero(v: &u64) -> bool {
+fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 

@@ -68,6 +68,7 @@ pub const MISALIGNED_CEILING: f64 = 0.14;
 
 /// Elements per 16 bytes of `dtype`: a GEMM dimension that is a leading dimension must be a
 /// multiple of this for cuBLAS's vectorized kernels (see [`MISALIGNED_CEILING`]).
+#[inline]
 pub fn alignment(dtype: Dtype) -> u64 {
     match dtype {
         Dtype::Fp8 => 16,
@@ -110,6 +111,7 @@ impl Machine {
     /// × shape efficiency, capped at [`MISALIGNED_CEILING`] of the peak when a leading dimension
     /// is misaligned. `token_dim` (a linear layer's token rows) is no leading dimension in the
     /// layouts cuBLAS gets, so its size is not checked; a batched GEMM checks all three.
+    #[inline]
     pub fn gemm_rate(
         &self,
         unit: Unit,

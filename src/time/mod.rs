@@ -114,7 +114,13 @@ pub fn op_time(
             n,
             k,
             token_dim,
-        } => mach.gemm_rate(op.unit, op.dtype, groups, (m, n, k), Some(token_dim)),
+        } => mach.gemm_rate(
+            op.unit,
+            op.dtype,
+            u64::from(groups),
+            (m, n, k),
+            Some(token_dim),
+        ),
         // A sliding window does the work of a sequence of the window's length per query.
         OpKind::Attention {
             seq,
@@ -122,7 +128,11 @@ pub fn op_time(
             window,
             ..
         } => {
-            let keys = if window > 0 { seq.min(window) } else { seq };
+            let keys = if window > 0 {
+                seq.min(u64::from(window))
+            } else {
+                seq
+            };
             mach.flash_rate(attention, keys, op.phase == Phase::Backward, causal)?
         }
         _ => {

@@ -52,7 +52,8 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
                     seq,
                     head_dim: dh,
                     causal: t.causal,
-                    window: t.window,
+                    // Bounded by 2^30 (spec::model::check).
+                    window: t.window as u32,
                     flash: if cfg.attention == AttentionImpl::Flash3 {
                         3
                     } else {
