@@ -35,6 +35,20 @@ pub struct MemoryConfig {
     pub fragmentation: f64,
     /// Fused execution (torch.compile): pointwise chains are recomputed in backward.
     pub fused: bool,
+    /// Pipeline parallelism: the micro-batches whose activations the first stage holds at
+    /// once ([`in_flight`]); `None` without pipeline stages.
+    pub in_flight: Option<f64>,
+}
+
+/// Micro-batches whose activations the first of `pp` pipeline stages holds at its peak under
+/// 1F1B with `vpp` chunks per stage and `micro_batches` per step: p with the plain schedule, and
+/// p·(1 + (p-1)/(p·v)) with the interleaved one, never more than the micro-batches of a step
+/// (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.3: the first stage holds p
+/// micro-batches of L/p layers each, L layers' worth, times 1 + (p-1)/(p·v) when interleaved).
+pub fn in_flight(pp: u64, vpp: u64, micro_batches: u64) -> f64 {
+    let (p, v) = (pp as f64, vpp.max(1) as f64);
+    let schedule = if vpp > 1 { p + (p - 1.0) / v } else { p };
+    schedule.min(micro_batches as f64).max(1.0)
 }
 
 impl Default for MemoryConfig {
@@ -45,6 +59,7 @@ impl Default for MemoryConfig {
             workspace: Bytes((1u64 << 30) as f64),
             fragmentation: 0.05,
             fused: false,
+            in_flight: None,
         }
     }
 }
@@ -110,7 +125,13 @@ pub struct MemoryProfile {
 
 impl MemoryProfile {
     /// The profile from the op lists of the same step at batch 1 (`one`) and 2 (`two`).
-    pub fn new(one: &[Op], two: &[Op], mode: Checkpointing, fused: bool) -> Self {
+    pub fn new(
+        one: &[Op],
+        two: &[Op],
+        mode: Checkpointing,
+        fused: bool,
+        in_flight: Option<f64>,
+    ) -> Self {
         fn transients(ops: &[Op], fused: bool) -> impl Iterator<Item = f64> + '_ {
             ops.iter()
                 .filter(|o| o.phase == Phase::Backward && !o.weight_sized)
@@ -135,8 +156,8 @@ impl MemoryProfile {
         }
         MemoryProfile {
             activations: [
-                activation_bytes(one, mode, fused).0,
-                activation_bytes(two, mode, fused).0,
+                stage_activation_bytes(one, mode, fused, in_flight).0,
+                stage_activation_bytes(two, mode, fused, in_flight).0,
             ],
             transients: front,
         }
@@ -147,7 +168,7 @@ impl MemoryProfile {
         let (mut one, mut two) = (Vec::new(), Vec::new());
         crate::graph::build_step(m, &StepConfig { batch: 1, ..*cfg }, &mut one)?;
         crate::graph::build_step(m, &StepConfig { batch: 2, ..*cfg }, &mut two)?;
-        Ok(Self::new(&one, &two, cfg.checkpointing, fused))
+        Ok(Self::new(&one, &two, cfg.checkpointing, fused, None))
     }
 
     /// Batch-dependent bytes at batch `b`: activations plus the largest transient.
@@ -199,6 +220,34 @@ impl MemoryProfile {
 /// at its head (norms also their statistics), members keep nothing, and softmax, reductions,
 /// GEMMs and attention keep what they keep in eager mode.
 pub fn activation_bytes(ops: &[Op], mode: Checkpointing, fused: bool) -> Bytes {
+    let [embed, blocks, once, head] = activation_parts(ops, mode, fused);
+    Bytes(embed + blocks + once + head)
+}
+
+/// [`activation_bytes`] of one GPU of a pipeline whose first stage holds `in_flight`
+/// micro-batches ([`in_flight`]): the larger of the first stage's, in_flight × (embeddings +
+/// its blocks), and the last stage's, its blocks + head, of one micro-batch each. Without
+/// pipeline stages (`None`), all of it once.
+pub fn stage_activation_bytes(
+    ops: &[Op],
+    mode: Checkpointing,
+    fused: bool,
+    in_flight: Option<f64>,
+) -> Bytes {
+    let [embed, blocks, once, head] = activation_parts(ops, mode, fused);
+    Bytes(
+        once + match in_flight {
+            None => embed + blocks + head,
+            Some(n) => (n * (embed + blocks)).max(blocks + head),
+        },
+    )
+}
+
+/// The activations kept by the embeddings, by the blocks per micro-batch, by the one block being
+/// recomputed at a time (full checkpointing; not per micro-batch), and by the head (with the
+/// rest outside the blocks) under `mode`: see [`activation_bytes`].
+fn activation_parts(ops: &[Op], mode: Checkpointing, fused: bool) -> [f64; 4] {
+    let mut embed = 0.0;
     let mut outside = 0.0;
     let mut blocks_all = 0.0;
     let mut blocks_selective = 0.0;
@@ -229,16 +278,17 @@ pub fn activation_bytes(ops: &[Op], mode: Checkpointing, fused: bool) -> Bytes {
                     Role::Plain | Role::Loss => {}
                 }
             }
+            Layer::Embed => embed += saved,
             _ => outside += saved,
         }
     }
     largest_block = largest_block.max(layer_saved);
-    let blocks = match mode {
-        Checkpointing::None => blocks_all,
-        Checkpointing::Selective => blocks_selective.min(blocks_all),
-        Checkpointing::Full => block_inputs + largest_block,
+    let (blocks, once) = match mode {
+        Checkpointing::None => (blocks_all, 0.0),
+        Checkpointing::Selective => (blocks_selective.min(blocks_all), 0.0),
+        Checkpointing::Full => (block_inputs, largest_block),
     };
-    Bytes(outside + blocks)
+    [embed, blocks, once, outside]
 }
 
 /// What an op keeps for backward under fused execution (see [`activation_bytes`]).
@@ -308,7 +358,7 @@ pub fn footprint_of(
     } else {
         b.weight_copy_bytes() * spread(p.gemm_weights, p.expert_gemm_weights)
     };
-    let activations = activation_bytes(ops, cfg.checkpointing, mc.fused);
+    let activations = stage_activation_bytes(ops, cfg.checkpointing, mc.fused, mc.in_flight);
     let transient = ops
         .iter()
         .filter(|o| o.phase == Phase::Backward && !o.weight_sized)

@@ -92,6 +92,8 @@ pub struct ScenarioSpec {
     pub zero: u8,
     /// Micro-steps per optimizer step.
     pub grad_accum: u64,
+    /// Samples per optimizer step across the fleet; when given, it sets `grad_accum`.
+    pub global_batch: Option<u64>,
     /// Framework workspace, GiB.
     pub workspace_gib: f64,
     /// The dataset, when training time and cost are wanted.
@@ -120,6 +122,7 @@ impl Default for ScenarioSpec {
             inter_node_gbps: defaults::INTER_NODE_GBPS,
             zero: 0,
             grad_accum: 1,
+            global_batch: None,
             workspace_gib: defaults::WORKSPACE_GIB,
             dataset: None,
             price_per_gpu_hour: None,
@@ -186,6 +189,10 @@ impl ScenarioSpec {
                 ),
             ));
         }
+        self.step
+            .parallel
+            .check(&model, self.step.attention.is_fused())?;
+        let grad_accum = self.grad_accum_for(&model)?;
         let run = RunConfig {
             step: self.step,
             mode: self.mode,
@@ -197,13 +204,14 @@ impl ScenarioSpec {
                 ..Fleet::default()
             },
             zero: self.zero,
-            grad_accum: self.grad_accum,
+            grad_accum,
             memory: MemoryConfig {
                 workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
                 ..MemoryConfig::default()
             },
         };
         run.check_experts(&model)?;
+        run.data_parallel()?;
         Ok(Scenario {
             model,
             gpu,
@@ -214,6 +222,45 @@ impl ScenarioSpec {
             // `+ 0.0` turns a -0 into 0.
             price_per_gpu_hour: self.price_per_gpu_hour.map(|p| p + 0.0),
         })
+    }
+
+    /// Micro-steps per optimizer step: `grad_accum`, or the global batch over batch × data-
+    /// parallel replicas when one is given (an error says which global batches would divide).
+    fn grad_accum_for(&self, model: &ModelSpec) -> Result<u64> {
+        let Some(global) = self.global_batch else {
+            return Ok(self.grad_accum);
+        };
+        let par = &self.step.parallel;
+        let replica = par.replica_gpus().max(1);
+        let dp = (self.gpus / replica).max(1);
+        let per_micro_step = self.step.batch.saturating_mul(dp);
+        if global == 0 || !global.is_multiple_of(per_micro_step) {
+            let below = global / per_micro_step * per_micro_step;
+            let above = below + per_micro_step;
+            return Err(Error::Invalid(format!(
+                "--global-batch {global} of {} is not a multiple of --batch {} x {dp} data-parallel replicas (--gpus {} / (tp {} x pp {} x cp {})) = {per_micro_step}: use {} or change --batch",
+                model.name,
+                self.step.batch,
+                self.gpus,
+                par.tp,
+                par.pp,
+                par.cp,
+                if below > 0 {
+                    format!("{below} or {above}")
+                } else {
+                    above.to_string()
+                }
+            )));
+        }
+        let k = global / per_micro_step;
+        ensure(
+            k <= limits::GRAD_ACCUM,
+            &format!(
+                "--global-batch {global} needs {k} micro-steps per step, more than {}",
+                limits::GRAD_ACCUM
+            ),
+        )?;
+        Ok(k)
     }
 
     /// Every check of a setting or a combination of settings that needs no spec file.
@@ -369,8 +416,20 @@ pub struct ScenarioTable {
     pub zero: Option<u8>,
     /// Expert-parallel ranks.
     pub ep: Option<u64>,
+    /// Tensor-parallel GPUs.
+    pub tp: Option<u64>,
+    /// Sequence parallelism.
+    pub sp: Option<bool>,
+    /// Pipeline stages.
+    pub pp: Option<u64>,
+    /// Model chunks per pipeline stage.
+    pub vpp: Option<u64>,
+    /// Context-parallel GPUs.
+    pub cp: Option<u64>,
     /// Micro-steps per optimizer step.
     pub grad_accum: Option<u64>,
+    /// Samples per optimizer step across the fleet (sets grad_accum).
+    pub global_batch: Option<u64>,
     /// Framework workspace, GiB.
     pub workspace_gib: Option<f64>,
     /// Price per GPU-hour, USD.
@@ -407,6 +466,13 @@ impl ScenarioTable {
         s.step.batch = self.batch.unwrap_or(s.step.batch);
         s.step.ema = self.ema.unwrap_or(s.step.ema);
         s.step.expert_shards = self.ep.unwrap_or(s.step.expert_shards);
+        let par = &mut s.step.parallel;
+        par.tp = self.tp.unwrap_or(par.tp);
+        par.sp = self.sp.unwrap_or(par.sp);
+        par.pp = self.pp.unwrap_or(par.pp);
+        par.vpp = self.vpp.unwrap_or(par.vpp);
+        par.cp = self.cp.unwrap_or(par.cp);
+        s.global_batch = self.global_batch.or(s.global_batch);
         if let Some(a) = parse(&self.attention, file, field("attention"))? {
             s.step.attention = a;
         }

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod catalog;
 pub mod findings;
 pub mod flash;
+pub mod published;
 pub mod roofline;
 pub mod sensitivity;
 pub mod summary;

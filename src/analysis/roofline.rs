@@ -160,6 +160,7 @@ impl RooflineChart {
             let name = match (op.unit, op.dtype) {
                 (crate::graph::Unit::Vector, _) => "fp32 vector",
                 (_, crate::graph::Dtype::Bf16) => "bf16 tensor",
+                (_, crate::graph::Dtype::Fp16) => "fp16 tensor",
                 (_, crate::graph::Dtype::Fp8) => "fp8 tensor",
                 _ => "tf32 tensor",
             };

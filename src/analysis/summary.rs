@@ -202,10 +202,12 @@ impl EstimateReport {
     /// The report of estimate `e` of scenario `s`.
     pub fn new(s: &Scenario, e: &StepEstimate) -> Self {
         let (model, gpu, mach, run) = (&s.model, &s.gpu, &s.machine, &s.run);
+        // The pipeline bubble is listed only where there is one.
         let breakdown = e
             .breakdown
             .entries()
             .iter()
+            .filter(|(k, v)| *k != "pipeline_bubble" || v.0 > 0.0)
             .map(|(k, v)| (*k, v.0))
             .collect();
         let by_bound = e

@@ -75,6 +75,22 @@ pub struct StepArgs {
     /// (divides the experts and the GPUs); 1 = every GPU holds every expert.
     #[arg(long, default_value = "1", value_parser = parse_count_u64)]
     pub ep: u64,
+    /// Tensor parallelism (Megatron-LM): GPUs each layer's heads, MLP hidden units and
+    /// vocabulary are split over.
+    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    pub tp: u64,
+    /// Sequence parallelism along the tensor-parallel group (needs --tp 2 or more).
+    #[arg(long)]
+    pub sp: bool,
+    /// Pipeline stages (1F1B schedule).
+    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    pub pp: u64,
+    /// Model chunks per pipeline stage (interleaved 1F1B; needs --pp 2 or more).
+    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    pub vpp: u64,
+    /// Context parallelism: GPUs each sequence is split over (ring attention, fused kernels).
+    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    pub cp: u64,
     /// Override the sequence length (vision: the patch tokens beside in-context ones, split
     /// equally between condition and target when the model has condition tokens).
     #[arg(long, value_parser = parse_count_u64)]
@@ -118,8 +134,15 @@ pub struct ScenarioArgs {
     #[arg(long, default_value_t = defaults::MODE)]
     pub mode: ExecMode,
     /// ZeRO stage (0 = DDP).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "fsdp")]
     pub zero: u8,
+    /// Fully sharded data parallelism (PyTorch FSDP): the same as --zero 3.
+    #[arg(long)]
+    pub fsdp: bool,
+    /// Samples per optimizer step across the fleet: sets the micro-steps per step to
+    /// global batch / (batch x data-parallel replicas).
+    #[arg(long, value_parser = parse_count_u64, conflicts_with = "grad_accum")]
+    pub global_batch: Option<u64>,
     /// Micro-steps per optimizer step.
     #[arg(long, default_value = "1", value_parser = parse_count_u64)]
     pub grad_accum: u64,
@@ -303,12 +326,17 @@ pub struct AuditArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// The measurements JSON (schema roofline-validation/1).
-    pub measurements: PathBuf,
-    /// Calibration file (from `roofline calibrate`).
+    #[arg(required_unless_present = "published", conflicts_with = "published")]
+    pub measurements: Option<PathBuf>,
+    /// A file of published training runs (TOML: each run's settings and measured step time,
+    /// e.g. validation/published/korthikanti-2022-table5.toml): predicted vs measured.
     #[arg(long)]
+    pub published: Option<PathBuf>,
+    /// Calibration file (from `roofline calibrate`).
+    #[arg(long, conflicts_with = "published")]
     pub calibration: Option<PathBuf>,
     /// GPU spec (default: inferred from the device name in the file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "published")]
     pub gpu: Option<String>,
     /// Print Markdown.
     #[arg(long, conflicts_with = "json")]

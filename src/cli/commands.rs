@@ -344,8 +344,21 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
 
 /// `roofline validate`.
 pub fn validate(a: &ValidateArgs) -> Result<()> {
+    if let Some(path) = &a.published {
+        let runs = crate::analysis::published::PublishedRuns::load(path)?;
+        let v = crate::analysis::published::validate(&runs)?;
+        if a.json {
+            out(&format!("{}\n", json::to_string(&v)?))?;
+        } else {
+            out(&text::published_validation(&v, a.markdown))?;
+        }
+        return Ok(());
+    }
+    let measurements = a.measurements.as_ref().ok_or_else(|| {
+        Error::Invalid("validate needs a measurements file or --published FILE".into())
+    })?;
     let m: crate::validate::Measurements =
-        read_json(&a.measurements, "not a roofline-validation/1 file")?;
+        read_json(measurements, "not a roofline-validation/1 file")?;
     let device = m.device.get("name").and_then(|v| v.as_str()).unwrap_or("");
     let gpu = gpu_name(a.gpu.as_deref(), device)?;
     let cal = a
@@ -353,7 +366,7 @@ pub fn validate(a: &ValidateArgs) -> Result<()> {
         .as_deref()
         .map(crate::time::Calibration::load)
         .transpose()?;
-    let label = a.measurements.display().to_string();
+    let label = measurements.display().to_string();
     let v = crate::validate::validate(&m, &label, &gpu, cal.as_ref())?;
     if a.json {
         out(&format!("{}\n", json::to_string(&v)?))?;

@@ -4,7 +4,7 @@
 
 use super::args::{MemoryArgs, ScenarioArgs, StepArgs};
 use crate::error::{Error, Result};
-use crate::graph::StepConfig;
+use crate::graph::{Parallelism, StepConfig};
 use crate::scenario::{Dataset, DatasetSize, Scenario, ScenarioSpec};
 use crate::spec::{self, ModelSpec};
 
@@ -18,6 +18,13 @@ impl StepArgs {
             checkpointing: self.checkpointing,
             ema: self.ema,
             expert_shards: self.ep,
+            parallel: Parallelism {
+                tp: self.tp,
+                sp: self.sp,
+                pp: self.pp,
+                vpp: self.vpp,
+                cp: self.cp,
+            },
             ..StepConfig::default()
         }
     }
@@ -63,8 +70,9 @@ impl ScenarioArgs {
             gpus: self.gpus,
             gpus_per_node: self.gpus_per_node,
             inter_node_gbps: self.inter_node_gbps,
-            zero: self.zero,
+            zero: if self.fsdp { 3 } else { self.zero },
             grad_accum: self.grad_accum,
+            global_batch: self.global_batch,
             workspace_gib: self.workspace_gib,
             dataset: dataset.map(|size| Dataset {
                 size,

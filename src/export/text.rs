@@ -1,6 +1,7 @@
 //! Plain-text tables for the terminal.
 
 use crate::analysis::catalog::ModelRow;
+use crate::analysis::published::PublishedValidation;
 use crate::analysis::sensitivity::Sensitivity;
 use crate::analysis::summary::{EstimateReport, MemoryReport, OpTimeRow};
 use crate::analysis::uncertainty::Interval;
@@ -444,6 +445,76 @@ pub fn interval(i: &Interval) -> String {
         i.samples,
         i.seed
     )
+}
+
+/// `roofline validate --published`: predicted vs measured step time of published runs, as text
+/// or (`markdown`) Markdown.
+pub fn published_validation(v: &PublishedValidation, markdown: bool) -> String {
+    let mut s = String::new();
+    let (h, sep) = if markdown { ("# ", "|") } else { ("", " ") };
+    let _ = writeln!(s, "{h}{}\n", v.title);
+    let _ = writeln!(s, "Source: {}\n", v.source);
+    let _ = writeln!(s, "Runs: {}\n", v.file);
+    let head = [
+        "run",
+        "measured",
+        "predicted",
+        "error",
+        "MFU",
+        "bubble",
+        "comm",
+        "memory/GPU",
+    ];
+    if markdown {
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    } else {
+        let _ = writeln!(
+            s,
+            "{:<52} {:>9} {:>10} {:>7} {:>6} {:>7} {:>6} {:>11}",
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]
+        );
+    }
+    for r in &v.rows {
+        let cells = [
+            format!("{:.2} s", r.measured_step_s),
+            format!("{:.2} s", r.predicted_step_s),
+            format!("{:+.1}%", 100.0 * r.error),
+            format!("{:.1}%", 100.0 * r.mfu),
+            format!("{:.1}%", 100.0 * r.bubble_share),
+            format!("{:.1}%", 100.0 * r.communication_share),
+            format!(
+                "{}{}",
+                binary_bytes(Bytes(r.memory_bytes)),
+                if r.fits { "" } else { " (does not fit)" }
+            ),
+        ];
+        if markdown {
+            let _ = writeln!(s, "| {} {sep} {} |", r.name, cells.join(" | "));
+        } else {
+            let _ = writeln!(
+                s,
+                "{:<52} {:>9} {:>10} {:>7} {:>6} {:>7} {:>6} {:>11}",
+                r.name, cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6]
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nMean absolute error {:.1}%, largest {:.1}% over {} runs (error = predicted / measured - 1; MFU counts the graph's model FLOPs, causal attention at half).",
+        100.0 * v.mean_abs_error,
+        100.0 * v.max_abs_error,
+        v.rows.len()
+    );
+    let _ = writeln!(
+        s,
+        "\nEach run's settings as roofline flags, and the source's words:\n"
+    );
+    for r in &v.rows {
+        let bullet = if markdown { "- " } else { "  " };
+        let _ = writeln!(s, "{bullet}{}: `{}`; \"{}\"", r.name, r.settings, r.quote);
+    }
+    s
 }
 
 /// `roofline validate`: predicted vs measured, per configuration and op class.

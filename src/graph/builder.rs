@@ -193,6 +193,11 @@ pub(crate) struct Builder<'a> {
     pub open_chain: bool,
     /// Samples per GPU.
     pub batch: u64,
+    /// Shards of the tokens between tensor-parallel regions (tp with sequence parallelism,
+    /// else 1): norms, dropout, residual adds and modulation run on 1/sp of the tokens.
+    pub sp: u64,
+    /// Context-parallel GPUs: attention's keys span cp times the tokens a GPU holds.
+    pub cp: u64,
 }
 
 /// Arguments of a vector op (elementwise, norm, softmax, embedding...).
@@ -322,6 +327,17 @@ impl Builder<'_> {
     pub fn push(&mut self, op: Op, meta: Meta) {
         self.ops.push(op);
         self.meta.push(meta);
+    }
+
+    /// Sequence parallelism keeps the input of the last linear layer (a column-parallel one,
+    /// whose input is all-gathered from the sequence shards) sharded, 1/sp of it, and gathers it
+    /// again for the weight gradient (Korthikanti et al. 2022, arXiv 2205.05198, section 4.2.2).
+    #[inline]
+    pub fn shard_saved_input(&mut self) {
+        let sp = self.sp as f64;
+        if let Some(op) = self.ops.last_mut() {
+            op.saved = Bytes(op.saved.0 / sp);
+        }
     }
 
     /// Gives the last op pushed its [`Role`].

@@ -71,6 +71,9 @@ cli_enum!(
         Tf32 => "tf32",
         /// fp8 GEMM operands (Transformer-Engine style), otherwise as bf16.
         Fp8 => "fp8",
+        /// fp16 parameters, activations and gradients with fp32 master weights and AdamW states
+        /// and dynamic loss scaling (Megatron-LM's `--fp16`; Micikevicius et al. 2018).
+        Fp16 => "fp16",
     }
 );
 
@@ -128,6 +131,8 @@ pub struct StepConfig {
     /// each rank holds experts / expert_shards of them and computes every token routed to
     /// those; 1 without expert parallelism.
     pub expert_shards: u64,
+    /// How one replica is split over GPUs (tensor, sequence, pipeline, context parallelism).
+    pub parallel: super::Parallelism,
 }
 
 /// Most EMA copies a step may update.
@@ -144,6 +149,7 @@ impl Default for StepConfig {
             optimizer_shards: 1,
             param_shards: 1,
             expert_shards: 1,
+            parallel: super::Parallelism::default(),
         }
     }
 }

@@ -37,6 +37,7 @@
 mod backward;
 mod builder;
 mod config;
+mod parallel;
 mod params;
 mod parts;
 mod precision;
@@ -44,6 +45,7 @@ mod shapes;
 mod step;
 
 pub use config::{AttentionImpl, Checkpointing, ExecMode, Precision, StepConfig, MAX_EMA};
+pub use parallel::Parallelism;
 pub use params::{param_count, ParamCount};
 pub use parts::moe::all_to_all_bytes;
 pub use precision::PrecisionPolicy;
@@ -86,6 +88,9 @@ pub enum Dtype {
     Tf32,
     /// bfloat16.
     Bf16,
+    /// IEEE fp16 (half): the same size, and on every GPU in models/hardware the same tensor-core
+    /// rate, as bf16 (vendor datasheets), so it runs at the bf16 figures of the GPU file.
+    Fp16,
     /// fp8 (e4m3/e5m2).
     Fp8,
 }
@@ -97,6 +102,7 @@ impl Dtype {
             Dtype::Fp32 => "fp32",
             Dtype::Tf32 => "tf32",
             Dtype::Bf16 => "bf16",
+            Dtype::Fp16 => "fp16",
             Dtype::Fp8 => "fp8",
         }
     }
@@ -105,7 +111,7 @@ impl Dtype {
     pub const fn bytes(self) -> f64 {
         match self {
             Dtype::Fp32 | Dtype::Tf32 => 4.0,
-            Dtype::Bf16 => 2.0,
+            Dtype::Bf16 | Dtype::Fp16 => 2.0,
             Dtype::Fp8 => 1.0,
         }
     }

@@ -34,9 +34,55 @@ pub struct ParamCount {
     pub per_block_experts: u64,
     /// The parameters one token uses: `total` with only `top_k` of the routed experts.
     pub active: u64,
+    /// Of `gemm_weights`, the embeddings'.
+    pub embed_gemm_weights: u64,
+    /// Of `gemm_weights`, the head's (a tied LM head's table included: it runs as a GEMM).
+    pub head_gemm_weights: u64,
+    /// The token table an LM head shares (0 when untied): a last pipeline stage holds its own
+    /// copy of it.
+    pub tied_table: u64,
 }
 
 impl ParamCount {
+    /// What one stage of a `pp`-stage pipeline holds: depth/pp blocks and, of the two ends, the
+    /// larger: the first stage's embeddings or the last stage's head (with its copy of a tied
+    /// table, as Megatron-LM keeps one). The whole model when `pp` is 1.
+    pub fn stage(&self, depth: u64, pp: u64) -> ParamCount {
+        if pp <= 1 {
+            return *self;
+        }
+        let n = depth / pp;
+        let last = self.head + self.tied_table;
+        let first_is_larger = self.embed >= last;
+        let (embed, head) = if first_is_larger {
+            (self.embed, 0)
+        } else {
+            (0, last)
+        };
+        let (embed_gemm, head_gemm) = if first_is_larger {
+            (self.embed_gemm_weights, 0)
+        } else {
+            (0, self.head_gemm_weights)
+        };
+        let blocks = self.per_block * n;
+        let total = embed + blocks + head;
+        let unused_per_block = (self.total - self.active) / depth.max(1);
+        ParamCount {
+            embed,
+            blocks,
+            head,
+            total,
+            gemm_weights: embed_gemm + self.per_block_gemm_weights * n + head_gemm,
+            experts: self.per_block_experts * n,
+            expert_gemm_weights: self.expert_gemm_weights / depth.max(1) * n,
+            active: total - unused_per_block * n,
+            embed_gemm_weights: embed_gemm,
+            head_gemm_weights: head_gemm,
+            tied_table: if first_is_larger { 0 } else { self.tied_table },
+            ..*self
+        }
+    }
+
     /// Parameters one GPU holds of a tensor kind sharded over `shards` data-parallel ranks by
     /// ZeRO (1 = not sharded), with the routed experts spread over `expert_shards` ranks
     /// (expert parallelism). Sharded, each rank holds 1/shards of the dense parameters and
@@ -127,5 +173,12 @@ pub(crate) fn param_count_of(m: &ModelSpec, shapes: &LinearShapes) -> ParamCount
         expert_gemm_weights: per_block_expert_gemm * t.depth,
         per_block_experts,
         active: total - unused,
+        embed_gemm_weights: embed_gemm,
+        head_gemm_weights: head_gemm,
+        tied_table: if shapes.head_tied {
+            shapes.head.weights()
+        } else {
+            0
+        },
     }
 }

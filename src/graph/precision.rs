@@ -29,7 +29,8 @@ pub struct PrecisionPolicy {
     pub param: Dtype,
     /// Autocast's low-precision copy of every GEMM weight, made once per forward.
     pub weight_copy: Option<Dtype>,
-    /// Gradients (accumulated and reduced in fp32 in every precision modelled).
+    /// Gradients (accumulated and reduced in fp32, except fp16's, which Megatron-LM keeps and
+    /// reduces in fp16 unless told otherwise).
     pub gradient: Dtype,
 }
 
@@ -69,6 +70,16 @@ impl PrecisionPolicy {
                 operand: Fp32,
                 activation: Fp32,
                 weight_copy: None,
+                ..autocast
+            },
+            Precision::Fp16 => PrecisionPolicy {
+                gemm: Fp16,
+                operand: Fp16,
+                activation: Fp16,
+                residual: Fp16,
+                param: Fp16,
+                weight_copy: None,
+                gradient: Fp16,
                 ..autocast
             },
             Precision::Fp32 => PrecisionPolicy {
@@ -139,6 +150,7 @@ impl PrecisionPolicy {
             Precision::Fp32 => "fp32 everywhere, GEMMs on the fp32 vector units (allow_tf32 = False)",
             Precision::Tf32 => "fp32 storage, GEMMs on tf32 tensor cores",
             Precision::Fp8 => "fp8 GEMM operands, bf16 outputs, otherwise as bf16 autocast",
+            Precision::Fp16 => "fp16 weights, activations and gradients, fp32 master weights and AdamW states (16 B/param), dynamic loss scaling (Megatron-LM --fp16)",
         }
     }
 }
@@ -155,6 +167,7 @@ mod tests {
         };
         assert_eq!(total(Precision::Bf16), 16.0);
         assert_eq!(total(Precision::Bf16Pure), 18.0);
+        assert_eq!(total(Precision::Fp16), 16.0);
         assert_eq!(total(Precision::Fp32), 16.0);
         assert_eq!(PrecisionPolicy::of(Precision::Fp8).weight_copy_bytes(), 1.0);
         assert!(!PrecisionPolicy::of(Precision::Tf32).has_fused_attention());

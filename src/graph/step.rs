@@ -24,7 +24,17 @@ pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<
 pub struct StepGraph {
     ops: Vec<Op>,
     meta: Vec<Meta>,
-    params: ParamCount,
+    params: Params,
+}
+
+/// The parameters of a build: the model's, and what one GPU holds of them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Params {
+    /// The whole model.
+    pub model: ParamCount,
+    /// One GPU's share before ZeRO and expert parallelism: its tensor-parallel slice of its
+    /// pipeline stage (the larger end stage; see [`ParamCount::stage`]).
+    pub gpu: ParamCount,
 }
 
 impl StepGraph {
@@ -41,7 +51,12 @@ impl StepGraph {
 
     /// The trainable parameters of the model of the last build.
     pub fn params(&self) -> ParamCount {
-        self.params
+        self.params.model
+    }
+
+    /// What one GPU holds of them (tensor and pipeline parallelism applied).
+    pub fn gpu_params(&self) -> ParamCount {
+        self.params.gpu
     }
 
     /// The ops of the last build.
@@ -50,10 +65,11 @@ impl StepGraph {
     }
 }
 
-/// The sequence-length groups of blocks: `(first, count, seq)`, consecutive blocks with the same
-/// sequence. At most two groups (before and after in-context tokens join).
-fn block_groups(m: &ModelSpec) -> [(u64, u64, u64); 2] {
-    let depth = m.transformer.depth;
+/// The sequence-length groups of the blocks one pipeline stage of `pp` holds: `(first, count,
+/// seq)`, consecutive blocks with the same sequence. At most two groups (before and after
+/// in-context tokens join; only without pipeline stages, see [`super::Parallelism::check`]).
+fn block_groups(m: &ModelSpec, pp: u64) -> [(u64, u64, u64); 2] {
+    let depth = m.transformer.depth / pp.max(1);
     let t = &m.tokens;
     if t.in_context > 0 && t.in_context_from_block > 0 {
         let k = t.in_context_from_block;
@@ -85,6 +101,7 @@ fn check(m: &ModelSpec, cfg: &StepConfig, policy: &PrecisionPolicy) -> Result<()
             cfg.ema, MAX_EMA
         )));
     }
+    cfg.parallel.check(m, cfg.attention.is_fused())?;
     if cfg.attention.is_fused() && !policy.has_fused_attention() {
         return Err(Error::Invalid(format!(
             "{} has no fp32 kernels (PyTorch's SDPA falls back to the math backend): use --attention sdpa-math with --precision {}",
@@ -94,19 +111,34 @@ fn check(m: &ModelSpec, cfg: &StepConfig, policy: &PrecisionPolicy) -> Result<()
     Ok(())
 }
 
-/// Builds the step into `ops` and `meta`; returns the model's parameter count.
+/// Builds the step of one GPU into `ops` and `meta`; returns the parameters.
 fn build(
-    m: &ModelSpec,
+    full: &ModelSpec,
     cfg: &StepConfig,
     ops: &mut Vec<Op>,
     meta: &mut Vec<Meta>,
-) -> Result<ParamCount> {
+) -> Result<Params> {
     let policy = PrecisionPolicy::of(cfg.precision);
-    check(m, cfg, &policy)?;
+    check(full, cfg, &policy)?;
     ops.clear();
     meta.clear();
+    let par = cfg.parallel;
+    let model_params = param_count_of(full, &LinearShapes::of(full));
+    // The model one GPU computes (tensor and context parallelism); a clone only when split.
+    let local;
+    let m = if par.tp > 1 || par.cp > 1 {
+        local = par.local(full);
+        &local
+    } else {
+        full
+    };
     let shapes = LinearShapes::of(m);
-    let params = param_count_of(m, &shapes);
+    let gpu_params = if m.transformer == full.transformer && m.embedding == full.embedding {
+        model_params
+    } else {
+        param_count_of(m, &shapes)
+    }
+    .stage(m.transformer.depth, par.pp);
     let mut b = Builder {
         ops,
         meta,
@@ -114,12 +146,14 @@ fn build(
         policy,
         open_chain: false,
         batch: cfg.batch,
+        sp: par.sequence_shards(),
+        cp: par.cp,
     };
 
     embed::forward(&mut b, m, &shapes);
     let embed_end = b.ops.len();
     let mut group_ranges = [(0usize, 0usize); 2];
-    for (gi, &(first, count, seq)) in block_groups(m).iter().enumerate() {
+    for (gi, &(first, count, seq)) in block_groups(m, par.pp).iter().enumerate() {
         if count == 0 {
             continue;
         }
@@ -148,6 +182,9 @@ fn build(
     }
     emit_backward(&mut b, 0, embed_end);
 
-    optimizer::step(&mut b, &params, cfg);
-    Ok(params)
+    optimizer::step(&mut b, &gpu_params, cfg);
+    Ok(Params {
+        model: model_params,
+        gpu: gpu_params,
+    })
 }

@@ -71,6 +71,24 @@ impl Fleet {
     pub fn nodes(&self) -> u64 {
         self.gpus.div_ceil(self.gpus_per_node.max(1))
     }
+
+    /// A communication group of `size` GPUs whose members are `stride` ranks apart (GPUs are
+    /// numbered node by node): `gpus_per_node / stride` members share a node (at least one),
+    /// the rest sit on other nodes, reached over the inter-node link of each GPU (one NIC per
+    /// GPU: every group of a node communicates at once on its own rail).
+    pub fn group(&self, size: u64, stride: u64) -> Fleet {
+        let per_node = (self.gpus_per_node / stride.max(1)).clamp(1, size.max(1));
+        Fleet {
+            gpus: size.max(1),
+            gpus_per_node: per_node,
+            ..*self
+        }
+    }
+
+    /// Whether a group of `size` GPUs `stride` ranks apart spans more than one node.
+    pub fn crosses_nodes(&self, size: u64, stride: u64) -> bool {
+        self.group(size, stride).nodes() > 1
+    }
 }
 
 /// Time of one all-reduce of `bytes` per GPU over the fleet.
@@ -146,6 +164,19 @@ pub fn exposed_communication(
         exposed += gather;
     }
     (total, exposed)
+}
+
+/// Time of one point-to-point send of `bytes` between pipeline stages `stride` ranks apart: over
+/// the inter-node link when that crosses a node, else over NVLink at the all-reduce bus
+/// bandwidth (an all-reduce's busbw is what one link direction sustains in a ring); plus one
+/// call's latency.
+pub fn p2p_time(fleet: &Fleet, mach: &Machine, bytes: Bytes, stride: u64) -> Seconds {
+    let link = if stride >= fleet.gpus_per_node {
+        fleet.inter_node_bandwidth * fleet.inter_node_efficiency
+    } else {
+        mach.allreduce_busbw
+    };
+    mach.allreduce_latency + bytes / link
 }
 
 /// Time of one all-to-all in which each of `ranks` GPUs sends `bytes` in all (its share to

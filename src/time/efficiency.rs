@@ -72,7 +72,7 @@ pub const MISALIGNED_CEILING: f64 = 0.14;
 pub fn alignment(dtype: Dtype) -> u64 {
     match dtype {
         Dtype::Fp8 => 16,
-        Dtype::Bf16 => 8,
+        Dtype::Bf16 | Dtype::Fp16 => 8,
         Dtype::Fp32 | Dtype::Tf32 => 4,
     }
 }

@@ -150,7 +150,8 @@ impl Machine {
     /// Dense peak and achievable fraction of (unit, dtype); peak 0 when unsupported.
     pub fn peak(&self, unit: Unit, dtype: Dtype) -> (FlopRate, f64) {
         match (unit, dtype) {
-            (Unit::Tensor, Dtype::Bf16) => (self.peak_bf16, self.frac_bf16),
+            // fp16 runs at the bf16 rate (see `Dtype::Fp16`).
+            (Unit::Tensor, Dtype::Bf16 | Dtype::Fp16) => (self.peak_bf16, self.frac_bf16),
             (Unit::Tensor, Dtype::Fp8) => (self.peak_fp8, self.frac_fp8),
             (Unit::Tensor, Dtype::Tf32) | (Unit::Tensor, Dtype::Fp32) => {
                 (self.peak_tf32, self.frac_tf32)

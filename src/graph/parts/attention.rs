@@ -36,6 +36,7 @@ pub(crate) fn forward(
     let (h, kv) = (t.heads as f64, m.kv_heads() as f64);
     let (eq, ekv) = (tf * m.q_width() as f64, tf * m.kv_width() as f64);
     b.linear(&shapes.qkv, rows, x);
+    b.shard_saved_input();
     b.mark(Role::AttentionInputs);
     // q, k, v are views of the qkv output: backward stacks dq, dk, dv and copies the stack into
     // the qkv output's layout ([B, s, h + 2·kv, dh]): two kernels.

@@ -19,7 +19,9 @@ pub(crate) fn forward(
     let nu = b.policy;
     let t = &m.transformer;
     let rows = b.batch * seq;
-    let (bf, tf, d) = (b.batch as f64, rows as f64, t.width as f64);
+    // Between the tensor-parallel regions (norms, modulation, dropout, residual adds) each GPU
+    // handles 1/sp of the tokens under sequence parallelism.
+    let (bf, tf, d) = (b.batch as f64, rows as f64 / b.sp as f64, t.width as f64);
     let e = tf * d;
     // Weights of qkv, proj, fc1, fc2 (+ adaLN, the router and shared expert, this rank's
     // experts) and the biases the model has: autocast casts each tensor, one kernel each.

@@ -32,8 +32,12 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
     }
     // The log-sum-exp of each row, fp32.
     let lse = bh as f64 * sf * FP32;
-    let flops = 4.0 * bf * sf * sf * m.q_width() as f64 * m.attended_fraction(seq);
-    let read = (e + 2.0 * ekv) * o;
+    // Context parallelism (ring attention over cp GPUs): the s/cp local queries attend to all s
+    // keys, whose K and V blocks stream past; load-balanced causal chunks give each GPU 1/cp of
+    // the whole sequence's attended pairs.
+    let cp = b.cp as f64;
+    let flops = 4.0 * bf * sf * (sf * cp) * m.q_width() as f64 * m.attended_fraction(seq * b.cp);
+    let read = (e + 2.0 * ekv * cp) * o;
     let written = e * o + lse;
     // Grouped heads: dK and dV written per query head, then summed per group.
     let grouped = ekv < e;
@@ -75,7 +79,7 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
             // of the per-head dK and dV reads them back and writes kv heads.
             bwd: Bwd::Flash {
                 read: Bytes(
-                    (3.0 * e + 2.0 * ekv) * o
+                    (3.0 * e + 2.0 * ekv * cp) * o
                         + 2.0 * lse
                         + e * FP32
                         + if grouped { dkv * o } else { 0.0 },

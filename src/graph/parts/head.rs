@@ -97,16 +97,18 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes) {
     let nu = b.policy;
     let t = &m.transformer;
     let rows = b.batch * m.tokens.text;
+    // The final norm runs on the sequence shard under sequence parallelism.
     let x = norm(
         b,
         n!("final.norm"),
         t.norm,
-        rows as f64,
+        rows as f64 / b.sp as f64,
         t.width as f64,
         nu.residual,
         1,
     );
     b.linear(&shapes.head, rows, x);
+    b.shard_saved_input();
     let logits = rows as f64 * shapes.head.n as f64;
     let r = rows as f64;
     let o = nu.activation.bytes();

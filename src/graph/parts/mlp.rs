@@ -32,6 +32,9 @@ pub(crate) fn branch(
 ) {
     let act = b.policy.activation;
     b.linear(up, rows, x);
+    if up.copies == 1 {
+        b.shard_saved_input();
+    }
     let hidden = (up.copies * rows) as f64 * down.k as f64;
     activation(b, kind, hidden, names(kind, shared));
     b.linear(down, rows, act);

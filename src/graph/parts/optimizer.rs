@@ -1,5 +1,6 @@
-//! The optimizer step: AdamW over the parameters this rank owns, and the EMA copies. FLOPs per
-//! parameter: AdamW 14, EMA 3.
+//! The optimizer step: AdamW over the parameters this rank owns, and the EMA copies, after the
+//! loss scaler's unscaling for 16-bit gradients. FLOPs per parameter: AdamW 14, EMA 3, unscaling
+//! and the inf check 2.
 
 use crate::graph::builder::{library_op, n, Builder, Meta, FP32};
 use crate::graph::{Dtype, Layer, Op, OpClass, OpKind, ParamCount, Phase, StepConfig, Unit};
@@ -34,6 +35,25 @@ pub(crate) fn step(b: &mut Builder, params: &ParamCount, cfg: &StepConfig) {
             Bytes((3.0 * FP32 + extra) * p),
         )
     };
+    if b.policy.gradient != Dtype::Fp32 {
+        // Loss scaling (fp16, Megatron-LM's Float16 optimizer): the 16-bit gradients are copied
+        // into fp32 main gradients (reads 2 B, writes 4 B per parameter), then unscaled in place
+        // with the inf/nan check fused (reads and writes 4 B): two multi-tensor kernels.
+        let g = b.policy.gradient.bytes();
+        b.push(
+            Op {
+                name: "optimizer.loss_scale",
+                flops: Flops(2.0 * p),
+                bytes_read: Bytes((g + FP32) * p),
+                bytes_written: Bytes(2.0 * FP32 * p),
+                fused_read: Bytes((g + FP32) * p),
+                fused_written: Bytes(2.0 * FP32 * p),
+                kernels: 2,
+                ..adam
+            },
+            Meta::none(n!("optimizer.loss_scale")),
+        );
+    }
     b.push(adam, Meta::none(n!("optimizer.adamw")));
     if cfg.ema > 0 {
         // Each EMA copy: ema = decay * ema + (1 - decay) * param: reads ema and param (8 B),

@@ -13,14 +13,16 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{
-    all_to_all_bytes, Checkpointing, ExecMode, OpClass, Phase, PrecisionPolicy, StepConfig,
-    StepGraph,
+    all_to_all_bytes, Checkpointing, ExecMode, OpClass, PrecisionPolicy, StepConfig, StepGraph,
 };
-use crate::memory::{footprint_of, MemoryBreakdown, MemoryConfig, MemoryProfile};
+use crate::memory::{footprint_of, in_flight, MemoryBreakdown, MemoryConfig, MemoryProfile};
 use crate::spec::ModelSpec;
-use crate::time::{comm, op_time, Bound, Fleet, Machine};
+use crate::time::{comm, op_time, Fleet, Machine};
+
+mod stage;
 use crate::units::{Bytes, FlopRate, Flops, Seconds};
 use serde::Serialize;
+use stage::{critical_stage, model_parallel_comm, part_of, PartTime};
 
 /// How the step runs beyond one GPU's op graph: execution mode, fleet, sharding, accumulation.
 #[derive(Debug, Clone, Copy)]
@@ -76,13 +78,31 @@ impl RunConfig {
         Ok(())
     }
 
-    /// The memory settings this run implies: its ZeRO stage over all its GPUs, fused memory
-    /// behaviour for compiled modes.
+    /// Data-parallel replicas: GPUs / (tp·pp·cp); an error names the flags when that does
+    /// not divide.
+    pub fn data_parallel(&self) -> Result<u64> {
+        let par = &self.step.parallel;
+        let replica = par.replica_gpus();
+        if replica == 0 || !self.fleet.gpus.is_multiple_of(replica) {
+            return Err(Error::Invalid(format!(
+                "--gpus {} must be a multiple of --tp {} x --pp {} x --cp {} = {replica}",
+                self.fleet.gpus, par.tp, par.pp, par.cp
+            )));
+        }
+        Ok(self.fleet.gpus / replica)
+    }
+
+    /// The memory settings this run implies: its ZeRO stage over the ranks holding the same
+    /// weights (data- and context-parallel), the first pipeline stage's micro-batches in flight,
+    /// fused memory behaviour for compiled modes.
     pub fn memory_config(&self) -> MemoryConfig {
+        let par = &self.step.parallel;
+        let replica = par.replica_gpus().max(1);
         MemoryConfig {
             zero: self.zero,
-            dp: self.fleet.gpus,
+            dp: (self.fleet.gpus / replica).max(1) * par.cp,
             fused: self.mode != ExecMode::Eager,
+            in_flight: (par.pp > 1).then(|| in_flight(par.pp, par.vpp, self.grad_accum)),
             ..self.memory
         }
     }
@@ -105,6 +125,8 @@ pub struct Breakdown {
     pub communication: Seconds,
     /// Launch gaps between kernels plus host dispatch in excess of GPU time.
     pub launch_overhead: Seconds,
+    /// Pipeline stages idle while the pipeline fills and drains (1F1B bubble).
+    pub pipeline_bubble: Seconds,
 }
 
 impl Breakdown {
@@ -120,7 +142,7 @@ impl Breakdown {
     }
 
     /// Every slot with its name, in report order.
-    pub fn entries(&self) -> [(&'static str, Seconds); 7] {
+    pub fn entries(&self) -> [(&'static str, Seconds); 8] {
         [
             ("gemm", self.gemm),
             ("attention", self.attention),
@@ -129,7 +151,22 @@ impl Breakdown {
             ("optimizer", self.optimizer),
             ("communication", self.communication),
             ("launch_overhead", self.launch_overhead),
+            ("pipeline_bubble", self.pipeline_bubble),
         ]
+    }
+
+    /// This breakdown plus `k` times `o`, slot by slot.
+    pub fn plus(&self, o: &Breakdown, k: f64) -> Breakdown {
+        Breakdown {
+            gemm: self.gemm + o.gemm * k,
+            attention: self.attention + o.attention * k,
+            normalization: self.normalization + o.normalization * k,
+            elementwise: self.elementwise + o.elementwise * k,
+            optimizer: self.optimizer + o.optimizer * k,
+            communication: self.communication + o.communication * k,
+            launch_overhead: self.launch_overhead + o.launch_overhead * k,
+            pipeline_bubble: self.pipeline_bubble + o.pipeline_bubble * k,
+        }
     }
 
     /// The largest slot: (name, seconds).
@@ -165,6 +202,15 @@ impl ByBound {
             ("memory", self.memory),
             ("launch", self.launch),
         ]
+    }
+
+    /// These times plus `k` times `o`.
+    pub fn plus(&self, o: &ByBound, k: f64) -> ByBound {
+        ByBound {
+            compute: self.compute + o.compute * k,
+            memory: self.memory + o.memory * k,
+            launch: self.launch + o.launch * k,
+        }
     }
 
     /// Sum over the roofs.
@@ -233,6 +279,7 @@ struct Profiled {
     model: ModelSpec,
     step: StepConfig,
     fused: bool,
+    in_flight: Option<f64>,
     profile: MemoryProfile,
 }
 
@@ -267,6 +314,7 @@ impl Estimator {
         model: &ModelSpec,
         step: &StepConfig,
         fused: bool,
+        in_flight: Option<f64>,
     ) -> Result<&MemoryProfile> {
         let key = StepConfig {
             batch: 1,
@@ -275,11 +323,9 @@ impl Estimator {
             param_shards: 1,
             ..*step
         };
-        if let Some(i) = self
-            .profiles
-            .iter()
-            .position(|p| p.step == key && p.fused == fused && p.model == *model)
-        {
+        if let Some(i) = self.profiles.iter().position(|p| {
+            p.step == key && p.fused == fused && p.in_flight == in_flight && p.model == *model
+        }) {
             // Most recently used last.
             self.profiles[i..].rotate_left(1);
         } else {
@@ -287,7 +333,7 @@ impl Estimator {
             let two = self
                 .probe_two
                 .build(model, &StepConfig { batch: 2, ..key })?;
-            let profile = MemoryProfile::new(one, two, step.checkpointing, fused);
+            let profile = MemoryProfile::new(one, two, step.checkpointing, fused, in_flight);
             if self.profiles.len() == PROFILES {
                 self.profiles.remove(0);
             }
@@ -295,6 +341,7 @@ impl Estimator {
                 model: model.clone(),
                 step: key,
                 fused,
+                in_flight,
                 profile,
             });
         }
@@ -320,66 +367,67 @@ impl Estimator {
             )));
         }
         run.check_experts(model)?;
+        let dp = run.data_parallel()?;
+        let par = run.step.parallel;
         let ep = run.step.expert_shards;
         let mut step = run.step;
+        // ZeRO shards over the ranks that hold the same weights: data- and context-parallel.
+        let shards = dp * par.cp;
         if run.zero >= 1 {
-            step.optimizer_shards = run.fleet.gpus;
+            step.optimizer_shards = shards;
         }
         if run.zero >= 3 {
-            step.param_shards = run.fleet.gpus;
+            step.param_shards = shards;
         }
         self.graph.build(model, &step)?;
         let k = run.grad_accum as f64;
-        let mut breakdown = Breakdown::default();
-        let mut by_bound = ByBound::default();
-        let (mut fwd, mut bwd, mut opt) = (Seconds::ZERO, Seconds::ZERO, Seconds::ZERO);
-        let (mut host, mut gaps) = (Seconds::ZERO, Seconds::ZERO);
-        let (mut host_fwd, mut host_bwd) = (Seconds::ZERO, Seconds::ZERO);
-        let (mut model_flops, mut hw_flops) = (Flops::ZERO, Flops::ZERO);
-        let mut kernels = 0.0;
+        // Per micro-step: embeddings, blocks, head; per step: the optimizer.
+        let mut parts = [PartTime::default(); 4];
         for op in self.graph.ops() {
             let t = op_time(mach, op, run.mode, run.step.attention)?;
-            let reps = op.layer.count() as f64 * if op.phase == Phase::Optimizer { 1.0 } else { k };
-            let busy = (t.time - t.gap) * reps;
-            match op.phase {
-                Phase::Forward => {
-                    fwd += t.time * reps;
-                    host_fwd += t.host * reps;
-                }
-                Phase::Backward => {
-                    bwd += t.time * reps;
-                    host_bwd += t.host * reps;
-                }
-                Phase::Optimizer => opt += t.time * reps,
-            }
-            *breakdown.class_mut(op.class) += busy;
-            match t.bound {
-                Bound::Compute => by_bound.compute += busy,
-                Bound::Memory => by_bound.memory += busy,
-                Bound::Launch => by_bound.launch += busy,
-                Bound::None => {}
-            }
-            gaps += t.gap * reps;
-            host += t.host * reps;
-            kernels += t.kernels * reps;
-            model_flops += op.model_flops * reps;
-            if op.kind.is_matmul() {
-                hw_flops += op.flops * reps;
-            }
+            parts[part_of(op)].add(op, &t, op.layer.count() as f64);
         }
-        let gpu = fwd + bwd + opt;
-        let host_excess = Seconds((host.0 - gpu.0).max(0.0));
-        breakdown.launch_overhead = gaps + host_excess;
-
-        let params = self.graph.params();
-        let micro = Seconds((fwd + bwd).max(host_fwd + host_bwd).0 / k);
-        let fwd_wall = Seconds((fwd.max(host_fwd).0 / k).min(micro.0));
-        let bwd_wall = micro - fwd_wall;
-        let (mut comm_total, mut comm_exposed) = comm::exposed_communication(
+        let opt_part = parts[3];
+        let stage = critical_stage(&parts, par.pp);
+        let policy = PrecisionPolicy::of(step.precision);
+        let mp = model_parallel_comm(
+            model,
+            &par,
             &run.fleet,
             mach,
+            &policy,
+            step.checkpointing,
+            step.batch,
+            stage.attention,
+        );
+        let all = stage.times(k).plus(&opt_part);
+        let (fwd, bwd, opt) = (stage.fwd * k, stage.bwd * k, opt_part.gpu());
+        let gpu = all.gpu();
+        let host = all.host();
+        let host_excess = Seconds((host.0 - gpu.0).max(0.0));
+        let mut breakdown = all.breakdown;
+        let by_bound = all.by_bound;
+        breakdown.launch_overhead = all.gaps + host_excess;
+        // 1F1B: the pipeline fills and drains over (p - 1)/v micro-steps of the critical stage.
+        let micro_stage = Seconds(stage.gpu().max(stage.host()).0) + mp.total();
+        let bubble = if par.pp > 1 {
+            micro_stage * ((par.pp - 1) as f64 / par.vpp as f64)
+        } else {
+            Seconds::ZERO
+        };
+        breakdown.pipeline_bubble = bubble;
+
+        let params = self.graph.params();
+        let gpu_params = self.graph.gpu_params();
+        let micro = Seconds((fwd + bwd).max(stage.host() * k).0 / k);
+        let fwd_wall = Seconds((fwd.max(stage.host_fwd * k).0 / k).min(micro.0));
+        let bwd_wall = micro - fwd_wall;
+        let dp_fleet = run.fleet.group(shards, par.tp * par.pp);
+        let (mut comm_total, mut comm_exposed) = comm::exposed_communication(
+            &dp_fleet,
+            mach,
             // Each rank reduces the gradients it holds: the dense ones and its experts'.
-            params.resident(1, ep),
+            gpu_params.resident(1, ep),
             &run.step,
             run.zero,
             run.grad_accum,
@@ -389,6 +437,8 @@ impl Estimator {
             bwd_wall,
             fwd_wall,
         );
+        comm_total += mp.total() * k;
+        comm_exposed += mp.total() * k;
         if ep > 1 {
             // Expert parallelism: four all-to-alls per MoE layer per micro-step, six when full
             // checkpointing recomputes the forward; none hidden.
@@ -398,24 +448,29 @@ impl Estimator {
                 4.0
             };
             let tokens = run.step.batch * model.max_seq();
-            let bytes = Bytes(all_to_all_bytes(
-                model,
-                tokens,
-                PrecisionPolicy::of(step.precision).activation,
-            ));
+            let bytes = Bytes(all_to_all_bytes(model, tokens, policy.activation));
             let a2a = comm::all_to_all_time(&run.fleet, mach, bytes, ep)
-                * (per_layer * model.transformer.depth as f64 * k);
+                * (per_layer * par.stage_blocks(model.transformer.depth) as f64 * k);
             comm_total += a2a;
             comm_exposed += a2a;
         }
         breakdown.communication = comm_exposed;
-        let step_time = gpu + host_excess + comm_exposed;
+        let step_time = gpu + host_excess + comm_exposed + bubble;
+        // Model FLOPs per GPU: a stage's blocks and, spread over the stages, the two ends.
+        let pp = par.pp as f64;
+        let [embed, blocks, head, _] = parts;
+        let flops_per_gpu = |f: fn(&PartTime) -> Flops| {
+            (f(&blocks) + (f(&embed) + f(&head)) * (1.0 / pp)) * k + f(&opt_part)
+        };
+        let model_flops = flops_per_gpu(|p| p.model_flops);
+        let hw_flops = flops_per_gpu(|p| p.hw_flops);
+        let kernels = all.kernels;
 
         let mc = run.memory_config();
-        let memory = footprint_of(&params, &run.step, self.graph.ops(), &mc);
-        let max_batch =
-            self.profile(model, &step, mc.fused)?
-                .max_batch(&memory, mach.capacity, &mc);
+        let memory = footprint_of(&gpu_params, &run.step, self.graph.ops(), &mc);
+        let max_batch = self
+            .profile(model, &step, mc.fused, mc.in_flight)?
+            .max_batch(&memory, mach.capacity, &mc);
         let capacity = mach.capacity;
         let mfu_peak = mach.mfu_peak(run.step.precision);
         if !(step_time.0.is_finite() && step_time.0 > 0.0 && memory.total_bytes.0.is_finite()) {
@@ -424,7 +479,7 @@ impl Estimator {
                 model.name, step_time.0, memory.total_bytes.0
             )));
         }
-        let samples_per_step = (run.step.batch as f64) * k * run.fleet.gpus as f64;
+        let samples_per_step = (run.step.batch as f64) * k * dp as f64;
         let samples_per_s = samples_per_step / step_time.0;
         let tokens_per_sample = model.tokens_per_sample() as f64;
         Ok(StepEstimate {
