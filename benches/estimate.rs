@@ -34,5 +34,35 @@ fn bench_estimate(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_estimate);
+/// `roofline search --model gpt3-175b --gpu a100-sxm-80gb --gpus 1024 --global-batch 1536`: the
+/// whole ranking (enumeration, bounds, estimates on every core).
+fn bench_search(c: &mut Criterion) {
+    use roofline::analysis::search::{search, Objective, SearchSpace};
+    let s = roofline::cli::parse_scenario(&[
+        "--model",
+        "gpt3-175b",
+        "--gpu",
+        "a100-sxm-80gb",
+        "--gpus",
+        "1024",
+    ])
+    .unwrap();
+    let space = SearchSpace {
+        global_batch: 1536,
+        max_tp: 64,
+        max_pp: 128,
+        max_vpp: 8,
+        max_cp: 8,
+        top: 10,
+        objective: Objective::Time,
+    };
+    let mut g = c.benchmark_group("search");
+    g.sample_size(10);
+    g.bench_function("search gpt3-175b 1024 x a100 global batch 1536", |b| {
+        b.iter(|| search(black_box(&s), &space, &|_, _| {}).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_estimate, bench_search);
 criterion_main!(benches);

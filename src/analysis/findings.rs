@@ -162,8 +162,9 @@ pub fn findings(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<F
         }
     }
 
-    // Communication the backward does not hide: more micro-steps per all-reduce.
-    if base.comm_exposed.0 > MIN_SAVING * step.0 {
+    // Gradient communication the backward does not hide: more micro-steps per all-reduce.
+    let gradients = base.comm_exposed - base.comm_model_parallel;
+    if gradients.0 > MIN_SAVING * step.0 {
         let k = s.run.grad_accum;
         let run = RunConfig {
             grad_accum: k * 4,
@@ -177,8 +178,8 @@ pub fn findings(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<F
                 "exposed_communication",
                 saving,
                 format!(
-                    "{} of communication per step is not hidden by the backward; --grad-accum {} reduces gradients once per 4x the samples (a 4x larger global batch, a change to the training recipe), counted per {} samples",
-                    base.comm_exposed,
+                    "{} of gradient communication per step is not hidden by the backward; --grad-accum {} reduces gradients once per 4x the samples (a 4x larger global batch, a change to the training recipe), counted per {} samples",
+                    gradients,
                     k * 4,
                     base.samples_per_step
                 ),

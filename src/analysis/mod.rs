@@ -17,6 +17,7 @@ pub mod findings;
 pub mod flash;
 pub mod published;
 pub mod roofline;
+pub mod search;
 pub mod sensitivity;
 pub mod summary;
 pub mod sweep;

@@ -112,6 +112,9 @@ pub struct EstimateReport {
     /// Expert-parallel ranks (mixtures of experts only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ep: Option<u64>,
+    /// Model parallelism and data-parallel replicas (only when the model is split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<ParallelLayout>,
     /// Trainable parameters.
     pub params: u64,
     /// Parameters one token uses (mixtures of experts only).
@@ -198,6 +201,16 @@ pub struct EstimateReport {
     pub assumptions: Vec<String>,
 }
 
+/// How a run splits the model and the batch.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ParallelLayout {
+    /// Tensor, sequence, pipeline and context parallelism.
+    #[serde(flatten)]
+    pub split: crate::graph::Parallelism,
+    /// Data-parallel replicas: GPUs / (tp·pp·cp).
+    pub dp: u64,
+}
+
 impl EstimateReport {
     /// The report of estimate `e` of scenario `s`.
     pub fn new(s: &Scenario, e: &StepEstimate) -> Self {
@@ -240,6 +253,12 @@ impl EstimateReport {
             precision: run.step.precision.to_string(),
             checkpointing: run.step.checkpointing.to_string(),
             zero: run.zero,
+            parallel: (run.step.parallel != crate::graph::Parallelism::default()).then(|| {
+                ParallelLayout {
+                    split: run.step.parallel,
+                    dp: run.fleet.gpus / run.step.parallel.replica_gpus().max(1),
+                }
+            }),
             ema: run.step.ema,
             ep: model
                 .transformer
@@ -416,7 +435,39 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             model.transformer.window
         ));
     }
-    if run.fleet.gpus > 1 {
+    let par = run.step.parallel;
+    if par.tp > 1 {
+        v.push(format!(
+            "tensor parallelism over {} GPUs (Megatron-LM): heads, MLP hidden units and vocabulary split; 2 all-reduces of the layer's activations per block forward and 2 backward (+2 with full recompute), one each for the embedding and the LM head, at the all-reduce bus bandwidth within a node; not overlapped with compute{}",
+            par.tp,
+            if par.sp {
+                "; sequence parallelism: each all-reduce becomes a reduce-scatter plus an all-gather of the same volume, norms, dropout and residual adds on 1/tp of the tokens"
+            } else {
+                ""
+            }
+        ));
+    }
+    if par.pp > 1 {
+        v.push(format!(
+            "pipeline: {} stages of {} blocks{}, 1F1B: bubble (p-1)/v = {:.2} micro-steps of the slowest stage (its blocks plus the embeddings or the head), activations sent to the next stage per micro-batch and chunk (scattered over the tensor-parallel ranks); the first stage holds {:.1} micro-batches of activations",
+            par.pp,
+            model.transformer.depth / par.pp,
+            if par.vpp > 1 {
+                format!(" in {} interleaved chunks", par.vpp)
+            } else {
+                String::new()
+            },
+            (par.pp - 1) as f64 / par.vpp as f64,
+            crate::memory::in_flight(par.pp, par.vpp, run.grad_accum)
+        ));
+    }
+    if par.cp > 1 {
+        v.push(format!(
+            "context parallelism over {} GPUs: each holds 1/{} of every sequence; ring attention passes K and V blocks (and their gradients in the backward) behind the attention kernels, exposed only where the ring outlasts them",
+            par.cp, par.cp
+        ));
+    }
+    if run.fleet.gpus > par.replica_gpus() {
         v.push(format!(
             "gradient all-reduce: fp32 gradients in 25 MiB buckets, ring busbw {} ({}), overlapped with backward except the last bucket",
             mach.allreduce_busbw,

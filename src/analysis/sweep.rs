@@ -51,10 +51,18 @@ pub enum Param {
     Ema,
     /// Expert-parallel ranks.
     Ep,
+    /// Tensor-parallel GPUs.
+    Tp,
+    /// Pipeline stages.
+    Pp,
+    /// Model chunks per pipeline stage.
+    Vpp,
+    /// Context-parallel GPUs.
+    Cp,
 }
 
 /// Every parameter with its command-line name.
-pub const PARAMS: [(&str, Param); 13] = [
+pub const PARAMS: [(&str, Param); 17] = [
     ("model", Param::Model),
     ("gpu", Param::Gpu),
     ("seq", Param::Seq),
@@ -68,6 +76,10 @@ pub const PARAMS: [(&str, Param); 13] = [
     ("zero", Param::Zero),
     ("ema", Param::Ema),
     ("ep", Param::Ep),
+    ("tp", Param::Tp),
+    ("pp", Param::Pp),
+    ("vpp", Param::Vpp),
+    ("cp", Param::Cp),
 ];
 
 /// Metrics a sweep chart can show (columns of the output).
@@ -98,6 +110,10 @@ impl Param {
                 | Param::Zero
                 | Param::Ema
                 | Param::Ep
+                | Param::Tp
+                | Param::Pp
+                | Param::Vpp
+                | Param::Cp
         )
     }
 }
@@ -208,10 +224,21 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         Param::Zero if dim.nums.iter().any(|z| *z > 3) => {
             return Err(bad("ZeRO stages are 0-3".into()))
         }
-        Param::Gpus | Param::GradAccum | Param::Batch | Param::Seq | Param::Ep
+        Param::Gpus
+        | Param::GradAccum
+        | Param::Batch
+        | Param::Seq
+        | Param::Ep
+        | Param::Tp
+        | Param::Pp
+        | Param::Vpp
+        | Param::Cp
             if dim.nums.contains(&0) =>
         {
             return Err(bad("values must be positive".into()))
+        }
+        Param::Tp | Param::Pp | Param::Vpp | Param::Cp if dim.nums.iter().any(|g| *g > 1 << 16) => {
+            return Err(bad("at most 65536".into()))
         }
         Param::Gpus | Param::Ep if dim.nums.iter().any(|g| *g > limits::GPUS) => {
             return Err(bad(format!("at most {} GPUs", limits::GPUS)))
@@ -258,6 +285,14 @@ pub struct Row {
     pub ema: u32,
     /// Expert-parallel ranks.
     pub ep: u64,
+    /// Tensor-parallel GPUs.
+    pub tp: u64,
+    /// Pipeline stages.
+    pub pp: u64,
+    /// Model chunks per pipeline stage.
+    pub vpp: u64,
+    /// Context-parallel GPUs.
+    pub cp: u64,
     /// Optimizer step time.
     pub step_time_s: Option<f64>,
     /// Forward per micro-step.
@@ -287,7 +322,7 @@ pub struct Row {
 }
 
 /// CSV column order (the fields of [`Row`]).
-pub const COLUMNS: [&str; 26] = [
+pub const COLUMNS: [&str; 30] = [
     "model",
     "gpu",
     "seq",
@@ -301,6 +336,10 @@ pub const COLUMNS: [&str; 26] = [
     "zero",
     "ema",
     "ep",
+    "tp",
+    "pp",
+    "vpp",
+    "cp",
     "step_time_s",
     "forward_s",
     "backward_s",
@@ -406,6 +445,10 @@ impl Plan<'_> {
                 (Param::Zero, Choice::Num(n)) => run.zero = n as u8,
                 (Param::Ema, Choice::Num(n)) => run.step.ema = n as u32,
                 (Param::Ep, Choice::Num(n)) => run.step.expert_shards = n,
+                (Param::Tp, Choice::Num(n)) => run.step.parallel.tp = n,
+                (Param::Pp, Choice::Num(n)) => run.step.parallel.pp = n,
+                (Param::Vpp, Choice::Num(n)) => run.step.parallel.vpp = n,
+                (Param::Cp, Choice::Num(n)) => run.step.parallel.cp = n,
                 _ => {}
             }
         }
@@ -555,6 +598,10 @@ fn row(
         zero: run.zero,
         ema: run.step.ema,
         ep: run.step.expert_shards,
+        tp: run.step.parallel.tp,
+        pp: run.step.parallel.pp,
+        vpp: run.step.parallel.vpp,
+        cp: run.step.parallel.cp,
         step_time_s: f(|e| e.step_time.0),
         forward_s: f(|e| e.forward.0),
         backward_s: f(|e| e.backward.0),

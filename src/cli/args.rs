@@ -42,6 +42,9 @@ pub enum Command {
     Plot(PlotArgs),
     /// Evaluate the cartesian product of --vary specs in parallel; CSV/JSON rows and a chart.
     Sweep(SweepArgs),
+    /// The best executions (tp, sp, pp, vpp, cp, dp, micro-batch, recompute, ZeRO) of a model on
+    /// a fleet at a global batch, ranked; only those that fit in memory.
+    Search(SearchArgs),
     /// Effect of every assumption on step and training time: table, elasticities, tornado chart.
     Sensitivity(SensitivityArgs),
     /// naive vs sdpa-math vs flash2 vs flash3 across sequence lengths: Markdown table and chart.
@@ -232,7 +235,7 @@ pub struct SweepArgs {
     pub scenario: ScenarioArgs,
     /// NAME=SPEC, repeatable: SPEC is `a..b` (powers of two from a to b) or a list `a,b,c`.
     /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
-    /// grad_accum, zero, ema, ep.
+    /// grad_accum, zero, ema, ep, tp, pp, vpp, cp.
     #[arg(long = "vary", required = true)]
     pub vary: Vec<String>,
     /// Output table: .csv or .json.
@@ -245,6 +248,39 @@ pub struct SweepArgs {
     /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu | memory_per_gpu_bytes.
     #[arg(long, default_value = "step_time_s")]
     pub metric: String,
+}
+
+/// `roofline search`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Model, GPU, fleet, precision, attention, mode and --global-batch (required) as for
+    /// `roofline estimate`; the execution settings are searched.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Rank by step time or by cost per step.
+    #[arg(long, default_value = "time")]
+    pub objective: crate::analysis::search::Objective,
+    /// How many to print.
+    #[arg(long, default_value = "10", value_parser = parse_count_u64)]
+    pub top: u64,
+    /// Largest tensor-parallel size tried.
+    #[arg(long, default_value = "64", value_parser = parse_count_u64)]
+    pub max_tp: u64,
+    /// Largest pipeline-parallel size tried.
+    #[arg(long, default_value = "128", value_parser = parse_count_u64)]
+    pub max_pp: u64,
+    /// Largest number of model chunks per pipeline stage tried.
+    #[arg(long, default_value = "8", value_parser = parse_count_u64)]
+    pub max_vpp: u64,
+    /// Largest context-parallel size tried (fused attention only).
+    #[arg(long, default_value = "8", value_parser = parse_count_u64)]
+    pub max_cp: u64,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
 }
 
 /// `roofline sensitivity`.

@@ -128,6 +128,61 @@ pub fn estimate(a: &EstimateArgs) -> Result<()> {
 }
 
 /// `roofline sweep`.
+pub fn search(a: &SearchArgs) -> Result<()> {
+    let global_batch = a.scenario.global_batch.ok_or_else(|| {
+        Error::Invalid("search needs --global-batch (samples per optimizer step)".into())
+    })?;
+    let spec = crate::scenario::ScenarioSpec {
+        // The searched settings start from one GPU's split; each candidate sets its own.
+        global_batch: None,
+        grad_accum: 1,
+        step: crate::graph::StepConfig {
+            parallel: crate::graph::Parallelism::default(),
+            ..a.scenario.step.step_config()
+        },
+        ..a.scenario.spec()?
+    };
+    let s = spec.load()?;
+    let space = analysis::search::SearchSpace {
+        global_batch,
+        max_tp: a.max_tp,
+        max_pp: a.max_pp,
+        max_vpp: a.max_vpp,
+        max_cp: a.max_cp,
+        top: usize::try_from(a.top).unwrap_or(usize::MAX).min(10_000),
+        objective: a.objective,
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} executions, eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        // Drawn only when the search takes longer than a moment.
+        b.enable_steady_tick(std::time::Duration::from_millis(500));
+        b
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let r = analysis::search::search(&s, &space, &progress)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if a.json {
+        out(&format!("{}\n", json::to_string(&r)?))
+    } else if a.csv {
+        out(&csv::search(&r))
+    } else {
+        out(&text::search(&r))
+    }
+}
+
+/// `roofline sweep`.
 pub fn sweep(a: &SweepArgs) -> Result<()> {
     use analysis::sweep::{parse_vary, METRICS};
     let dims = a

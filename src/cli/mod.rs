@@ -26,6 +26,7 @@ fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Audit(a) => commands::audit(&a),
         Command::Plot(a) => commands::plot(&a),
         Command::Sweep(a) => commands::sweep(&a),
+        Command::Search(a) => commands::search(&a),
         Command::Sensitivity(a) => commands::sensitivity(&a),
         Command::FlashReport(a) => commands::flash_report(&a),
         Command::Report(a) => commands::report(&a),

@@ -240,6 +240,8 @@ pub struct StepEstimate {
     pub comm_total: Seconds,
     /// Communication not hidden by backward.
     pub comm_exposed: Seconds,
+    /// Of it, model-parallel communication (tensor, context, pipeline), none hidden.
+    pub comm_model_parallel: Seconds,
     /// Model FLOPs per GPU per step (no recomputation).
     pub model_flops: Flops,
     /// Executed matmul FLOPs per GPU per step, recomputation included (the HFU numerator).
@@ -492,6 +494,7 @@ impl Estimator {
             by_bound,
             comm_total,
             comm_exposed,
+            comm_model_parallel: mp.total() * k,
             model_flops,
             hw_flops,
             mfu_peak,

@@ -171,6 +171,23 @@ pub fn estimate(r: &EstimateReport) -> String {
         r.checkpointing,
         r.zero
     );
+    if let Some(l) = &r.parallel {
+        let p = &l.split;
+        let _ = writeln!(
+            s,
+            "  layout: tensor parallel {}{}, pipeline {} stage(s){}, context parallel {}, {} data-parallel replica(s)",
+            p.tp,
+            if p.sp { " + sequence parallel" } else { "" },
+            p.pp,
+            if p.vpp > 1 {
+                format!(" x {} chunks", p.vpp)
+            } else {
+                String::new()
+            },
+            p.cp,
+            l.dp
+        );
+    }
     match r.active_params {
         Some(a) => {
             let _ = writeln!(
@@ -514,6 +531,61 @@ pub fn published_validation(v: &PublishedValidation, markdown: bool) -> String {
         let bullet = if markdown { "- " } else { "  " };
         let _ = writeln!(s, "{bullet}{}: `{}`; \"{}\"", r.name, r.settings, r.quote);
     }
+    s
+}
+
+/// `roofline search`: the ranked executions, best first.
+pub fn search(r: &crate::analysis::search::SearchResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "roofline search: {} on {} x {}, global batch {}, ranked by {}\n{} executions in the space; {} estimated, {} skipped by the compute bound, {} estimated did not fit in memory\n",
+        r.model,
+        r.gpus,
+        r.gpu,
+        r.global_batch,
+        r.objective,
+        r.candidates,
+        r.evaluated,
+        r.pruned,
+        r.out_of_memory
+    );
+    let _ = writeln!(
+        s,
+        "{:>4} {:>4} {:>3} {:>4} {:>4} {:>3} {:>5} {:>5} {:>6} {:<10} {:>4} {:>10} {:>6} {:>12} {:>11} {:>6} {:>7} {:>10}",
+        "rank", "tp", "sp", "pp", "vpp", "cp", "dp", "batch", "accum", "recompute", "zero",
+        "step", "MFU", "tokens/s", "memory/GPU", "comm", "bubble", "USD/step"
+    );
+    for (i, row) in r.rows.iter().enumerate() {
+        let c = &row.candidate;
+        let p = &c.parallel;
+        let _ = writeln!(
+            s,
+            "{:>4} {:>4} {:>3} {:>4} {:>4} {:>3} {:>5} {:>5} {:>6} {:<10} {:>4} {:>10} {:>5.1}% {:>12} {:>11} {:>5.1}% {:>6.1}% {:>10}",
+            i + 1,
+            p.tp,
+            if p.sp { "yes" } else { "no" },
+            p.pp,
+            p.vpp,
+            p.cp,
+            c.dp,
+            c.batch,
+            c.grad_accum,
+            c.checkpointing.to_string(),
+            c.zero,
+            human_duration(Seconds(row.step_time_s)),
+            100.0 * row.mfu,
+            si(row.tokens_per_s),
+            binary_bytes(Bytes(row.memory_per_gpu_bytes)),
+            100.0 * row.communication_share,
+            100.0 * row.bubble_share,
+            row.cost_per_step_usd.map_or("n/a".to_string(), |x| format!("{x:.2}"))
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nPlacement: tensor (and context) parallel ranks inside a node, then pipeline stages, then data-parallel replicas across nodes; `roofline estimate` with the row's flags gives the full breakdown."
+    );
     s
 }
 
