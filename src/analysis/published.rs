@@ -244,3 +244,210 @@ pub fn validate(runs: &PublishedRuns) -> Result<PublishedValidation> {
         max_abs_error,
     })
 }
+
+/// The fit of one constant, the GEMM ceiling (the achievable fraction of the dense 16-bit
+/// tensor peak), to a file of runs: step-time errors over a grid, the best value by least
+/// squares on log(predicted / measured), and leave-one-out errors (fit on the other runs,
+/// predict the one left out).
+#[derive(Debug, Clone, Serialize)]
+pub struct CeilingFit {
+    /// (ceiling, step-time error of each run).
+    pub grid: Vec<(f64, Vec<f64>)>,
+    /// The best ceiling over all runs.
+    pub best: f64,
+    /// Errors of the runs at the best ceiling.
+    pub errors: Vec<f64>,
+    /// For each run: the ceiling fitted without it and its error there.
+    pub leave_one_out: Vec<(f64, f64)>,
+}
+
+impl CeilingFit {
+    /// Mean and largest absolute error in sample.
+    pub fn in_sample(&self) -> (f64, f64) {
+        mean_max(self.errors.iter().copied())
+    }
+
+    /// Mean and largest absolute leave-one-out error.
+    pub fn out_of_sample(&self) -> (f64, f64) {
+        mean_max(self.leave_one_out.iter().map(|x| x.1))
+    }
+}
+
+/// Mean absolute error of the fit's grid row nearest to `ceiling`.
+pub fn mean_abs_at(fit: &CeilingFit, ceiling: f64) -> f64 {
+    fit.grid
+        .iter()
+        .min_by(|a, b| (a.0 - ceiling).abs().total_cmp(&(b.0 - ceiling).abs()))
+        .map_or(f64::NAN, |(_, e)| mean_max(e.iter().copied()).0)
+}
+
+fn mean_max(e: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = e.clone().count().max(1) as f64;
+    (
+        e.clone().map(f64::abs).sum::<f64>() / n,
+        e.map(f64::abs).fold(0.0, f64::max),
+    )
+}
+
+/// Fits the GEMM ceiling of the runs' GPU over `grid` (every run's calibration file is set
+/// aside; every other figure is the GPU file's).
+pub fn fit_ceiling(runs: &PublishedRuns, grid: &[f64]) -> Result<CeilingFit> {
+    let mut scenarios = Vec::with_capacity(runs.runs.len());
+    for r in &runs.runs {
+        let spec = ScenarioSpec {
+            calibration: None,
+            ..r.scenario.clone()
+        };
+        scenarios.push((spec.load()?, r.measured_step_s));
+    }
+    let mut est = Estimator::new();
+    let mut rows = Vec::with_capacity(grid.len());
+    for &x in grid {
+        let mut errors = Vec::with_capacity(scenarios.len());
+        for (s, measured) in &scenarios {
+            let mut mach = s.machine;
+            mach.frac_bf16 = x;
+            let e = est.estimate(&s.model, &mach, &s.run)?;
+            errors.push(e.step_time.0 / measured - 1.0);
+        }
+        rows.push((x, errors));
+    }
+    let loss = |errors: &[f64], skip: Option<usize>| -> f64 {
+        errors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip)
+            .map(|(_, e)| (1.0 + e).ln().powi(2))
+            .sum()
+    };
+    let argmin = |skip: Option<usize>| -> usize {
+        (0..rows.len())
+            .min_by(|&a, &b| loss(&rows[a].1, skip).total_cmp(&loss(&rows[b].1, skip)))
+            .unwrap_or(0)
+    };
+    if rows.is_empty() {
+        return Err(Error::Invalid(
+            "the fit needs a grid of at least one value".into(),
+        ));
+    }
+    let best = argmin(None);
+    let leave_one_out = (0..scenarios.len())
+        .map(|i| {
+            let j = argmin(Some(i));
+            (rows[j].0, rows[j].1[i])
+        })
+        .collect();
+    Ok(CeilingFit {
+        best: rows[best].0,
+        errors: rows[best].1.clone(),
+        grid: rows,
+        leave_one_out,
+    })
+}
+
+/// Activations per GPU of a published run's model and split under one recompute setting:
+/// roofline's (first pipeline stage, eager PyTorch keeping every saved tensor) and Korthikanti
+/// et al.'s formula for the blocks.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivationRow {
+    /// Model.
+    pub model: String,
+    /// Split and recompute, in words.
+    pub setting: String,
+    /// roofline's activation bytes per GPU (embeddings and head included).
+    pub roofline_bytes: f64,
+    /// The formula's bytes for the blocks of the first stage.
+    pub formula_bytes: f64,
+}
+
+/// Korthikanti et al. 2022 (arXiv 2205.05198) section 4: activation bytes per transformer layer
+/// of a GPT at sequence `s`, micro-batch `b`, width `h`, `a` heads, tensor parallel `t`:
+/// sbh(10 + 24/t + 5as/(ht)); with sequence parallelism sbh/t·(34 + 5as/h); selective recompute
+/// drops the 5as/h term; full recompute keeps the layer input, 2sbh (2sbh/t sharded).
+pub fn korthikanti_layer_bytes(
+    (s, b, h, a): (f64, f64, f64, f64),
+    t: f64,
+    sp: bool,
+    checkpointing: crate::graph::Checkpointing,
+) -> f64 {
+    use crate::graph::Checkpointing;
+    let sbh = s * b * h;
+    let scores = 5.0 * a * s / (h * t);
+    match (checkpointing, sp) {
+        (Checkpointing::Full, false) => 2.0 * sbh,
+        (Checkpointing::Full, true) => 2.0 * sbh / t,
+        (Checkpointing::Selective, false) => sbh * (10.0 + 24.0 / t),
+        (Checkpointing::Selective, true) => sbh * 34.0 / t,
+        (Checkpointing::None, false) => sbh * (10.0 + 24.0 / t + scores),
+        (Checkpointing::None, true) => sbh * (34.0 / t + scores),
+    }
+}
+
+/// Activation memory per GPU for each model of `runs` (the split of its first run) under no,
+/// selective and full recompute, with and without sequence parallelism.
+pub fn activation_table(runs: &PublishedRuns) -> Result<Vec<ActivationRow>> {
+    use crate::graph::{Checkpointing, ExecMode};
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut est = Estimator::new();
+    for r in &runs.runs {
+        if seen.contains(&r.scenario.model.as_str()) {
+            continue;
+        }
+        seen.push(&r.scenario.model);
+        for (ckpt, sp) in [
+            (Checkpointing::None, false),
+            (Checkpointing::None, true),
+            (Checkpointing::Selective, false),
+            (Checkpointing::Selective, true),
+            (Checkpointing::Full, false),
+        ] {
+            let mut spec = r.scenario.clone();
+            spec.step.checkpointing = ckpt;
+            spec.step.parallel.sp = sp;
+            spec.mode = ExecMode::Eager;
+            let s = spec.load()?;
+            let e = est.estimate(&s.model, &s.machine, &s.run)?;
+            let p = s.run.step.parallel;
+            let t = &s.model.transformer;
+            let dims = (
+                s.model.max_seq() as f64,
+                s.run.step.batch as f64,
+                t.width as f64,
+                t.heads as f64,
+            );
+            let layer = korthikanti_layer_bytes(dims, p.tp as f64, sp, ckpt);
+            let layers = (t.depth / p.pp) as f64;
+            let flight = if p.pp > 1 {
+                crate::memory::in_flight(p.pp, p.vpp, s.run.grad_accum)
+            } else {
+                1.0
+            };
+            // Full recompute also holds one layer's activations while recomputing it.
+            let recomputed = if ckpt == Checkpointing::Full {
+                korthikanti_layer_bytes(dims, p.tp as f64, sp, Checkpointing::None)
+            } else {
+                0.0
+            };
+            out.push(ActivationRow {
+                model: s.model.name.clone(),
+                setting: format!(
+                    "t={} p={}{}, micro-batch {}, {} recompute{}",
+                    p.tp,
+                    p.pp,
+                    if p.vpp > 1 {
+                        format!(" v={}", p.vpp)
+                    } else {
+                        String::new()
+                    },
+                    s.run.step.batch,
+                    ckpt,
+                    if sp { ", sequence parallel" } else { "" }
+                ),
+                roofline_bytes: e.memory.activations_bytes.0,
+                formula_bytes: layer * layers * flight + recomputed,
+            });
+        }
+    }
+    Ok(out)
+}
