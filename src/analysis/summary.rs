@@ -469,9 +469,15 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
     }
     if run.fleet.gpus > par.replica_gpus() {
         v.push(format!(
-            "gradient all-reduce: fp32 gradients in 25 MiB buckets, ring busbw {} ({}), overlapped with backward except the last bucket",
+            "{}, ring busbw {} ({}); compute beside a collective is slowed by NCCL's share of the SMs, {:.0}% of the hidden communication time (assumption: 8-32 NCCL channels of one CTA each, range 5-20%)",
+            if run.zero >= 3 {
+                "FSDP (ZeRO-3): each block's parameters all-gathered one block ahead in the forward and the backward, its gradients reduce-scattered after its backward; exposed: the root unit's and first block's gathers, the last reduce-scatters, and whatever a block's communication takes beyond its compute"
+            } else {
+                "gradient reduction: gradients in 25 MiB buckets, overlapped with the backward except the last bucket"
+            },
             mach.allreduce_busbw,
-            src("interconnect.allreduce_bus_bandwidth")
+            src("interconnect.allreduce_bus_bandwidth"),
+            100.0 * crate::time::comm::NCCL_SM_SHARE
         ));
     }
     if run.fleet.nodes() > 1 {

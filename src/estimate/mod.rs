@@ -425,11 +425,21 @@ impl Estimator {
         let fwd_wall = Seconds((fwd.max(stage.host_fwd * k).0 / k).min(micro.0));
         let bwd_wall = micro - fwd_wall;
         let dp_fleet = run.fleet.group(shards, par.tp * par.pp);
+        let held = gpu_params.resident(1, ep);
+        let per_block = gpu_params.per_block as f64
+            - gpu_params.per_block_experts as f64 * (1.0 - 1.0 / ep as f64);
+        let layers = par.stage_blocks(model.transformer.depth) as f64;
+        let work = comm::DataParallelWork {
+            // Each rank reduces the gradients it holds: the dense ones and its experts'.
+            params: held,
+            per_block,
+            root: (held - per_block * layers).max(0.0),
+            layers,
+        };
         let (mut comm_total, mut comm_exposed) = comm::exposed_communication(
             &dp_fleet,
             mach,
-            // Each rank reduces the gradients it holds: the dense ones and its experts'.
-            gpu_params.resident(1, ep),
+            &work,
             &run.step,
             run.zero,
             run.grad_accum,

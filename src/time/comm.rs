@@ -12,15 +12,22 @@
 //! them; all but the last bucket can hide behind the rest of that backward (b, wall time):
 //! exposed = max(grads - b · (1 - 1/buckets), grads / buckets). DDP and ZeRO-1 keep whole
 //! gradients, so with k accumulated micro-steps only the last one reduces (`no_sync` before).
-//! ZeRO-2 and ZeRO-3 keep only their shard of the gradients, so every micro-step
-//! reduce-scatters its own (half an all-reduce's volume, same overlap). ZeRO-1/2 all-gather
-//! the updated parameters (in the compute dtype) after the optimizer step, where nothing hides
-//! it. ZeRO-3 (FSDP) also all-gathers the parameters (g) before each micro-step's forward (f)
-//! and again before its backward, prefetched behind that phase's compute; in the backward the
-//! gather and the gradient reduce-scatter share the compute, so per micro-step
-//! exposed = max(0, g - f) + max(g + grads - b · (1 - 1/buckets), grads / buckets).
-//! A step is therefore never shorter than its communication. Communication kernels slowing the
-//! overlapped compute (SM contention) is not modelled.
+//! ZeRO-2 keeps only its shard of the gradients, so every micro-step reduce-scatters its own
+//! (half an all-reduce's volume, same overlap). ZeRO-1/2 all-gather the updated parameters (in
+//! the compute dtype) after the optimizer step, where nothing hides it.
+//!
+//! ZeRO-3 (FSDP, PyTorch's FullyShardedDataParallel with one unit per block and a root unit of
+//! the embeddings and head; Zhao et al. 2023, arXiv 2304.11277, section 3.3): each block's
+//! parameters are all-gathered (g) one block ahead, behind the previous block's compute (c_f in
+//! the forward, c_b in the backward, where the previous block's gradient reduce-scatter (r)
+//! shares the link). Per micro-step of L blocks:
+//! exposed = g_root + g + (L-1)·max(0, g - c_f) + g + (L-1)·max(0, g + r - c_b) + r + r_root:
+//! the root's and the first block's gathers and the last reduce-scatters wait; the rest is
+//! exposed only where a block's communication outlasts its compute.
+//!
+//! Communication hidden behind compute still slows it: NCCL's kernels hold
+//! [`NCCL_SM_SHARE`] of the SMs while they run, so that share of the hidden time is added.
+//! A step is therefore never shorter than its communication.
 //!
 //! Expert parallelism over P ranks (a mixture of experts): each MoE layer sends every routed row
 //! to the rank holding its expert and back, in the forward and again (their gradients) in the
@@ -118,13 +125,33 @@ fn half_collective(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
     (allreduce_time(fleet, mach, bytes) - mach.allreduce_latency) * 0.5 + mach.allreduce_latency
 }
 
+/// Share of a GPU's SMs NCCL's kernels hold while a collective runs beside compute, which
+/// slows that compute by the same share (assumption: NCCL runs one CTA per channel and uses
+/// 8 to 32 channels on NVLink and InfiniBand (NCCL_MIN_NCHANNELS / NCCL_MAX_NCHANNELS), 6-24%
+/// of an H100's 132 SMs; 10% taken, range 5-20%).
+pub const NCCL_SM_SHARE: f64 = 0.10;
+
+/// What one data-parallel rank reduces and gathers: its parameters in all, one block's and the
+/// root unit's (embeddings and head, gathered once per micro-step), and its blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct DataParallelWork {
+    /// Parameters the rank holds (before ZeRO sharding).
+    pub params: f64,
+    /// Parameters of one block (a ZeRO-3 / FSDP unit).
+    pub per_block: f64,
+    /// Parameters outside the blocks (the root unit).
+    pub root: f64,
+    /// Blocks.
+    pub layers: f64,
+}
+
 /// Total and exposed communication per optimizer step of `grad_accum` micro-steps, each with
-/// `forward` and `backward` wall time (see the module docs).
+/// `forward` and `backward` wall time, with ZeRO stage `zero` (see the module docs).
 #[allow(clippy::too_many_arguments)]
 pub fn exposed_communication(
     fleet: &Fleet,
     mach: &Machine,
-    params: f64,
+    work: &DataParallelWork,
     step: &StepConfig,
     zero: u8,
     grad_accum: u64,
@@ -135,35 +162,51 @@ pub fn exposed_communication(
         return (Seconds::ZERO, Seconds::ZERO);
     }
     let policy = PrecisionPolicy::of(step.precision);
-    let grad_bytes = Bytes(policy.gradient_bytes() * params);
-    let buckets = (grad_bytes.0 / BUCKET_BYTES).ceil().max(1.0);
-    let bucket = Bytes(grad_bytes.0 / buckets);
-    let per_bucket = if zero >= 1 {
-        half_collective(fleet, mach, bucket)
-    } else {
-        allreduce_time(fleet, mach, bucket)
-    };
-    let grads = per_bucket * buckets;
-    let gather = half_collective(fleet, mach, Bytes(policy.gather_bytes() * params));
     let k = grad_accum.max(1) as f64;
-    // Micro-steps that reduce gradients: all of them once gradients are sharded.
-    let reducing = if zero >= 2 { k } else { 1.0 };
-    // ZeRO-3's gather before the backward shares it with the reduce-scatter.
-    let (forward_gather, backward_gather) = if zero >= 3 {
-        (gather, gather)
+    let grad = policy.gradient_bytes();
+    let gather_bytes = policy.gather_bytes();
+    let (total, exposed) = if zero >= 3 {
+        // FSDP: per block, the gather is prefetched behind the previous block's compute in the
+        // forward and in the backward (where the previous block's reduce-scatter shares the
+        // link); the root unit's gather, the first block's and the last reduce-scatters wait.
+        let l = work.layers.max(1.0);
+        let g = half_collective(fleet, mach, Bytes(gather_bytes * work.per_block));
+        let r = half_collective(fleet, mach, Bytes(grad * work.per_block));
+        let g_root = half_collective(fleet, mach, Bytes(gather_bytes * work.root));
+        let r_root = half_collective(fleet, mach, Bytes(grad * work.root));
+        let (cf, cb) = (forward * (1.0 / l), backward * (1.0 / l));
+        let fwd = g_root + g + (g - cf).max(Seconds::ZERO) * (l - 1.0);
+        let bwd = g + (g + r - cb).max(Seconds::ZERO) * (l - 1.0) + r + r_root;
+        let total = g_root + g * (2.0 * l) + r * l + r_root;
+        (total * k, (fwd + bwd) * k)
     } else {
-        (Seconds::ZERO, Seconds::ZERO)
+        // Gradient buckets of 25 MiB reduced as the backward produces them; all but the last
+        // hide behind the rest of the backward.
+        let grad_bytes = Bytes(grad * work.params);
+        let buckets = (grad_bytes.0 / BUCKET_BYTES).ceil().max(1.0);
+        let bucket = Bytes(grad_bytes.0 / buckets);
+        let per_bucket = if zero >= 1 {
+            half_collective(fleet, mach, bucket)
+        } else {
+            allreduce_time(fleet, mach, bucket)
+        };
+        let grads = per_bucket * buckets;
+        // Micro-steps that reduce gradients: all of them once gradients are sharded.
+        let reducing = if zero >= 2 { k } else { 1.0 };
+        let exposed = (grads - backward * (1.0 - 1.0 / buckets)).max(grads / buckets);
+        let (mut total, mut exposed) = (grads * reducing, exposed * reducing);
+        if zero >= 1 {
+            // The updated parameters, gathered after the optimizer step.
+            let gather = half_collective(fleet, mach, Bytes(gather_bytes * work.params));
+            total += gather;
+            exposed += gather;
+        }
+        (total, exposed)
     };
-    let per_micro_step = (forward_gather - forward).max(Seconds::ZERO)
-        + (backward_gather + grads - backward * (1.0 - 1.0 / buckets)).max(grads / buckets);
-    let mut total = (forward_gather + backward_gather + grads) * reducing;
-    let mut exposed = per_micro_step * reducing;
-    if zero == 1 || zero == 2 {
-        // The updated parameters, gathered after the optimizer step.
-        total += gather;
-        exposed += gather;
-    }
-    (total, exposed)
+    // What hides behind compute slows it by NCCL's share of the SMs.
+    let hidden = (total - exposed).max(Seconds::ZERO);
+    let contention = Seconds(hidden.0.min(((forward + backward) * k).0)) * NCCL_SM_SHARE;
+    (total, exposed + contention)
 }
 
 /// Time of one point-to-point send of `bytes` between pipeline stages `stride` ranks apart: over
@@ -202,6 +245,7 @@ mod tests {
 
     /// Sharded gradients are reduced every micro-step; whole ones once per optimizer step. A
     /// step's compute plus its exposed communication covers all of its communication.
+    /// (FSDP's per-block exposure is tested against its closed form below.)
     #[test]
     fn accumulation_reduces_sharded_gradients_every_micro_step() {
         let gpu = crate::spec::load_gpu("h100-sxm").unwrap();
@@ -212,7 +256,13 @@ mod tests {
         };
         let step = StepConfig::default();
         let (f, b) = (Seconds(0.002), Seconds(0.004));
-        let comm = |zero, k| exposed_communication(&fleet, &mach, 1e9, &step, zero, k, b, f);
+        let work = DataParallelWork {
+            params: 1e9,
+            per_block: 3e7,
+            root: 1e8,
+            layers: 30.0,
+        };
+        let comm = |zero, k| exposed_communication(&fleet, &mach, &work, &step, zero, k, b, f);
         for zero in 0..=3u8 {
             let (one, four) = (comm(zero, 1).0, comm(zero, 4).0);
             if zero >= 2 {
@@ -226,5 +276,47 @@ mod tests {
                 assert!((f + b).0 * k as f64 + exposed.0 >= total.0 * (1.0 - 1e-12));
             }
         }
+    }
+
+    /// FSDP: with compute longer than every block's communication only the root's and the first
+    /// block's gathers and the last reduce-scatters are exposed (plus NCCL's share of the
+    /// hidden time); with no compute, all of it.
+    #[test]
+    fn fsdp_exposes_the_ends_and_what_outlasts_compute() {
+        let gpu = crate::spec::load_gpu("h100-sxm").unwrap();
+        let mach = Machine::new(&gpu, None);
+        let fleet = Fleet {
+            gpus: 16,
+            ..Fleet::default()
+        };
+        let step = StepConfig::default();
+        let work = DataParallelWork {
+            params: 32.0 * 2e8 + 5e8,
+            per_block: 2e8,
+            root: 5e8,
+            layers: 32.0,
+        };
+        let p = PrecisionPolicy::of(step.precision);
+        let half = |bytes: f64| half_collective(&fleet, &mach, Bytes(bytes));
+        let (g, r) = (half(p.gather_bytes() * 2e8), half(p.gradient_bytes() * 2e8));
+        let (gr, rr) = (half(p.gather_bytes() * 5e8), half(p.gradient_bytes() * 5e8));
+        let total = gr + g * 64.0 + r * 32.0 + rr;
+        let long = Seconds(10.0);
+        let (t, e) = exposed_communication(&fleet, &mach, &work, &step, 3, 1, long, long);
+        assert!((t.0 / total.0 - 1.0).abs() < 1e-12);
+        let ends = gr + g * 2.0 + r + rr;
+        let want = ends + (total - ends) * NCCL_SM_SHARE;
+        assert!((e.0 / want.0 - 1.0).abs() < 1e-12, "{e:?} vs {want:?}");
+        let (t0, e0) = exposed_communication(
+            &fleet,
+            &mach,
+            &work,
+            &step,
+            3,
+            1,
+            Seconds::ZERO,
+            Seconds::ZERO,
+        );
+        assert!((e0.0 / t0.0 - 1.0).abs() < 1e-12);
     }
 }
