@@ -94,6 +94,8 @@ pub struct ScenarioSpec {
     pub grad_accum: u64,
     /// Samples per optimizer step across the fleet; when given, it sets `grad_accum`.
     pub global_batch: Option<u64>,
+    /// Hybrid sharding: ranks each ZeRO shard group spans.
+    pub shard_group: Option<u64>,
     /// Framework workspace, GiB.
     pub workspace_gib: f64,
     /// The dataset, when training time and cost are wanted.
@@ -123,6 +125,7 @@ impl Default for ScenarioSpec {
             zero: 0,
             grad_accum: 1,
             global_batch: None,
+            shard_group: None,
             workspace_gib: defaults::WORKSPACE_GIB,
             dataset: None,
             price_per_gpu_hour: None,
@@ -205,6 +208,7 @@ impl ScenarioSpec {
             },
             zero: self.zero,
             grad_accum,
+            shard_group: self.shard_group.unwrap_or(0),
             memory: MemoryConfig {
                 workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
                 ..MemoryConfig::default()
@@ -212,6 +216,7 @@ impl ScenarioSpec {
         };
         run.check_experts(&model)?;
         run.data_parallel()?;
+        run.zero_shards()?;
         Ok(Scenario {
             model,
             gpu,
@@ -430,6 +435,8 @@ pub struct ScenarioTable {
     pub grad_accum: Option<u64>,
     /// Samples per optimizer step across the fleet (sets grad_accum).
     pub global_batch: Option<u64>,
+    /// Hybrid sharding: ranks each ZeRO shard group spans.
+    pub shard_group: Option<u64>,
     /// Framework workspace, GiB.
     pub workspace_gib: Option<f64>,
     /// Price per GPU-hour, USD.
@@ -473,6 +480,7 @@ impl ScenarioTable {
         par.vpp = self.vpp.unwrap_or(par.vpp);
         par.cp = self.cp.unwrap_or(par.cp);
         s.global_batch = self.global_batch.or(s.global_batch);
+        s.shard_group = self.shard_group.or(s.shard_group);
         if let Some(a) = parse(&self.attention, file, field("attention"))? {
             s.step.attention = a;
         }

@@ -365,3 +365,45 @@ fn search_gpt3_on_1024_a100() {
     assert!((e.step_time.0 / r.rows[0].step_time_s - 1.0).abs() < 1e-12);
     assert!(e.fits);
 }
+
+/// Hybrid sharding: the ZeRO states are sharded over the shard group only, the group must
+/// divide the replicas and needs a ZeRO stage; the replicas' all-reduce adds communication.
+#[test]
+fn hybrid_sharding() {
+    let est = |extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            "llama3-8b",
+            "--gpu",
+            "h100-sxm",
+            "--gpus",
+            "64",
+            "--attention",
+            "flash2",
+            "--batch",
+            "1",
+            "--seq",
+            "2048",
+        ];
+        args.extend_from_slice(extra);
+        let s = parse_scenario(&args)?;
+        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    };
+    let full = est(&["--fsdp"]).unwrap();
+    let hybrid = est(&["--fsdp", "--shard-group", "8"]).unwrap();
+    let ratio = hybrid.memory.optimizer_bytes.0 / full.memory.optimizer_bytes.0;
+    assert!((ratio - 8.0).abs() < 1e-9, "{ratio}");
+    assert!(hybrid.comm_total.0 > 0.0 && full.comm_total.0 > 0.0);
+    let same = est(&["--fsdp", "--shard-group", "64"]).unwrap();
+    assert_eq!(same.step_time.0, full.step_time.0);
+    for (bad, needle) in [
+        (&["--shard-group", "8"][..], "--zero"),
+        (
+            &["--zero", "2", "--shard-group", "7"][..],
+            "--shard-group 7",
+        ),
+    ] {
+        let err = est(bad).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}

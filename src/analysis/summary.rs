@@ -467,6 +467,12 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             par.cp, par.cp
         ));
     }
+    if run.shard_group > 0 {
+        v.push(format!(
+            "hybrid sharding: ZeRO-{} states sharded over groups of {} ranks and replicated across the groups; each shard's gradients are all-reduced across the replicas after their reduce-scatter",
+            run.zero, run.shard_group
+        ));
+    }
     if run.fleet.gpus > par.replica_gpus() {
         v.push(format!(
             "{}, ring busbw {} ({}); compute beside a collective is slowed by NCCL's share of the SMs, {:.0}% of the hidden communication time (assumption: 8-32 NCCL channels of one CTA each, range 5-20%)",

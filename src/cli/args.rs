@@ -142,6 +142,10 @@ pub struct ScenarioArgs {
     /// Fully sharded data parallelism (PyTorch FSDP): the same as --zero 3.
     #[arg(long)]
     pub fsdp: bool,
+    /// Hybrid sharding (HSDP): shard the ZeRO states over groups of N ranks, replicate across
+    /// groups (needs a ZeRO stage; N divides the data-parallel ranks).
+    #[arg(long, value_parser = parse_count_u64)]
+    pub shard_group: Option<u64>,
     /// Samples per optimizer step across the fleet: sets the micro-steps per step to
     /// global batch / (batch x data-parallel replicas).
     #[arg(long, value_parser = parse_count_u64, conflicts_with = "grad_accum")]

@@ -73,6 +73,7 @@ impl ScenarioArgs {
             zero: if self.fsdp { 3 } else { self.zero },
             grad_accum: self.grad_accum,
             global_batch: self.global_batch,
+            shard_group: self.shard_group,
             workspace_gib: self.workspace_gib,
             dataset: dataset.map(|size| Dataset {
                 size,

@@ -37,6 +37,9 @@ pub struct RunConfig {
     pub zero: u8,
     /// Micro-steps per optimizer step.
     pub grad_accum: u64,
+    /// Hybrid sharding: ranks each ZeRO shard group spans (0 = every rank holding the same
+    /// weights, i.e. plain ZeRO / FSDP).
+    pub shard_group: u64,
     /// Memory assumptions.
     pub memory: MemoryConfig,
 }
@@ -49,6 +52,7 @@ impl Default for RunConfig {
             fleet: Fleet::default(),
             zero: 0,
             grad_accum: 1,
+            shard_group: 0,
             memory: MemoryConfig::default(),
         }
     }
@@ -92,15 +96,37 @@ impl RunConfig {
         Ok(self.fleet.gpus / replica)
     }
 
-    /// The memory settings this run implies: its ZeRO stage over the ranks holding the same
-    /// weights (data- and context-parallel), the first pipeline stage's micro-batches in flight,
-    /// fused memory behaviour for compiled modes.
+    /// Ranks the ZeRO shards are spread over: the shard group under hybrid sharding, else
+    /// every rank holding the same weights (data- and context-parallel). An error names
+    /// --shard-group when it does not divide those ranks or there is no ZeRO stage to shard.
+    pub fn zero_shards(&self) -> Result<u64> {
+        let par = &self.step.parallel;
+        let same_weights = (self.fleet.gpus / par.replica_gpus().max(1)).max(1) * par.cp;
+        match self.shard_group {
+            0 => Ok(same_weights),
+            g if self.zero == 0 => Err(Error::Invalid(format!(
+                "--shard-group {g} shards ZeRO states: give --zero 1-3 or --fsdp"
+            ))),
+            g if !same_weights.is_multiple_of(g) => Err(Error::Invalid(format!(
+                "--shard-group {g} must divide the {same_weights} ranks holding the same weights (data x context parallel)"
+            ))),
+            g => Ok(g),
+        }
+    }
+
+    /// The memory settings this run implies: its ZeRO stage over [`RunConfig::zero_shards`],
+    /// the first pipeline stage's micro-batches in flight, fused memory behaviour for compiled
+    /// modes.
     pub fn memory_config(&self) -> MemoryConfig {
         let par = &self.step.parallel;
         let replica = par.replica_gpus().max(1);
+        let same_weights = (self.fleet.gpus / replica).max(1) * par.cp;
         MemoryConfig {
             zero: self.zero,
-            dp: (self.fleet.gpus / replica).max(1) * par.cp,
+            dp: match self.shard_group {
+                g if g > 0 && same_weights.is_multiple_of(g) => g,
+                _ => same_weights,
+            },
             fused: self.mode != ExecMode::Eager,
             in_flight: (par.pp > 1).then(|| in_flight(par.pp, par.vpp, self.grad_accum)),
             ..self.memory
@@ -373,8 +399,10 @@ impl Estimator {
         let par = run.step.parallel;
         let ep = run.step.expert_shards;
         let mut step = run.step;
-        // ZeRO shards over the ranks that hold the same weights: data- and context-parallel.
-        let shards = dp * par.cp;
+        // ZeRO shards over the ranks that hold the same weights (data- and context-parallel),
+        // or over the shard group of hybrid sharding.
+        let shards = run.zero_shards()?;
+        let replicas = dp * par.cp / shards;
         if run.zero >= 1 {
             step.optimizer_shards = shards;
         }
@@ -425,6 +453,7 @@ impl Estimator {
         let fwd_wall = Seconds((fwd.max(stage.host_fwd * k).0 / k).min(micro.0));
         let bwd_wall = micro - fwd_wall;
         let dp_fleet = run.fleet.group(shards, par.tp * par.pp);
+        let replica_fleet = run.fleet.group(replicas, par.tp * par.pp * shards);
         let held = gpu_params.resident(1, ep);
         let per_block = gpu_params.per_block as f64
             - gpu_params.per_block_experts as f64 * (1.0 - 1.0 / ep as f64);
@@ -435,6 +464,8 @@ impl Estimator {
             per_block,
             root: (held - per_block * layers).max(0.0),
             layers,
+            replicas: replica_fleet,
+            shards: shards as f64,
         };
         let (mut comm_total, mut comm_exposed) = comm::exposed_communication(
             &dp_fleet,

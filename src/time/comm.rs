@@ -25,6 +25,10 @@
 //! the root's and the first block's gathers and the last reduce-scatters wait; the rest is
 //! exposed only where a block's communication outlasts its compute.
 //!
+//! Hybrid sharding (HSDP, `--shard-group N`): ZeRO shards over N ranks; the replicas of a shard
+//! all-reduce its gradients after each reduce-scatter (bucket or block), across the replicas'
+//! nodes.
+//!
 //! Communication hidden behind compute still slows it: NCCL's kernels hold
 //! [`NCCL_SM_SHARE`] of the SMs while they run, so that share of the hidden time is added.
 //! A step is therefore never shorter than its communication.
@@ -143,6 +147,11 @@ pub struct DataParallelWork {
     pub root: f64,
     /// Blocks.
     pub layers: f64,
+    /// Hybrid sharding (HSDP): the groups holding the same shard, across which each shard's
+    /// gradients are all-reduced after their reduce-scatter (a one-GPU fleet without).
+    pub replicas: Fleet,
+    /// Ranks the ZeRO shards are spread over (the shard group).
+    pub shards: f64,
 }
 
 /// Total and exposed communication per optimizer step of `grad_accum` micro-steps, each with
@@ -171,9 +180,17 @@ pub fn exposed_communication(
         // link); the root unit's gather, the first block's and the last reduce-scatters wait.
         let l = work.layers.max(1.0);
         let g = half_collective(fleet, mach, Bytes(gather_bytes * work.per_block));
-        let r = half_collective(fleet, mach, Bytes(grad * work.per_block));
+        // Hybrid sharding adds the shard's all-reduce across the replicas to each reduce-scatter.
+        let across = |params: f64| {
+            if work.replicas.gpus > 1 {
+                allreduce_time(&work.replicas, mach, Bytes(grad * params / work.shards))
+            } else {
+                Seconds::ZERO
+            }
+        };
+        let r = half_collective(fleet, mach, Bytes(grad * work.per_block)) + across(work.per_block);
         let g_root = half_collective(fleet, mach, Bytes(gather_bytes * work.root));
-        let r_root = half_collective(fleet, mach, Bytes(grad * work.root));
+        let r_root = half_collective(fleet, mach, Bytes(grad * work.root)) + across(work.root);
         let (cf, cb) = (forward * (1.0 / l), backward * (1.0 / l));
         let fwd = g_root + g + (g - cf).max(Seconds::ZERO) * (l - 1.0);
         let bwd = g + (g + r - cb).max(Seconds::ZERO) * (l - 1.0) + r + r_root;
@@ -187,6 +204,11 @@ pub fn exposed_communication(
         let bucket = Bytes(grad_bytes.0 / buckets);
         let per_bucket = if zero >= 1 {
             half_collective(fleet, mach, bucket)
+                + if work.replicas.gpus > 1 {
+                    allreduce_time(&work.replicas, mach, Bytes(bucket.0 / work.shards))
+                } else {
+                    Seconds::ZERO
+                }
         } else {
             allreduce_time(fleet, mach, bucket)
         };
@@ -261,6 +283,11 @@ mod tests {
             per_block: 3e7,
             root: 1e8,
             layers: 30.0,
+            replicas: Fleet {
+                gpus: 1,
+                ..Fleet::default()
+            },
+            shards: 64.0,
         };
         let comm = |zero, k| exposed_communication(&fleet, &mach, &work, &step, zero, k, b, f);
         for zero in 0..=3u8 {
@@ -295,6 +322,11 @@ mod tests {
             per_block: 2e8,
             root: 5e8,
             layers: 32.0,
+            replicas: Fleet {
+                gpus: 1,
+                ..Fleet::default()
+            },
+            shards: 16.0,
         };
         let p = PrecisionPolicy::of(step.precision);
         let half = |bytes: f64| half_collective(&fleet, &mach, Bytes(bytes));
