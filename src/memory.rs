@@ -132,35 +132,50 @@ impl MemoryProfile {
         fused: bool,
         in_flight: Option<f64>,
     ) -> Self {
+        let mut p = MemoryProfile::default();
+        p.refill(one, two, mode, fused, in_flight, &mut Vec::new());
+        p
+    }
+
+    /// [`MemoryProfile::new`] into this profile's buffers, with `scratch` for the candidate
+    /// lines: allocates nothing once the buffers have grown.
+    pub fn refill(
+        &mut self,
+        one: &[Op],
+        two: &[Op],
+        mode: Checkpointing,
+        fused: bool,
+        in_flight: Option<f64>,
+        scratch: &mut Vec<[f64; 2]>,
+    ) {
         fn transients(ops: &[Op], fused: bool) -> impl Iterator<Item = f64> + '_ {
             ops.iter()
                 .filter(|o| o.phase == Phase::Backward && !o.weight_sized)
                 .map(move |o| transient_bytes(o, fused))
         }
-        let all: Vec<[f64; 2]> = transients(one, fused)
-            .zip(transients(two, fused))
-            .map(|(a, b)| [a, b])
-            .collect();
+        scratch.clear();
+        scratch.extend(
+            transients(one, fused)
+                .zip(transients(two, fused))
+                .map(|(a, b)| [a, b]),
+        );
         // Only the lines that are the largest somewhere on B >= 1 matter: a line at most as high
         // at batch 1 and at most as steep as another never is (the Pareto front of the two).
-        let mut front: Vec<[f64; 2]> = Vec::new();
-        for (i, t) in all.iter().enumerate() {
+        self.transients.clear();
+        for (i, t) in scratch.iter().enumerate() {
             let slope = |x: &[f64; 2]| x[1] - x[0];
-            let beaten = all
+            let beaten = scratch
                 .iter()
                 .enumerate()
                 .any(|(j, u)| u[0] >= t[0] && slope(u) >= slope(t) && (u != t || j < i));
             if !beaten {
-                front.push(*t);
+                self.transients.push(*t);
             }
         }
-        MemoryProfile {
-            activations: [
-                stage_activation_bytes(one, mode, fused, in_flight).0,
-                stage_activation_bytes(two, mode, fused, in_flight).0,
-            ],
-            transients: front,
-        }
+        self.activations = [
+            stage_activation_bytes(one, mode, fused, in_flight).0,
+            stage_activation_bytes(two, mode, fused, in_flight).0,
+        ];
     }
 
     /// The profile of `m` under `cfg` (any batch), from two builds of its graph.

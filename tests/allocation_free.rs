@@ -149,3 +149,54 @@ fn sweeping_gpus_and_ema_reuses_one_memory_profile() {
     let allocated = allocations() - before;
     assert_eq!(allocated, 0, "the estimate allocated {allocated} times");
 }
+
+/// A search visits many splits of one model (more than the estimator remembers memory
+/// profiles): once the buffers have grown, another pass over them allocates nothing.
+#[test]
+fn searching_splits_allocates_nothing() {
+    use roofline::graph::{Parallelism, Precision};
+    let gpu = load_gpu("a100-sxm-80gb").unwrap();
+    let mach = Machine::new(&gpu, None);
+    let model = load_model("megatron-22b").unwrap();
+    let mut runs = Vec::new();
+    for tp in [1u64, 2, 4, 8] {
+        for pp in [1u64, 2, 4] {
+            for checkpointing in [Checkpointing::None, Checkpointing::Full] {
+                for zero in [0u8, 3] {
+                    runs.push(RunConfig {
+                        step: StepConfig {
+                            batch: 2,
+                            checkpointing,
+                            precision: Precision::Fp16,
+                            attention: AttentionImpl::Flash2,
+                            parallel: Parallelism {
+                                tp,
+                                sp: tp > 1,
+                                pp,
+                                ..Parallelism::default()
+                            },
+                            ..StepConfig::default()
+                        },
+                        zero,
+                        grad_accum: 4,
+                        fleet: Fleet {
+                            gpus: 64,
+                            ..Fleet::default()
+                        },
+                        ..RunConfig::default()
+                    });
+                }
+            }
+        }
+    }
+    let mut est = Estimator::new();
+    for r in &runs {
+        est.estimate(&model, &mach, r).unwrap();
+    }
+    let before = allocations();
+    for r in &runs {
+        est.estimate(&model, &mach, r).unwrap();
+    }
+    let allocated = allocations() - before;
+    assert_eq!(allocated, 0, "the estimates allocated {allocated} times");
+}

@@ -304,7 +304,7 @@ const PROFILES: usize = 8;
 /// A remembered memory profile and what it was measured for.
 #[derive(Debug)]
 struct Profiled {
-    model: ModelSpec,
+    model: std::sync::Arc<ModelSpec>,
     step: StepConfig,
     fused: bool,
     in_flight: Option<f64>,
@@ -321,6 +321,11 @@ pub struct Estimator {
     probe_two: StepGraph,
     /// Least recently used first.
     profiles: Vec<Profiled>,
+    /// The model of the last profile made, shared by the profiles made for it (a search over
+    /// one model's executions clones it once).
+    model: Option<std::sync::Arc<ModelSpec>>,
+    /// Candidate lines of a memory profile being made.
+    scratch: Vec<[f64; 2]>,
 }
 
 impl Estimator {
@@ -352,7 +357,7 @@ impl Estimator {
             ..*step
         };
         if let Some(i) = self.profiles.iter().position(|p| {
-            p.step == key && p.fused == fused && p.in_flight == in_flight && p.model == *model
+            p.step == key && p.fused == fused && p.in_flight == in_flight && *p.model == *model
         }) {
             // Most recently used last.
             self.profiles[i..].rotate_left(1);
@@ -361,17 +366,39 @@ impl Estimator {
             let two = self
                 .probe_two
                 .build(model, &StepConfig { batch: 2, ..key })?;
-            let profile = MemoryProfile::new(one, two, step.checkpointing, fused, in_flight);
-            if self.profiles.len() == PROFILES {
-                self.profiles.remove(0);
-            }
-            self.profiles.push(Profiled {
-                model: model.clone(),
-                step: key,
+            let shared = match &self.model {
+                Some(m) if **m == *model => m.clone(),
+                _ => {
+                    let m = std::sync::Arc::new(model.clone());
+                    self.model = Some(m.clone());
+                    m
+                }
+            };
+            // The least recently used profile's buffers are reused once all are taken.
+            let mut slot = if self.profiles.len() == PROFILES {
+                self.profiles.remove(0)
+            } else {
+                Profiled {
+                    model: shared.clone(),
+                    step: key,
+                    fused,
+                    in_flight,
+                    profile: MemoryProfile::default(),
+                }
+            };
+            slot.profile.refill(
+                one,
+                two,
+                step.checkpointing,
                 fused,
                 in_flight,
-                profile,
-            });
+                &mut self.scratch,
+            );
+            slot.model = shared;
+            slot.step = key;
+            slot.fused = fused;
+            slot.in_flight = in_flight;
+            self.profiles.push(slot);
         }
         Ok(&self.profiles.last().expect("pushed or found").profile)
     }

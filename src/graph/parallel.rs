@@ -165,12 +165,22 @@ impl Parallelism {
     /// and vocabulary divided by tp; the sequence divided by cp. Its parameter count is what the
     /// GPU holds of the blocks, embeddings and head (before pipeline stages split the blocks).
     pub fn local(&self, m: &ModelSpec) -> ModelSpec {
-        if self.tp == 1 && self.cp == 1 {
-            return m.clone();
-        }
         let mut l = m.clone();
+        self.local_into(m, &mut l);
+        l
+    }
+
+    /// [`Parallelism::local`] written into `out`, a model with `m`'s names: only the sizes are
+    /// set, so nothing is allocated.
+    pub fn local_into(&self, m: &ModelSpec, out: &mut ModelSpec) {
+        out.tokens.clone_from(&m.tokens);
+        out.transformer.clone_from(&m.transformer);
+        out.embedding.clone_from(&m.embedding);
+        if self.tp == 1 && self.cp == 1 {
+            return;
+        }
         let tp = self.tp;
-        let t = &mut l.transformer;
+        let t = &mut out.transformer;
         t.head_dim = Some(m.head_dim());
         t.kv_heads = Some(m.kv_heads() / tp);
         t.heads /= tp;
@@ -179,10 +189,9 @@ impl Parallelism {
             moe.shared_hidden /= tp;
         }
         if m.kind == ModelKind::Language {
-            l.embedding.vocab = m.padded_vocab() / tp;
-            l.embedding.pad_vocab_multiple = 1;
-            l.tokens.text = m.tokens.text / self.cp;
+            out.embedding.vocab = m.padded_vocab() / tp;
+            out.embedding.pad_vocab_multiple = 1;
+            out.tokens.text = m.tokens.text / self.cp;
         }
-        l
     }
 }

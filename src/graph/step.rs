@@ -15,7 +15,7 @@ use crate::spec::ModelSpec;
 /// Builds every op of one training step on one GPU into `ops` (cleared first).
 pub fn build_step(m: &ModelSpec, cfg: &StepConfig, ops: &mut Vec<Op>) -> Result<()> {
     let mut meta = Vec::new();
-    build(m, cfg, ops, &mut meta).map(|_| ())
+    build(m, cfg, ops, &mut meta, &mut None).map(|_| ())
 }
 
 /// The op list of one training step with the bookkeeping the builder keeps beside each op.
@@ -25,6 +25,18 @@ pub struct StepGraph {
     ops: Vec<Op>,
     meta: Vec<Meta>,
     params: Params,
+    /// The per-GPU model of the last tensor- or context-parallel build, kept so that building
+    /// the same split again clones nothing.
+    local: Option<LocalModel>,
+}
+
+/// A model and the slice of it one GPU computes under a split.
+#[derive(Debug)]
+struct LocalModel {
+    tp: u64,
+    cp: u64,
+    of: ModelSpec,
+    local: ModelSpec,
 }
 
 /// The parameters of a build: the model's, and what one GPU holds of them.
@@ -45,7 +57,7 @@ impl StepGraph {
 
     /// Rebuilds the graph for `m` and `cfg`.
     pub fn build(&mut self, m: &ModelSpec, cfg: &StepConfig) -> Result<&[Op]> {
-        self.params = build(m, cfg, &mut self.ops, &mut self.meta)?;
+        self.params = build(m, cfg, &mut self.ops, &mut self.meta, &mut self.local)?;
         Ok(&self.ops)
     }
 
@@ -117,6 +129,7 @@ fn build(
     cfg: &StepConfig,
     ops: &mut Vec<Op>,
     meta: &mut Vec<Meta>,
+    cache: &mut Option<LocalModel>,
 ) -> Result<Params> {
     let policy = PrecisionPolicy::of(cfg.precision);
     check(full, cfg, &policy)?;
@@ -124,11 +137,26 @@ fn build(
     meta.clear();
     let par = cfg.parallel;
     let model_params = param_count_of(full, &LinearShapes::of(full));
-    // The model one GPU computes (tensor and context parallelism); a clone only when split.
-    let local;
+    // The model one GPU computes (tensor and context parallelism); cloned only when the model
+    // or the split differs from the last build's.
     let m = if par.tp > 1 || par.cp > 1 {
-        local = par.local(full);
-        &local
+        match cache {
+            Some(c) if c.of == *full => {
+                if (c.tp, c.cp) != (par.tp, par.cp) {
+                    par.local_into(full, &mut c.local);
+                    (c.tp, c.cp) = (par.tp, par.cp);
+                }
+            }
+            _ => {
+                *cache = Some(LocalModel {
+                    tp: par.tp,
+                    cp: par.cp,
+                    of: full.clone(),
+                    local: par.local(full),
+                })
+            }
+        }
+        &cache.as_ref().expect("set above").local
     } else {
         full
     };
