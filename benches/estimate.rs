@@ -55,6 +55,7 @@ fn bench_search(c: &mut Criterion) {
         max_cp: 8,
         top: 10,
         objective: Objective::Time,
+        prune: true,
     };
     let mut g = c.benchmark_group("search");
     g.sample_size(10);

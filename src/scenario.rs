@@ -195,7 +195,6 @@ impl ScenarioSpec {
         self.step
             .parallel
             .check(&model, self.step.attention.is_fused())?;
-        let grad_accum = self.grad_accum_for(&model)?;
         let run = RunConfig {
             step: self.step,
             mode: self.mode,
@@ -207,7 +206,8 @@ impl ScenarioSpec {
                 ..Fleet::default()
             },
             zero: self.zero,
-            grad_accum,
+            grad_accum: self.grad_accum,
+            global_batch: self.global_batch,
             shard_group: self.shard_group.unwrap_or(0),
             memory: MemoryConfig {
                 workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
@@ -216,6 +216,13 @@ impl ScenarioSpec {
         };
         run.check_experts(&model)?;
         run.data_parallel()?;
+        // The micro-steps a global batch implies, checked and fixed for this scenario.
+        let run = RunConfig {
+            grad_accum: run
+                .micro_steps()
+                .map_err(|e| Error::Invalid(format!("{}: {e}", model.name)))?,
+            ..run
+        };
         run.zero_shards()?;
         Ok(Scenario {
             model,
@@ -227,45 +234,6 @@ impl ScenarioSpec {
             // `+ 0.0` turns a -0 into 0.
             price_per_gpu_hour: self.price_per_gpu_hour.map(|p| p + 0.0),
         })
-    }
-
-    /// Micro-steps per optimizer step: `grad_accum`, or the global batch over batch × data-
-    /// parallel replicas when one is given (an error says which global batches would divide).
-    fn grad_accum_for(&self, model: &ModelSpec) -> Result<u64> {
-        let Some(global) = self.global_batch else {
-            return Ok(self.grad_accum);
-        };
-        let par = &self.step.parallel;
-        let replica = par.replica_gpus().max(1);
-        let dp = (self.gpus / replica).max(1);
-        let per_micro_step = self.step.batch.saturating_mul(dp);
-        if global == 0 || !global.is_multiple_of(per_micro_step) {
-            let below = global / per_micro_step * per_micro_step;
-            let above = below + per_micro_step;
-            return Err(Error::Invalid(format!(
-                "--global-batch {global} of {} is not a multiple of --batch {} x {dp} data-parallel replicas (--gpus {} / (tp {} x pp {} x cp {})) = {per_micro_step}: use {} or change --batch",
-                model.name,
-                self.step.batch,
-                self.gpus,
-                par.tp,
-                par.pp,
-                par.cp,
-                if below > 0 {
-                    format!("{below} or {above}")
-                } else {
-                    above.to_string()
-                }
-            )));
-        }
-        let k = global / per_micro_step;
-        ensure(
-            k <= limits::GRAD_ACCUM,
-            &format!(
-                "--global-batch {global} needs {k} micro-steps per step, more than {}",
-                limits::GRAD_ACCUM
-            ),
-        )?;
-        Ok(k)
     }
 
     /// Every check of a setting or a combination of settings that needs no spec file.
@@ -348,7 +316,7 @@ pub mod limits {
     /// GPUs per node.
     pub const GPUS_PER_NODE: u64 = 1024;
     /// Micro-steps per optimizer step (2^30).
-    pub const GRAD_ACCUM: u64 = 1 << 30;
+    pub const GRAD_ACCUM: u64 = crate::estimate::MAX_MICRO_STEPS;
     /// Samples in a dataset.
     pub const SAMPLES: f64 = 1e18;
     /// Tokens in a dataset.
@@ -479,7 +447,39 @@ impl ScenarioTable {
         par.pp = self.pp.unwrap_or(par.pp);
         par.vpp = self.vpp.unwrap_or(par.vpp);
         par.cp = self.cp.unwrap_or(par.cp);
+        if self.grad_accum.is_some() && self.global_batch.is_some() {
+            return Err(Error::spec(
+                file,
+                field("global_batch"),
+                "give grad_accum or global_batch, not both (the global batch sets the micro-steps)",
+            ));
+        }
+        if self.grad_accum.is_some() {
+            s.global_batch = None;
+        }
         s.global_batch = self.global_batch.or(s.global_batch);
+        for (name, v) in [
+            ("tp", self.tp),
+            ("pp", self.pp),
+            ("vpp", self.vpp),
+            ("cp", self.cp),
+            ("global_batch", self.global_batch),
+            ("shard_group", self.shard_group),
+        ] {
+            if let Some(v) = v {
+                let unbounded = name == "global_batch" || name == "shard_group";
+                if v == 0 || (!unbounded && v > 1 << 16) {
+                    return Err(Error::spec(
+                        file,
+                        field(name),
+                        format!(
+                            "{v} is out of range (1 to {})",
+                            if unbounded { "2^64 - 1" } else { "65536" }
+                        ),
+                    ));
+                }
+            }
+        }
         s.shard_group = self.shard_group.or(s.shard_group);
         if let Some(a) = parse(&self.attention, file, field("attention"))? {
             s.step.attention = a;

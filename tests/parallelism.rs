@@ -33,6 +33,26 @@ fn korthikanti_table5_step_times() {
     );
 }
 
+/// Each run's printed flags reproduce its prediction with `roofline estimate`.
+#[test]
+fn published_flags_reproduce_the_prediction() {
+    let v = validate(&PublishedRuns::korthikanti_table5().unwrap()).unwrap();
+    for r in &v.rows {
+        let args: Vec<&str> = r.settings.split_whitespace().collect();
+        let s = parse_scenario(&args).unwrap();
+        let e = Estimator::new()
+            .estimate(&s.model, &s.machine, &s.run)
+            .unwrap();
+        assert!(
+            (e.step_time.0 / r.predicted_step_s - 1.0).abs() < 1e-12,
+            "{}: {} vs {}",
+            r.name,
+            e.step_time.0,
+            r.predicted_step_s
+        );
+    }
+}
+
 /// The calibration the Table 5 file uses holds the ceiling that fits Table 5 best, and leaving
 /// any one run out of the fit moves its error by little.
 #[test]
@@ -336,6 +356,7 @@ fn search_gpt3_on_1024_a100() {
         max_cp: 8,
         top: 10,
         objective: Objective::Time,
+        prune: true,
     };
     let r = search(&s, &space, &|_, _| {}).unwrap();
     assert_eq!(r.rows.len(), 10);
@@ -406,4 +427,55 @@ fn hybrid_sharding() {
         let err = est(bad).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
     }
+}
+
+/// The compute bound never prunes an execution that belongs in the ranking: with and without
+/// pruning the top 20 are the same, for a dense language model with a large vocabulary, a
+/// diffusion transformer (adaLN GEMMs over the batch) and a mixture of experts.
+#[test]
+fn pruning_keeps_the_ranking() {
+    let mut skipped = 0;
+    for (model, gpu, gpus, global, attention) in [
+        ("gpt2-124m", "h100-sxm", "16", 256, "flash3"),
+        ("jit-b4", "h200-sxm", "8", 512, "flash2"),
+        ("mixtral-8x7b", "h100-sxm", "32", 64, "flash2"),
+        ("megatron-22b", "a100-sxm-80gb", "32", 64, "unfused"),
+    ] {
+        let s = parse_scenario(&[
+            "--model",
+            model,
+            "--gpu",
+            gpu,
+            "--gpus",
+            gpus,
+            "--attention",
+            attention,
+        ])
+        .unwrap();
+        let space = |prune| SearchSpace {
+            global_batch: global,
+            max_tp: 8,
+            max_pp: 8,
+            max_vpp: 4,
+            max_cp: 4,
+            top: 20,
+            objective: Objective::Time,
+            prune,
+        };
+        let pruned = search(&s, &space(true), &|_, _| {}).unwrap();
+        let all = search(&s, &space(false), &|_, _| {}).unwrap();
+        assert_eq!(all.pruned, 0);
+        let key = |r: &roofline::analysis::search::SearchResult| {
+            r.rows
+                .iter()
+                .map(|x| (x.candidate, x.step_time_s.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(key(&pruned), key(&all), "{model}");
+        skipped += pruned.pruned;
+    }
+    assert!(
+        skipped > 0,
+        "the bound pruned nothing: the test checks nothing"
+    );
 }

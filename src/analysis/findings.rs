@@ -168,6 +168,7 @@ pub fn findings(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<F
         let k = s.run.grad_accum;
         let run = RunConfig {
             grad_accum: k * 4,
+            global_batch: None,
             ..s.run
         };
         if let Some(fixed) = again(m, &run) {

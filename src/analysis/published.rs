@@ -106,7 +106,7 @@ impl PublishedRuns {
                     let dir = std::path::Path::new(file)
                         .parent()
                         .unwrap_or(std::path::Path::new(""));
-                    scenario.calibration = Some(dir.join(c));
+                    scenario.calibration = Some(normalize(&dir.join(c)));
                 }
             }
             runs.push(PublishedRun {
@@ -135,6 +135,22 @@ impl PublishedRuns {
     pub fn korthikanti_table5() -> Result<Self> {
         Self::from_toml(KORTHIKANTI_TABLE5.1, KORTHIKANTI_TABLE5.0)
     }
+}
+
+/// `a/b/../c` as `a/c`, without looking at the file system.
+fn normalize(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match (c, out.last()) {
+            (Component::CurDir, _) => {}
+            (Component::ParentDir, Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    out.iter().map(|c| c.as_os_str()).collect()
 }
 
 /// One run predicted.
@@ -185,8 +201,8 @@ pub struct PublishedValidation {
 fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     let p = &s.step.parallel;
     let mut out = format!(
-        "--model {} --gpu {} --gpus {} --tp {} --pp {}",
-        s.model, s.gpu, s.gpus, p.tp, p.pp
+        "--model {} --gpu {} --gpus {} --gpus-per-node {} --inter-node-gbps {} --tp {} --pp {}",
+        s.model, s.gpu, s.gpus, s.gpus_per_node, s.inter_node_gbps, p.tp, p.pp
     );
     if p.vpp > 1 {
         out += &format!(" --vpp {}", p.vpp);
@@ -203,6 +219,9 @@ fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     );
     if s.zero > 0 {
         out += &format!(" --zero {}", s.zero);
+    }
+    if let Some(c) = &s.calibration {
+        out += &format!(" --calibration {}", c.display());
     }
     out
 }

@@ -69,6 +69,8 @@ pub struct SearchSpace {
     pub top: usize,
     /// What to rank by.
     pub objective: Objective,
+    /// Skip candidates by the compute bound (off only to check the bound).
+    pub prune: bool,
 }
 
 /// One execution of the search space.
@@ -136,11 +138,29 @@ pub struct SearchResult {
     pub pruned: u64,
     /// Executions estimated that do not fit in memory.
     pub out_of_memory: u64,
+    /// Executions the model cannot run (a limit of the step, e.g. too many tokens per GPU).
+    pub invalid: u64,
+    /// Placement: whether a tensor-parallel group of the ranking crosses a node.
+    pub tensor_parallel_crosses_nodes: bool,
 }
 
-/// Divisors of `n` up to `max`.
-fn divisors(n: u64, max: u64) -> impl Iterator<Item = u64> {
-    (1..=n.min(max)).filter(move |d| n.is_multiple_of(*d))
+/// Divisors of `n` up to `max`, ascending (O(√n) trial division).
+fn divisors(n: u64, max: u64) -> Vec<u64> {
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    let mut d = 1u64;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            small.push(d);
+            if d != n / d {
+                large.push(n / d);
+            }
+        }
+        d += 1;
+    }
+    small.extend(large.into_iter().rev());
+    small.retain(|&d| d <= max);
+    small
 }
 
 /// Every valid execution of `s`'s model on its fleet at the space's global batch, with its
@@ -154,7 +174,18 @@ fn candidates(s: &Scenario, space: &SearchSpace) -> Vec<Candidate> {
     let policy = PrecisionPolicy::of(s.run.step.precision);
     let ceiling = s.machine.peak(policy.gemm_unit, policy.gemm);
     let rate = (ceiling.0 .0 * ceiling.1).max(1.0);
-    let tokens = (space.global_batch * m.max_seq()) as f64;
+    // The blocks' GEMMs that run over every token (adaLN's run over the batch) and, of the
+    // routed experts, the share a token uses (never more rows than tokens x top_k).
+    let routed_unused = m.transformer.moe.as_ref().map_or(0.0, |moe| {
+        p.expert_gemm_weights as f64 / m.transformer.depth.max(1) as f64
+            * (1.0 - moe.top_k as f64 / moe.experts as f64 * moe.capacity_factor.min(1.0))
+    });
+    let block_gemm = (p.per_block_gemm_weights as f64 - p.per_block_adaln as f64 - routed_unused)
+        .max(0.0)
+        * depth as f64;
+    // The fewest tokens any block sees per sample (in-context tokens join later).
+    let tokens = space.global_batch as f64 * m.seq_at_block(0).min(m.max_seq()) as f64;
+    let max_batch = crate::graph::MAX_TOKENS_PER_STEP / m.max_seq().max(1);
     let mut out = Vec::new();
     for tp in divisors(gpus, space.max_tp) {
         for cp in divisors(gpus / tp, if fused { space.max_cp } else { 1 }) {
@@ -177,23 +208,31 @@ fn candidates(s: &Scenario, space: &SearchSpace) -> Vec<Candidate> {
                         if (sp && tp == 1) || par.check(m, fused).is_err() {
                             continue;
                         }
-                        for batch in divisors(per_replica, per_replica) {
+                        for &batch in &divisors(per_replica, max_batch) {
                             let k = per_replica / batch;
+                            if k > crate::scenario::limits::GRAD_ACCUM
+                                || (vpp > 1 && !k.is_multiple_of(pp))
+                            {
+                                continue;
+                            }
                             let pipe = 1.0 + (pp - 1) as f64 / (vpp * k) as f64;
                             for checkpointing in [
                                 Checkpointing::None,
                                 Checkpointing::Selective,
                                 Checkpointing::Full,
                             ] {
-                                let recompute = if checkpointing == Checkpointing::Full {
+                                // 6 FLOPs per weight and token (forward and backward), 2 more
+                                // when full recompute repeats the blocks' forward.
+                                let passes = if checkpointing == Checkpointing::Full {
                                     8.0
                                 } else {
                                     6.0
                                 };
                                 let bound =
-                                    recompute * p.active as f64 * tokens / gpus as f64 / rate
-                                        * pipe;
-                                for zero in 0..=3u8 {
+                                    passes * block_gemm * tokens / gpus as f64 / rate * pipe;
+                                // ZeRO needs ranks to shard over.
+                                let stages = if dp * cp > 1 { 3u8 } else { 0 };
+                                for zero in 0..=stages {
                                     out.push(Candidate {
                                         parallel: par,
                                         dp,
@@ -236,7 +275,8 @@ pub fn search(
     // The K-th best step time so far (f64 bits), and the best K rows.
     let threshold = AtomicU64::new(f64::INFINITY.to_bits());
     let best: Mutex<Vec<SearchRow>> = Mutex::new(Vec::with_capacity(space.top + 1));
-    let (evaluated, pruned, oom, done) = (
+    let (evaluated, pruned, oom, done, invalid) = (
+        AtomicU64::new(0),
         AtomicU64::new(0),
         AtomicU64::new(0),
         AtomicU64::new(0),
@@ -250,7 +290,7 @@ pub fn search(
         if n % 4096 == 0 {
             progress(n, total);
         }
-        if c.bound > f64::from_bits(threshold.load(Ordering::Relaxed)) {
+        if space.prune && c.bound > f64::from_bits(threshold.load(Ordering::Relaxed)) {
             pruned.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -268,8 +308,13 @@ pub fn search(
         evaluated.fetch_add(1, Ordering::Relaxed);
         let e = match est.estimate(&s.model, &s.machine, &run) {
             Ok(e) => e,
-            Err(err) => {
+            // A bug, not a limit of this execution: stop.
+            Err(err @ Error::Internal(_)) => {
                 first_error.lock().expect("lock").get_or_insert(err);
+                return;
+            }
+            Err(_) => {
+                invalid.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         };
@@ -292,6 +337,17 @@ pub fn search(
             cost_per_step_usd: price.map(|p| t / 3600.0 * s.run.fleet.gpus as f64 * p),
         };
         let mut b = best.lock().expect("lock");
+        // Executions that differ only in what changes nothing (e.g. selective recompute beside
+        // fused attention) are listed once.
+        let same = |x: &SearchRow| {
+            x.step_time_s == row.step_time_s
+                && x.memory_per_gpu_bytes == row.memory_per_gpu_bytes
+                && x.candidate.parallel == c.parallel
+                && (x.candidate.dp, x.candidate.batch, x.candidate.zero) == (c.dp, c.batch, c.zero)
+        };
+        if b.iter().any(same) {
+            return;
+        }
         b.push(row);
         b.sort_by(|x, y| x.step_time_s.total_cmp(&y.step_time_s));
         b.truncate(space.top);
@@ -304,10 +360,14 @@ pub fn search(
     }
     progress(total, total);
     let rows = best.into_inner().expect("lock");
+    let invalid_count = invalid.load(Ordering::Relaxed);
+    let crosses = rows
+        .iter()
+        .any(|r| r.candidate.parallel.tp * r.candidate.parallel.cp > s.run.fleet.gpus_per_node);
     if rows.is_empty() {
         return Err(Error::Invalid(format!(
-            "no execution of {} fits in the memory of {} at global batch {} on {} GPUs: use more GPUs or a GPU with more memory",
-            s.model.name, s.gpu.name, space.global_batch, s.run.fleet.gpus
+            "no execution of {} fits in the memory of {} at global batch {} on {} GPUs ({} could not run at all): use more GPUs, a GPU with more memory or a smaller global batch",
+            s.model.name, s.gpu.name, space.global_batch, s.run.fleet.gpus, invalid_count
         )));
     }
     Ok(SearchResult {
@@ -321,5 +381,7 @@ pub fn search(
         evaluated: evaluated.into_inner(),
         pruned: pruned.into_inner(),
         out_of_memory: oom.into_inner(),
+        invalid: invalid.into_inner(),
+        tensor_parallel_crosses_nodes: crosses,
     })
 }

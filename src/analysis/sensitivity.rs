@@ -293,11 +293,13 @@ pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
     // Batch and sequence: two points each, with elasticities over them.
     let b = run.step.batch;
     if b >= 2 {
+        // The micro-batch varies at the run's micro-steps (a global batch is not kept).
         let rb = |x: u64| RunConfig {
             step: crate::graph::StepConfig {
                 batch: x,
                 ..run.step
             },
+            global_batch: None,
             ..run
         };
         let lo = times(&mut est, model, &mach, &rb(b / 2))?;

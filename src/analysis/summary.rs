@@ -438,7 +438,7 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
     let par = run.step.parallel;
     if par.tp > 1 {
         v.push(format!(
-            "tensor parallelism over {} GPUs (Megatron-LM): heads, MLP hidden units and vocabulary split; 2 all-reduces of the layer's activations per block forward and 2 backward (+2 with full recompute), one each for the embedding and the LM head, at the all-reduce bus bandwidth within a node; not overlapped with compute{}",
+            "tensor parallelism over {} GPUs (Megatron-LM): heads, MLP hidden units and vocabulary split; 2 all-reduces of the layer's activations per block forward and 2 backward (+2 with full recompute), one each for a language model's vocabulary-parallel embedding and LM head, at the all-reduce bus bandwidth within a node; not overlapped with compute{}",
             par.tp,
             if par.sp {
                 "; sequence parallelism: each all-reduce becomes a reduce-scatter plus an all-gather of the same volume, norms, dropout and residual adds on 1/tp of the tokens"

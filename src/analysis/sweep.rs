@@ -467,6 +467,12 @@ pub fn sweep(
     progress: &(dyn Fn(usize) + Sync),
     sink: &mut dyn FnMut(Row) -> Result<()>,
 ) -> Result<SweepSummary> {
+    if base.global_batch.is_some() && dims.iter().any(|d| d.param == Param::GradAccum) {
+        return Err(Error::Invalid(
+            "--vary grad_accum conflicts with --global-batch (which sets the micro-steps of every row)"
+                .into(),
+        ));
+    }
     if dims.is_empty() {
         return Err(Error::Invalid("give at least one --vary NAME=SPEC".into()));
     }
@@ -594,7 +600,7 @@ fn row(
         precision: run.step.precision.to_string(),
         checkpointing: run.step.checkpointing.to_string(),
         gpus: run.fleet.gpus,
-        grad_accum: run.grad_accum,
+        grad_accum: run.micro_steps().unwrap_or(run.grad_accum),
         zero: run.zero,
         ema: run.step.ema,
         ep: run.step.expert_shards,

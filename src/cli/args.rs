@@ -65,7 +65,8 @@ pub struct StepArgs {
     /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3.
     #[arg(long, default_value_t = defaults::ATTENTION)]
     pub attention: AttentionImpl,
-    /// Precision: bf16 (autocast, fp32 master weights) | bf16-pure | fp32 | tf32 | fp8.
+    /// Precision: bf16 (autocast, fp32 master weights) | bf16-pure | fp16 (Megatron-style,
+    /// loss scaling) | fp32 | tf32 | fp8.
     #[arg(long, default_value_t = defaults::PRECISION)]
     pub precision: Precision,
     /// Activation checkpointing: none | selective | full.
@@ -258,7 +259,8 @@ pub struct SweepArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SearchArgs {
     /// Model, GPU, fleet, precision, attention, mode and --global-batch (required) as for
-    /// `roofline estimate`; the execution settings are searched.
+    /// `roofline estimate`; the execution settings (--tp, --sp, --pp, --vpp, --cp, --zero,
+    /// --batch, accumulation) are searched: --batch is ignored, the others are refused.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     /// Rank by step time or by cost per step.

@@ -132,6 +132,23 @@ pub fn search(a: &SearchArgs) -> Result<()> {
     let global_batch = a.scenario.global_batch.ok_or_else(|| {
         Error::Invalid("search needs --global-batch (samples per optimizer step)".into())
     })?;
+    let st = &a.scenario.step;
+    let fixed = [
+        ("--tp", st.tp != 1),
+        ("--sp", st.sp),
+        ("--pp", st.pp != 1),
+        ("--vpp", st.vpp != 1),
+        ("--cp", st.cp != 1),
+        ("--zero", a.scenario.zero != 0),
+        ("--fsdp", a.scenario.fsdp),
+        ("--shard-group", a.scenario.shard_group.is_some()),
+        ("--grad-accum", a.scenario.grad_accum != 1),
+    ];
+    if let Some((flag, _)) = fixed.iter().find(|f| f.1) {
+        return Err(Error::Invalid(format!(
+            "search chooses {flag} itself (with tp, sp, pp, vpp, cp, ZeRO, micro-batch and accumulation): drop it, and bound the space with --max-tp, --max-pp, --max-vpp or --max-cp"
+        )));
+    }
     let spec = crate::scenario::ScenarioSpec {
         // The searched settings start from one GPU's split; each candidate sets its own.
         global_batch: None,
@@ -151,6 +168,7 @@ pub fn search(a: &SearchArgs) -> Result<()> {
         max_cp: a.max_cp,
         top: usize::try_from(a.top).unwrap_or(usize::MAX).min(10_000),
         objective: a.objective,
+        prune: true,
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let b =

@@ -24,6 +24,10 @@ use crate::units::{Bytes, FlopRate, Flops, Seconds};
 use serde::Serialize;
 use stage::{critical_stage, model_parallel_comm, part_of, PartTime};
 
+/// Most micro-steps per optimizer step (2^30): far beyond any real run, small enough that the
+/// samples per step stay exact.
+pub const MAX_MICRO_STEPS: u64 = 1 << 30;
+
 /// How the step runs beyond one GPU's op graph: execution mode, fleet, sharding, accumulation.
 #[derive(Debug, Clone, Copy)]
 pub struct RunConfig {
@@ -35,8 +39,11 @@ pub struct RunConfig {
     pub fleet: Fleet,
     /// ZeRO stage 0-3 (0 = plain DDP).
     pub zero: u8,
-    /// Micro-steps per optimizer step.
+    /// Micro-steps per optimizer step (when no global batch is given).
     pub grad_accum: u64,
+    /// Samples per optimizer step across the fleet: when given, the micro-steps follow from it
+    /// and the split ([`RunConfig::micro_steps`]), so a sweep over the split keeps it.
+    pub global_batch: Option<u64>,
     /// Hybrid sharding: ranks each ZeRO shard group spans (0 = every rank holding the same
     /// weights, i.e. plain ZeRO / FSDP).
     pub shard_group: u64,
@@ -52,6 +59,7 @@ impl Default for RunConfig {
             fleet: Fleet::default(),
             zero: 0,
             grad_accum: 1,
+            global_batch: None,
             shard_group: 0,
             memory: MemoryConfig::default(),
         }
@@ -73,10 +81,14 @@ impl RunConfig {
                 )))
             };
         };
-        if ep == 0 || !moe.experts.is_multiple_of(ep) || !self.fleet.gpus.is_multiple_of(ep) {
+        // Expert-parallel ranks are data-parallel ranks (Megatron-LM): they hold the same dense
+        // weights and different experts.
+        let par = &self.step.parallel;
+        let same_weights = (self.fleet.gpus / par.replica_gpus().max(1)).max(1) * par.cp;
+        if ep == 0 || !moe.experts.is_multiple_of(ep) || !same_weights.is_multiple_of(ep) {
             return Err(Error::Invalid(format!(
-                "--ep {ep} must divide the {} experts of {} and the {} GPUs",
-                moe.experts, model.name, self.fleet.gpus
+                "--ep {ep} must divide the {} experts of {} and the {same_weights} data-parallel ranks (--gpus {} / (tp {} x pp {}))",
+                moe.experts, model.name, self.fleet.gpus, par.tp, par.pp
             )));
         }
         Ok(())
@@ -94,6 +106,36 @@ impl RunConfig {
             )));
         }
         Ok(self.fleet.gpus / replica)
+    }
+
+    /// Micro-steps per optimizer step: the global batch over batch × data-parallel replicas when
+    /// a global batch is given (an error says which global batches would divide), else
+    /// `grad_accum`.
+    pub fn micro_steps(&self) -> Result<u64> {
+        let Some(global) = self.global_batch else {
+            return Ok(self.grad_accum);
+        };
+        let par = &self.step.parallel;
+        let dp = (self.fleet.gpus / par.replica_gpus().max(1)).max(1);
+        let per_micro_step = self.step.batch.saturating_mul(dp).max(1);
+        if global == 0 || !global.is_multiple_of(per_micro_step) {
+            let below = global / per_micro_step * per_micro_step;
+            let above = below.saturating_add(per_micro_step);
+            return Err(Error::Invalid(format!(
+                "--global-batch {global} is not a multiple of --batch {} x {dp} data-parallel replicas (--gpus {} / (tp {} x pp {} x cp {})) = {per_micro_step}: use {} or change --batch",
+                self.step.batch,
+                self.fleet.gpus,
+                par.tp,
+                par.pp,
+                par.cp,
+                if below > 0 {
+                    format!("{below} or {above}")
+                } else {
+                    above.to_string()
+                }
+            )));
+        }
+        Ok(global / per_micro_step)
     }
 
     /// Ranks the ZeRO shards are spread over: the shard group under hybrid sharding, else
@@ -128,7 +170,13 @@ impl RunConfig {
                 _ => same_weights,
             },
             fused: self.mode != ExecMode::Eager,
-            in_flight: (par.pp > 1).then(|| in_flight(par.pp, par.vpp, self.grad_accum)),
+            in_flight: (par.pp > 1).then(|| {
+                in_flight(
+                    par.pp,
+                    par.vpp,
+                    self.micro_steps().unwrap_or(self.grad_accum),
+                )
+            }),
             ..self.memory
         }
     }
@@ -266,7 +314,7 @@ pub struct StepEstimate {
     pub comm_total: Seconds,
     /// Communication not hidden by backward.
     pub comm_exposed: Seconds,
-    /// Of it, model-parallel communication (tensor, context, pipeline), none hidden.
+    /// Of it, model-parallel communication (tensor, context, pipeline, expert), none hidden.
     pub comm_model_parallel: Seconds,
     /// Model FLOPs per GPU per step (no recomputation).
     pub model_flops: Flops,
@@ -410,11 +458,24 @@ impl Estimator {
         mach: &Machine,
         run: &RunConfig,
     ) -> Result<StepEstimate> {
-        if run.grad_accum == 0 {
-            return Err(Error::Invalid(
-                "grad-accum must be a positive integer".into(),
-            ));
+        let micro_steps = run.micro_steps()?;
+        if micro_steps == 0 || micro_steps > MAX_MICRO_STEPS {
+            return Err(Error::Invalid(format!(
+                "{micro_steps} micro-steps per step: grad-accum must be between 1 and {MAX_MICRO_STEPS}"
+            )));
         }
+        let par = run.step.parallel;
+        if par.vpp > 1 && !micro_steps.is_multiple_of(par.pp) {
+            return Err(Error::Invalid(format!(
+                "--vpp {} (interleaved 1F1B) needs micro-batches per step ({micro_steps}) that are a multiple of --pp {} (Megatron-LM's requirement)",
+                par.vpp, par.pp
+            )));
+        }
+        let run = &RunConfig {
+            grad_accum: micro_steps,
+            global_batch: None,
+            ..*run
+        };
         if run.zero > 3 {
             return Err(Error::Invalid(format!(
                 "--zero {} is not a ZeRO stage (0, 1, 2 or 3)",
@@ -423,7 +484,6 @@ impl Estimator {
         }
         run.check_experts(model)?;
         let dp = run.data_parallel()?;
-        let par = run.step.parallel;
         let ep = run.step.expert_shards;
         let mut step = run.step;
         // ZeRO shards over the ranks that hold the same weights (data- and context-parallel),
@@ -479,8 +539,12 @@ impl Estimator {
         let micro = Seconds((fwd + bwd).max(stage.host() * k).0 / k);
         let fwd_wall = Seconds((fwd.max(stage.host_fwd * k).0 / k).min(micro.0));
         let bwd_wall = micro - fwd_wall;
-        let dp_fleet = run.fleet.group(shards, par.tp * par.pp);
-        let replica_fleet = run.fleet.group(replicas, par.tp * par.pp * shards);
+        // Ranks are numbered tp fastest, then cp, pp and dp (module docs of time::comm).
+        let dp_fleet = run.fleet.weight_replicas(&par, shards);
+        let replica_fleet = run.fleet.group(
+            replicas,
+            par.tp * par.cp * par.pp * (shards / par.cp).max(1),
+        );
         let held = gpu_params.resident(1, ep);
         let per_block = gpu_params.per_block as f64
             - gpu_params.per_block_experts as f64 * (1.0 - 1.0 / ep as f64);
@@ -509,6 +573,7 @@ impl Estimator {
         );
         comm_total += mp.total() * k;
         comm_exposed += mp.total() * k;
+        let mut model_parallel = mp.total() * k;
         if ep > 1 {
             // Expert parallelism: four all-to-alls per MoE layer per micro-step, six when full
             // checkpointing recomputes the forward; none hidden.
@@ -517,12 +582,16 @@ impl Estimator {
             } else {
                 4.0
             };
-            let tokens = run.step.batch * model.max_seq();
+            // Each rank routes the tokens it holds; expert-parallel ranks are data-parallel ranks,
+            // tp·pp apart.
+            let tokens = run.step.batch * model.max_seq() / par.cp;
             let bytes = Bytes(all_to_all_bytes(model, tokens, policy.activation));
-            let a2a = comm::all_to_all_time(&run.fleet, mach, bytes, ep)
+            let group = run.fleet.group(ep, par.tp * par.pp);
+            let a2a = comm::all_to_all_time(&group, mach, bytes, ep)
                 * (per_layer * par.stage_blocks(model.transformer.depth) as f64 * k);
             comm_total += a2a;
             comm_exposed += a2a;
+            model_parallel += a2a;
         }
         breakdown.communication = comm_exposed;
         let step_time = gpu + host_excess + comm_exposed + bubble;
@@ -562,7 +631,7 @@ impl Estimator {
             by_bound,
             comm_total,
             comm_exposed,
-            comm_model_parallel: mp.total() * k,
+            comm_model_parallel: model_parallel,
             model_flops,
             hw_flops,
             mfu_peak,

@@ -206,8 +206,13 @@ pub(crate) fn model_parallel_comm(
         } else {
             4.0
         };
-        // The embedding's and the head's, on the first and last stage; both without stages.
-        let ends = if par.pp > 1 { 1.0 } else { 2.0 };
+        // A language model's vocabulary-parallel embedding and head all-reduce once each, on
+        // the first and last stage; both without stages.
+        let ends = match (m.kind, par.pp) {
+            (crate::spec::model::ModelKind::Language, 1) => 2.0,
+            (crate::spec::model::ModelKind::Language, _) => 1.0,
+            _ => 0.0,
+        };
         all_reduce * (per_layer * layers + ends)
     } else {
         Seconds::ZERO

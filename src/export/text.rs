@@ -539,7 +539,7 @@ pub fn search(r: &crate::analysis::search::SearchResult) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "roofline search: {} on {} x {}, global batch {}, ranked by {}\n{} executions in the space; {} estimated, {} skipped by the compute bound, {} estimated did not fit in memory\n",
+        "roofline search: {} on {} x {}, global batch {}, ranked by {}\n{} executions in the space; {} estimated, {} skipped by the compute bound, {} estimated did not fit in memory, {} could not run\n",
         r.model,
         r.gpus,
         r.gpu,
@@ -548,7 +548,8 @@ pub fn search(r: &crate::analysis::search::SearchResult) -> String {
         r.candidates,
         r.evaluated,
         r.pruned,
-        r.out_of_memory
+        r.out_of_memory,
+        r.invalid
     );
     let _ = writeln!(
         s,
@@ -579,12 +580,21 @@ pub fn search(r: &crate::analysis::search::SearchResult) -> String {
             binary_bytes(Bytes(row.memory_per_gpu_bytes)),
             100.0 * row.communication_share,
             100.0 * row.bubble_share,
-            row.cost_per_step_usd.map_or("n/a".to_string(), |x| format!("{x:.2}"))
+            row.cost_per_step_usd.map_or("n/a".to_string(), |x| if x < 1.0 {
+                format!("{x:.2e}")
+            } else {
+                format!("{x:.2}")
+            })
         );
     }
     let _ = writeln!(
         s,
-        "\nPlacement: tensor (and context) parallel ranks inside a node, then pipeline stages, then data-parallel replicas across nodes; `roofline estimate` with the row's flags gives the full breakdown."
+        "\nPlacement: tensor-parallel ranks first, then context-parallel, pipeline stages and data-parallel replicas, filling nodes in that order{}; `roofline estimate` with the row's flags gives the full breakdown.",
+        if r.tensor_parallel_crosses_nodes {
+            " (a tensor- or context-parallel group larger than a node communicates over the inter-node network)"
+        } else {
+            ""
+        }
     );
     s
 }

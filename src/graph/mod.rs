@@ -49,7 +49,7 @@ pub use parallel::Parallelism;
 pub use params::{param_count, ParamCount};
 pub use parts::moe::all_to_all_bytes;
 pub use precision::PrecisionPolicy;
-pub use step::{build_step, StepGraph};
+pub use step::{build_step, StepGraph, MAX_TOKENS_PER_STEP};
 
 use crate::units::{Bytes, Flops};
 use serde::Serialize;

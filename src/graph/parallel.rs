@@ -104,6 +104,10 @@ impl Parallelism {
                 ))
             }
         };
+        if self.sp {
+            // Megatron-LM splits the sequence evenly over the tensor-parallel ranks.
+            divides("the sequence", m.max_seq(), self.tp, "--sp with --tp")?;
+        }
         if self.tp > 1 {
             divides("the attention heads", t.heads, self.tp, "--tp")?;
             divides("the key/value heads", m.kv_heads(), self.tp, "--tp")?;
@@ -156,7 +160,17 @@ impl Parallelism {
                         .into(),
                 );
             }
-            divides("the sequence", m.tokens.text, self.cp, "--cp")?;
+            // Load-balanced causal ring attention gives each rank two chunks of s/(2·cp).
+            if !m.tokens.text.is_multiple_of(2 * self.cp) {
+                return bad(format!(
+                    "--cp {} splits the sequence into 2 x {} chunks: {} must divide the sequence ({}) of {}",
+                    self.cp,
+                    self.cp,
+                    2 * self.cp,
+                    m.tokens.text,
+                    m.name
+                ));
+            }
         }
         Ok(())
     }

@@ -96,9 +96,18 @@ impl Fleet {
         }
     }
 
-    /// Whether a group of `size` GPUs `stride` ranks apart spans more than one node.
-    pub fn crosses_nodes(&self, size: u64, stride: u64) -> bool {
-        self.group(size, stride).nodes() > 1
+    /// The first `size` ranks holding the same weights under the split `par`, ranks numbered
+    /// tensor-parallel fastest, then context-parallel, pipeline and data-parallel: the
+    /// context-parallel peers tp apart, the data-parallel ones tp·cp·pp apart.
+    pub fn weight_replicas(&self, par: &crate::graph::Parallelism, size: u64) -> Fleet {
+        let node = self.gpus_per_node.max(1);
+        let cp_here = par.cp.min((node / par.tp.max(1)).max(1));
+        let dp_here = (node / (par.tp * par.cp * par.pp).max(1)).max(1);
+        Fleet {
+            gpus: size.max(1),
+            gpus_per_node: (cp_here * dp_here).clamp(1, size.max(1)),
+            ..*self
+        }
     }
 }
 
