@@ -12,7 +12,7 @@ use crate::memory::MemoryConfig;
 use crate::spec::{self, GpuSpec, ModelSpec};
 use crate::time::Calibration;
 use crate::time::{Fleet, Machine};
-use crate::units::{ByteRate, Bytes};
+use crate::units::{ByteRate, Bytes, Seconds};
 use std::path::PathBuf;
 
 /// The embedded defaults: the planned JiT-B/4 run (examples/plans/jit-b4-8xh200.toml), batch 64
@@ -88,6 +88,9 @@ pub struct ScenarioSpec {
     pub gpus_per_node: u64,
     /// Inter-node bandwidth per GPU and direction, Gb/s.
     pub inter_node_gbps: f64,
+    /// A cluster network (embedded name or TOML path): sets the GPUs per node, the inter-node
+    /// bandwidth, its efficiency and NCCL's latencies.
+    pub network: Option<String>,
     /// ZeRO stage.
     pub zero: u8,
     /// Micro-steps per optimizer step.
@@ -122,6 +125,7 @@ impl Default for ScenarioSpec {
             gpus: defaults::GPUS,
             gpus_per_node: defaults::GPUS_PER_NODE,
             inter_node_gbps: defaults::INTER_NODE_GBPS,
+            network: None,
             zero: 0,
             grad_accum: 1,
             global_batch: None,
@@ -140,6 +144,8 @@ pub struct Scenario {
     pub model: ModelSpec,
     /// The GPU spec.
     pub gpu: GpuSpec,
+    /// The cluster network, when one was given.
+    pub network: Option<spec::NetworkSpec>,
     /// The calibration, when one was given.
     pub calibration: Option<Calibration>,
     /// The GPU as the time model sees it (spec with calibration overrides).
@@ -195,16 +201,32 @@ impl ScenarioSpec {
         self.step
             .parallel
             .check(&model, self.step.attention.is_fused())?;
-        let run = RunConfig {
-            step: self.step,
-            mode: self.mode,
-            fleet: Fleet {
+        let network = self
+            .network
+            .as_deref()
+            .map(spec::load_network)
+            .transpose()?;
+        let fleet = match &network {
+            Some(n) => Fleet {
+                gpus: self.gpus,
+                gpus_per_node: (n.node.gpus.value as u64).min(self.gpus),
+                inter_node_bandwidth: ByteRate(n.gbps_per_gpu() * 1e9 / 8.0),
+                inter_node_efficiency: n.fabric.efficiency.value,
+                ring_step_latency: Seconds(n.fabric.ring_step_latency_s.value),
+                tree_level_latency: Seconds(n.fabric.tree_level_latency_s.value),
+            },
+            None => Fleet {
                 gpus: self.gpus,
                 // A fleet smaller than a node is one partial node.
                 gpus_per_node: self.gpus_per_node.min(self.gpus),
                 inter_node_bandwidth: ByteRate(self.inter_node_gbps * 1e9 / 8.0),
                 ..Fleet::default()
             },
+        };
+        let run = RunConfig {
+            step: self.step,
+            mode: self.mode,
+            fleet,
             zero: self.zero,
             grad_accum: self.grad_accum,
             global_batch: self.global_batch,
@@ -227,6 +249,7 @@ impl ScenarioSpec {
         Ok(Scenario {
             model,
             gpu,
+            network,
             calibration,
             machine,
             run,
@@ -385,6 +408,8 @@ pub struct ScenarioTable {
     pub gpus_per_node: Option<u64>,
     /// Inter-node bandwidth per GPU and direction, Gb/s.
     pub inter_node_gbps: Option<f64>,
+    /// A cluster network (embedded name or path).
+    pub network: Option<String>,
     /// ZeRO stage.
     pub zero: Option<u8>,
     /// Expert-parallel ranks.
@@ -496,6 +521,21 @@ impl ScenarioTable {
         s.gpus = self.gpus.unwrap_or(s.gpus);
         s.gpus_per_node = self.gpus_per_node.unwrap_or(s.gpus_per_node);
         s.inter_node_gbps = self.inter_node_gbps.unwrap_or(s.inter_node_gbps);
+        if self.network.is_some()
+            && (self.gpus_per_node.is_some() || self.inter_node_gbps.is_some())
+        {
+            return Err(Error::spec(
+                file,
+                field("network"),
+                "a network sets gpus_per_node and inter_node_gbps: give one or the others",
+            ));
+        }
+        if self.gpus_per_node.is_some() || self.inter_node_gbps.is_some() {
+            s.network = None;
+        }
+        if self.network.is_some() {
+            s.network = self.network.clone();
+        }
         s.zero = self.zero.unwrap_or(s.zero);
         s.grad_accum = self.grad_accum.unwrap_or(s.grad_accum);
         s.workspace_gib = self.workspace_gib.unwrap_or(s.workspace_gib);

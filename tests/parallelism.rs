@@ -479,3 +479,31 @@ fn pruning_keeps_the_ranking() {
         "the bound pruned nothing: the test checks nothing"
     );
 }
+
+/// Networks are data: an embedded one sets the node size and bandwidth; a bad file names the
+/// field; --network conflicts with the flags it sets.
+#[test]
+fn networks_are_data() {
+    let s = parse_scenario(&["--network", "ib-hdr-8x200", "--gpus", "64"]).unwrap();
+    assert_eq!(s.run.fleet.gpus_per_node, 8);
+    assert!((s.run.fleet.inter_node_bandwidth.0 - 25e9).abs() < 1.0);
+    let dir = std::env::temp_dir().join(format!("roofline-net-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    let text = roofline::spec::NETWORKS[0]
+        .1
+        .replace("value = 400,", "value = -1,");
+    std::fs::write(&bad, text).unwrap();
+    let err = parse_scenario(&["--network", bad.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node.nic_gbps"), "{err}");
+    let err = parse_scenario(&["--network", "ib-hdr-8x200", "--gpus-per-node", "4"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--network") || err.contains("cannot be used"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

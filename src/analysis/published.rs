@@ -200,9 +200,16 @@ pub struct PublishedValidation {
 /// The settings of `s` that matter for a large run, as command-line flags.
 fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     let p = &s.step.parallel;
+    let fabric = match &s.network {
+        Some(n) => format!("--network {n}"),
+        None => format!(
+            "--gpus-per-node {} --inter-node-gbps {}",
+            s.gpus_per_node, s.inter_node_gbps
+        ),
+    };
     let mut out = format!(
-        "--model {} --gpu {} --gpus {} --gpus-per-node {} --inter-node-gbps {} --tp {} --pp {}",
-        s.model, s.gpu, s.gpus, s.gpus_per_node, s.inter_node_gbps, p.tp, p.pp
+        "--model {} --gpu {} --gpus {} {fabric} --tp {} --pp {}",
+        s.model, s.gpu, s.gpus, p.tp, p.pp
     );
     if p.vpp > 1 {
         out += &format!(" --vpp {}", p.vpp);

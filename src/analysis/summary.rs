@@ -487,10 +487,25 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
         ));
     }
     if run.fleet.nodes() > 1 {
+        let f = &run.fleet;
         v.push(format!(
-            "inter-node: {} per GPU and direction at {:.0}% (hierarchical all-reduce)",
-            run.fleet.inter_node_bandwidth,
-            run.fleet.inter_node_efficiency * 100.0
+            "inter-node: {} per GPU and direction at {:.0}%{}; hierarchical all-reduce, across nodes the faster of NCCL's ring ({:.1} us per step) and tree ({:.1} us per level)",
+            f.inter_node_bandwidth,
+            f.inter_node_efficiency * 100.0,
+            match &s.network {
+                Some(n) => format!(
+                    " (network {}: {} x {} Gb/s adapters per {}-GPU node; {}; {})",
+                    n.name,
+                    n.node.nics.value,
+                    n.node.nic_gbps.value,
+                    n.node.gpus.value,
+                    n.fabric.efficiency.source,
+                    n.fabric.ring_step_latency_s.source
+                ),
+                None => " (--inter-node-gbps; efficiency and latencies of the default network ib-ndr-8x400)".to_string(),
+            },
+            f.ring_step_latency.0 * 1e6,
+            f.tree_level_latency.0 * 1e6
         ));
     }
     v.extend(

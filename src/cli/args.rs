@@ -134,6 +134,10 @@ pub struct ScenarioArgs {
     /// Inter-node bandwidth per GPU and direction, in Gb/s (default: 8 x 400 Gb/s NDR per node).
     #[arg(long, default_value_t = defaults::INTER_NODE_GBPS)]
     pub inter_node_gbps: f64,
+    /// Cluster network: an embedded name (ib-ndr-8x400, ib-hdr-8x200) or a TOML path; sets the
+    /// GPUs per node, inter-node bandwidth, efficiency and NCCL's latencies.
+    #[arg(long, conflicts_with_all = ["gpus_per_node", "inter_node_gbps"])]
+    pub network: Option<String>,
     /// Execution mode: eager | compiled | graphs.
     #[arg(long, default_value_t = defaults::MODE)]
     pub mode: ExecMode,

@@ -70,6 +70,7 @@ impl ScenarioArgs {
             gpus: self.gpus,
             gpus_per_node: self.gpus_per_node,
             inter_node_gbps: self.inter_node_gbps,
+            network: self.network.clone(),
             zero: if self.fsdp { 3 } else { self.zero },
             grad_accum: self.grad_accum,
             global_batch: self.global_batch,

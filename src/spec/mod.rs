@@ -4,11 +4,13 @@
 pub mod hardware;
 pub mod hf;
 pub mod model;
+pub mod network;
 pub(crate) mod toml_error;
 
 use crate::error::{Error, Result};
 pub use hardware::{GpuSpec, Sourced};
 pub use model::ModelSpec;
+pub use network::NetworkSpec;
 use std::path::Path;
 
 /// Embedded model specs: (name, TOML text).
@@ -108,6 +110,24 @@ pub fn load_model(name_or_path: &str) -> Result<ModelSpec> {
 pub fn load_gpu(name_or_path: &str) -> Result<GpuSpec> {
     let (text, label) = lookup("GPU", name_or_path, GPUS)?;
     GpuSpec::from_toml(&text, &label)
+}
+
+/// Embedded cluster networks: (name, TOML text).
+pub const NETWORKS: &[(&str, &str)] = &[
+    (
+        "ib-ndr-8x400",
+        include_str!("../../models/network/ib-ndr-8x400.toml"),
+    ),
+    (
+        "ib-hdr-8x200",
+        include_str!("../../models/network/ib-hdr-8x200.toml"),
+    ),
+];
+
+/// Loads a network by embedded name or TOML path.
+pub fn load_network(name_or_path: &str) -> Result<NetworkSpec> {
+    let (text, label) = lookup("network", name_or_path, NETWORKS)?;
+    NetworkSpec::from_toml(&text, &label)
 }
 
 /// The embedded GPU spec whose name matches a device name reported by the driver.

@@ -6,7 +6,10 @@
 //! doc/PERFORMANCE.md), so the measured busbw from the GPU file is used directly, plus a fixed
 //! latency per call. Across nodes the all-reduce is hierarchical: reduce-scatter and all-gather
 //! inside each node (one intra-node all-reduce's worth of traffic) and an all-reduce of x/g bytes
-//! per GPU across the N nodes over the inter-node link: 2(N-1)/N · (x/g) / (link · efficiency).
+//! per GPU across the N nodes over the inter-node link (the network file: adapters per node,
+//! line rate, efficiency and NCCL's latencies), the faster of a ring,
+//! 2(N-1)·α_ring + 2(N-1)/N · (x/g) / (link · efficiency), and a tree,
+//! 2⌈log2 N⌉·α_tree + 2 · (x/g) / (link · efficiency).
 //!
 //! Overlap (PyTorch DDP): gradients are reduced in buckets of 25 MiB as the backward produces
 //! them; all but the last bucket can hide behind the rest of that backward (b, wall time):
@@ -62,17 +65,24 @@ pub struct Fleet {
     pub inter_node_bandwidth: ByteRate,
     /// Achievable fraction of the inter-node bandwidth.
     pub inter_node_efficiency: f64,
+    /// Latency of one ring step across nodes.
+    pub ring_step_latency: Seconds,
+    /// Latency of one tree level across nodes.
+    pub tree_level_latency: Seconds,
 }
 
 impl Default for Fleet {
     /// 8 GPUs in one node; between nodes 8 x 400 Gb/s InfiniBand NDR per node, one NIC per GPU
-    /// (50 GB/s per GPU per direction), 80% achievable (assumption).
+    /// (50 GB/s per GPU per direction), 80% achievable (assumption), NCCL's network latencies:
+    /// the embedded network ib-ndr-8x400 (models/network/ib-ndr-8x400.toml).
     fn default() -> Self {
         Fleet {
             gpus: 8,
             gpus_per_node: 8,
             inter_node_bandwidth: ByteRate(50e9),
             inter_node_efficiency: 0.8,
+            ring_step_latency: Seconds(9.6e-6),
+            tree_level_latency: Seconds(50e-6),
         }
     }
 }
@@ -124,8 +134,16 @@ pub fn allreduce_time(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
         Seconds::ZERO
     };
     let inter = if nodes > 1.0 {
-        Bytes(2.0 * (nodes - 1.0) / nodes * (bytes.0 / g))
-            / (fleet.inter_node_bandwidth * fleet.inter_node_efficiency)
+        // NCCL picks the faster of ring and tree (NVIDIA/nccl src/graph/tuning.cc): a ring
+        // takes 2(N-1) steps and moves 2(N-1)/N of the data, a tree climbs and descends
+        // log2(N) levels and moves it twice.
+        let link = fleet.inter_node_bandwidth * fleet.inter_node_efficiency;
+        let share = bytes.0 / g;
+        let ring = fleet.ring_step_latency * (2.0 * (nodes - 1.0))
+            + Bytes(2.0 * (nodes - 1.0) / nodes * share) / link;
+        let tree =
+            fleet.tree_level_latency * (2.0 * nodes.log2().ceil()) + Bytes(2.0 * share) / link;
+        Seconds(ring.0.min(tree.0))
     } else {
         Seconds::ZERO
     };
@@ -359,5 +377,24 @@ mod tests {
             Seconds::ZERO,
         );
         assert!((e0.0 / t0.0 - 1.0).abs() < 1e-12);
+    }
+
+    /// Across many nodes a small all-reduce pays the tree's 2⌈log2 N⌉ levels, not the ring's
+    /// 2(N-1) steps; across two nodes the ring's two steps.
+    #[test]
+    fn all_reduce_latency_is_the_faster_of_ring_and_tree() {
+        let gpu = crate::spec::load_gpu("h100-sxm").unwrap();
+        let mach = Machine::new(&gpu, None);
+        let lat = |nodes: u64| {
+            let fleet = Fleet {
+                gpus: 8 * nodes,
+                ..Fleet::default()
+            };
+            let intra = allreduce_time(&Fleet { gpus: 8, ..fleet }, &mach, Bytes(8.0));
+            allreduce_time(&fleet, &mach, Bytes(8.0)) - intra
+        };
+        let f = Fleet::default();
+        assert!((lat(128).0 / (f.tree_level_latency.0 * 14.0) - 1.0).abs() < 1e-4);
+        assert!((lat(2).0 / (f.ring_step_latency.0 * 2.0) - 1.0).abs() < 1e-4);
     }
 }
