@@ -389,3 +389,45 @@ fn bad_plans_name_the_file_and_the_field() {
         );
     }
 }
+
+/// A plan that does not fit leads with it, marks its throughput hypothetical, and lists changes
+/// that fit (each re-estimated: recomputation, ZeRO, the largest batch that fits); exit 0, the
+/// estimate itself succeeded.
+#[test]
+fn a_plan_that_does_not_fit_says_so_first() {
+    let args = [
+        "estimate",
+        "--model",
+        "llama2-7b",
+        "--gpu",
+        "h100-sxm",
+        "--zero",
+        "2",
+    ];
+    let (code, out, _) = roofline(&args);
+    assert_eq!(code, 0);
+    let first = out
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .nth(1)
+        .unwrap_or("");
+    assert!(first.starts_with("DOES NOT FIT"), "{out}");
+    assert!(out.contains("fits with --"), "{out}");
+    assert!(out.contains("(hypothetical: does not fit)"), "{out}");
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let v = json(&with_json);
+    assert_eq!(v["fits"], false);
+    let fixes = v["fixes_to_fit"].as_array().unwrap();
+    assert!(!fixes.is_empty());
+    for f in fixes {
+        assert!(
+            f["memory_per_gpu_bytes"].as_f64().unwrap()
+                <= v["memory_capacity_bytes"].as_f64().unwrap()
+        );
+    }
+    // A plan that fits has no fixes.
+    let v = json(&["estimate", "--json"]);
+    assert_eq!(v["fits"], true);
+    assert!(v.get("fixes_to_fit").is_none());
+}

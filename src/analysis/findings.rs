@@ -189,3 +189,93 @@ pub fn findings(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<F
     }
     v
 }
+
+/// A change that makes a plan that does not fit in memory fit, with what the changed plan
+/// costs: found by estimating the plan again with the change.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitFix {
+    /// The change, as flags.
+    pub change: String,
+    /// Step time of the changed plan.
+    pub step_time_s: f64,
+    /// Seconds per sample of the changed plan (comparable when the change alters the batch).
+    pub seconds_per_sample: f64,
+    /// Memory per GPU of the changed plan.
+    pub memory_per_gpu_bytes: f64,
+}
+
+/// Changes that make scenario `s` fit when its estimate `base` does not: recomputation, a
+/// higher ZeRO stage (with data-parallel ranks to shard over), both, or the largest micro-batch
+/// that fits; the ones that fit, cheapest per sample first. Empty when `base` fits.
+pub fn fixes_to_fit(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<FitFix> {
+    use crate::graph::Checkpointing;
+    if base.fits {
+        return Vec::new();
+    }
+    let run = &s.run;
+    let shards = run.zero_shards().unwrap_or(1);
+    let mut tries: Vec<(String, RunConfig)> = Vec::new();
+    let ckpts = [Checkpointing::Selective, Checkpointing::Full]
+        .into_iter()
+        .filter(|c| *c as u8 > run.step.checkpointing as u8);
+    for c in ckpts.clone() {
+        let mut r = *run;
+        r.step.checkpointing = c;
+        tries.push((format!("--checkpointing {c}"), r));
+    }
+    if shards > 1 {
+        for zero in (run.zero + 1)..=3 {
+            let mut r = *run;
+            r.zero = zero;
+            tries.push((format!("--zero {zero}"), r));
+            for c in ckpts.clone() {
+                let mut rc = r;
+                rc.step.checkpointing = c;
+                tries.push((format!("--zero {zero} --checkpointing {c}"), rc));
+            }
+        }
+    }
+    let mut fixes = Vec::new();
+    let mut fix = |change: String, e: &StepEstimate| {
+        fixes.push(FitFix {
+            change,
+            step_time_s: e.step_time.0,
+            seconds_per_sample: e.step_time.0 / e.samples_per_step,
+            memory_per_gpu_bytes: e.memory.total_bytes.0,
+        })
+    };
+    // Each change as is, and, where it still does not fit, with the largest batch that fits.
+    tries.insert(0, (String::new(), *run));
+    for (change, r) in tries {
+        let Ok(e) = est.estimate(&s.model, &s.machine, &r) else {
+            continue;
+        };
+        if e.fits {
+            fix(change, &e);
+        } else if e.max_batch >= 1 {
+            let smaller = RunConfig {
+                step: crate::graph::StepConfig {
+                    batch: e.max_batch,
+                    ..r.step
+                },
+                global_batch: None,
+                ..r
+            };
+            if let Ok(e2) = est.estimate(&s.model, &s.machine, &smaller) {
+                if e2.fits {
+                    let sep = if change.is_empty() { "" } else { " " };
+                    fix(
+                        format!(
+                            "{change}{sep}--batch {} (fewer samples per step)",
+                            e.max_batch
+                        ),
+                        &e2,
+                    );
+                }
+            }
+        }
+    }
+    fixes.sort_by(|a, b| a.seconds_per_sample.total_cmp(&b.seconds_per_sample));
+    fixes.truncate(3);
+    fixes
+}

@@ -197,6 +197,10 @@ pub struct EstimateReport {
     /// Where the step loses time for a fixable reason, with the saving of each fix
     /// ([`super::findings`]; `roofline estimate` fills them in).
     pub findings: Vec<super::findings::Finding>,
+    /// When the plan does not fit: changes that make it fit, cheapest per sample first
+    /// ([`super::findings::fixes_to_fit`]; `roofline estimate` fills them in).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fixes_to_fit: Vec<super::findings::FitFix>,
     /// Assumptions behind the numbers, with sources.
     pub assumptions: Vec<String>,
 }
@@ -306,6 +310,7 @@ impl EstimateReport {
             price_source,
             cost,
             findings: Vec::new(),
+            fixes_to_fit: Vec::new(),
             assumptions: assumptions(s),
         }
     }

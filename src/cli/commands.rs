@@ -102,6 +102,7 @@ pub fn estimate(a: &EstimateArgs) -> Result<()> {
     let mut report = EstimateReport::new(&s, &e);
     // On an estimator of their own: `--ops` below lists the ops of the plan as stated.
     report.findings = analysis::findings::findings(&s, &e, &mut Estimator::new());
+    report.fixes_to_fit = analysis::findings::fixes_to_fit(&s, &e, &mut Estimator::new());
     let interval = if a.interval {
         Some(analysis::uncertainty::step_interval(&s)?)
     } else {
