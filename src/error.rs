@@ -28,6 +28,8 @@ pub enum Error {
         suggestion: Option<String>,
         /// All known names.
         known: Vec<String>,
+        /// Whether a path to a TOML file is taken too (spec files, not option values).
+        paths: bool,
     },
     /// An invalid command-line value or combination of settings.
     Invalid(String),
@@ -93,13 +95,43 @@ impl Error {
             name: name.to_string(),
             suggestion,
             known: known.iter().map(|s| s.to_string()).collect(),
+            paths: false,
+        }
+    }
+
+    /// [`Error::unknown`] for a spec file's name, where a path to a TOML file works too.
+    pub fn unknown_spec(what: &'static str, name: &str, known: &[&str]) -> Self {
+        match Self::unknown(what, name, known) {
+            Error::UnknownName {
+                what,
+                name,
+                suggestion,
+                known,
+                ..
+            } => Error::UnknownName {
+                what,
+                name,
+                suggestion,
+                known,
+                paths: true,
+            },
+            other => other,
         }
     }
 }
 
-/// The known name closest to `name` by normalized Levenshtein similarity, if reasonably close.
+/// The known names that start with `name` (all of them, joined by "` or `"), else the one
+/// closest by normalized Levenshtein similarity, if reasonably close.
 pub fn closest(name: &str, known: &[&str]) -> Option<String> {
     let lower = name.to_ascii_lowercase();
+    let prefixed: Vec<&str> = known
+        .iter()
+        .filter(|k| !lower.is_empty() && k.to_ascii_lowercase().starts_with(&lower))
+        .copied()
+        .collect();
+    if !prefixed.is_empty() {
+        return Some(prefixed.join("` or `"));
+    }
     known
         .iter()
         .map(|k| {
@@ -128,16 +160,17 @@ impl fmt::Display for Error {
                 name,
                 suggestion,
                 known,
+                paths,
             } => {
                 write!(f, "unknown {what} `{name}`")?;
                 if let Some(s) = suggestion {
                     write!(f, "; did you mean `{s}`?")?;
                 }
-                write!(
-                    f,
-                    " (known: {}; a path to a TOML file also works)",
-                    known.join(", ")
-                )
+                write!(f, " (known: {}", known.join(", "))?;
+                if *paths {
+                    write!(f, "; a path to a TOML file also works")?;
+                }
+                write!(f, ")")
             }
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),

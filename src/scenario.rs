@@ -223,6 +223,15 @@ impl ScenarioSpec {
                 ..Fleet::default()
             },
         };
+        if fleet.gpus > fleet.gpus_per_node && !fleet.gpus.is_multiple_of(fleet.gpus_per_node) {
+            let n = fleet.gpus_per_node;
+            let below = fleet.gpus / n * n;
+            return Err(Error::Invalid(format!(
+                "--gpus {} is not a whole number of {n}-GPU nodes: use {below} or {}, or say how many GPUs a node has (--gpus-per-node, --network)",
+                fleet.gpus,
+                below + n
+            )));
+        }
         let run = RunConfig {
             step: self.step,
             mode: self.mode,

@@ -431,3 +431,45 @@ fn a_plan_that_does_not_fit_says_so_first() {
     assert_eq!(v["fits"], true);
     assert!(v.get("fixes_to_fit").is_none());
 }
+
+/// GPU names: aliases listed in the GPU files and any case are accepted; an unknown name is
+/// answered with the names it starts, and a path works only for spec files.
+#[test]
+fn gpu_aliases_and_suggestions() {
+    for alias in ["h100", "H100", "a100", "A100-80GB", "h200"] {
+        let (code, out, err) = roofline(&["estimate", "--gpu", alias, "--json"]);
+        assert_eq!(code, 0, "{alias}: {err}");
+        assert!(out.contains("\"gpu\""), "{alias}");
+    }
+    let (code, _, err) = roofline(&["estimate", "--gpu", "h100-p"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `h100-pcie`"), "{err}");
+    let (code, _, err) = roofline(&["estimate", "--gpu", "h1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`h100-sxm` or `h100-pcie`"), "{err}");
+    assert!(err.contains("a path to a TOML file also works"), "{err}");
+    let (code, _, err) = roofline(&["estimate", "--precision", "fp1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `fp16`"), "{err}");
+    assert!(!err.contains("TOML"), "{err}");
+}
+
+/// Negative numbers reach the value checks (not "unexpected argument"), and a fleet that is
+/// not a whole number of nodes says which would be.
+#[test]
+fn numbers_are_checked_not_misparsed() {
+    for (flag, value) in [
+        ("--gpus", "-1"),
+        ("--batch", "-5"),
+        ("--price-per-gpu-hour", "-1"),
+        ("--zero", "-1"),
+    ] {
+        let (code, _, err) = roofline(&["estimate", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}");
+        assert!(!err.contains("unexpected argument"), "{err}");
+        assert!(err.contains(flag) && err.contains(value), "{err}");
+    }
+    let (code, _, err) = roofline(&["estimate", "--gpus", "12"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("use 8 or 16"), "{err}");
+}

@@ -60,7 +60,7 @@ pub struct StepArgs {
     #[arg(long, default_value = defaults::MODEL)]
     pub model: String,
     /// Samples per GPU per micro-step (suffixes allowed: 1K).
-    #[arg(long, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
     pub batch: u64,
     /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3.
     #[arg(long, default_value_t = defaults::ATTENTION)]
@@ -73,31 +73,31 @@ pub struct StepArgs {
     #[arg(long, default_value_t = defaults::CHECKPOINTING)]
     pub checkpointing: Checkpointing,
     /// EMA copies of the weights updated every step (JiT trains with two).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0)]
     pub ema: u32,
     /// Expert parallelism: ranks the experts of a mixture-of-experts model are spread over
     /// (divides the experts and the GPUs); 1 = every GPU holds every expert.
-    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub ep: u64,
     /// Tensor parallelism (Megatron-LM): GPUs each layer's heads, MLP hidden units and
     /// vocabulary are split over.
-    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub tp: u64,
     /// Sequence parallelism along the tensor-parallel group (needs --tp 2 or more).
     #[arg(long)]
     pub sp: bool,
     /// Pipeline stages (1F1B schedule).
-    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub pp: u64,
     /// Model chunks per pipeline stage (interleaved 1F1B; needs --pp 2 or more).
-    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub vpp: u64,
     /// Context parallelism: GPUs each sequence is split over (ring attention, fused kernels).
-    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub cp: u64,
     /// Override the sequence length (vision: the patch tokens beside in-context ones, split
     /// equally between condition and target when the model has condition tokens).
-    #[arg(long, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64)]
     pub seq: Option<u64>,
 }
 
@@ -126,13 +126,13 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub calibration: Option<PathBuf>,
     /// GPUs in total.
-    #[arg(long, default_value_t = defaults::GPUS, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::GPUS, value_parser = parse_count_u64)]
     pub gpus: u64,
     /// GPUs per node.
-    #[arg(long, default_value_t = defaults::GPUS_PER_NODE, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::GPUS_PER_NODE, value_parser = parse_count_u64)]
     pub gpus_per_node: u64,
     /// Inter-node bandwidth per GPU and direction, in Gb/s (default: 8 x 400 Gb/s NDR per node).
-    #[arg(long, default_value_t = defaults::INTER_NODE_GBPS)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::INTER_NODE_GBPS)]
     pub inter_node_gbps: f64,
     /// Cluster network: an embedded name (ib-ndr-8x400, ib-hdr-8x200) or a TOML path; sets the
     /// GPUs per node, inter-node bandwidth, efficiency and NCCL's latencies.
@@ -142,39 +142,44 @@ pub struct ScenarioArgs {
     #[arg(long, default_value_t = defaults::MODE)]
     pub mode: ExecMode,
     /// ZeRO stage (0 = DDP).
-    #[arg(long, default_value_t = 0, conflicts_with = "fsdp")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        default_value_t = 0,
+        conflicts_with = "fsdp"
+    )]
     pub zero: u8,
     /// Fully sharded data parallelism (PyTorch FSDP): the same as --zero 3.
     #[arg(long)]
     pub fsdp: bool,
     /// Hybrid sharding (HSDP): shard the ZeRO states over groups of N ranks, replicate across
     /// groups (needs a ZeRO stage; N divides the data-parallel ranks).
-    #[arg(long, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64)]
     pub shard_group: Option<u64>,
     /// Samples per optimizer step across the fleet: sets the micro-steps per step to
     /// global batch / (batch x data-parallel replicas).
-    #[arg(long, value_parser = parse_count_u64, conflicts_with = "grad_accum")]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64, conflicts_with = "grad_accum")]
     pub global_batch: Option<u64>,
     /// Micro-steps per optimizer step.
-    #[arg(long, default_value = "1", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub grad_accum: u64,
     /// Framework workspace in GiB (assumption).
-    #[arg(long, default_value_t = defaults::WORKSPACE_GIB)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::WORKSPACE_GIB)]
     pub workspace_gib: f64,
     /// Dataset size in samples (images for vision models).
-    #[arg(long, value_parser = parse_count_f64, conflicts_with = "train_tokens")]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_f64, conflicts_with = "train_tokens")]
     pub train_samples: Option<f64>,
     /// Dataset size in tokens (converted with --tokens-per-sample).
-    #[arg(long, value_parser = parse_count_f64)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_f64)]
     pub train_tokens: Option<f64>,
     /// Tokens per sample for --train-tokens (default: the model's sequence length).
-    #[arg(long, value_parser = parse_count_f64)]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_f64)]
     pub tokens_per_sample: Option<f64>,
     /// Passes over the dataset (default 1).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub epochs: Option<f64>,
     /// Price per GPU-hour in USD (default: the GPU file's, when it has one).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub price_per_gpu_hour: Option<f64>,
 }
 
@@ -223,13 +228,13 @@ pub struct MemoryArgs {
     #[arg(long, default_value_t = defaults::MODE)]
     pub mode: ExecMode,
     /// ZeRO stage (0-3).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0)]
     pub zero: u8,
     /// GPUs the ZeRO shards are spread over.
-    #[arg(long, default_value_t = defaults::GPUS, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::GPUS, value_parser = parse_count_u64)]
     pub gpus: u64,
     /// Framework workspace in GiB (CUDA context, library workspaces, NCCL buffers; assumption).
-    #[arg(long, default_value_t = defaults::WORKSPACE_GIB)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::WORKSPACE_GIB)]
     pub workspace_gib: f64,
     /// Print JSON.
     #[arg(long)]
@@ -271,19 +276,19 @@ pub struct SearchArgs {
     #[arg(long, default_value = "time")]
     pub objective: crate::analysis::search::Objective,
     /// How many to print.
-    #[arg(long, default_value = "10", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "10", value_parser = parse_count_u64)]
     pub top: u64,
     /// Largest tensor-parallel size tried.
-    #[arg(long, default_value = "64", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "64", value_parser = parse_count_u64)]
     pub max_tp: u64,
     /// Largest pipeline-parallel size tried.
-    #[arg(long, default_value = "128", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "128", value_parser = parse_count_u64)]
     pub max_pp: u64,
     /// Largest number of model chunks per pipeline stage tried.
-    #[arg(long, default_value = "8", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "8", value_parser = parse_count_u64)]
     pub max_vpp: u64,
     /// Largest context-parallel size tried (fused attention only).
-    #[arg(long, default_value = "8", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "8", value_parser = parse_count_u64)]
     pub max_cp: u64,
     /// Print JSON.
     #[arg(long, conflicts_with = "csv")]
@@ -424,13 +429,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub shapes: Option<String>,
     /// Batch per GPU for --shapes.
-    #[arg(long, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
     pub batch: u64,
     /// GPU spec whose peaks give `fraction_of_peak` (e.g. h100-sxm).
     #[arg(long)]
     pub gpu: Option<String>,
     /// Timed repetitions per kernel and size.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 20)]
     pub reps: u32,
     /// Write the JSON report here (rewritten after each suite).
     #[arg(long)]

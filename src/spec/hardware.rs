@@ -155,6 +155,9 @@ pub struct Price {
 pub struct GpuSpec {
     /// Short name used on the command line.
     pub name: String,
+    /// Other names `--gpu` accepts for this GPU (case-insensitive), e.g. "a100".
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Full product name.
     pub display_name: String,
     /// Vendor.

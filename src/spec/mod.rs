@@ -88,8 +88,24 @@ fn lookup(
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         return Ok((text, name_or_path.to_string()));
     }
+    // Case-insensitive names, then the aliases the files list.
+    let lower = name_or_path.to_ascii_lowercase();
+    if let Some((n, text)) = table.iter().find(|(n, _)| n.to_ascii_lowercase() == lower) {
+        return Ok((text.to_string(), format!("embedded:{n}")));
+    }
+    #[derive(serde::Deserialize)]
+    struct Aliases {
+        #[serde(default)]
+        aliases: Vec<String>,
+    }
+    for (n, text) in table {
+        let listed = toml::from_str::<Aliases>(text).map_or(Vec::new(), |a| a.aliases);
+        if listed.iter().any(|a| a.to_ascii_lowercase() == lower) {
+            return Ok((text.to_string(), format!("embedded:{n}")));
+        }
+    }
     let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-    Err(Error::unknown(what, name_or_path, &known))
+    Err(Error::unknown_spec(what, name_or_path, &known))
 }
 
 /// Resolves a model by embedded name or path: a TOML spec, or a Hugging Face `config.json`
