@@ -539,8 +539,22 @@ impl ScenarioTable {
                 "a network sets gpus_per_node and inter_node_gbps: give one or the others",
             ));
         }
-        if self.gpus_per_node.is_some() || self.inter_node_gbps.is_some() {
-            s.network = None;
+        if (self.gpus_per_node.is_some() || self.inter_node_gbps.is_some())
+            && self.network.is_none()
+        {
+            if let Some(n) = &s.network {
+                return Err(Error::spec(
+                    file,
+                    field(if self.gpus_per_node.is_some() {
+                        "gpus_per_node"
+                    } else {
+                        "inter_node_gbps"
+                    }),
+                    format!(
+                        "the network {n} (set before this table) fixes the node size and bandwidth: give network = \"FILE\" with the node you mean instead"
+                    ),
+                ));
+            }
         }
         if self.network.is_some() {
             s.network = self.network.clone();

@@ -417,6 +417,11 @@ fn hybrid_sharding() {
     assert!(hybrid.comm_total.0 > 0.0 && full.comm_total.0 > 0.0);
     let same = est(&["--fsdp", "--shard-group", "64"]).unwrap();
     assert_eq!(same.step_time.0, full.step_time.0);
+    // A shard group of one shards nothing: DDP's communication and memory.
+    let one = est(&["--fsdp", "--shard-group", "1"]).unwrap();
+    let ddp = est(&[]).unwrap();
+    assert_eq!(one.comm_total.0, ddp.comm_total.0);
+    assert_eq!(one.memory.total_bytes.0, ddp.memory.total_bytes.0);
     for (bad, needle) in [
         (&["--shard-group", "8"][..], "--zero"),
         (

@@ -84,14 +84,14 @@ impl PublishedRuns {
             let name = text_field("name")?;
             let quote = text_field("quote")?;
             let measured_step_s = match t.remove("measured_step_s") {
-                Some(toml::Value::Float(x)) if x.is_finite() && x > 0.0 => x,
-                Some(toml::Value::Integer(x)) if x > 0 => x as f64,
+                Some(toml::Value::Float(x)) if x.is_finite() && (1e-6..=1e9).contains(&x) => x,
+                Some(toml::Value::Integer(x)) if (1..=1_000_000_000).contains(&x) => x as f64,
                 other => {
                     return Err(Error::spec(
                         file,
                         format!("{at}.measured_step_s"),
                         format!(
-                            "must be a positive number of seconds (given {})",
+                            "must be between 1e-6 and 1e9 seconds (given {})",
                             other.map_or("nothing".to_string(), |v| v.to_string())
                         ),
                     ))
@@ -101,12 +101,19 @@ impl PublishedRuns {
                 .try_into()
                 .map_err(|e: toml::de::Error| Error::spec(file, &at, e.message().to_string()))?;
             let mut scenario = table.apply(&defaults, file, &at)?;
+            // Paths in the file are relative to the file.
+            let dir = std::path::Path::new(file)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
             if let Some(c) = &scenario.calibration {
                 if c.is_relative() {
-                    let dir = std::path::Path::new(file)
-                        .parent()
-                        .unwrap_or(std::path::Path::new(""));
                     scenario.calibration = Some(normalize(&dir.join(c)));
+                }
+            }
+            if let Some(n) = &scenario.network {
+                let is_path = n.ends_with(".toml") || n.contains('/');
+                if is_path && std::path::Path::new(n).is_relative() {
+                    scenario.network = Some(normalize(&dir.join(n)).to_string_lossy().into_owned());
                 }
             }
             runs.push(PublishedRun {
@@ -226,6 +233,21 @@ fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     );
     if s.zero > 0 {
         out += &format!(" --zero {}", s.zero);
+    }
+    if let Some(g) = s.shard_group {
+        out += &format!(" --shard-group {g}");
+    }
+    if let Some(q) = s.seq {
+        out += &format!(" --seq {q}");
+    }
+    if s.step.expert_shards > 1 {
+        out += &format!(" --ep {}", s.step.expert_shards);
+    }
+    if s.step.ema > 0 {
+        out += &format!(" --ema {}", s.step.ema);
+    }
+    if s.workspace_gib != ScenarioSpec::default().workspace_gib {
+        out += &format!(" --workspace-gib {}", s.workspace_gib);
     }
     if let Some(c) = &s.calibration {
         out += &format!(" --calibration {}", c.display());

@@ -466,6 +466,13 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             crate::memory::in_flight(par.pp, par.vpp, run.grad_accum)
         ));
     }
+    let dp = run.fleet.gpus / par.replica_gpus().max(1);
+    if par.pp > 1 && dp > 1 && par.tp * par.cp < run.fleet.gpus_per_node {
+        v.push(
+            "rank order: tensor-parallel ranks first, then context-parallel, pipeline stages and data-parallel replicas (Megatron-LM's default, tp-cp-ep-dp-pp, keeps data-parallel peers inside a stage instead; here that moves the gradient all-reduce onto NVLink and the pipeline sends across nodes)"
+                .into(),
+        );
+    }
     if par.cp > 1 {
         v.push(format!(
             "context parallelism over {} GPUs: each holds 1/{} of every sequence; ring attention passes K and V blocks (and their gradients in the backward) behind the attention kernels, exposed only where the ring outlasts them",

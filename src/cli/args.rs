@@ -76,7 +76,7 @@ pub struct StepArgs {
     #[arg(long, allow_hyphen_values = true, default_value_t = 0)]
     pub ema: u32,
     /// Expert parallelism: ranks the experts of a mixture-of-experts model are spread over
-    /// (divides the experts and the GPUs); 1 = every GPU holds every expert.
+    /// (divides the experts and the data-parallel ranks); 1 = every GPU holds every expert.
     #[arg(long, allow_hyphen_values = true, default_value = "1", value_parser = parse_count_u64)]
     pub ep: u64,
     /// Tensor parallelism (Megatron-LM): GPUs each layer's heads, MLP hidden units and

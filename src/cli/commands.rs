@@ -147,7 +147,7 @@ pub fn search(a: &SearchArgs) -> Result<()> {
     ];
     if let Some((flag, _)) = fixed.iter().find(|f| f.1) {
         return Err(Error::Invalid(format!(
-            "search chooses {flag} itself (with tp, sp, pp, vpp, cp, ZeRO, micro-batch and accumulation): drop it, and bound the space with --max-tp, --max-pp, --max-vpp or --max-cp"
+            "search does not take {flag}: it chooses tp, sp, pp, vpp, cp, the ZeRO stage (sharding over every replica), micro-batch and accumulation itself; drop {flag}, and bound the space with --max-tp, --max-pp, --max-vpp or --max-cp"
         )));
     }
     let spec = crate::scenario::ScenarioSpec {

@@ -135,7 +135,14 @@ impl RunConfig {
                 }
             )));
         }
-        Ok(global / per_micro_step)
+        let k = global / per_micro_step;
+        if k > MAX_MICRO_STEPS {
+            return Err(Error::Invalid(format!(
+                "--global-batch {global} needs {k} micro-steps of --batch {} x {dp} replicas, more than {MAX_MICRO_STEPS}: raise --batch or lower --global-batch",
+                self.step.batch
+            )));
+        }
+        Ok(k)
     }
 
     /// Ranks the ZeRO shards are spread over: the shard group under hybrid sharding, else
@@ -558,12 +565,26 @@ impl Estimator {
             replicas: replica_fleet,
             shards: shards as f64,
         };
+        // A shard group of one shards nothing: plain DDP across the replicas.
+        let (dp_fleet, work, zero) = if shards == 1 && replicas > 1 {
+            let ddp = comm::DataParallelWork {
+                replicas: Fleet {
+                    gpus: 1,
+                    ..run.fleet
+                },
+                shards: 1.0,
+                ..work
+            };
+            (replica_fleet, ddp, 0)
+        } else {
+            (dp_fleet, work, run.zero)
+        };
         let (mut comm_total, mut comm_exposed) = comm::exposed_communication(
             &dp_fleet,
             mach,
             &work,
             &run.step,
-            run.zero,
+            zero,
             run.grad_accum,
             // Communication overlaps with the wall time of a micro-step's backward and
             // forward, which is the host's where dispatch is slower than the GPU. The two parts

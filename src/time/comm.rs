@@ -9,7 +9,8 @@
 //! per GPU across the N nodes over the inter-node link (the network file: adapters per node,
 //! line rate, efficiency and NCCL's latencies), the faster of a ring,
 //! 2(N-1)·α_ring + 2(N-1)/N · (x/g) / (link · efficiency), and a tree,
-//! 2⌈log2 N⌉·α_tree + 2 · (x/g) / (link · efficiency).
+//! 2⌊log2 N⌋·α_tree + 2 · (x/g) / (link · efficiency). Reduce-scatters and all-gathers are
+//! rings (NCCL has no tree for them).
 //!
 //! Overlap (PyTorch DDP): gradients are reduced in buckets of 25 MiB as the backward produces
 //! them; all but the last bucket can hide behind the rest of that backward (b, wall time):
@@ -31,6 +32,12 @@
 //! Hybrid sharding (HSDP, `--shard-group N`): ZeRO shards over N ranks; the replicas of a shard
 //! all-reduce its gradients after each reduce-scatter (bucket or block), across the replicas'
 //! nodes.
+//!
+//! Rank order (an assumption stated with the estimate): tensor-parallel ranks fastest, then
+//! context-parallel, pipeline stages, data-parallel replicas, as the issue that introduced
+//! model parallelism asked ("TP and CP inside the NVLink domain, then PP, then DP across
+//! nodes"). Megatron-LM's default order is tp-cp-ep-dp-pp (data-parallel peers inside a stage);
+//! the two differ only when tp·cp is smaller than a node and pp > 1.
 //!
 //! Communication hidden behind compute still slows it: NCCL's kernels hold
 //! [`NCCL_SM_SHARE`] of the SMs while they run, so that share of the hidden time is added.
@@ -151,15 +158,34 @@ pub fn allreduce_time(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
 }
 
 /// Time of a reduce-scatter or all-gather of `bytes` per GPU: (n-1)/n of the volume, half an
-/// all-reduce's traffic, plus one call's latency.
+/// all-reduce's traffic, plus one call's latency; across nodes always a ring (NCCL has no tree
+/// for these), (N-1)·α_ring + (N-1)/N · (x/g) / link.
 fn half_collective(fleet: &Fleet, mach: &Machine, bytes: Bytes) -> Seconds {
-    (allreduce_time(fleet, mach, bytes) - mach.allreduce_latency) * 0.5 + mach.allreduce_latency
+    if fleet.gpus <= 1 {
+        return Seconds::ZERO;
+    }
+    let g = fleet.gpus_per_node.min(fleet.gpus) as f64;
+    let nodes = fleet.nodes() as f64;
+    let intra = if g > 1.0 {
+        Bytes(bytes.0 * (g - 1.0) / g) / mach.allreduce_busbw
+    } else {
+        Seconds::ZERO
+    };
+    let inter = if nodes > 1.0 {
+        fleet.ring_step_latency * (nodes - 1.0)
+            + Bytes((nodes - 1.0) / nodes * bytes.0 / g)
+                / (fleet.inter_node_bandwidth * fleet.inter_node_efficiency)
+    } else {
+        Seconds::ZERO
+    };
+    mach.allreduce_latency + intra + inter
 }
 
 /// Share of a GPU's SMs NCCL's kernels hold while a collective runs beside compute, which
 /// slows that compute by the same share (assumption: NCCL runs one CTA per channel and uses
 /// 8 to 32 channels on NVLink and InfiniBand (NCCL_MIN_NCHANNELS / NCCL_MAX_NCHANNELS), 6-24%
-/// of an H100's 132 SMs; 10% taken, range 5-20%).
+/// of an H100's 132 SMs; 10% taken; a plausible range of 5-20% is not varied by `--interval`
+/// or `sensitivity`).
 pub const NCCL_SM_SHARE: f64 = 0.10;
 
 /// What one data-parallel rank reduces and gathers: its parameters in all, one block's and the
@@ -379,7 +405,7 @@ mod tests {
         assert!((e0.0 / t0.0 - 1.0).abs() < 1e-12);
     }
 
-    /// Across many nodes a small all-reduce pays the tree's 2⌈log2 N⌉ levels, not the ring's
+    /// Across many nodes a small all-reduce pays the tree's 2⌊log2 N⌋ levels, not the ring's
     /// 2(N-1) steps; across two nodes the ring's two steps.
     #[test]
     fn all_reduce_latency_is_the_faster_of_ring_and_tree() {

@@ -199,25 +199,26 @@ impl Context<'_> {
         let r = &self.s.run;
         // In u128: each factor is within its limit, their product need not fit u64.
         let global = u128::from(global);
-        let per_step = u128::from(r.step.batch) * u128::from(r.fleet.gpus);
+        // Samples per micro-step: the batch of each data-parallel replica (tp·pp·cp GPUs).
+        let dp = (r.fleet.gpus / r.step.parallel.replica_gpus().max(1)).max(1);
+        let per_step = u128::from(r.step.batch) * u128::from(dp);
         let actual = per_step * u128::from(r.grad_accum);
         let finding = if actual == global {
             format!(
-                "{} per GPU x {} GPUs x {} accumulation = {actual}",
-                r.step.batch, r.fleet.gpus, r.grad_accum
+                "{} per replica x {dp} data-parallel replicas x {} accumulation = {actual}",
+                r.step.batch, r.grad_accum
             )
         } else if global.is_multiple_of(per_step) {
             format!(
-                "{} per GPU x {} GPUs x {} accumulation = {actual}; {global} needs {} accumulation steps",
+                "{} per replica x {dp} data-parallel replicas x {} accumulation = {actual}; {global} needs {} accumulation steps",
                 r.step.batch,
-                r.fleet.gpus,
                 r.grad_accum,
                 global / per_step
             )
         } else {
             format!(
-                "{global} is not a multiple of {} per GPU x {} GPUs = {per_step}",
-                r.step.batch, r.fleet.gpus
+                "{global} is not a multiple of {} per replica x {dp} data-parallel replicas = {per_step}",
+                r.step.batch
             )
         };
         self.push(
@@ -305,10 +306,20 @@ impl Context<'_> {
         let Some(a) = &self.plan.claims.analogy else {
             return Ok(());
         };
+        // The other model run as the plan runs its own, on one GPU's worth of each replica:
+        // a model split that fits the plan's model need not fit the other, so it runs unsplit.
+        let plan = &self.plan.run;
         let spec = crate::scenario::ScenarioSpec {
             model: a.model.clone(),
             seq: None,
-            ..self.plan.run.clone()
+            step: crate::graph::StepConfig {
+                parallel: crate::graph::Parallelism::default(),
+                expert_shards: 1,
+                ..plan.step
+            },
+            global_batch: None,
+            shard_group: None,
+            ..plan.clone()
         };
         let other = spec.load()?;
         let e = est.estimate(&other.model, &other.machine, &other.run)?;

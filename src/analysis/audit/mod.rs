@@ -279,7 +279,8 @@ pub fn audit(plan: &Plan) -> Result<Audit> {
         .filter(|(_, (_, e))| e.fits)
         .map(|(g, (_, e))| per_gpu(*g, e))
         .reduce(f64::max);
-    let flops_per_sample = base.model_flops.0 / (s.run.step.batch * s.run.grad_accum) as f64;
+    // Model FLOPs of the whole fleet per sample (model_flops is per GPU).
+    let flops_per_sample = base.model_flops.0 * gpus as f64 / base.samples_per_step;
     let peak = base.mfu_peak.0;
     let readings = readings(plan, &s);
     let implied_mfu = |sps: f64| sps * flops_per_sample / (gpus as f64 * peak);
