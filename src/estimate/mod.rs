@@ -171,7 +171,8 @@ impl RunConfig {
         let replica = par.replica_gpus().max(1);
         let same_weights = (self.fleet.gpus / replica).max(1) * par.cp;
         MemoryConfig {
-            zero: self.zero,
+            // A shard group of one shards nothing (FSDP's NO_SHARD): DDP's footprint.
+            zero: if self.shard_group == 1 { 0 } else { self.zero },
             dp: match self.shard_group {
                 g if g > 0 && same_weights.is_multiple_of(g) => g,
                 _ => same_weights,
