@@ -473,3 +473,22 @@ fn numbers_are_checked_not_misparsed() {
     assert_eq!(code, 2);
     assert!(err.contains("use 8 or 16"), "{err}");
 }
+
+/// `models` and `gpus` print JSON: every embedded model and GPU, with aliases.
+#[test]
+fn catalogs_print_json() {
+    let m = json(&["models", "--json"]);
+    let rows = m.as_array().unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r["name"] == "mixtral-8x7b" && r["active"].as_u64() < r["params"].as_u64()));
+    let g = json(&["gpus", "--json"]);
+    let rows = g.as_array().unwrap();
+    let a100 = rows.iter().find(|r| r["name"] == "a100-sxm-80gb").unwrap();
+    assert!(a100["aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "a100"));
+    assert!(a100["hbm_capacity_bytes"].as_f64().unwrap() > 8e10);
+}

@@ -5,7 +5,7 @@ use crate::graph::param_count;
 use crate::spec::{self, GpuSpec};
 
 /// One embedded model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelRow {
     /// Name on the command line.
     pub name: &'static str,
@@ -43,4 +43,40 @@ pub fn gpus() -> Result<Vec<(&'static str, GpuSpec)>> {
         .iter()
         .map(|(name, _)| Ok((*name, spec::load_gpu(name)?)))
         .collect()
+}
+
+/// One embedded GPU as `roofline gpus --json` lists it: name, aliases and the figures the
+/// comparison needs (SI units).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GpuRow {
+    /// Name on the command line.
+    pub name: &'static str,
+    /// Other accepted names.
+    pub aliases: Vec<String>,
+    /// Marketing name.
+    pub display_name: String,
+    /// Dense bf16 tensor peak, FLOP/s.
+    pub bf16_peak_flops: f64,
+    /// HBM bandwidth, B/s.
+    pub hbm_bandwidth: f64,
+    /// HBM capacity, bytes.
+    pub hbm_capacity_bytes: f64,
+    /// Price per GPU-hour, USD, when the file has one.
+    pub usd_per_gpu_hour: Option<f64>,
+}
+
+/// [`gpus`] as rows.
+pub fn gpu_rows() -> Result<Vec<GpuRow>> {
+    Ok(gpus()?
+        .into_iter()
+        .map(|(name, g)| GpuRow {
+            name,
+            aliases: g.aliases.clone(),
+            display_name: g.display_name.clone(),
+            bf16_peak_flops: g.peak_flops.bf16_tensor.value,
+            hbm_bandwidth: g.memory.hbm_bandwidth.value,
+            hbm_capacity_bytes: g.memory.hbm_capacity.value,
+            usd_per_gpu_hour: g.price.as_ref().map(|p| p.usd_per_gpu_hour.value),
+        })
+        .collect())
 }

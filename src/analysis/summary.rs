@@ -410,6 +410,12 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
         run.step.attention,
         AttentionImpl::Flash2 | AttentionImpl::Flash3
     );
+    if fused && run.step.checkpointing == crate::graph::Checkpointing::Selective {
+        v.push(
+            "selective recompute with fused attention changes nothing: it drops the attention core's s x s activations, which a fused kernel never keeps (its backward recomputes the scores); the estimate equals --checkpointing none"
+                .into(),
+        );
+    }
     if model.transformer.causal && fused {
         v.push(format!(
             "causal fused attention runs at {:.2} of the non-causal rate (GPU file)",

@@ -22,7 +22,7 @@ pub enum Command {
     /// List the embedded model specs, or import a Hugging Face config.json as a TOML spec.
     Models(ModelsArgs),
     /// List the embedded GPU specs.
-    Gpus,
+    Gpus(GpusArgs),
     /// Per-op FLOPs, bytes and arithmetic intensity of one training step on one GPU.
     Ops(OpsArgs),
     /// Memory footprint per GPU and the largest batch that fits.
@@ -101,9 +101,20 @@ pub struct StepArgs {
     pub seq: Option<u64>,
 }
 
+/// `roofline gpus`.
+#[derive(Debug, Clone, Args)]
+pub struct GpusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `roofline models`.
 #[derive(Debug, Clone, Args)]
 pub struct ModelsArgs {
+    /// Print JSON (the embedded models).
+    #[arg(long, conflicts_with = "import")]
+    pub json: bool,
     /// A Hugging Face config.json to import (llama, mistral, qwen2, gemma, gemma2, gpt2,
     /// gpt_neox, mixtral, qwen2_moe): prints the equivalent TOML spec.
     #[arg(long)]

@@ -32,7 +32,12 @@ macro_rules! note {
 /// `roofline models`: the embedded models, or a config.json imported as a TOML spec.
 pub fn models(a: &ModelsArgs) -> Result<()> {
     let Some(path) = &a.import else {
-        out(&text::models(&analysis::catalog::models()?))?;
+        let rows = analysis::catalog::models()?;
+        if a.json {
+            out(&format!("{}\n", json::to_string(&rows)?))?;
+        } else {
+            out(&text::models(&rows))?;
+        }
         return Ok(());
     };
     let model = spec::load_model(&path.display().to_string())?;
@@ -51,8 +56,15 @@ pub fn models(a: &ModelsArgs) -> Result<()> {
 }
 
 /// `roofline gpus`.
-pub fn gpus() -> Result<()> {
-    out(&text::gpus(&analysis::catalog::gpus()?))?;
+pub fn gpus(a: &GpusArgs) -> Result<()> {
+    if a.json {
+        out(&format!(
+            "{}\n",
+            json::to_string(&analysis::catalog::gpu_rows()?)?
+        ))?;
+    } else {
+        out(&text::gpus(&analysis::catalog::gpus()?))?;
+    }
     Ok(())
 }
 

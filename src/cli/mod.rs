@@ -16,7 +16,7 @@ use clap::Parser;
 fn run(cli: Cli) -> crate::error::Result<()> {
     match cli.command {
         Command::Models(a) => commands::models(&a),
-        Command::Gpus => commands::gpus(),
+        Command::Gpus(a) => commands::gpus(&a),
         Command::Ops(a) => commands::ops(&a),
         Command::Memory(a) => commands::memory(&a),
         Command::Estimate(a) => commands::estimate(&a),
