@@ -99,6 +99,8 @@ pub struct ScenarioSpec {
     pub global_batch: Option<u64>,
     /// Hybrid sharding: ranks each ZeRO shard group spans.
     pub shard_group: Option<u64>,
+    /// Tensor-parallel communication overlapped with the GEMMs.
+    pub tp_overlap: bool,
     /// Framework workspace, GiB.
     pub workspace_gib: f64,
     /// The dataset, when training time and cost are wanted.
@@ -130,6 +132,7 @@ impl Default for ScenarioSpec {
             grad_accum: 1,
             global_batch: None,
             shard_group: None,
+            tp_overlap: false,
             workspace_gib: defaults::WORKSPACE_GIB,
             dataset: None,
             price_per_gpu_hour: None,
@@ -240,6 +243,7 @@ impl ScenarioSpec {
             grad_accum: self.grad_accum,
             global_batch: self.global_batch,
             shard_group: self.shard_group.unwrap_or(0),
+            tp_overlap: self.tp_overlap,
             memory: MemoryConfig {
                 workspace: Bytes(self.workspace_gib * (1u64 << 30) as f64),
                 ..MemoryConfig::default()
@@ -439,6 +443,8 @@ pub struct ScenarioTable {
     pub global_batch: Option<u64>,
     /// Hybrid sharding: ranks each ZeRO shard group spans.
     pub shard_group: Option<u64>,
+    /// Tensor-parallel communication overlapped with the GEMMs.
+    pub tp_overlap: Option<bool>,
     /// Framework workspace, GiB.
     pub workspace_gib: Option<f64>,
     /// Price per GPU-hour, USD.
@@ -515,6 +521,7 @@ impl ScenarioTable {
             }
         }
         s.shard_group = self.shard_group.or(s.shard_group);
+        s.tp_overlap = self.tp_overlap.unwrap_or(s.tp_overlap);
         if let Some(a) = parse(&self.attention, file, field("attention"))? {
             s.step.attention = a;
         }

@@ -512,3 +512,37 @@ fn networks_are_data() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// --tp-overlap hides sequence parallelism's collectives behind the GEMMs (never below NCCL's
+/// share of them) and needs --sp.
+#[test]
+fn tensor_parallel_overlap() {
+    let est = |extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            "megatron-22b",
+            "--gpu",
+            "a100-sxm-80gb",
+            "--gpus",
+            "8",
+            "--tp",
+            "8",
+            "--batch",
+            "4",
+            "--precision",
+            "fp16",
+            "--attention",
+            "unfused",
+        ];
+        args.extend_from_slice(extra);
+        let s = parse_scenario(&args)?;
+        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    };
+    let plain = est(&["--sp"]).unwrap();
+    let overlapped = est(&["--sp", "--tp-overlap"]).unwrap();
+    assert!(overlapped.comm_model_parallel.0 < plain.comm_model_parallel.0);
+    let floor = plain.comm_model_parallel.0 * roofline::time::comm::NCCL_SM_SHARE;
+    assert!(overlapped.comm_model_parallel.0 >= floor * (1.0 - 1e-12));
+    let err = est(&["--tp-overlap"]).unwrap_err().to_string();
+    assert!(err.contains("--sp"), "{err}");
+}

@@ -234,6 +234,9 @@ fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     if s.zero > 0 {
         out += &format!(" --zero {}", s.zero);
     }
+    if s.tp_overlap {
+        out += " --tp-overlap";
+    }
     if let Some(g) = s.shard_group {
         out += &format!(" --shard-group {g}");
     }

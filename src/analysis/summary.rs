@@ -458,6 +458,12 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             }
         ));
     }
+    if run.tp_overlap {
+        v.push(format!(
+            "--tp-overlap: sequence parallelism's all-gathers and reduce-scatters run in chunks beside the GEMMs they feed (Transformer Engine userbuffers); hidden up to the stage's GEMM time, which NCCL slows by its {:.0}% share of the SMs",
+            100.0 * crate::time::comm::NCCL_SM_SHARE
+        ));
+    }
     if par.pp > 1 {
         v.push(format!(
             "pipeline: {} stages of {} blocks{}, 1F1B: bubble (p-1)/v = {:.2} micro-steps of the slowest stage (its blocks plus the embeddings or the head), activations sent to the next stage per micro-batch and chunk (scattered over the tensor-parallel ranks); the first stage holds {:.1} micro-batches of activations",

@@ -167,6 +167,10 @@ pub struct ScenarioArgs {
     /// groups (needs a ZeRO stage; N divides the data-parallel ranks).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64)]
     pub shard_group: Option<u64>,
+    /// Overlap tensor-parallel communication with the GEMMs (Transformer Engine's userbuffers;
+    /// needs --sp). Off by default, as in Megatron-LM.
+    #[arg(long)]
+    pub tp_overlap: bool,
     /// Samples per optimizer step across the fleet: sets the micro-steps per step to
     /// global batch / (batch x data-parallel replicas).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64, conflicts_with = "grad_accum")]

@@ -75,6 +75,7 @@ impl ScenarioArgs {
             grad_accum: self.grad_accum,
             global_batch: self.global_batch,
             shard_group: self.shard_group,
+            tp_overlap: self.tp_overlap,
             workspace_gib: self.workspace_gib,
             dataset: dataset.map(|size| Dataset {
                 size,

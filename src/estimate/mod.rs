@@ -47,6 +47,9 @@ pub struct RunConfig {
     /// Hybrid sharding: ranks each ZeRO shard group spans (0 = every rank holding the same
     /// weights, i.e. plain ZeRO / FSDP).
     pub shard_group: u64,
+    /// Tensor-parallel communication overlapped with the GEMMs (Transformer Engine's
+    /// userbuffers under sequence parallelism; off by default, as in Megatron-LM).
+    pub tp_overlap: bool,
     /// Memory assumptions.
     pub memory: MemoryConfig,
 }
@@ -61,6 +64,7 @@ impl Default for RunConfig {
             grad_accum: 1,
             global_batch: None,
             shard_group: 0,
+            tp_overlap: false,
             memory: MemoryConfig::default(),
         }
     }
@@ -515,7 +519,7 @@ impl Estimator {
         let opt_part = parts[3];
         let stage = critical_stage(&parts, par.pp);
         let policy = PrecisionPolicy::of(step.precision);
-        let mp = model_parallel_comm(
+        let mut mp = model_parallel_comm(
             model,
             &par,
             &run.fleet,
@@ -525,6 +529,17 @@ impl Estimator {
             step.batch,
             stage.attention,
         );
+        if run.tp_overlap {
+            if !par.sp {
+                return Err(Error::Invalid(
+                    "--tp-overlap overlaps sequence parallelism's all-gathers and reduce-scatters with the GEMMs: add --sp (and --tp 2 or more)".into(),
+                ));
+            }
+            // Chunked all-gather + GEMM and GEMM + reduce-scatter: the collectives hide behind
+            // the stage's GEMMs, slowed by NCCL's share of the SMs; what exceeds them waits.
+            let hidden = Seconds(mp.tensor.0.min(stage.breakdown.gemm.0));
+            mp.tensor = mp.tensor - hidden + hidden * comm::NCCL_SM_SHARE;
+        }
         let all = stage.times(k).plus(&opt_part);
         let (fwd, bwd, opt) = (stage.fwd * k, stage.bwd * k, opt_part.gpu());
         let gpu = all.gpu();
