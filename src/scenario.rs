@@ -101,6 +101,8 @@ pub struct ScenarioSpec {
     pub shard_group: Option<u64>,
     /// Tensor-parallel communication overlapped with the GEMMs.
     pub tp_overlap: bool,
+    /// Collectives inside a node use NVLink SHARP (the GPU file's NVLS bus bandwidth).
+    pub nvls: bool,
     /// Framework workspace, GiB.
     pub workspace_gib: f64,
     /// The dataset, when training time and cost are wanted.
@@ -133,6 +135,7 @@ impl Default for ScenarioSpec {
             global_batch: None,
             shard_group: None,
             tp_overlap: false,
+            nvls: false,
             workspace_gib: defaults::WORKSPACE_GIB,
             dataset: None,
             price_per_gpu_hour: None,
@@ -149,6 +152,8 @@ pub struct Scenario {
     pub gpu: GpuSpec,
     /// The cluster network, when one was given.
     pub network: Option<spec::NetworkSpec>,
+    /// Collectives inside a node use NVLink SHARP (`machine.allreduce_busbw` is its figure).
+    pub nvls: bool,
     /// The calibration, when one was given.
     pub calibration: Option<Calibration>,
     /// The GPU as the time model sees it (spec with calibration overrides).
@@ -187,7 +192,20 @@ impl ScenarioSpec {
             None => None,
         };
         self.check()?;
-        let machine = Machine::new(&gpu, calibration.as_ref());
+        let mut machine = Machine::new(&gpu, calibration.as_ref());
+        if self.nvls {
+            let Some(n) = &gpu.interconnect.allreduce_bus_bandwidth_nvls else {
+                return Err(Error::spec(
+                    &self.gpu,
+                    "interconnect.allreduce_bus_bandwidth_nvls",
+                    format!(
+                        "missing: --nvls needs a measured NVLink SHARP all-reduce bus bandwidth, and {} has none",
+                        gpu.name
+                    ),
+                ));
+            };
+            machine.allreduce_busbw = ByteRate(n.value);
+        }
         let policy = PrecisionPolicy::of(self.step.precision);
         if machine.peak(policy.gemm_unit, policy.gemm).0 .0 <= 0.0 {
             return Err(Error::spec(
@@ -263,6 +281,7 @@ impl ScenarioSpec {
             model,
             gpu,
             network,
+            nvls: self.nvls,
             calibration,
             machine,
             run,
@@ -445,6 +464,8 @@ pub struct ScenarioTable {
     pub shard_group: Option<u64>,
     /// Tensor-parallel communication overlapped with the GEMMs.
     pub tp_overlap: Option<bool>,
+    /// NVLink SHARP inside a node.
+    pub nvls: Option<bool>,
     /// Framework workspace, GiB.
     pub workspace_gib: Option<f64>,
     /// Price per GPU-hour, USD.
@@ -522,6 +543,7 @@ impl ScenarioTable {
         }
         s.shard_group = self.shard_group.or(s.shard_group);
         s.tp_overlap = self.tp_overlap.unwrap_or(s.tp_overlap);
+        s.nvls = self.nvls.unwrap_or(s.nvls);
         if let Some(a) = parse(&self.attention, file, field("attention"))? {
             s.step.attention = a;
         }

@@ -546,3 +546,29 @@ fn tensor_parallel_overlap() {
     let err = est(&["--tp-overlap"]).unwrap_err().to_string();
     assert!(err.contains("--sp"), "{err}");
 }
+
+/// --nvls uses the GPU file's measured NVLink SHARP bus bandwidth (less communication on an
+/// H200 node) and is refused, naming the field, where the file has none.
+#[test]
+fn nvlink_sharp_is_an_option_where_measured() {
+    let est = |extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            "llama2-7b",
+            "--attention",
+            "flash2",
+            "--batch",
+            "4",
+            "--zero",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        let s = parse_scenario(&args)?;
+        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    };
+    let ring = est(&[]).unwrap();
+    let nvls = est(&["--nvls"]).unwrap();
+    assert!(nvls.comm_total.0 < ring.comm_total.0);
+    let err = est(&["--gpu", "a100", "--nvls"]).unwrap_err().to_string();
+    assert!(err.contains("allreduce_bus_bandwidth_nvls"), "{err}");
+}

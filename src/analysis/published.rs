@@ -237,6 +237,9 @@ fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     if s.tp_overlap {
         out += " --tp-overlap";
     }
+    if s.nvls {
+        out += " --nvls";
+    }
     if let Some(g) = s.shard_group {
         out += &format!(" --shard-group {g}");
     }

@@ -506,7 +506,17 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
                 "gradient reduction: gradients in 25 MiB buckets, overlapped with the backward except the last bucket"
             },
             mach.allreduce_busbw,
-            src("interconnect.allreduce_bus_bandwidth"),
+            if s.nvls {
+                format!(
+                    "NVLink SHARP, --nvls: {}",
+                    gpu.interconnect
+                        .allreduce_bus_bandwidth_nvls
+                        .as_ref()
+                        .map_or(String::new(), |n| n.source.clone())
+                )
+            } else {
+                src("interconnect.allreduce_bus_bandwidth")
+            },
             100.0 * crate::time::comm::NCCL_SM_SHARE
         ));
     }

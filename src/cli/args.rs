@@ -171,6 +171,10 @@ pub struct ScenarioArgs {
     /// needs --sp). Off by default, as in Megatron-LM.
     #[arg(long)]
     pub tp_overlap: bool,
+    /// Collectives inside a node use NVLink SHARP (NVLS), at the GPU file's measured NVLS
+    /// all-reduce bus bandwidth (only where the file has one).
+    #[arg(long)]
+    pub nvls: bool,
     /// Samples per optimizer step across the fleet: sets the micro-steps per step to
     /// global batch / (batch x data-parallel replicas).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64, conflicts_with = "grad_accum")]

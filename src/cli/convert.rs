@@ -76,6 +76,7 @@ impl ScenarioArgs {
             global_batch: self.global_batch,
             shard_group: self.shard_group,
             tp_overlap: self.tp_overlap,
+            nvls: self.nvls,
             workspace_gib: self.workspace_gib,
             dataset: dataset.map(|size| Dataset {
                 size,

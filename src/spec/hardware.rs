@@ -111,6 +111,9 @@ pub struct Interconnect {
     /// Measured (or estimated) all-reduce bus bandwidth within a full node (B/s), nccl-tests
     /// definition: busbw = algbw * 2(n-1)/n.
     pub allreduce_bus_bandwidth: Sourced,
+    /// The same with NVLink SHARP (NVLS: reductions in the NVSwitch), where the hardware has it
+    /// and a measurement exists; used with `--nvls`.
+    pub allreduce_bus_bandwidth_nvls: Option<Sourced>,
     /// Fixed latency of one all-reduce call (s).
     pub allreduce_latency_s: Sourced,
     /// Host-to-device bandwidth per GPU and direction (B/s; PCIe), for data-loading checks.
@@ -219,7 +222,7 @@ impl GpuSpec {
         let l = &self.launch;
         let i = &self.interconnect;
         let t = self.attention.as_ref();
-        let fields: [(&str, Option<&Sourced>); 33] = [
+        let fields: [(&str, Option<&Sourced>); 34] = [
             ("compute.sm_count", Some(&c.sm_count)),
             ("compute.clock_hz", Some(&c.clock_hz)),
             ("peak_flops.bf16_tensor", Some(&p.bf16_tensor)),
@@ -248,6 +251,10 @@ impl GpuSpec {
             (
                 "interconnect.allreduce_bus_bandwidth",
                 Some(&i.allreduce_bus_bandwidth),
+            ),
+            (
+                "interconnect.allreduce_bus_bandwidth_nvls",
+                i.allreduce_bus_bandwidth_nvls.as_ref(),
             ),
             (
                 "interconnect.allreduce_latency_s",
@@ -337,6 +344,7 @@ pub fn bounds(field: &str) -> Bound {
         ),
         "interconnect.intra_node_bandwidth"
         | "interconnect.allreduce_bus_bandwidth"
+        | "interconnect.allreduce_bus_bandwidth_nvls"
         | "interconnect.host_bandwidth" => {
             b(1e8, 1e14, "links carry between 100 MB/s and 100 TB/s")
         }
