@@ -300,6 +300,29 @@ fn calibrations() {
 }
 
 #[test]
+fn networks() {
+    fuzz(9, &corpus("models/network", "toml"), |text| {
+        accept_plan(
+            roofline::spec::NetworkSpec::from_toml(text, "fuzz.toml"),
+            text,
+        );
+    });
+}
+
+#[test]
+fn published_runs() {
+    use roofline::analysis::published::{validate, PublishedRuns};
+    fuzz(10, &corpus("validation/published", "toml"), |text| {
+        if let Some(p) = accept_plan(
+            PublishedRuns::from_toml(text, "validation/published/fuzz.toml"),
+            text,
+        ) {
+            accept(validate(&p), text);
+        }
+    });
+}
+
+#[test]
 fn plans() {
     use roofline::analysis::audit::{audit, plan::Plan};
     fuzz(4, &corpus("examples/plans", "toml"), |text| {
@@ -361,7 +384,15 @@ fn bench_reports_and_calibration() {
 
 #[test]
 fn command_line_options() {
-    let flags: [(&str, &[&str]); 14] = [
+    let flags: [(&str, &[&str]); 22] = [
+        ("--tp", &["1", "2", "8", "3", "0", "65537"]),
+        ("--pp", &["1", "2", "4", "7", "1e9"]),
+        ("--vpp", &["1", "2", "3"]),
+        ("--cp", &["1", "2", "4"]),
+        ("--global-batch", &["1", "64", "512", "1e12", "0"]),
+        ("--shard-group", &["1", "2", "8", "0"]),
+        ("--ep", &["1", "2", "8"]),
+        ("--network", &["ib-ndr-8x400", "ib-hdr-8x200", "nope"]),
         ("--batch", &["1", "3", "1K", "1e9", "9e15", "0.5", "-1"]),
         ("--seq", &["1", "7", "256", "1024", "65536", "1e12"]),
         ("--gpus", &["1", "3", "1K", "1e8", "0"]),
@@ -385,7 +416,10 @@ fn command_line_options() {
             "--attention",
             &["naive", "sdpa-math", "unfused", "flash2", "flash3"],
         ),
-        ("--precision", &["bf16", "bf16-pure", "fp32", "tf32", "fp8"]),
+        (
+            "--precision",
+            &["bf16", "bf16-pure", "fp16", "fp32", "tf32", "fp8"],
+        ),
         ("--mode", &["eager", "compiled", "graphs"]),
         ("--checkpointing", &["none", "selective", "full"]),
         (
@@ -400,6 +434,23 @@ fn command_line_options() {
             if rng.next_f64() < 0.3 {
                 args.push(format!("{flag}={}", pick(&mut rng, values)));
             }
+        }
+        for flag in ["--sp", "--fsdp", "--tp-overlap", "--nvls"] {
+            if rng.next_f64() < 0.2
+                && !(flag == "--fsdp" && args.iter().any(|a| a.starts_with("--zero")))
+            {
+                args.push(flag.to_string());
+            }
+        }
+        if args.iter().any(|a| a.starts_with("--network"))
+            && args
+                .iter()
+                .any(|a| a.starts_with("--gpus-per-node") || a.starts_with("--inter-node-gbps"))
+        {
+            args.retain(|a| !a.starts_with("--network"));
+        }
+        if args.iter().any(|a| a.starts_with("--global-batch")) {
+            args.retain(|a| !a.starts_with("--grad-accum"));
         }
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let what = format!("estimate {}", words.join(" "));
