@@ -3,7 +3,9 @@
 //! the step time is positive and finite, its breakdown sums to it, it is never below the
 //! communication, and it never shrinks when the batch doubles on one GPU; MFU lies in (0, 1];
 //! fused attention never moves more bytes than naive; memory grows with the batch; the largest
-//! batch that fits fits, one more does not, whatever batch it was computed at.
+//! batch that fits fits, one more does not, whatever batch it was computed at. Some
+//! configurations split the model (tensor, sequence, pipeline, context parallelism, hybrid
+//! sharding).
 
 use roofline::analysis::uncertainty::SplitMix64;
 use roofline::estimate::{Estimator, RunConfig, StepEstimate};
@@ -61,6 +63,18 @@ fn random(rng: &mut SplitMix64) -> (ModelSpec, Machine, RunConfig) {
         grad_accum: pick(rng, &[1u64, 2, 4]),
         ..RunConfig::default()
     };
+    // Model parallelism on some (invalid splits are skipped by the callers, as every error).
+    let mut run = run;
+    if rng.next_f64() < 0.4 {
+        let p = &mut run.step.parallel;
+        p.tp = pick(rng, &[1u64, 2, 4, 8]);
+        p.sp = p.tp > 1 && rng.next_f64() < 0.5;
+        p.pp = pick(rng, &[1u64, 2, 4]);
+        p.vpp = if p.pp > 1 { pick(rng, &[1u64, 2]) } else { 1 };
+        p.cp = pick(rng, &[1u64, 1, 2]);
+        run.shard_group = pick(rng, &[0u64, 0, 1, 2]);
+        run.tp_overlap = p.sp && rng.next_f64() < 0.3;
+    }
     (model, mach, run)
 }
 
@@ -109,7 +123,7 @@ fn step_bytes(m: &ModelSpec, step: &StepConfig) -> Option<(f64, f64)> {
 fn invariants_hold_on_random_configurations() {
     let mut rng = SplitMix64::new(0xC0FFEE);
     let mut est = Estimator::new();
-    let mut checked = 0;
+    let (mut checked, mut split) = (0, 0);
     for case in 0..cases() {
         let (model, mach, run) = random(&mut rng);
         let what = format!(
@@ -120,6 +134,7 @@ fn invariants_hold_on_random_configurations() {
             continue;
         };
         checked += 1;
+        split += usize::from(run.step.parallel != roofline::graph::Parallelism::default());
         check_one(&e, &what);
         // Doubling the batch on one GPU never shortens the step, and memory grows with it.
         let one = RunConfig {
@@ -174,4 +189,8 @@ fn invariants_hold_on_random_configurations() {
         }
     }
     assert!(checked > cases() / 3, "only {checked} valid configurations");
+    assert!(
+        split > cases() / 50,
+        "only {split} valid split configurations"
+    );
 }
