@@ -10,6 +10,13 @@ use roofline::graph::{
     Checkpointing, Layer, Parallelism, Precision, PrecisionPolicy, StepConfig, StepGraph,
 };
 use roofline::memory::activation_bytes;
+
+/// The estimate of `roofline estimate` options given as one string.
+fn estimate(args: &str) -> roofline::error::Result<roofline::estimate::StepEstimate> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let s = parse_scenario(&words)?;
+    Estimator::new().estimate(&s.model, &s.machine, &s.run)
+}
 use roofline::spec::load_model;
 
 /// Table 5's eight iteration times: mean absolute error at most 3.5%, largest at most 8%.
@@ -302,36 +309,24 @@ fn pipeline_bubble_and_in_flight_activations() {
 /// memory, not communication; context parallelism needs fused attention and divides the tokens.
 #[test]
 fn sequence_and_context_parallel_settings() {
-    let est = |extra: &[&str]| {
-        let mut args = vec![
-            "--model",
-            "llama3-8b",
-            "--gpu",
-            "h100-sxm",
-            "--gpus",
-            "8",
-            "--attention",
-            "flash2",
-            "--batch",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        let s = parse_scenario(&args)?;
-        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    let est = |extra: &str| {
+        estimate(&format!(
+            "--model llama3-8b --gpu h100-sxm --gpus 8 --attention flash2 --batch 1 {extra}"
+        ))
     };
-    let tp = est(&["--tp", "8"]).unwrap();
-    let sp = est(&["--tp", "8", "--sp"]).unwrap();
+    let tp = est("--tp 8").unwrap();
+    let sp = est("--tp 8 --sp").unwrap();
     assert!(sp.memory.activations_bytes.0 < tp.memory.activations_bytes.0);
     assert!((sp.comm_total.0 / tp.comm_total.0 - 1.0).abs() < 1e-9);
-    let cp = est(&["--cp", "4", "--seq", "32768"]).unwrap();
-    let no_cp = est(&["--seq", "32768"]).unwrap();
+    let cp = est("--cp 4 --seq 32768").unwrap();
+    let no_cp = est("--seq 32768").unwrap();
     assert!(cp.memory.activations_bytes.0 < no_cp.memory.activations_bytes.0 / 3.0);
     assert!(cp.comm_total.0 > no_cp.comm_total.0);
-    let err = est(&["--cp", "2", "--attention", "unfused"]).unwrap_err();
+    let err = est("--cp 2 --attention unfused").unwrap_err();
     assert!(err.to_string().contains("--cp"), "{err}");
-    let err = est(&["--tp", "3"]).unwrap_err();
+    let err = est("--tp 3").unwrap_err();
     assert!(err.to_string().contains("--tp 3"), "{err}");
-    let err = est(&["--sp"]).unwrap_err();
+    let err = est("--sp").unwrap_err();
     assert!(err.to_string().contains("--sp"), "{err}");
 }
 
@@ -391,43 +386,24 @@ fn search_gpt3_on_1024_a100() {
 /// divide the replicas and needs a ZeRO stage; the replicas' all-reduce adds communication.
 #[test]
 fn hybrid_sharding() {
-    let est = |extra: &[&str]| {
-        let mut args = vec![
-            "--model",
-            "llama3-8b",
-            "--gpu",
-            "h100-sxm",
-            "--gpus",
-            "64",
-            "--attention",
-            "flash2",
-            "--batch",
-            "1",
-            "--seq",
-            "2048",
-        ];
-        args.extend_from_slice(extra);
-        let s = parse_scenario(&args)?;
-        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    let est = |extra: &str| {
+        estimate(&format!("--model llama3-8b --gpu h100-sxm --gpus 64 --attention flash2 --batch 1 --seq 2048 {extra}"))
     };
-    let full = est(&["--fsdp"]).unwrap();
-    let hybrid = est(&["--fsdp", "--shard-group", "8"]).unwrap();
+    let full = est("--fsdp").unwrap();
+    let hybrid = est("--fsdp --shard-group 8").unwrap();
     let ratio = hybrid.memory.optimizer_bytes.0 / full.memory.optimizer_bytes.0;
     assert!((ratio - 8.0).abs() < 1e-9, "{ratio}");
     assert!(hybrid.comm_total.0 > 0.0 && full.comm_total.0 > 0.0);
-    let same = est(&["--fsdp", "--shard-group", "64"]).unwrap();
+    let same = est("--fsdp --shard-group 64").unwrap();
     assert_eq!(same.step_time.0, full.step_time.0);
     // A shard group of one shards nothing: DDP's communication and memory.
-    let one = est(&["--fsdp", "--shard-group", "1"]).unwrap();
-    let ddp = est(&[]).unwrap();
+    let one = est("--fsdp --shard-group 1").unwrap();
+    let ddp = est("").unwrap();
     assert_eq!(one.comm_total.0, ddp.comm_total.0);
     assert_eq!(one.memory.total_bytes.0, ddp.memory.total_bytes.0);
     for (bad, needle) in [
-        (&["--shard-group", "8"][..], "--zero"),
-        (
-            &["--zero", "2", "--shard-group", "7"][..],
-            "--shard-group 7",
-        ),
+        ("--shard-group 8", "--zero"),
+        ("--zero 2 --shard-group 7", "--shard-group 7"),
     ] {
         let err = est(bad).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
@@ -517,33 +493,15 @@ fn networks_are_data() {
 /// share of them) and needs --sp.
 #[test]
 fn tensor_parallel_overlap() {
-    let est = |extra: &[&str]| {
-        let mut args = vec![
-            "--model",
-            "megatron-22b",
-            "--gpu",
-            "a100-sxm-80gb",
-            "--gpus",
-            "8",
-            "--tp",
-            "8",
-            "--batch",
-            "4",
-            "--precision",
-            "fp16",
-            "--attention",
-            "unfused",
-        ];
-        args.extend_from_slice(extra);
-        let s = parse_scenario(&args)?;
-        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    let est = |extra: &str| {
+        estimate(&format!("--model megatron-22b --gpu a100-sxm-80gb --gpus 8 --tp 8 --batch 4 --precision fp16 --attention unfused {extra}"))
     };
-    let plain = est(&["--sp"]).unwrap();
-    let overlapped = est(&["--sp", "--tp-overlap"]).unwrap();
+    let plain = est("--sp").unwrap();
+    let overlapped = est("--sp --tp-overlap").unwrap();
     assert!(overlapped.comm_model_parallel.0 < plain.comm_model_parallel.0);
     let floor = plain.comm_model_parallel.0 * roofline::time::comm::NCCL_SM_SHARE;
     assert!(overlapped.comm_model_parallel.0 >= floor * (1.0 - 1e-12));
-    let err = est(&["--tp-overlap"]).unwrap_err().to_string();
+    let err = est("--tp-overlap").unwrap_err().to_string();
     assert!(err.contains("--sp"), "{err}");
 }
 
@@ -551,24 +509,14 @@ fn tensor_parallel_overlap() {
 /// H200 node) and is refused, naming the field, where the file has none.
 #[test]
 fn nvlink_sharp_is_an_option_where_measured() {
-    let est = |extra: &[&str]| {
-        let mut args = vec![
-            "--model",
-            "llama2-7b",
-            "--attention",
-            "flash2",
-            "--batch",
-            "4",
-            "--zero",
-            "3",
-        ];
-        args.extend_from_slice(extra);
-        let s = parse_scenario(&args)?;
-        Estimator::new().estimate(&s.model, &s.machine, &s.run)
+    let est = |extra: &str| {
+        estimate(&format!(
+            "--model llama2-7b --attention flash2 --batch 4 --zero 3 {extra}"
+        ))
     };
-    let ring = est(&[]).unwrap();
-    let nvls = est(&["--nvls"]).unwrap();
+    let ring = est("").unwrap();
+    let nvls = est("--nvls").unwrap();
     assert!(nvls.comm_total.0 < ring.comm_total.0);
-    let err = est(&["--gpu", "a100", "--nvls"]).unwrap_err().to_string();
+    let err = est("--gpu a100 --nvls").unwrap_err().to_string();
     assert!(err.contains("allreduce_bus_bandwidth_nvls"), "{err}");
 }

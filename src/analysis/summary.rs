@@ -260,7 +260,7 @@ impl EstimateReport {
             parallel: (run.step.parallel != crate::graph::Parallelism::default()).then(|| {
                 ParallelLayout {
                     split: run.step.parallel,
-                    dp: run.fleet.gpus / run.step.parallel.replica_gpus().max(1),
+                    dp: run.replicas(),
                 }
             }),
             ema: run.step.ema,
@@ -478,7 +478,7 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             crate::memory::in_flight(par.pp, par.vpp, run.grad_accum)
         ));
     }
-    let dp = run.fleet.gpus / par.replica_gpus().max(1);
+    let dp = run.replicas();
     if par.pp > 1 && dp > 1 && par.tp * par.cp < run.fleet.gpus_per_node {
         v.push(
             "rank order: tensor-parallel ranks first, then context-parallel, pipeline stages and data-parallel replicas (Megatron-LM's default, tp-cp-ep-dp-pp, keeps data-parallel peers inside a stage instead; here that moves the gradient all-reduce onto NVLink and the pipeline sends across nodes)"

@@ -88,7 +88,7 @@ impl RunConfig {
         // Expert-parallel ranks are data-parallel ranks (Megatron-LM): they hold the same dense
         // weights and different experts.
         let par = &self.step.parallel;
-        let same_weights = (self.fleet.gpus / par.replica_gpus().max(1)).max(1) * par.cp;
+        let same_weights = self.weight_replicas();
         if ep == 0 || !moe.experts.is_multiple_of(ep) || !same_weights.is_multiple_of(ep) {
             return Err(Error::Invalid(format!(
                 "--ep {ep} must divide the {} experts of {} and the {same_weights} data-parallel ranks (--gpus {} / (tp {} x pp {}))",
@@ -96,6 +96,18 @@ impl RunConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Data-parallel replicas, GPUs / (tp·pp·cp), at least 1 (unchecked; see
+    /// [`RunConfig::data_parallel`]).
+    pub fn replicas(&self) -> u64 {
+        (self.fleet.gpus / self.step.parallel.replica_gpus().max(1)).max(1)
+    }
+
+    /// Ranks holding the same weights: the data-parallel replicas times the context-parallel
+    /// ranks (they share gradients, ZeRO shards and experts).
+    pub fn weight_replicas(&self) -> u64 {
+        self.replicas() * self.step.parallel.cp
     }
 
     /// Data-parallel replicas: GPUs / (tp·pp·cp); an error names the flags when that does
@@ -120,7 +132,7 @@ impl RunConfig {
             return Ok(self.grad_accum);
         };
         let par = &self.step.parallel;
-        let dp = (self.fleet.gpus / par.replica_gpus().max(1)).max(1);
+        let dp = self.replicas();
         let per_micro_step = self.step.batch.saturating_mul(dp).max(1);
         if global == 0 || !global.is_multiple_of(per_micro_step) {
             let below = global / per_micro_step * per_micro_step;
@@ -153,8 +165,7 @@ impl RunConfig {
     /// every rank holding the same weights (data- and context-parallel). An error names
     /// --shard-group when it does not divide those ranks or there is no ZeRO stage to shard.
     pub fn zero_shards(&self) -> Result<u64> {
-        let par = &self.step.parallel;
-        let same_weights = (self.fleet.gpus / par.replica_gpus().max(1)).max(1) * par.cp;
+        let same_weights = self.weight_replicas();
         match self.shard_group {
             0 => Ok(same_weights),
             g if self.zero == 0 => Err(Error::Invalid(format!(
@@ -172,8 +183,7 @@ impl RunConfig {
     /// modes.
     pub fn memory_config(&self) -> MemoryConfig {
         let par = &self.step.parallel;
-        let replica = par.replica_gpus().max(1);
-        let same_weights = (self.fleet.gpus / replica).max(1) * par.cp;
+        let same_weights = self.weight_replicas();
         MemoryConfig {
             // A shard group of one shards nothing (FSDP's NO_SHARD): DDP's footprint.
             zero: if self.shard_group == 1 { 0 } else { self.zero },

@@ -200,7 +200,7 @@ impl Context<'_> {
         // In u128: each factor is within its limit, their product need not fit u64.
         let global = u128::from(global);
         // Samples per micro-step: the batch of each data-parallel replica (tp·pp·cp GPUs).
-        let dp = (r.fleet.gpus / r.step.parallel.replica_gpus().max(1)).max(1);
+        let dp = r.replicas();
         let per_step = u128::from(r.step.batch) * u128::from(dp);
         let actual = per_step * u128::from(r.grad_accum);
         let finding = if actual == global {
