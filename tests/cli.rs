@@ -492,3 +492,27 @@ fn catalogs_print_json() {
         .any(|a| a == "a100"));
     assert!(a100["hbm_capacity_bytes"].as_f64().unwrap() > 8e10);
 }
+
+/// `--vary` ranges: a..b doubles, a..b:s steps, a..b:xN multiplies; the sweep says what a range
+/// expands to; a range that never ends or has too many values is refused.
+#[test]
+fn vary_ranges_expand_as_documented() {
+    use roofline::analysis::sweep::parse_vary;
+    let labels = |s: &str| parse_vary(s).unwrap().labels.join(",");
+    assert_eq!(labels("batch=100..300"), "100,200");
+    assert_eq!(labels("batch=100..300:50"), "100,150,200,250,300");
+    assert_eq!(labels("batch=1..1000:x10"), "1,10,100,1000");
+    assert!(parse_vary("batch=1..1e9:1").is_err());
+    assert!(parse_vary("batch=1..8:x1").is_err());
+    let out = std::env::temp_dir().join(format!("roofline-vary-{}.csv", std::process::id()));
+    let (code, _, err) = roofline(&[
+        "sweep",
+        "--vary",
+        "batch=8..32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&out).ok();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("--vary batch=8..32: 8, 16, 32"), "{err}");
+}

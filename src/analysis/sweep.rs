@@ -1,7 +1,8 @@
 //! Parameter sweeps: the cartesian product of `--vary` specs, evaluated in parallel.
 //!
-//! `--vary NAME=SPEC`, SPEC either an explicit list `a,b,c` or a range `a..b`, which for numeric
-//! parameters means the powers of two times `a` up to `b` (a, 2a, 4a, ... ≤ b). Every other
+//! `--vary NAME=SPEC`, SPEC either an explicit list `a,b,c` or a range of a numeric parameter:
+//! `a..b` doubles (a, 2a, 4a, ... ≤ b), `a..b:s` steps by s (a, a+s, ... ≤ b), `a..b:xN`
+//! multiplies by N (a, Na, N²a, ... ≤ b). Every other
 //! setting is taken from the `estimate` options as a fixed value.
 //!
 //! Performance: models are built once per (model, sequence) value and [`Machine`]s once per GPU
@@ -170,24 +171,59 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         nums: Vec::new(),
         choices: Vec::new(),
     };
-    if let Some((a, b)) = values.split_once("..") {
+    if let Some((a, rest)) = values.split_once("..") {
         if !param.numeric() {
             return Err(bad(format!(
                 "a range a..b needs a numeric parameter; list the values of {name} instead"
             )));
         }
+        // a..b doubles, a..b:s steps by s, a..b:xN multiplies by N.
+        let (b, step) = match rest.split_once(':') {
+            Some((b, st)) => (b, Some(st.trim())),
+            None => (rest, None),
+        };
         let a = parse_count_u64(a).map_err(&bad)?;
         let b = parse_count_u64(b).map_err(&bad)?;
         if a > b {
             return Err(bad(format!("range start {a} is above its end {b}")));
         }
+        let next: Box<dyn Fn(u64) -> u64> = match step {
+            None => {
+                if a == 0 {
+                    return Err(bad(
+                        "a doubling range cannot start at 0: give a step, e.g. 0..8:2".into(),
+                    ));
+                }
+                Box::new(|v: u64| v.saturating_mul(2))
+            }
+            Some(st) => match st.strip_prefix('x') {
+                Some(f) => {
+                    let f = parse_count_u64(f).map_err(&bad)?;
+                    if f < 2 || a == 0 {
+                        return Err(bad(format!(
+                            "a factor range a..b:xN needs N of 2 or more and a start above 0 (given {a}..{b}:x{f})"
+                        )));
+                    }
+                    Box::new(move |v: u64| v.saturating_mul(f))
+                }
+                None => {
+                    let d = parse_count_u64(st).map_err(&bad)?;
+                    Box::new(move |v: u64| v.saturating_add(d))
+                }
+            },
+        };
+        const MOST: usize = 10_000;
         let mut v = a;
         while v <= b {
             dim.nums.push(v);
-            v = v.saturating_mul(2);
-            if dim.nums.len() > 64 {
+            if dim.nums.len() > MOST {
+                return Err(bad(format!("the range has more than {MOST} values")));
+            }
+            let n = next(v);
+            if n == v {
                 break;
             }
+            v = n;
         }
     } else {
         for v in values.split(',').map(str::trim) {

@@ -266,7 +266,8 @@ pub struct SweepArgs {
     /// Fixed settings (as for `roofline estimate`); a varied parameter overrides its option.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
-    /// NAME=SPEC, repeatable: SPEC is `a..b` (powers of two from a to b) or a list `a,b,c`.
+    /// NAME=SPEC, repeatable: SPEC is a list `a,b,c` or a numeric range: `a..b` doubles (a, 2a,
+    /// 4a, ... up to b), `a..b:s` steps by s, `a..b:xN` multiplies by N.
     /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
     /// grad_accum, zero, ema, ep, tp, pp, vpp, cp.
     #[arg(long = "vary", required = true)]

@@ -221,6 +221,12 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         .iter()
         .map(|v| parse_vary(v))
         .collect::<Result<Vec<_>>>()?;
+    // Say what each range expands to.
+    for (spec, d) in a.vary.iter().zip(&dims) {
+        if spec.contains("..") {
+            note!("--vary {spec}: {}", d.labels.join(", "));
+        }
+    }
     if !METRICS.contains(&a.metric.as_str()) {
         return Err(Error::unknown("metric", &a.metric, &METRICS));
     }
