@@ -516,3 +516,26 @@ fn vary_ranges_expand_as_documented() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("--vary batch=8..32: 8, 16, 32"), "{err}");
 }
+
+/// flash-report names its files after every setting that differs from the defaults, so a run
+/// with another batch never overwrites the committed report.
+#[test]
+fn flash_report_names_carry_the_settings() {
+    let dir = std::env::temp_dir().join(format!("roofline-flash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, _, err) = roofline(&[
+        "flash-report",
+        "--batch",
+        "32",
+        "--mode",
+        "compiled",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for ext in ["md", "svg", "png"] {
+        let f = dir.join(format!("flash-jit-b4-h200-sxm-batch32-compiled.{ext}"));
+        assert!(f.is_file(), "{} missing", f.display());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

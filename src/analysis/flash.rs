@@ -65,6 +65,10 @@ pub struct FlashReport {
     pub gpu: String,
     /// Configuration in words.
     pub configuration: String,
+    /// The settings that differ from `roofline estimate`'s defaults, as a file-name suffix
+    /// (`-batch32-compiled`, empty for the defaults): outputs of different runs never share
+    /// a name.
+    pub settings: String,
     /// The model's own sequence length.
     pub own_seq: u64,
     /// At the model's own sequence length.
@@ -184,6 +188,7 @@ pub fn build(s: &Scenario) -> Result<FlashReport> {
     Ok(FlashReport {
         model: model.name.clone(),
         gpu: gpu.to_string(),
+        settings: settings_suffix(s),
         configuration: format!(
             "{} x {}, batch {} per GPU, {} mode, {}, checkpointing {}",
             run.fleet.gpus,
@@ -203,5 +208,57 @@ pub fn build(s: &Scenario) -> Result<FlashReport> {
 
 /// File stem for a report: `flash-MODEL-GPU` with path-unfriendly characters replaced.
 pub fn stem(r: &FlashReport) -> String {
-    format!("flash-{}-{}", r.model, r.gpu).replace(['@', '/', ' '], "-")
+    format!("flash-{}-{}{}", r.model, r.gpu, r.settings).replace(['@', '/', ' ', '.'], "-")
+}
+
+/// The settings of `s` that change a FlashAttention report and differ from the defaults of
+/// `roofline estimate`, as a file-name suffix.
+fn settings_suffix(s: &Scenario) -> String {
+    use crate::scenario::defaults as d;
+    let run = &s.run;
+    let p = &run.step.parallel;
+    let mut out = String::new();
+    let mut add = |differs: bool, part: String| {
+        if differs {
+            out.push('-');
+            out.push_str(&part);
+        }
+    };
+    add(
+        run.step.batch != d::BATCH,
+        format!("batch{}", run.step.batch),
+    );
+    add(run.mode != d::MODE, run.mode.to_string());
+    add(
+        run.step.precision != d::PRECISION,
+        run.step.precision.to_string(),
+    );
+    add(
+        run.step.checkpointing != d::CHECKPOINTING,
+        run.step.checkpointing.to_string(),
+    );
+    add(run.fleet.gpus != d::GPUS, format!("{}gpus", run.fleet.gpus));
+    add(
+        run.fleet.gpus_per_node != d::GPUS_PER_NODE.min(run.fleet.gpus),
+        format!("{}pernode", run.fleet.gpus_per_node),
+    );
+    add(run.zero != 0, format!("zero{}", run.zero));
+    add(run.grad_accum != 1, format!("accum{}", run.grad_accum));
+    add(run.step.ema != 0, format!("ema{}", run.step.ema));
+    add(
+        run.step.expert_shards != 1,
+        format!("ep{}", run.step.expert_shards),
+    );
+    add(p.tp != 1, format!("tp{}", p.tp));
+    add(p.sp, "sp".into());
+    add(p.pp != 1, format!("pp{}", p.pp));
+    add(p.vpp != 1, format!("vpp{}", p.vpp));
+    add(p.cp != 1, format!("cp{}", p.cp));
+    add(run.shard_group != 0, format!("shard{}", run.shard_group));
+    add(s.calibration.is_some(), "calibrated".into());
+    add(
+        s.network.is_some(),
+        s.network.as_ref().map_or(String::new(), |n| n.name.clone()),
+    );
+    out
 }

@@ -91,6 +91,10 @@ pub struct Candidate {
     /// Lower bound on the step time, seconds.
     #[serde(skip)]
     bound: f64,
+    /// Position in the enumeration: breaks ties between equal step times, so the ranking does
+    /// not depend on which thread finished first.
+    #[serde(skip)]
+    order: u32,
 }
 
 /// One ranked execution.
@@ -241,6 +245,7 @@ fn candidates(s: &Scenario, space: &SearchSpace) -> Vec<Candidate> {
                                         checkpointing,
                                         zero,
                                         bound,
+                                        order: 0,
                                     });
                                 }
                             }
@@ -251,6 +256,9 @@ fn candidates(s: &Scenario, space: &SearchSpace) -> Vec<Candidate> {
         }
     }
     out.sort_by(|a, b| a.bound.total_cmp(&b.bound));
+    for (i, c) in out.iter_mut().enumerate() {
+        c.order = u32::try_from(i).unwrap_or(u32::MAX);
+    }
     out
 }
 
@@ -345,11 +353,19 @@ pub fn search(
                 && x.candidate.parallel == c.parallel
                 && (x.candidate.dp, x.candidate.batch, x.candidate.zero) == (c.dp, c.batch, c.zero)
         };
-        if b.iter().any(same) {
-            return;
+        if let Some(i) = b.iter().position(same) {
+            // Keep the one enumerated first, whichever thread got here first.
+            if b[i].candidate.order <= c.order {
+                return;
+            }
+            b.remove(i);
         }
         b.push(row);
-        b.sort_by(|x, y| x.step_time_s.total_cmp(&y.step_time_s));
+        b.sort_by(|x, y| {
+            x.step_time_s
+                .total_cmp(&y.step_time_s)
+                .then(x.candidate.order.cmp(&y.candidate.order))
+        });
         b.truncate(space.top);
         if b.len() == space.top {
             threshold.store(b[space.top - 1].step_time_s.to_bits(), Ordering::Relaxed);

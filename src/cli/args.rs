@@ -338,8 +338,10 @@ pub struct FlashArgs {
     /// The configuration (as for `roofline estimate`; --attention is ignored: all are compared).
     #[command(flatten)]
     pub scenario: ScenarioArgs,
-    /// Folder for the Markdown table and the chart (SVG and PNG).
-    #[arg(long, default_value = "reports")]
+    /// Folder for the Markdown table and the chart (SVG and PNG), named after the model, the
+    /// GPU and every setting that differs from the defaults (`roofline report` writes the
+    /// committed ones under reports/).
+    #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
 }
 
