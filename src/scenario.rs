@@ -67,6 +67,21 @@ pub struct Dataset {
     pub epochs: f64,
 }
 
+impl Dataset {
+    /// Samples trained on, all epochs, for a model of `tokens_per_sample` tokens per sample
+    /// (used when the dataset is given in tokens without --tokens-per-sample).
+    pub fn samples(&self, tokens_per_sample: u64) -> f64 {
+        let one_pass = match self.size {
+            DatasetSize::Samples(n) => n,
+            DatasetSize::Tokens {
+                tokens,
+                tokens_per_sample: given,
+            } => tokens / given.unwrap_or(tokens_per_sample as f64),
+        };
+        one_pass * self.epochs
+    }
+}
+
 /// What a scenario is made of, by name: the input of [`ScenarioSpec::load`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioSpec {

@@ -539,3 +539,41 @@ fn flash_report_names_carry_the_settings() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Sweeps carry cost: price per GPU-hour, cost per step, and with a dataset the training time,
+/// GPU-hours and cost of every row; cost is a chart metric.
+#[test]
+fn sweeps_carry_cost() {
+    let dir = std::env::temp_dir().join(format!("roofline-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("s.json");
+    let (code, _, err) = roofline(&[
+        "sweep",
+        "--vary",
+        "gpu=h100-sxm,b200",
+        "--train-tokens",
+        "10B",
+        "--metric",
+        "train_cost_usd",
+        "--out",
+        out.to_str().unwrap(),
+        "--plot",
+        dir.join("s.svg").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let (price, hours, cost) = (
+            r["usd_per_gpu_hour"].as_f64().unwrap(),
+            r["gpu_hours"].as_f64().unwrap(),
+            r["train_cost_usd"].as_f64().unwrap(),
+        );
+        assert!((cost / (price * hours) - 1.0).abs() < 1e-9, "{r}");
+        let per_step = r["cost_per_step_usd"].as_f64().unwrap();
+        let step = r["step_time_s"].as_f64().unwrap();
+        assert!((per_step / (step / 3600.0 * 8.0 * price) - 1.0).abs() < 1e-9);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -279,7 +279,8 @@ pub struct SweepArgs {
     /// of the others.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu | memory_per_gpu_bytes.
+    /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu |
+    /// memory_per_gpu_bytes | cost_per_step_usd | train_cost_usd (with a dataset).
     #[arg(long, default_value = "step_time_s")]
     pub metric: String,
 }

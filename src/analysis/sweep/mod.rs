@@ -20,6 +20,10 @@ use crate::spec::{self, ModelSpec};
 use crate::time::Machine;
 use crate::units::parse_count_u64;
 use rayon::prelude::*;
+
+mod row;
+use row::{row, Costs};
+pub use row::{Row, COLUMNS};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -84,12 +88,14 @@ pub const PARAMS: [(&str, Param); 17] = [
 ];
 
 /// Metrics a sweep chart can show (columns of the output).
-pub const METRICS: [&str; 5] = [
+pub const METRICS: [&str; 7] = [
     "step_time_s",
     "samples_per_s",
     "tokens_per_s",
     "mfu",
     "memory_per_gpu_bytes",
+    "cost_per_step_usd",
+    "train_cost_usd",
 ];
 
 impl Param {
@@ -290,107 +296,6 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
     Ok(dim)
 }
 
-/// One output row: the configuration and the estimate's main fields, named as in
-/// `roofline estimate --json`; `error` is set (and the numbers absent) for an invalid
-/// configuration.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    /// Model name.
-    pub model: String,
-    /// GPU name.
-    pub gpu: String,
-    /// Sequence length (tokens per sample).
-    pub seq: Option<u64>,
-    /// Samples per GPU per micro-step.
-    pub batch_per_gpu: u64,
-    /// Attention implementation.
-    pub attention: String,
-    /// Execution mode.
-    pub mode: String,
-    /// Precision.
-    pub precision: String,
-    /// Checkpointing.
-    pub checkpointing: String,
-    /// GPUs in total.
-    pub gpus: u64,
-    /// Micro-steps per optimizer step.
-    pub grad_accum: u64,
-    /// ZeRO stage.
-    pub zero: u8,
-    /// EMA copies.
-    pub ema: u32,
-    /// Expert-parallel ranks.
-    pub ep: u64,
-    /// Tensor-parallel GPUs.
-    pub tp: u64,
-    /// Pipeline stages.
-    pub pp: u64,
-    /// Model chunks per pipeline stage.
-    pub vpp: u64,
-    /// Context-parallel GPUs.
-    pub cp: u64,
-    /// Optimizer step time.
-    pub step_time_s: Option<f64>,
-    /// Forward per micro-step.
-    pub forward_s: Option<f64>,
-    /// Backward per micro-step.
-    pub backward_s: Option<f64>,
-    /// Optimizer per step.
-    pub optimizer_s: Option<f64>,
-    /// Exposed communication per step.
-    pub comm_exposed_s: Option<f64>,
-    /// Samples per second, whole fleet.
-    pub samples_per_s: Option<f64>,
-    /// Tokens per second, whole fleet.
-    pub tokens_per_s: Option<f64>,
-    /// Model FLOPs utilization.
-    pub mfu: Option<f64>,
-    /// Hardware FLOPs utilization.
-    pub hfu: Option<f64>,
-    /// Memory per GPU.
-    pub memory_per_gpu_bytes: Option<f64>,
-    /// Whether it fits.
-    pub fits: Option<bool>,
-    /// Largest batch per GPU that fits.
-    pub max_batch: Option<u64>,
-    /// Why the configuration could not be evaluated.
-    pub error: Option<String>,
-}
-
-/// CSV column order (the fields of [`Row`]).
-pub const COLUMNS: [&str; 30] = [
-    "model",
-    "gpu",
-    "seq",
-    "batch_per_gpu",
-    "attention",
-    "mode",
-    "precision",
-    "checkpointing",
-    "gpus",
-    "grad_accum",
-    "zero",
-    "ema",
-    "ep",
-    "tp",
-    "pp",
-    "vpp",
-    "cp",
-    "step_time_s",
-    "forward_s",
-    "backward_s",
-    "optimizer_s",
-    "comm_exposed_s",
-    "samples_per_s",
-    "tokens_per_s",
-    "mfu",
-    "hfu",
-    "memory_per_gpu_bytes",
-    "fits",
-    "max_batch",
-    "error",
-];
-
 /// Configurations evaluated in parallel before their rows are handed on.
 pub const BLOCK: usize = 1 << 16;
 
@@ -447,7 +352,10 @@ struct Plan<'a> {
     /// Per (model index, seq index): the model, or why it is invalid.
     models: Vec<std::result::Result<ModelSpec, String>>,
     n_seq: usize,
-    machines: Vec<(String, Machine)>,
+    /// (GPU name, machine, price per GPU-hour in USD: --price-per-gpu-hour or the GPU file's).
+    machines: Vec<(String, Machine, Option<f64>)>,
+    /// The dataset, for training time and cost.
+    dataset: Option<crate::scenario::Dataset>,
     base: RunConfig,
 }
 
@@ -543,13 +451,21 @@ pub fn sweep(
         find(Param::Gpu).map_or_else(|| vec![base.gpu.clone()], |d| d.labels.clone());
     let machines = gpu_names
         .iter()
-        .map(|g| spec::load_gpu(g).map(|spec| (spec.name.clone(), Machine::new(&spec, cal))))
+        .map(|g| {
+            spec::load_gpu(g).map(|spec| {
+                let price = base
+                    .price_per_gpu_hour
+                    .or(spec.price.as_ref().map(|p| p.usd_per_gpu_hour.value));
+                (spec.name.clone(), Machine::new(&spec, cal), price)
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let plan = Plan {
         dims,
         models,
         n_seq: seqs.len(),
         machines,
+        dataset: base.dataset,
         base: scenario.run,
     };
 
@@ -590,6 +506,7 @@ pub fn sweep(
         for (j, r) in slots.iter_mut().enumerate() {
             plan.digits(first + j, &mut idx);
             let (m, g, run) = plan.config(&idx);
+            let tokens_per_sample = plan.models[m].as_ref().map_or(0, |m| m.tokens_per_sample());
             let (model_name, seq) = match &plan.models[m] {
                 Ok(model) => (model.name.clone(), Some(model.max_seq())),
                 Err(_) => {
@@ -603,7 +520,18 @@ pub fn sweep(
                 None => Err("not evaluated".to_string()),
             };
             invalid += usize::from(e.is_err());
-            sink(row(model_name, plan.machines[g].0.clone(), seq, &run, e))?;
+            let costs = Costs {
+                usd_per_gpu_hour: plan.machines[g].2,
+                dataset_samples: plan.dataset.map(|d| d.samples(tokens_per_sample)),
+            };
+            sink(row(
+                model_name,
+                plan.machines[g].0.clone(),
+                seq,
+                &run,
+                e,
+                costs,
+            ))?;
         }
     }
     Ok(SweepSummary {
@@ -615,61 +543,4 @@ pub fn sweep(
         invalid,
         eval_seconds,
     })
-}
-
-fn row(
-    model: String,
-    gpu: String,
-    seq: Option<u64>,
-    run: &RunConfig,
-    e: std::result::Result<StepEstimate, String>,
-) -> Row {
-    let ok = e.as_ref().ok();
-    let f = |g: fn(&StepEstimate) -> f64| ok.map(g);
-    Row {
-        model,
-        gpu,
-        seq,
-        batch_per_gpu: run.step.batch,
-        attention: run.step.attention.to_string(),
-        mode: run.mode.to_string(),
-        precision: run.step.precision.to_string(),
-        checkpointing: run.step.checkpointing.to_string(),
-        gpus: run.fleet.gpus,
-        grad_accum: run.micro_steps().unwrap_or(run.grad_accum),
-        zero: run.zero,
-        ema: run.step.ema,
-        ep: run.step.expert_shards,
-        tp: run.step.parallel.tp,
-        pp: run.step.parallel.pp,
-        vpp: run.step.parallel.vpp,
-        cp: run.step.parallel.cp,
-        step_time_s: f(|e| e.step_time.0),
-        forward_s: f(|e| e.forward.0),
-        backward_s: f(|e| e.backward.0),
-        optimizer_s: f(|e| e.optimizer.0),
-        comm_exposed_s: f(|e| e.comm_exposed.0),
-        samples_per_s: f(|e| e.samples_per_s),
-        tokens_per_s: f(|e| e.tokens_per_s),
-        mfu: f(|e| e.mfu),
-        hfu: f(|e| e.hfu),
-        memory_per_gpu_bytes: f(|e| e.memory.total_bytes.0),
-        fits: ok.map(|e| e.fits),
-        max_batch: ok.map(|e| e.max_batch),
-        error: e.err(),
-    }
-}
-
-impl Row {
-    /// The value of a metric column, if the row has it.
-    pub fn metric(&self, name: &str) -> Option<f64> {
-        match name {
-            "step_time_s" => self.step_time_s,
-            "samples_per_s" => self.samples_per_s,
-            "tokens_per_s" => self.tokens_per_s,
-            "mfu" => self.mfu,
-            "memory_per_gpu_bytes" => self.memory_per_gpu_bytes,
-            _ => None,
-        }
-    }
 }
