@@ -226,6 +226,53 @@ fn describe(m: &ModelSpec, model_type: &str) -> String {
 }
 
 /// A language model with the given trunk and embedding, sequence `seq`.
+/// A causal decoder of `depth` blocks: width, heads, MLP hidden size and dropout as given;
+/// multi-head attention without a window, no adaLN or experts, biased MLP. Each architecture
+/// overrides what differs.
+fn decoder(width: u64, depth: u64, heads: u64, mlp_hidden: u64, dropout: f64) -> Transformer {
+    Transformer {
+        width,
+        depth,
+        heads,
+        kv_heads: None,
+        head_dim: None,
+        window: 0,
+        causal: true,
+        norm: NormKind::Layernorm,
+        qk_norm: false,
+        post_norm: false,
+        rope: RopeKind::None,
+        qkv_bias: true,
+        out_bias: true,
+        mlp: MlpKind::Gelu,
+        mlp_hidden,
+        mlp_bias: true,
+        conditioning: Conditioning::None,
+        moe: None,
+        dropout,
+    }
+}
+
+/// A token embedding of `vocab` rows with `position` embeddings of `max_positions` rows.
+fn text_embedding(
+    vocab: u64,
+    tied_head: bool,
+    position: PositionEmbed,
+    max_positions: u64,
+) -> Embedding {
+    Embedding {
+        patch_embed: None,
+        bottleneck: 0,
+        position,
+        max_positions,
+        timestep_frequencies: 0,
+        classes: 0,
+        vocab,
+        tied_head,
+        pad_vocab_multiple: 1,
+    }
+}
+
 fn language(transformer: Transformer, embedding: Embedding, seq: u64) -> ModelSpec {
     ModelSpec {
         name: String::new(),
@@ -365,37 +412,20 @@ fn llama_like(k: &mut Keys, model_type: &str, notes: &mut Vec<String>) -> Result
     let mlp_hidden = k.need(hidden_key)?;
     let dropout = dropout(k, &["attention_dropout"])?;
     let transformer = Transformer {
-        width,
-        depth,
-        heads,
         kv_heads: kv_heads.filter(|kv| *kv != heads),
         head_dim: head_dim.filter(|dh| heads.checked_mul(*dh) != Some(width)),
         window: if window >= seq { 0 } else { window },
-        causal: true,
         norm: NormKind::Rmsnorm,
-        qk_norm: false,
         post_norm: model_type == "gemma2",
         rope: RopeKind::OneD,
         qkv_bias: attention_bias || qwen,
         out_bias: attention_bias,
         mlp,
-        mlp_hidden,
         mlp_bias,
-        conditioning: Conditioning::None,
         moe,
-        dropout,
+        ..decoder(width, depth, heads, mlp_hidden, dropout)
     };
-    let embedding = Embedding {
-        patch_embed: None,
-        bottleneck: 0,
-        position: PositionEmbed::None,
-        max_positions: 0,
-        timestep_frequencies: 0,
-        classes: 0,
-        vocab,
-        tied_head,
-        pad_vocab_multiple: 1,
-    };
+    let embedding = text_embedding(vocab, tied_head, PositionEmbed::None, 0);
     Ok(language(transformer, embedding, seq))
 }
 
@@ -421,38 +451,8 @@ fn gpt2(k: &mut Keys) -> Result<ModelSpec> {
         k.read.push(key);
     }
     Ok(language(
-        Transformer {
-            width,
-            depth,
-            heads,
-            kv_heads: None,
-            head_dim: None,
-            window: 0,
-            causal: true,
-            norm: NormKind::Layernorm,
-            qk_norm: false,
-            post_norm: false,
-            rope: RopeKind::None,
-            qkv_bias: true,
-            out_bias: true,
-            mlp: MlpKind::Gelu,
-            mlp_hidden: hidden,
-            mlp_bias: true,
-            conditioning: Conditioning::None,
-            moe: None,
-            dropout,
-        },
-        Embedding {
-            patch_embed: None,
-            bottleneck: 0,
-            position: PositionEmbed::Learned,
-            max_positions: positions,
-            timestep_frequencies: 0,
-            classes: 0,
-            vocab,
-            tied_head: true,
-            pad_vocab_multiple: 1,
-        },
+        decoder(width, depth, heads, hidden, dropout),
+        text_embedding(vocab, true, PositionEmbed::Learned, positions),
         positions,
     ))
 }
@@ -483,37 +483,12 @@ fn gpt_neox(k: &mut Keys, notes: &mut Vec<String>) -> Result<ModelSpec> {
     let dropout = dropout(k, &["attention_dropout", "hidden_dropout"])?;
     Ok(language(
         Transformer {
-            width,
-            depth,
-            heads,
-            kv_heads: None,
-            head_dim: None,
-            window: 0,
-            causal: true,
-            norm: NormKind::Layernorm,
-            qk_norm: false,
-            post_norm: false,
             rope: RopeKind::OneD,
             qkv_bias: bias,
             out_bias: bias,
-            mlp: MlpKind::Gelu,
-            mlp_hidden: hidden,
-            mlp_bias: true,
-            conditioning: Conditioning::None,
-            moe: None,
-            dropout,
+            ..decoder(width, depth, heads, hidden, dropout)
         },
-        Embedding {
-            patch_embed: None,
-            bottleneck: 0,
-            position: PositionEmbed::None,
-            max_positions: 0,
-            timestep_frequencies: 0,
-            classes: 0,
-            vocab,
-            tied_head: tied,
-            pad_vocab_multiple: 1,
-        },
+        text_embedding(vocab, tied, PositionEmbed::None, 0),
         seq,
     ))
 }
