@@ -577,3 +577,92 @@ fn sweeps_carry_cost() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn settings_not_given_come_from_the_model_file_and_are_named() {
+    // JiT's public code compiles its blocks: the default estimate is compiled, and says why.
+    let v = json(&["estimate", "--json"]);
+    assert_eq!(v["mode"], "compiled");
+    let first = v["assumptions"][0].as_str().unwrap();
+    assert!(
+        first.contains("models/jit-b4.toml") && first.contains("mode compiled"),
+        "{first}"
+    );
+    // A flag wins over the model file, and is not listed as a default.
+    let v = json(&["estimate", "--json", "--mode", "eager"]);
+    assert_eq!(v["mode"], "eager");
+    assert!(!v["assumptions"][0].as_str().unwrap().contains("mode "));
+    // A model without [defaults] says that roofline's own were used.
+    let v = json(&["estimate", "--model", "llama2-7b", "--json"]);
+    let first = v["assumptions"][0].as_str().unwrap();
+    assert!(first.contains("roofline's own defaults"), "{first}");
+    assert_eq!(v["batch_per_gpu"], 64);
+    // Each model of a sweep gets its own file's defaults.
+    let out = temp_spec("defaults-sweep.json", "");
+    let (code, _, err) = roofline(&[
+        "sweep",
+        "--vary",
+        "model=jit-b4,gpt2-124m",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["batch_per_gpu"], 64, "{}", rows[0]);
+    assert_eq!(rows[0]["mode"], "compiled");
+    assert_eq!(rows[1]["batch_per_gpu"], 12);
+    assert_eq!(rows[1]["attention"], "flash2");
+}
+
+#[test]
+fn a_bad_model_default_names_the_file_and_field() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/jit-b4.toml"))
+        .unwrap()
+        .replace("mode = \"compiled\"", "mode = \"turbo\"");
+    let path = temp_spec("bad-defaults.toml", &text);
+    let (code, _, err) = roofline(&["estimate", "--model", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad-defaults.toml") && err.contains("defaults.mode") && err.contains("turbo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_interval_carries_to_training_time_and_cost() {
+    let v = json(&["estimate", "--json", "--interval", "--train-tokens", "1T"]);
+    let pair = |k: &str| -> [f64; 2] {
+        let a = v[k].as_array().unwrap_or_else(|| panic!("{k} missing"));
+        [a[0].as_f64().unwrap(), a[1].as_f64().unwrap()]
+    };
+    let (t, c, p) = (
+        pair("train_time_interval_s"),
+        pair("cost_interval_usd"),
+        pair("price_range_usd_per_gpu_hour"),
+    );
+    let (time, cost) = (
+        v["train_time_s"].as_f64().unwrap(),
+        v["cost"].as_f64().unwrap(),
+    );
+    assert!(t[0] <= time && time <= t[1], "{t:?} vs {time}");
+    // The cost interval spans the price range, and its ends are time x GPUs x price bounds.
+    assert!(c[0] < cost && cost < c[1], "{c:?} vs {cost}");
+    let gpu_hours = |s: f64| s / 3600.0 * 8.0;
+    assert!(c[0] >= gpu_hours(t[0]) * p[0] * 0.9, "{c:?} {t:?} {p:?}");
+    assert!(c[1] <= gpu_hours(t[1]) * p[1] * 1.1, "{c:?} {t:?} {p:?}");
+    // One price given: the cost interval is the time interval times it.
+    let v = json(&[
+        "estimate",
+        "--json",
+        "--interval",
+        "--train-tokens",
+        "1T",
+        "--price-per-gpu-hour",
+        "2",
+    ]);
+    let c = v["cost_interval_usd"].as_array().unwrap();
+    let t = v["train_time_interval_s"].as_array().unwrap();
+    let hi = t[1].as_f64().unwrap() / 3600.0 * 8.0 * 2.0;
+    assert!((c[1].as_f64().unwrap() / hi - 1.0).abs() < 0.01);
+}

@@ -11,7 +11,19 @@ fn scenario(args: &[&str]) -> roofline::scenario::Scenario {
 
 #[test]
 fn a_misaligned_vocabulary_is_found_and_its_padding_priced() {
-    let s = scenario(&["--model", "gpt2-124m", "--gpu", "h100-sxm", "--batch", "16"]);
+    // Eager with the naive attention (not the model file's nanoGPT defaults), to find those too.
+    let s = scenario(&[
+        "--model",
+        "gpt2-124m",
+        "--gpu",
+        "h100-sxm",
+        "--batch",
+        "16",
+        "--attention",
+        "naive",
+        "--mode",
+        "eager",
+    ]);
     let mut est = Estimator::new();
     let base = est.estimate(&s.model, &s.machine, &s.run).unwrap();
     let f = findings(&s, &base, &mut Estimator::new());

@@ -65,11 +65,27 @@ fn a_llama3_config_json_estimates_as_the_embedded_llama3() {
     assert_eq!(a.step_time, b.step_time);
     assert_eq!(a.memory.total_bytes, b.memory.total_bytes);
     assert_eq!(a.mfu, b.mfu);
-    // The same through the command line.
+    // The same through the command line, with the settings the embedded file's [defaults] give
+    // (an imported config.json has none).
     let dir = std::env::temp_dir();
     let step = |model: &str| {
         let (code, out, err) = roofline(
-            &["estimate", "--model", model, "--gpu", "h100-sxm", "--json"],
+            &[
+                "estimate",
+                "--model",
+                model,
+                "--gpu",
+                "h100-sxm",
+                "--json",
+                "--batch",
+                "1",
+                "--attention",
+                "flash2",
+                "--mode",
+                "eager",
+                "--precision",
+                "bf16",
+            ],
             &dir,
         );
         assert_eq!(code, 0, "{err}");

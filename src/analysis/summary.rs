@@ -317,7 +317,7 @@ impl EstimateReport {
 }
 
 /// The scenario's dataset in samples and optimizer steps at the estimate's samples per step.
-fn dataset(s: &Scenario, e: &StepEstimate) -> Option<DatasetReport> {
+pub(crate) fn dataset(s: &Scenario, e: &StepEstimate) -> Option<DatasetReport> {
     let d = s.dataset?;
     let (given_as, given, tps, samples) = match d.size {
         DatasetSize::Samples(n) => ("samples", n, None, n),
@@ -350,7 +350,8 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             .and_then(|f| f.source(gpu, cal))
             .unwrap_or_default()
     };
-    let mut v = vec![
+    let mut v = s.defaults_used.clone();
+    v.extend([
         format!(
             "precision {}: {}",
             run.step.precision,
@@ -380,7 +381,7 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             mach.host_dispatch.0 * 1e6,
             src("launch.host_dispatch_s")
         ),
-    ];
+    ]);
     if let Some(c) = cal {
         v.push(format!(
             "calibration for {}: {}",

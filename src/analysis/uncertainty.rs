@@ -62,6 +62,19 @@ pub struct Interval {
     pub seed: u64,
     /// Names of the values sampled.
     pub sampled: Vec<String>,
+    /// With a dataset: `[low, high]` of the training time, the step-time samples times the
+    /// optimizer steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_time_interval_s: Option<[f64; 2]>,
+    /// The price per GPU-hour sampled uniformly within: the GPU file's range, or the one price
+    /// given with --price-per-gpu-hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_range_usd_per_gpu_hour: Option<[f64; 2]>,
+    /// With a dataset and a price: `[low, high]` of the training cost in USD, each sample's
+    /// training time times GPUs times a price drawn within its range (independently of the
+    /// GPU figures, from a second generator seeded [`SEED`] + 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_interval_usd: Option<[f64; 2]>,
 }
 
 /// Propagates the files' ranges to the step time of scenario `s`.
@@ -72,7 +85,21 @@ pub fn step_interval(s: &Scenario) -> Result<Interval> {
         .filter(|p| p.from_file)
         .collect();
     let mut est = Estimator::new();
-    let nominal = est.estimate(model, &mach, run)?.step_time.0;
+    let point = est.estimate(model, &mach, run)?;
+    let nominal = point.step_time.0;
+    let steps = super::summary::dataset(s, &point).map(|d| d.steps);
+    let price_range = match (s.price_per_gpu_hour, &s.gpu.price) {
+        (Some(p), _) => Some([p, p]),
+        (None, Some(p)) => Some(
+            p.usd_per_gpu_hour
+                .range
+                .unwrap_or([p.usd_per_gpu_hour.value, p.usd_per_gpu_hour.value]),
+        ),
+        (None, None) => None,
+    };
+    let mut price_rng = SplitMix64::new(SEED + 1);
+    let gpus = run.fleet.gpus as f64;
+    let mut costs = Vec::with_capacity(SAMPLES);
     let mut rng = SplitMix64::new(SEED);
     let mut times = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
@@ -81,18 +108,31 @@ pub fn step_interval(s: &Scenario) -> Result<Interval> {
             let u = rng.next_f64();
             m = p.apply(&m, p.range[0] + u * (p.range[1] - p.range[0]));
         }
-        times.push(est.estimate(model, &m, run)?.step_time.0);
+        let t = est.estimate(model, &m, run)?.step_time.0;
+        times.push(t);
+        if let (Some(n), Some([lo, hi])) = (steps, price_range) {
+            let price = lo + price_rng.next_f64() * (hi - lo);
+            costs.push(t * n / 3600.0 * gpus * price);
+        }
     }
-    times.sort_by(f64::total_cmp);
-    let q = |f: f64| times[((SAMPLES - 1) as f64 * f).round() as usize];
     let tail = (1.0 - COVERAGE) / 2.0;
+    let interval = |v: &mut Vec<f64>| -> [f64; 2] {
+        v.sort_by(f64::total_cmp);
+        let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+        [q(tail), q(1.0 - tail)]
+    };
+    let step = interval(&mut times);
     Ok(Interval {
         step_time_s: nominal,
-        step_time_interval_s: [q(tail), q(1.0 - tail)],
+        step_time_interval_s: step,
         coverage: COVERAGE,
         samples: SAMPLES,
         seed: SEED,
         sampled: params.iter().map(|p| p.name.to_string()).collect(),
+        // Training time is the step time times a fixed number of steps: same percentiles.
+        train_time_interval_s: steps.map(|n| [step[0] * n, step[1] * n]),
+        price_range_usd_per_gpu_hour: price_range,
+        cost_interval_usd: (!costs.is_empty()).then(|| interval(&mut costs)),
     })
 }
 

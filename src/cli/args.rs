@@ -59,16 +59,18 @@ pub struct StepArgs {
     /// Model: an embedded name (see `roofline models`) or a path to a TOML spec.
     #[arg(long, default_value = defaults::MODEL)]
     pub model: String,
-    /// Samples per GPU per micro-step (suffixes allowed: 1K).
-    #[arg(long, allow_hyphen_values = true, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
-    pub batch: u64,
-    /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3.
-    #[arg(long, default_value_t = defaults::ATTENTION)]
-    pub attention: AttentionImpl,
+    /// Samples per GPU per micro-step (suffixes allowed: 1K) [default: the model file's
+    /// [defaults], else 64].
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64)]
+    pub batch: Option<u64>,
+    /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3 [default: the
+    /// model file's [defaults], else naive].
+    #[arg(long)]
+    pub attention: Option<AttentionImpl>,
     /// Precision: bf16 (autocast, fp32 master weights) | bf16-pure | fp16 (Megatron-style,
-    /// loss scaling) | fp32 | tf32 | fp8.
-    #[arg(long, default_value_t = defaults::PRECISION)]
-    pub precision: Precision,
+    /// loss scaling) | fp32 | tf32 | fp8 [default: the model file's [defaults], else bf16].
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Activation checkpointing: none | selective | full.
     #[arg(long, default_value_t = defaults::CHECKPOINTING)]
     pub checkpointing: Checkpointing,
@@ -149,9 +151,10 @@ pub struct ScenarioArgs {
     /// GPUs per node, inter-node bandwidth, efficiency and NCCL's latencies.
     #[arg(long, conflicts_with_all = ["gpus_per_node", "inter_node_gbps"])]
     pub network: Option<String>,
-    /// Execution mode: eager | compiled | graphs.
-    #[arg(long, default_value_t = defaults::MODE)]
-    pub mode: ExecMode,
+    /// Execution mode: eager | compiled | graphs [default: the model file's [defaults], else
+    /// eager].
+    #[arg(long)]
+    pub mode: Option<ExecMode>,
     /// ZeRO stage (0 = DDP).
     #[arg(
         long,
@@ -243,9 +246,10 @@ pub struct MemoryArgs {
     /// GPU: an embedded name (see `roofline gpus`) or a path to a TOML spec.
     #[arg(long, default_value = defaults::GPU)]
     pub gpu: String,
-    /// Execution mode: eager | compiled | graphs (compiled recomputes pointwise ops in backward).
-    #[arg(long, default_value_t = defaults::MODE)]
-    pub mode: ExecMode,
+    /// Execution mode: eager | compiled | graphs (compiled recomputes pointwise ops in backward)
+    /// [default: the model file's [defaults], else eager].
+    #[arg(long)]
+    pub mode: Option<ExecMode>,
     /// ZeRO stage (0-3).
     #[arg(long, allow_hyphen_values = true, default_value_t = 0)]
     pub zero: u8,

@@ -80,7 +80,7 @@ fn import_notes(m: &crate::spec::ModelSpec) {
 pub fn ops(a: &OpsArgs) -> Result<()> {
     let model = a.step.model()?;
     import_notes(&model);
-    let step = a.step.step_config();
+    let step = a.step.step_config_for(&model)?;
     let mut ops = Vec::new();
     crate::graph::build_step(&model, &step, &mut ops)?;
     if a.json {

@@ -5,16 +5,17 @@
 use super::args::{MemoryArgs, ScenarioArgs, StepArgs};
 use crate::error::{Error, Result};
 use crate::graph::{Parallelism, StepConfig};
-use crate::scenario::{Dataset, DatasetSize, Scenario, ScenarioSpec};
+use crate::scenario::{defaults, Dataset, DatasetSize, Scenario, ScenarioSpec, Unset};
 use crate::spec::{self, ModelSpec};
 
 impl StepArgs {
-    /// The step settings.
+    /// The step settings, with roofline's own defaults for those not given (a scenario replaces
+    /// them with the model file's: see [`StepArgs::unset`]).
     pub fn step_config(&self) -> StepConfig {
         StepConfig {
-            batch: self.batch,
-            attention: self.attention,
-            precision: self.precision,
+            batch: self.batch.unwrap_or(defaults::BATCH),
+            attention: self.attention.unwrap_or(defaults::ATTENTION),
+            precision: self.precision.unwrap_or(defaults::PRECISION),
             checkpointing: self.checkpointing,
             ema: self.ema,
             expert_shards: self.ep,
@@ -27,6 +28,25 @@ impl StepArgs {
             },
             ..StepConfig::default()
         }
+    }
+
+    /// The settings not given, with the execution mode (`None` = not given).
+    pub fn unset(&self, mode: Option<crate::graph::ExecMode>) -> Unset {
+        Unset {
+            batch: self.batch.is_none(),
+            attention: self.attention.is_none(),
+            precision: self.precision.is_none(),
+            mode: mode.is_none(),
+        }
+    }
+
+    /// The step settings of `roofline ops` (no scenario): the model file's `[defaults]` for
+    /// those not given, else roofline's own.
+    pub fn step_config_for(&self, model: &ModelSpec) -> Result<StepConfig> {
+        let mut step = self.step_config();
+        let mut mode = defaults::MODE;
+        crate::scenario::ModelStep::of(model)?.fill(self.unset(Some(mode)), &mut step, &mut mode);
+        Ok(step)
     }
 
     /// The model with the sequence override applied.
@@ -66,7 +86,7 @@ impl ScenarioArgs {
             gpu: self.gpu.clone(),
             calibration: self.calibration.clone(),
             step: self.step.step_config(),
-            mode: self.mode,
+            mode: self.mode.unwrap_or(defaults::MODE),
             gpus: self.gpus,
             gpus_per_node: self.gpus_per_node,
             inter_node_gbps: self.inter_node_gbps,
@@ -83,6 +103,7 @@ impl ScenarioArgs {
                 epochs: self.epochs.unwrap_or(1.0),
             }),
             price_per_gpu_hour: self.price_per_gpu_hour,
+            unset: self.step.unset(self.mode),
         })
     }
 
@@ -100,9 +121,10 @@ impl MemoryArgs {
             seq: self.step.seq,
             gpu: self.gpu.clone(),
             step: self.step.step_config(),
-            mode: self.mode,
+            mode: self.mode.unwrap_or(defaults::MODE),
             gpus: self.gpus,
             zero: self.zero,
+            unset: self.step.unset(self.mode),
             workspace_gib: self.workspace_gib,
             ..ScenarioSpec::default()
         })

@@ -161,6 +161,16 @@ pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> R
                 "sampled": interval.sampled,
             }),
         );
+        if let Some(t) = interval.train_time_interval_s {
+            o.insert("train_time_interval_s".into(), serde_json::json!(t));
+        }
+        if let Some(c) = interval.cost_interval_usd {
+            o.insert("cost_interval_usd".into(), serde_json::json!(c));
+            o.insert(
+                "price_range_usd_per_gpu_hour".into(),
+                serde_json::json!(interval.price_range_usd_per_gpu_hour),
+            );
+        }
     }
     to_string(&v)
 }

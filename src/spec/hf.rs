@@ -200,6 +200,7 @@ pub fn import(text: &str, file: &str, name: &str) -> Result<Imported> {
         ));
     }
     model.name = name.to_string();
+    model.file = file.to_string();
     model.source = format!("Hugging Face config.json {file} (model_type {model_type})");
     model.description = describe(&model, model_type);
     model.notes = notes.clone();
@@ -289,6 +290,8 @@ fn language(transformer: Transformer, embedding: Embedding, seq: u64) -> ModelSp
         input: None,
         transformer,
         embedding,
+        defaults: None,
+        file: String::new(),
         notes: Vec::new(),
     }
 }

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::estimate::{Estimator, RunConfig, StepEstimate};
 use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
-use crate::scenario::{limits, ScenarioSpec};
+use crate::scenario::{limits, ModelStep, ScenarioSpec, Unset};
 use crate::spec::{self, ModelSpec};
 use crate::time::Machine;
 use crate::units::parse_count_u64;
@@ -351,6 +351,11 @@ struct Plan<'a> {
     dims: &'a [Dim],
     /// Per (model index, seq index): the model, or why it is invalid.
     models: Vec<std::result::Result<ModelSpec, String>>,
+    /// Per (model index, seq index): the model file's `[defaults]`.
+    model_steps: Vec<ModelStep>,
+    /// The step settings the user left out and the sweep does not vary: each model's
+    /// `[defaults]` (else roofline's own) set them.
+    unset: Unset,
     n_seq: usize,
     /// (GPU name, machine, price per GPU-hour in USD: --price-per-gpu-hour or the GPU file's).
     machines: Vec<(String, Machine, Option<f64>)>,
@@ -396,7 +401,9 @@ impl Plan<'_> {
                 _ => {}
             }
         }
-        (model * self.n_seq + seq, gpu, run)
+        let slot = model * self.n_seq + seq;
+        self.model_steps[slot].fill(self.unset, &mut run.step, &mut run.mode);
+        (slot, gpu, run)
     }
 }
 
@@ -437,9 +444,12 @@ pub fn sweep(
         |d| d.nums.iter().map(|s| Some(*s)).collect(),
     );
     let mut models = Vec::with_capacity(model_names.len() * seqs.len());
+    let mut model_steps = Vec::with_capacity(model_names.len() * seqs.len());
     for name in &model_names {
         let m = spec::load_model(name)?;
+        let step = ModelStep::of(&m)?;
         for s in &seqs {
+            model_steps.push(step);
             models.push(match s {
                 Some(s) => m.with_sequence(*s).map_err(|e| e.to_string()),
                 None => Ok(m.clone()),
@@ -460,9 +470,18 @@ pub fn sweep(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let varied = |p: Param| dims.iter().any(|d| d.param == p);
+    let unset = Unset {
+        batch: base.unset.batch && !varied(Param::Batch),
+        attention: base.unset.attention && !varied(Param::Attention),
+        precision: base.unset.precision && !varied(Param::Precision),
+        mode: base.unset.mode && !varied(Param::Mode),
+    };
     let plan = Plan {
         dims,
         models,
+        model_steps,
+        unset,
         n_seq: seqs.len(),
         machines,
         dataset: base.dataset,

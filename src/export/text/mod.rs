@@ -484,7 +484,7 @@ pub fn sensitivity(s: &Sensitivity) -> String {
 
 /// One line, e.g. "step 41.0 ms (36.2-47.3 ms, 90%) ...".
 pub fn interval(i: &Interval) -> String {
-    format!(
+    let mut s = format!(
         "step {} ({} - {}, {:.0}%): Monte Carlo over the {} values with a range in the GPU/calibration file, \
          each uniform and independent within its range; {} samples, fixed seed {:#x}",
         human_duration(Seconds(i.step_time_s)),
@@ -494,7 +494,26 @@ pub fn interval(i: &Interval) -> String {
         i.sampled.len(),
         i.samples,
         i.seed
-    )
+    );
+    if let Some([lo, hi]) = i.train_time_interval_s {
+        let _ = write!(
+            s,
+            "\ntraining time {} - {} ({:.0}%: the step interval times the optimizer steps)",
+            human_duration(Seconds(lo)),
+            human_duration(Seconds(hi)),
+            i.coverage * 100.0
+        );
+    }
+    if let (Some([lo, hi]), Some([plo, phi])) =
+        (i.cost_interval_usd, i.price_range_usd_per_gpu_hour)
+    {
+        let _ = write!(
+            s,
+            "\ntraining cost ${lo:.0} - ${hi:.0} ({:.0}%: each sample's training time x GPUs x a price drawn uniformly within ${plo:.2} - ${phi:.2} per GPU-hour)",
+            i.coverage * 100.0
+        );
+    }
+    s
 }
 
 /// `roofline validate`: predicted vs measured, per configuration and op class.

@@ -271,6 +271,24 @@ pub struct Embedding {
     pub pad_vocab_multiple: u64,
 }
 
+/// A model file's `[defaults]`: how its reference code runs a training step. Each applies only
+/// where the user gives no value; the spellings are those of the command line, checked where
+/// they are used ([`crate::scenario`]), which names this file and field when one is wrong.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDefaults {
+    /// Samples per GPU per micro-step.
+    pub batch: Option<u64>,
+    /// Attention implementation (`--attention`).
+    pub attention: Option<String>,
+    /// Precision (`--precision`).
+    pub precision: Option<String>,
+    /// Execution mode (`--mode`).
+    pub mode: Option<String>,
+    /// Where these settings come from (the reference code, with file).
+    pub source: String,
+}
+
 /// A whole model spec file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +309,12 @@ pub struct ModelSpec {
     pub transformer: Transformer,
     /// Embeddings and head.
     pub embedding: Embedding,
+    /// How the model's reference code runs a training step, for the settings a user leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<ModelDefaults>,
+    /// The file (or embedded name) this spec was read from, for errors about it.
+    #[serde(skip)]
+    pub file: String,
     /// What an import could not express (keys not understood, approximations), one line each;
     /// empty for a TOML spec.
     #[serde(skip)]
@@ -300,9 +324,10 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// Parses and validates a spec; `file` names it in errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Self> {
-        let spec: ModelSpec = toml::from_str(text)
+        let mut spec: ModelSpec = toml::from_str(text)
             .map_err(|e| Error::spec(file, toml_error_field(&e, text), toml_error_problem(&e)))?;
         spec.validate(file)?;
+        spec.file = file.to_string();
         Ok(spec)
     }
 

@@ -15,6 +15,9 @@ use crate::time::{Fleet, Machine};
 use crate::units::{ByteRate, Bytes, Seconds};
 use std::path::PathBuf;
 
+mod model_defaults;
+pub use model_defaults::{ModelStep, Unset};
+
 /// The embedded defaults: the planned JiT-B/4 run (examples/plans/jit-b4-8xh200.toml), batch 64
 /// per GPU on 8 H200 in one node, bf16 autocast, the public code's naive attention, eager, DDP.
 pub mod defaults {
@@ -124,6 +127,9 @@ pub struct ScenarioSpec {
     pub dataset: Option<Dataset>,
     /// Price per GPU-hour in USD, overriding the GPU file's.
     pub price_per_gpu_hour: Option<f64>,
+    /// The step settings the user left out: [`ScenarioSpec::load`] sets them from the model
+    /// file's `[defaults]`, else roofline's own.
+    pub unset: Unset,
 }
 
 impl Default for ScenarioSpec {
@@ -154,6 +160,7 @@ impl Default for ScenarioSpec {
             workspace_gib: defaults::WORKSPACE_GIB,
             dataset: None,
             price_per_gpu_hour: None,
+            unset: Unset::default(),
         }
     }
 }
@@ -179,6 +186,9 @@ pub struct Scenario {
     pub dataset: Option<Dataset>,
     /// Price per GPU-hour overriding the GPU file's.
     pub price_per_gpu_hour: Option<f64>,
+    /// Which settings were left out and where their values came from (the model file's
+    /// `[defaults]` or roofline's own), one line each; empty when every setting was given.
+    pub defaults_used: Vec<String>,
 }
 
 /// `check` or an [`Error::Invalid`] with `message`.
@@ -197,6 +207,18 @@ impl ScenarioSpec {
         if let Some(s) = self.seq {
             model = model.with_sequence(s)?;
         }
+        let model_step = ModelStep::of(&model)?;
+        if !self.unset.any() {
+            return self.load_with(model, Vec::new());
+        }
+        let mut resolved = self.clone();
+        model_step.fill(self.unset, &mut resolved.step, &mut resolved.mode);
+        let used = model_defaults::describe(&model, self.unset, &resolved.step, resolved.mode);
+        resolved.load_with(model, used)
+    }
+
+    /// [`ScenarioSpec::load`] once the model is loaded and every setting is known.
+    fn load_with(&self, model: ModelSpec, defaults_used: Vec<String>) -> Result<Scenario> {
         let gpu = spec::load_gpu(&self.gpu)?;
         let calibration = match &self.calibration {
             Some(path) => {
@@ -303,6 +325,7 @@ impl ScenarioSpec {
             dataset: self.dataset,
             // `+ 0.0` turns a -0 into 0.
             price_per_gpu_hour: self.price_per_gpu_hour.map(|p| p + 0.0),
+            defaults_used,
         })
     }
 
@@ -515,6 +538,11 @@ impl ScenarioTable {
             s.calibration = self.calibration.clone();
         }
         s.step.batch = self.batch.unwrap_or(s.step.batch);
+        // What this table states is no longer left to the model file's [defaults].
+        s.unset.batch &= self.batch.is_none();
+        s.unset.attention &= self.attention.is_none();
+        s.unset.precision &= self.precision.is_none();
+        s.unset.mode &= self.mode.is_none();
         s.step.ema = self.ema.unwrap_or(s.step.ema);
         s.step.expert_shards = self.ep.unwrap_or(s.step.expert_shards);
         let par = &mut s.step.parallel;
