@@ -63,6 +63,10 @@ pub struct GpuRow {
     pub hbm_capacity_bytes: f64,
     /// Price per GPU-hour, USD, when the file has one.
     pub usd_per_gpu_hour: Option<f64>,
+    /// `[low, high]` of the other offers, USD per GPU-hour.
+    pub usd_per_gpu_hour_range: Option<[f64; 2]>,
+    /// Who sells at that price, on what terms and when ("CoreWeave on-demand 2026-09-20").
+    pub price_offer: Option<String>,
 }
 
 /// [`gpus`] as rows.
@@ -77,6 +81,11 @@ pub fn gpu_rows() -> Result<Vec<GpuRow>> {
             hbm_bandwidth: g.memory.hbm_bandwidth.value,
             hbm_capacity_bytes: g.memory.hbm_capacity.value,
             usd_per_gpu_hour: g.price.as_ref().map(|p| p.usd_per_gpu_hour.value),
+            usd_per_gpu_hour_range: g.price.as_ref().and_then(|p| p.usd_per_gpu_hour.range),
+            price_offer: g
+                .price
+                .as_ref()
+                .map(|p| format!("{} {} {}", p.provider, p.terms, p.date)),
         })
         .collect())
 }

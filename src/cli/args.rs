@@ -273,7 +273,8 @@ pub struct SweepArgs {
     /// NAME=SPEC, repeatable: SPEC is a list `a,b,c` or a numeric range: `a..b` doubles (a, 2a,
     /// 4a, ... up to b), `a..b:s` steps by s, `a..b:xN` multiplies by N.
     /// Names: model, gpu, seq, batch, attention, mode, precision, checkpointing, gpus,
-    /// grad_accum, zero, ema, ep, tp, pp, vpp, cp.
+    /// grad_accum, zero, ema, ep, tp, pp, vpp, cp, and price (USD per GPU-hour, a list: it
+    /// changes the cost columns only).
     #[arg(long = "vary", required = true)]
     pub vary: Vec<String>,
     /// Output table: .csv or .json.
@@ -287,6 +288,16 @@ pub struct SweepArgs {
     /// memory_per_gpu_bytes | cost_per_step_usd | train_cost_usd (with a dataset).
     #[arg(long, default_value = "step_time_s")]
     pub metric: String,
+    /// Write only the configurations that fit in memory (the table and the chart).
+    #[arg(long)]
+    pub fits_only: bool,
+    /// Print the best configurations that fit: time (training time with a dataset, else
+    /// seconds per sample) or cost (training cost, else USD per sample).
+    #[arg(long)]
+    pub objective: Option<crate::analysis::sweep::SweepObjective>,
+    /// How many of the best configurations --objective prints.
+    #[arg(long, allow_hyphen_values = true, default_value = "5", value_parser = parse_count_u64)]
+    pub top: u64,
 }
 
 /// `roofline search`.

@@ -286,6 +286,16 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     )?;
     let mut values = Vec::new();
     let mut first = true;
+    let mut dropped = 0usize;
+    if a.top == 0 || a.top > 1000 {
+        return Err(Error::Invalid(format!(
+            "--top {}: give 1 to 1000 configurations",
+            a.top
+        )));
+    }
+    let mut best = a
+        .objective
+        .map(|o| analysis::sweep::Best::new(o, a.top as usize));
     let summary = analysis::sweep::sweep(
         &base,
         &dims,
@@ -295,6 +305,13 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
             }
         },
         &mut |row| {
+            if let Some(b) = &mut best {
+                b.offer(&row);
+            }
+            if a.fits_only && row.fits != Some(true) {
+                dropped += 1;
+                return Ok(());
+            }
             if a.plot.is_some() {
                 values.push(row.metric(&a.metric));
             }
@@ -331,6 +348,19 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     );
     if let Some(p) = &a.plot {
         note!("wrote {}", p.display());
+    }
+    if a.fits_only {
+        note!(
+            "--fits-only: wrote {} of {} configurations; {dropped} do not fit in memory or could not be evaluated",
+            summary.configurations - dropped,
+            summary.configurations
+        );
+    }
+    if let Some(b) = &best {
+        out(&text::sweep_best(b, summary.configurations))?;
+    }
+    for n in analysis::sweep::price_notes(&base, &dims)? {
+        note!("note: {n}");
     }
     Ok(())
 }

@@ -438,11 +438,20 @@ impl Scenario {
     pub fn price(&self) -> Option<(f64, String)> {
         match self.price_per_gpu_hour {
             Some(p) => Some((p, "--price-per-gpu-hour".to_string())),
-            None => self
-                .gpu
-                .price
-                .as_ref()
-                .map(|p| (p.usd_per_gpu_hour.value, p.usd_per_gpu_hour.source.clone())),
+            None => self.gpu.price.as_ref().map(|p| {
+                let range = p
+                    .usd_per_gpu_hour
+                    .range
+                    .map(|[lo, hi]| format!(", other offers ${lo:.2}-${hi:.2}"))
+                    .unwrap_or_default();
+                (
+                    p.usd_per_gpu_hour.value,
+                    format!(
+                        "{} {} list price, {}-GPU instance, {}{range}; {}",
+                        p.provider, p.terms, p.instance_gpus, p.date, p.usd_per_gpu_hour.source
+                    ),
+                )
+            }),
         }
     }
 }

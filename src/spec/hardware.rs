@@ -144,12 +144,52 @@ pub struct AttentionKernels {
     pub causal_factor: Option<Sourced>,
 }
 
-/// Default price.
+/// Default price: one row of a price table that is coherent across the GPU files (the same
+/// provider, date, terms and instance size wherever that provider offers the GPU), so that a
+/// comparison between GPUs compares GPUs and not offers. `usd_per_gpu_hour.range` spans the
+/// other public offers and carries into cost intervals.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
-    /// US dollars per GPU-hour.
+    /// US dollars per GPU-hour, with the range of other offers.
     pub usd_per_gpu_hour: Sourced,
+    /// Who sells it at `usd_per_gpu_hour.value`.
+    pub provider: String,
+    /// When that list price was read (YYYY-MM-DD).
+    pub date: String,
+    /// On-demand or committed (reserved) pricing.
+    pub terms: PriceTerms,
+    /// GPUs in the instance the price is for (8 for an HGX node).
+    pub instance_gpus: u32,
+}
+
+/// The terms of a price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriceTerms {
+    /// Pay per hour, no commitment.
+    OnDemand,
+    /// Reserved capacity for a term.
+    Committed,
+}
+
+impl std::fmt::Display for PriceTerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PriceTerms::OnDemand => "on-demand",
+            PriceTerms::Committed => "committed",
+        })
+    }
+}
+
+impl Price {
+    /// One line: "$6.31/GPU-hour, CoreWeave on-demand, 8-GPU instance, 2026-09-20".
+    pub fn describe(&self) -> String {
+        format!(
+            "${:.2}/GPU-hour, {} {}, {}-GPU instance, {}",
+            self.usd_per_gpu_hour.value, self.provider, self.terms, self.instance_gpus, self.date
+        )
+    }
 }
 
 /// A whole GPU spec file.
@@ -292,6 +332,45 @@ impl GpuSpec {
             if let Some(v) = v {
                 check_sourced(file, field, v, bounds(field))?;
             }
+        }
+        if let Some(p) = &self.price {
+            p.check(file)?;
+        }
+        Ok(())
+    }
+}
+
+impl Price {
+    /// The provider is named, the date is YYYY-MM-DD and the instance has GPUs.
+    fn check(&self, file: &str) -> Result<()> {
+        if self.provider.trim().is_empty() {
+            return Err(Error::spec(
+                file,
+                "price.provider",
+                "must name who sells the GPU-hour",
+            ));
+        }
+        let d = self.date.as_bytes();
+        let digits = |r: std::ops::Range<usize>| d[r].iter().all(u8::is_ascii_digit);
+        if d.len() != 10
+            || d[4] != b'-'
+            || d[7] != b'-'
+            || !digits(0..4)
+            || !digits(5..7)
+            || !digits(8..10)
+        {
+            return Err(Error::spec(
+                file,
+                "price.date",
+                format!("'{}' is not a date as YYYY-MM-DD", self.date),
+            ));
+        }
+        if self.instance_gpus == 0 || self.instance_gpus > 1024 {
+            return Err(Error::spec(
+                file,
+                "price.instance_gpus",
+                format!("{} is out of range (1 to 1024)", self.instance_gpus),
+            ));
         }
         Ok(())
     }

@@ -21,7 +21,9 @@ use crate::time::Machine;
 use crate::units::parse_count_u64;
 use rayon::prelude::*;
 
+mod best;
 mod row;
+pub use best::{Best, SweepObjective};
 use row::{row, Costs};
 pub use row::{Row, COLUMNS};
 use serde::Serialize;
@@ -64,10 +66,12 @@ pub enum Param {
     Vpp,
     /// Context-parallel GPUs.
     Cp,
+    /// Price per GPU-hour in USD (cost columns only; the estimate does not depend on it).
+    Price,
 }
 
 /// Every parameter with its command-line name.
-pub const PARAMS: [(&str, Param); 17] = [
+pub const PARAMS: [(&str, Param); 18] = [
     ("model", Param::Model),
     ("gpu", Param::Gpu),
     ("seq", Param::Seq),
@@ -85,6 +89,7 @@ pub const PARAMS: [(&str, Param); 17] = [
     ("pp", Param::Pp),
     ("vpp", Param::Vpp),
     ("cp", Param::Cp),
+    ("price", Param::Price),
 ];
 
 /// Metrics a sweep chart can show (columns of the output).
@@ -153,6 +158,8 @@ pub enum Choice {
     Checkpointing(Checkpointing),
     /// A model or GPU, by its index among the dimension's values.
     Spec,
+    /// A price per GPU-hour, USD.
+    Price(f64),
 }
 
 /// Parses one `--vary NAME=SPEC`.
@@ -177,6 +184,21 @@ pub fn parse_vary(spec: &str) -> Result<Dim> {
         nums: Vec::new(),
         choices: Vec::new(),
     };
+    if param == Param::Price {
+        for v in values.split(',').map(str::trim) {
+            let p: f64 = v
+                .parse()
+                .map_err(|_| bad(format!("`{v}` is not a price in USD per GPU-hour")))?;
+            if !(p.is_finite() && (1e-3..=1e4).contains(&p)) {
+                return Err(bad(format!(
+                    "{v}: a GPU-hour costs between $0.001 and $10,000"
+                )));
+            }
+            dim.labels.push(v.to_string());
+            dim.choices.push(Choice::Price(p));
+        }
+        return Ok(dim);
+    }
     if let Some((a, rest)) = values.split_once("..") {
         if !param.numeric() {
             return Err(bad(format!(
@@ -365,6 +387,17 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// The price per GPU-hour of configuration `idx` on machine `gpu`: the varied price, else
+    /// --price-per-gpu-hour or the GPU file's.
+    fn price(&self, idx: &[usize; PARAMS.len()], gpu: usize) -> Option<f64> {
+        for (d, dim) in self.dims.iter().enumerate() {
+            if let Choice::Price(p) = dim.choices[idx[d]] {
+                return Some(p);
+            }
+        }
+        self.machines[gpu].2
+    }
+
     /// Mixed-radix digits of configuration `i` (last dimension fastest) into `idx`.
     fn digits(&self, mut i: usize, idx: &mut [usize; PARAMS.len()]) {
         for (d, dim) in self.dims.iter().enumerate().rev() {
@@ -402,6 +435,7 @@ impl Plan<'_> {
             }
         }
         let slot = model * self.n_seq + seq;
+        // A varied price sets the cost columns only ([`Plan::price`]).
         self.model_steps[slot].fill(self.unset, &mut run.step, &mut run.mode);
         (slot, gpu, run)
     }
@@ -540,7 +574,7 @@ pub fn sweep(
             };
             invalid += usize::from(e.is_err());
             let costs = Costs {
-                usd_per_gpu_hour: plan.machines[g].2,
+                usd_per_gpu_hour: plan.price(&idx, g),
                 dataset_samples: plan.dataset.map(|d| d.samples(tokens_per_sample)),
             };
             sink(row(
@@ -562,4 +596,40 @@ pub fn sweep(
         invalid,
         eval_seconds,
     })
+}
+
+/// Notes on the prices behind a sweep's cost columns: GPUs whose file prices come from
+/// different providers or dates (their cost gap mixes offers), and GPUs without a price.
+pub fn price_notes(base: &ScenarioSpec, dims: &[Dim]) -> Result<Vec<String>> {
+    if base.price_per_gpu_hour.is_some() || dims.iter().any(|d| d.param == Param::Price) {
+        return Ok(Vec::new());
+    }
+    let gpus: Vec<String> = dims
+        .iter()
+        .find(|d| d.param == Param::Gpu)
+        .map_or_else(|| vec![base.gpu.clone()], |d| d.labels.clone());
+    let mut offers = Vec::new();
+    let mut unpriced = Vec::new();
+    for g in &gpus {
+        let spec = spec::load_gpu(g)?;
+        match &spec.price {
+            Some(p) => offers.push((spec.name.clone(), format!("{} {}", p.provider, p.date))),
+            None => unpriced.push(spec.name.clone()),
+        }
+    }
+    let mut notes = Vec::new();
+    if offers.iter().any(|(_, o)| *o != offers[0].1) {
+        let list: Vec<String> = offers.iter().map(|(g, o)| format!("{g}: {o}")).collect();
+        notes.push(format!(
+            "the GPU files' prices come from different offers ({}): cost differences between those GPUs mix providers and dates; give --price-per-gpu-hour or --vary price for a like-for-like comparison",
+            list.join("; ")
+        ));
+    }
+    if !unpriced.is_empty() {
+        notes.push(format!(
+            "{} has no price in its file: its cost columns are empty (give --price-per-gpu-hour)",
+            unpriced.join(", ")
+        ));
+    }
+    Ok(notes)
 }

@@ -11,7 +11,9 @@ use crate::validate::Validation;
 use std::fmt::Write;
 
 mod parallel;
+mod sweep;
 pub use parallel::{published_validation, search};
+pub use sweep::sweep_best;
 
 /// `roofline models`.
 pub fn models(rows: &[ModelRow]) -> String {
@@ -40,16 +42,30 @@ pub fn models(rows: &[ModelRow]) -> String {
 pub fn gpus(rows: &[(&str, GpuSpec)]) -> String {
     let mut s = String::new();
     for (name, g) in rows {
+        let price = g.price.as_ref().map_or_else(
+            || "no price".to_string(),
+            |p| {
+                format!(
+                    "${:.2}/GPU-h {} {}",
+                    p.usd_per_gpu_hour.value, p.provider, p.date
+                )
+            },
+        );
         let _ = writeln!(
             s,
-            "{name:<14} bf16 {:>9}FLOP/s  HBM {:>9}B/s  {:>10}  {:>3} SMs  {}",
+            "{name:<14} bf16 {:>9}FLOP/s  HBM {:>9}B/s  {:>10}  {:>3} SMs  {:<32} {}",
             si(g.peak_flops.bf16_tensor.value),
             si(g.memory.hbm_bandwidth.value),
             binary_bytes(Bytes(g.memory.hbm_capacity.value)),
             g.compute.sm_count.value,
-            g.display_name
+            g.display_name,
+            price
         );
     }
+    let _ = writeln!(
+        s,
+        "prices: on-demand list prices per GPU-hour; compare GPUs of the same provider and date (see each file's [price] for the range of other offers)"
+    );
     s
 }
 
