@@ -150,7 +150,13 @@ fn listings_have_one_line_per_spec() {
     assert_eq!(out.lines().count(), roofline::spec::MODELS.len() + 1);
     let (code, out, _) = roofline(&["gpus"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), roofline::spec::GPUS.len());
+    // One line per GPU with its price's provider and date, then a line on comparing prices.
+    assert_eq!(out.lines().count(), roofline::spec::GPUS.len() + 1);
+    assert!(out
+        .lines()
+        .take(roofline::spec::GPUS.len())
+        .all(|l| l.contains("/GPU-h ")));
+    assert!(out.lines().last().unwrap().starts_with("prices:"));
 }
 
 #[test]
@@ -646,8 +652,11 @@ fn the_interval_carries_to_training_time_and_cost() {
         v["cost"].as_f64().unwrap(),
     );
     assert!(t[0] <= time && time <= t[1], "{t:?} vs {time}");
-    // The cost interval spans the price range, and its ends are time x GPUs x price bounds.
-    assert!(c[0] < cost && cost < c[1], "{c:?} vs {cost}");
+    // The cost interval spans the price range, and its ends are time x GPUs x price bounds (the
+    // point cost is at the file's list price, which may be an end of the range of offers).
+    let price = v["price_per_gpu_hour"].as_f64().unwrap();
+    assert!(p[0] <= price && price <= p[1], "{p:?} {price}");
+    assert!(c[0] < c[1] && c[0] < cost, "{c:?} vs {cost}");
     let gpu_hours = |s: f64| s / 3600.0 * 8.0;
     assert!(c[0] >= gpu_hours(t[0]) * p[0] * 0.9, "{c:?} {t:?} {p:?}");
     assert!(c[1] <= gpu_hours(t[1]) * p[1] * 1.1, "{c:?} {t:?} {p:?}");

@@ -3,7 +3,9 @@
 //!
 //! libnvrtc is taken from $ROOFLINE_NVRTC_LIB (a path to libnvrtc.so*), else from .cache/cuda/
 //! under the repository root (scripts/install-nvrtc.sh puts the PyPI wheel there), else from the
-//! system's library path. Without it the test prints "SKIPPED: ..." and passes.
+//! system's library path. The test is ignored by a plain `cargo test` (the summary shows it as
+//! ignored, with the reason) because it needs that library; `.ci/run` installs NVRTC and runs
+//! it with `-- --ignored`, where a missing or unloadable libnvrtc fails it.
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
@@ -70,26 +72,20 @@ fn locate_nvrtc() -> Option<PathBuf> {
 }
 
 #[test]
+#[ignore = "needs libnvrtc: scripts/install-nvrtc.sh, then cargo test --test kernels_compile -- --ignored (.ci/run does)"]
 fn every_kernel_compiles_for_sm90a_without_spills() {
     match locate_nvrtc() {
         Some(lib) if preload(&lib) => eprintln!("NVRTC: {}", lib.display()),
-        Some(lib) => {
-            eprintln!(
-                "SKIPPED: NVRTC compile test: could not load {}",
-                lib.display()
-            );
-            return;
-        }
+        Some(lib) => panic!("NVRTC compile test: could not load {}", lib.display()),
         None if nvrtc::nvrtc_present() => eprintln!("NVRTC: from the system library path"),
-        None => {
-            eprintln!("SKIPPED: NVRTC compile test: no libnvrtc (set ROOFLINE_NVRTC_LIB or run scripts/install-nvrtc.sh)");
-            return;
-        }
+        None => panic!(
+            "NVRTC compile test: no libnvrtc (set ROOFLINE_NVRTC_LIB or run scripts/install-nvrtc.sh)"
+        ),
     }
-    if !nvrtc::nvrtc_present() {
-        eprintln!("SKIPPED: NVRTC compile test: libnvrtc was found but cudarc cannot load it");
-        return;
-    }
+    assert!(
+        nvrtc::nvrtc_present(),
+        "NVRTC compile test: libnvrtc was found but cudarc cannot load it"
+    );
     let (major, minor) = nvrtc::version().expect("nvrtcVersion");
     eprintln!("NVRTC {major}.{minor}, target {ARCH}");
 

@@ -36,8 +36,25 @@ pub struct MemoryReport {
     pub capacity_bytes: Bytes,
     /// Whether it fits.
     pub fits: bool,
+    /// Capacity minus the footprint (negative when it does not fit).
+    pub headroom_bytes: f64,
+    /// It fits with less headroom than [`TIGHT_HEADROOM`] of the card.
+    pub tight: bool,
     /// Largest batch that fits.
     pub max_batch: u64,
+}
+
+/// Headroom below which a plan that fits is flagged as tight: 5% of the card (assumption). The
+/// footprint already counts a fixed workspace and 5% allocator fragmentation; beyond them,
+/// fragmentation varies with the allocation pattern, NCCL grows its buffers with every
+/// communicator (NCCL_BUFFSIZE, 4 MiB per channel and peer by default) and a data loader or
+/// a profiler may allocate on the GPU, so a few GiB on an 80 GiB card is not a safe margin.
+pub const TIGHT_HEADROOM: f64 = 0.05;
+
+/// (capacity − total, fits but under [`TIGHT_HEADROOM`]).
+pub fn headroom(total: Bytes, capacity: Bytes) -> (f64, bool) {
+    let h = capacity.0 - total.0;
+    (h, h >= 0.0 && h < TIGHT_HEADROOM * capacity.0)
 }
 
 impl MemoryReport {
@@ -56,6 +73,8 @@ impl MemoryReport {
             memory: m,
             capacity_bytes: cap,
             fits: m.total_bytes <= cap,
+            headroom_bytes: headroom(m.total_bytes, cap).0,
+            tight: headroom(m.total_bytes, cap).1,
             max_batch: MemoryProfile::of(&s.model, &s.run.step, mc.fused)?.max_batch(&m, cap, &mc),
         })
     }
@@ -172,6 +191,10 @@ pub struct EstimateReport {
     pub memory_capacity_bytes: Bytes,
     /// Whether the step fits.
     pub fits: bool,
+    /// Capacity minus memory per GPU (negative when it does not fit).
+    pub memory_headroom_bytes: f64,
+    /// It fits with less headroom than [`TIGHT_HEADROOM`] of the card.
+    pub memory_tight: bool,
     /// Largest batch per GPU that fits.
     pub max_batch: u64,
     /// Memory breakdown.
@@ -301,6 +324,8 @@ impl EstimateReport {
             memory_per_gpu_bytes: e.memory.total_bytes,
             memory_capacity_bytes: mach.capacity,
             fits: e.fits,
+            memory_headroom_bytes: headroom(e.memory.total_bytes, mach.capacity).0,
+            memory_tight: headroom(e.memory.total_bytes, mach.capacity).1,
             max_batch: e.max_batch,
             memory: e.memory,
             dataset,

@@ -51,6 +51,16 @@ pub enum Command {
     FlashReport(FlashArgs),
     /// Regenerate the committed reports (audit, roofline charts, FlashAttention, GPU comparison).
     Report(ReportArgs),
+    /// Print a shell completion script: `roofline completions bash > /etc/bash_completion.d/roofline`
+    /// (or zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+/// `roofline completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash | zsh | fish | elvish | powershell.
+    pub shell: clap_complete::Shell,
 }
 
 /// Model and step settings shared by every command that builds a step.

@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 /// Writes `text` to stdout, naming stdout when that fails.
-fn out(text: &str) -> Result<()> {
+pub(super) fn out(text: &str) -> Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     o.write_all(text.as_bytes())

@@ -30,6 +30,12 @@ fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Sensitivity(a) => commands::sensitivity(&a),
         Command::FlashReport(a) => commands::flash_report(&a),
         Command::Report(a) => commands::report(&a),
+        Command::Completions(a) => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "roofline", &mut script);
+            commands::out(&String::from_utf8_lossy(&script))
+        }
     }
 }
 

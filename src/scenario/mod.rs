@@ -187,7 +187,8 @@ pub struct Scenario {
     /// Price per GPU-hour overriding the GPU file's.
     pub price_per_gpu_hour: Option<f64>,
     /// Which settings were left out and where their values came from (the model file's
-    /// `[defaults]` or roofline's own), one line each; empty when every setting was given.
+    /// `[defaults]` or roofline's own), and settings adjusted to the fleet (a partial node), one
+    /// line each; empty when every setting was given as is.
     pub defaults_used: Vec<String>,
 }
 
@@ -218,7 +219,7 @@ impl ScenarioSpec {
     }
 
     /// [`ScenarioSpec::load`] once the model is loaded and every setting is known.
-    fn load_with(&self, model: ModelSpec, defaults_used: Vec<String>) -> Result<Scenario> {
+    fn load_with(&self, model: ModelSpec, mut defaults_used: Vec<String>) -> Result<Scenario> {
         let gpu = spec::load_gpu(&self.gpu)?;
         let calibration = match &self.calibration {
             Some(path) => {
@@ -281,6 +282,16 @@ impl ScenarioSpec {
                 ..Fleet::default()
             },
         };
+        let node = match &network {
+            Some(n) => n.node.gpus.value as u64,
+            None => self.gpus_per_node,
+        };
+        if self.gpus < node {
+            defaults_used.push(format!(
+                "{} GPUs on {node}-GPU nodes: one partial node, its collectives over {} GPUs",
+                self.gpus, self.gpus
+            ));
+        }
         if fleet.gpus > fleet.gpus_per_node && !fleet.gpus.is_multiple_of(fleet.gpus_per_node) {
             let n = fleet.gpus_per_node;
             let below = fleet.gpus / n * n;

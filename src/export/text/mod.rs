@@ -161,10 +161,26 @@ pub fn memory(r: &MemoryReport) -> String {
         "total per GPU",
         binary_bytes(m.total_bytes),
         binary_bytes(r.capacity_bytes),
-        if r.fits { "fits" } else { "DOES NOT FIT" }
+        fit_words(r.fits, r.headroom_bytes, r.tight)
     );
     let _ = writeln!(s, "  largest batch per GPU that fits: {}", r.max_batch);
     s
+}
+
+/// "fits, 12.3 GiB headroom", a TIGHT warning under the margin, or "DOES NOT FIT".
+fn fit_words(fits: bool, headroom: f64, tight: bool) -> String {
+    if !fits {
+        return "DOES NOT FIT".into();
+    }
+    let h = binary_bytes(Bytes(headroom));
+    if tight {
+        format!(
+            "fits with only {h} headroom: TIGHT, under the {:.0}% margin for allocator fragmentation, NCCL buffers and other allocations; expect out-of-memory errors",
+            crate::analysis::summary::TIGHT_HEADROOM * 100.0
+        )
+    } else {
+        format!("fits, {h} headroom")
+    }
 }
 
 /// `roofline estimate` (human-readable).
@@ -318,7 +334,7 @@ pub fn estimate(r: &EstimateReport) -> String {
         "memory per GPU     {} of {} ({}); largest batch that fits: {}",
         binary_bytes(r.memory_per_gpu_bytes),
         binary_bytes(r.memory_capacity_bytes),
-        if r.fits { "fits" } else { "DOES NOT FIT" },
+        fit_words(r.fits, r.memory_headroom_bytes, r.memory_tight),
         r.max_batch
     );
     if let (Some(d), Some(t)) = (&r.dataset, r.train_time_s) {
