@@ -103,3 +103,107 @@ fn png_letters_are_evenly_spaced() {
         assert!(hi - lo <= 1, "uneven advances {steps:?} at {size} px");
     }
 }
+
+/// The text of every `<text>` element of an SVG, trimmed.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let body = &t[t.find('>')? + 1..];
+            Some(body[..body.find("</text>")?].trim().to_string())
+        })
+        .collect()
+}
+
+fn flash(args: &[&str]) -> roofline::analysis::flash::FlashReport {
+    roofline::analysis::flash::build(&roofline::cli::parse_scenario(args).unwrap()).unwrap()
+}
+
+#[test]
+fn flash_speedups_only_where_both_fit() {
+    // jit-b4 at batch 64: naive needs ~335 GiB per GPU from 2048 tokens on, more than an H200.
+    let r = flash(&["--seq", "2048"]);
+    let naive_at = |seq: u64| {
+        r.rows
+            .iter()
+            .find(|x| x.seq == seq && x.attention == "naive")
+            .unwrap()
+            .clone()
+    };
+    let mut unfit_baselines = 0;
+    for row in r.rows.iter().chain(&r.headline) {
+        if row.error.is_some() {
+            continue;
+        }
+        let naive = naive_at(row.seq);
+        let both = row.fits == Some(true) && naive.fits == Some(true);
+        assert_eq!(row.speedup_vs_naive.is_some(), both, "{row:?}");
+        assert_eq!(row.speedup_note.is_some(), !both, "{row:?}");
+        if naive.fits == Some(false) {
+            unfit_baselines += 1;
+            assert!(row.speedup_note.as_deref().unwrap().contains("fit"));
+        }
+        assert_eq!(
+            row.fits,
+            Some(row.memory_bytes.unwrap() <= r.capacity_bytes),
+            "{row:?}"
+        );
+    }
+    assert!(unfit_baselines >= 5, "naive does not fit at 2048 and above");
+    let md = roofline::export::markdown::flash_report(&r, None);
+    assert!(md.contains("n/a (naive does not fit)"), "{md}");
+    assert!(md.contains("**does not fit**"));
+    assert!(
+        !md.contains("| 2.39x |"),
+        "the speedup against a baseline that does not fit"
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["headline"][3]["speedup_vs_naive"],
+        serde_json::Value::Null
+    );
+    assert_eq!(json["headline"][0]["fits"], false);
+}
+
+#[test]
+fn flash_report_where_nothing_fits_gives_no_speedup() {
+    // llama3-70b on one H200 at batch 64: not one sample fits, whatever the attention.
+    let r = flash(&["--model", "llama3-70b", "--gpus", "1"]);
+    let evaluated: Vec<_> = r.rows.iter().filter(|x| x.error.is_none()).collect();
+    assert!(!evaluated.is_empty());
+    for row in evaluated {
+        assert_eq!(row.max_batch, Some(0), "{row:?}");
+        assert_eq!(row.fits, Some(false));
+        assert_eq!(row.speedup_vs_naive, None, "{row:?}");
+    }
+}
+
+#[test]
+fn flash_chart_shows_the_memory_capacity_on_round_ticks() {
+    let r = flash(&["--seq", "2048"]);
+    let chart = roofline::plot::flash::FlashChart::new(&r);
+    assert!(!chart.title.contains("@seq"), "{}", chart.title);
+    assert!(chart.title.contains("128-8192"), "{}", chart.title);
+    let svg = String::from_utf8(render(&chart, Format::Svg, (1200, 800)).unwrap()).unwrap();
+    let texts = svg_texts(&svg);
+    let capacity = roofline::units::binary_bytes(roofline::units::Bytes(r.capacity_bytes));
+    assert!(
+        texts.iter().any(|t| *t == format!("GPU memory {capacity}")),
+        "{texts:?}"
+    );
+    // Every memory tick is a power of two of MiB, GiB or TiB: no 9.31 GiB.
+    let ticks: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.ends_with("iB") && !t.starts_with("GPU"))
+        .collect();
+    assert!(ticks.len() >= 4, "{texts:?}");
+    for t in ticks {
+        let n: u64 = t.split(' ').next().unwrap().parse().unwrap_or(3);
+        assert!(n.is_power_of_two(), "memory tick {t}");
+    }
+    // The legend names every implementation once, outside the panels, with the hollow marker.
+    for a in ["naive", "sdpa-math", "unfused", "flash2", "flash3"] {
+        assert_eq!(texts.iter().filter(|t| *t == a).count(), 1, "{a}");
+    }
+    assert!(texts.iter().any(|t| t.starts_with("hollow: does not fit")));
+}
