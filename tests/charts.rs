@@ -207,3 +207,86 @@ fn flash_chart_shows_the_memory_capacity_on_round_ticks() {
     }
     assert!(texts.iter().any(|t| t.starts_with("hollow: does not fit")));
 }
+
+fn sensitivity(args: &[&str]) -> roofline::analysis::sensitivity::Sensitivity {
+    roofline::analysis::sensitivity::analyse(&roofline::cli::parse_scenario(args).unwrap()).unwrap()
+}
+
+#[test]
+fn tornado_separates_choices_from_uncertain_figures_in_words() {
+    use roofline::analysis::sensitivity::Kind;
+    let s = sensitivity(&[]);
+    assert!(s.fits && s.warning.is_none());
+    let t = roofline::plot::tornado::Tornado::new(&s);
+    let choices: Vec<&str> = t.choices.iter().map(|b| b.label.as_str()).collect();
+    for c in [
+        "attention implementation",
+        "execution mode",
+        "batch per GPU",
+        "sequence length",
+    ] {
+        assert!(
+            choices.iter().any(|l| l.starts_with(c)),
+            "{c} in {choices:?}"
+        );
+    }
+    // Every effect is one kind or the other, and the choices are exactly the four settings.
+    let n_choice = s.effects.iter().filter(|e| e.kind == Kind::Choice).count();
+    assert_eq!(n_choice, 4);
+    assert!(t
+        .uncertain
+        .iter()
+        .any(|b| b.label == "HBM bandwidth 3.84–5.76 TB/s"));
+    // No raw field names, no scientific notation, no negligible rows.
+    for b in t.choices.iter().chain(&t.uncertain) {
+        assert!(
+            !b.label.contains("memory.") && !b.label.contains("achievable."),
+            "{b:?}"
+        );
+        assert!(!b.label.contains("e12") && !b.low.0.contains("e-"), "{b:?}");
+        assert!(
+            b.low.1.abs().max(b.high.1.abs()) >= roofline::analysis::sensitivity::NEGLIGIBLE,
+            "negligible row drawn: {b:?}"
+        );
+    }
+    let zero = s.effects.iter().filter(|e| e.negligible()).count();
+    assert!(zero > 5, "the planned run has many figures without effect");
+    assert!(t.left_out >= zero);
+    let svg = String::from_utf8(render(&t, Format::Svg, (1200, 800)).unwrap()).unwrap();
+    let texts = svg_texts(&svg);
+    assert!(texts.iter().any(|x| x.starts_with("What you choose")));
+    assert!(texts.iter().any(|x| x.starts_with("What is uncertain")));
+    assert!(
+        texts.iter().any(|x| x == "HBM bandwidth 3.84–5.76 TB/s"),
+        "{texts:?}"
+    );
+    assert!(!texts
+        .iter()
+        .any(|x| x.contains("l2_bytes") || x.contains("e12")));
+    // The text output has the same split and leaves the zero rows out by name.
+    let text = roofline::export::text::sensitivity(&s);
+    let (choose, uncertain) = text.split_once("What is uncertain").unwrap();
+    assert!(choose.contains("What you choose") && choose.contains("attention implementation"));
+    assert!(!choose.contains("HBM bandwidth") && uncertain.contains("HBM bandwidth"));
+    assert!(uncertain.contains("change the times by less than 0.1%"));
+}
+
+#[test]
+fn sensitivity_warns_when_the_baseline_does_not_fit() {
+    let s = sensitivity(&["--seq", "2048"]);
+    assert!(!s.fits);
+    assert!(s.memory_per_gpu_bytes > s.capacity_bytes);
+    let w = s.warning.clone().unwrap();
+    assert!(w.contains("does not fit"), "{w}");
+    assert!(
+        roofline::export::text::sensitivity(&s).starts_with("WARNING: the baseline does not fit")
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["fits"], false);
+    assert!(json["warning"].as_str().unwrap().contains("does not fit"));
+    let t = roofline::plot::tornado::Tornado::new(&s);
+    let svg = String::from_utf8(render(&t, Format::Svg, (1200, 800)).unwrap()).unwrap();
+    assert!(svg_texts(&svg)
+        .iter()
+        .any(|x| x.starts_with("Warning: the baseline does not fit")));
+}

@@ -344,6 +344,9 @@ pub fn sensitivity(a: &SensitivityArgs) -> Result<()> {
         plot::Format::of(p)?;
     }
     let s = analysis::sensitivity::analyse(&a.scenario.scenario()?)?;
+    if let (true, Some(w)) = (a.json, &s.warning) {
+        note!("warning: {w}");
+    }
     if a.json {
         out(&format!("{}\n", json::to_string(&s)?))?;
     } else {
