@@ -290,3 +290,134 @@ fn sensitivity_warns_when_the_baseline_does_not_fit() {
         .iter()
         .any(|x| x.starts_with("Warning: the baseline does not fit")));
 }
+
+fn sweep_chart(
+    base: &[&str],
+    vary: &[&str],
+    metric: &str,
+) -> (
+    roofline::plot::sweep::SweepChart,
+    Vec<roofline::analysis::sweep::Row>,
+) {
+    use roofline::analysis::sweep::{collect, parse_vary};
+    let spec = roofline::cli::parse_scenario_spec(base).unwrap();
+    let dims: Vec<_> = vary.iter().map(|v| parse_vary(v).unwrap()).collect();
+    let r = collect(&spec, &dims).unwrap();
+    let values: Vec<Option<f64>> = r.rows.iter().map(|x| x.metric(metric)).collect();
+    let fits: Vec<Option<bool>> = r.rows.iter().map(|x| x.fits).collect();
+    let chart =
+        roofline::plot::sweep::SweepChart::new(&r.vary, &values, &fits, metric, &spec).unwrap();
+    (chart, r.rows)
+}
+
+#[test]
+fn sweep_chart_marks_what_does_not_fit_and_titles_only_what_is_fixed() {
+    let (chart, rows) = sweep_chart(
+        &[],
+        &[
+            "batch=64..1024",
+            "attention=naive,flash2",
+            "gpu=h100-sxm,h200-sxm",
+        ],
+        "step_time_s",
+    );
+    assert!(chart.warning.is_none());
+    assert_eq!(chart.lines.len(), 4);
+    let unfit = rows.iter().filter(|r| r.fits == Some(false)).count();
+    assert!(unfit > 0, "naive at batch 1024 does not fit");
+    let hollow: usize = chart
+        .lines
+        .iter()
+        .map(|l| l.1.iter().filter(|p| p.0.is_some() && !p.1).count())
+        .sum();
+    assert_eq!(hollow, unfit);
+    // The GPU varies: the title names neither it nor any other varied setting.
+    assert!(!chart.title.contains("h200-sxm") && !chart.title.contains("batch 64"));
+    assert!(chart.title.starts_with("step time") && chart.title.contains("jit-b4"));
+    let svg = String::from_utf8(render(&chart, Format::Svg, (1200, 800)).unwrap()).unwrap();
+    let texts = svg_texts(&svg);
+    assert!(texts.iter().any(|t| t.starts_with("hollow: does not fit")));
+    assert!(
+        !texts.iter().any(|t| t == "step_time_s"),
+        "y label in words"
+    );
+    assert!(texts.iter().any(|t| t == "step time (optimizer step)"));
+    // Hollow markers: white-filled circles of radius 5, one per point that does not fit
+    // (line style 0) plus the legend's.
+    let white = svg.matches(r##"r="5" opacity="1" fill="#FFFFFF""##).count();
+    let hollow_circles: usize = chart
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % chart.per_colour % 3 == 0)
+        .map(|(_, l)| l.1.iter().filter(|p| p.0.is_some() && !p.1).count())
+        .sum();
+    assert_eq!(white, hollow_circles + 1);
+}
+
+#[test]
+fn sweep_chart_with_too_many_lines_draws_the_best_and_says_what_to_reduce() {
+    use roofline::plot::sweep::MAX_LINES;
+    let (chart, rows) = sweep_chart(
+        &[],
+        &[
+            "batch=16..256",
+            "attention=naive,sdpa-math,unfused,flash2,flash3",
+            "mode=eager,compiled,graphs",
+        ],
+        "step_time_s",
+    );
+    let per_x = 5 * 3;
+    assert!(per_x > MAX_LINES);
+    assert_eq!(chart.lines.len(), 1, "aggregated to the best per x");
+    let w = chart.warning.clone().unwrap();
+    assert!(
+        w.contains("attention (5 values)") && w.contains("mode (3 values)"),
+        "{w}"
+    );
+    // The best per x is the lowest step time among the configurations that fit.
+    for (i, (best, _)) in chart.lines[0].1.iter().enumerate() {
+        let fitting = rows[i * per_x..(i + 1) * per_x]
+            .iter()
+            .filter(|r| r.fits == Some(true))
+            .filter_map(|r| r.step_time_s)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(best.unwrap_or(f64::INFINITY), fitting);
+    }
+    let band = chart.band.as_ref().unwrap();
+    assert!(band.iter().flatten().all(|(lo, hi)| lo <= hi));
+    render(&chart, Format::Png, (1200, 800)).unwrap();
+}
+
+#[test]
+fn sweep_plot_warns_on_stderr_when_it_aggregates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, svg) = (dir.path().join("s.csv"), dir.path().join("s.svg"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roofline"))
+        .args([
+            "sweep",
+            "--vary",
+            "batch=16..64",
+            "--vary",
+            "attention=naive,sdpa-math,unfused,flash2,flash3",
+            "--vary",
+            "mode=eager,compiled,graphs",
+            "--out",
+            csv.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: 15 lines are more than a chart can show"),
+        "{err}"
+    );
+    assert!(err.contains("vary fewer values of attention (5 values), mode (3 values)"));
+    let texts = svg_texts(&std::fs::read_to_string(&svg).unwrap());
+    assert!(texts
+        .iter()
+        .any(|t| t.starts_with("15 configurations per x")));
+}

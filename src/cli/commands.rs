@@ -285,6 +285,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         .as_bytes(),
     )?;
     let mut values = Vec::new();
+    let mut fits = Vec::new();
     let mut first = true;
     let summary = analysis::sweep::sweep(
         &base,
@@ -297,6 +298,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         &mut |row| {
             if a.plot.is_some() {
                 values.push(row.metric(&a.metric));
+                fits.push(row.fits);
             }
             let line = if csv_out {
                 csv::sweep_row(&row)?
@@ -315,7 +317,10 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     }
     let mut staged = vec![table.finish()?];
     if let (Some(p), Some(mut w)) = (&a.plot, chart_file) {
-        let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &a.metric, &base)?;
+        let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &fits, &a.metric, &base)?;
+        if let Some(w) = &chart.warning {
+            note!("warning: {w}");
+        }
         w.write(&render_for(&chart, p, SIZE)?)?;
         staged.push(w.finish()?);
     }
