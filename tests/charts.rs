@@ -421,3 +421,101 @@ fn sweep_plot_warns_on_stderr_when_it_aggregates() {
         .iter()
         .any(|t| t.starts_with("15 configurations per x")));
 }
+
+/// Every label of a roofline layout is inside the plot and touches no other label, no marker
+/// and no roof line; returns the label texts.
+fn check_roofline_layout(chart: &roofline::analysis::roofline::RooflineChart) -> Vec<String> {
+    let l = chart.layout((1200, 800)).unwrap();
+    let b = l.bounds.unwrap();
+    for (i, p) in l.labels.iter().enumerate() {
+        assert!(p.rect.inside(&b), "{:?} outside the plot", p.text);
+        for q in &l.labels[..i] {
+            assert!(
+                !p.rect.overlaps(&q.rect),
+                "{:?} overlaps {:?}",
+                p.text,
+                q.text
+            );
+        }
+        for m in &l.markers {
+            assert!(!p.rect.overlaps(m), "{:?} covers a marker at {m:?}", p.text);
+        }
+        for s in &l.segments {
+            assert!(
+                !p.rect.crosses(s.0, s.1),
+                "{:?} crosses a roof line",
+                p.text
+            );
+        }
+    }
+    assert!(l.markers.len() >= chart.points.len());
+    assert_eq!(l.segments.len(), 2 + 2 * chart.roofs.len());
+    l.labels.iter().map(|p| p.text.clone()).collect()
+}
+
+#[test]
+fn roofline_labels_do_not_collide_and_name_every_roof() {
+    for gpu in ["h200-sxm", "h100-sxm"] {
+        let s = roofline::cli::parse_scenario(&["--gpu", gpu]).unwrap();
+        let chart = roofline::analysis::roofline::chart(&s, Vec::new()).unwrap();
+        let texts = check_roofline_layout(&chart);
+        for r in &chart.roofs {
+            assert!(
+                texts
+                    .iter()
+                    .any(|t| t.starts_with(&format!("{}: peak", r.name)) && t.contains("ridge")),
+                "{gpu}: no label for the {} roof: {texts:?}",
+                r.name
+            );
+        }
+        assert!(texts.iter().any(|t| t.starts_with("HBM ")), "{texts:?}");
+        // The costliest op is named; no op under the threshold is.
+        let top = chart
+            .points
+            .iter()
+            .max_by(|a, b| a.share.total_cmp(&b.share))
+            .unwrap();
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with(&format!("{} ", top.name))),
+            "{texts:?}"
+        );
+        for p in &chart.points {
+            if p.share < roofline::plot::roofline::MIN_LABEL_SHARE {
+                assert!(!texts.iter().any(|t| t.starts_with(&format!("{} ", p.name))));
+            }
+        }
+    }
+}
+
+#[test]
+fn roofline_measured_kernels_are_named_by_shape_not_by_crowded_labels() {
+    let bench = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/reports/measurements/2026-11-27-h100-sxm/bench.json"
+    );
+    let measured =
+        roofline::analysis::roofline::load_measured(std::path::Path::new(bench)).unwrap();
+    let s = roofline::cli::parse_scenario(&["--gpu", "h100-sxm"]).unwrap();
+    let chart = roofline::analysis::roofline::chart(&s, measured).unwrap();
+    assert!(chart.measured.len() > 100);
+    let texts = check_roofline_layout(&chart);
+    assert!(
+        !texts.iter().any(|t| t.starts_with("measured ")),
+        "{texts:?}"
+    );
+    let names = chart.measured_names();
+    let svg = String::from_utf8(render(&chart, Format::Svg, (1200, 800)).unwrap()).unwrap();
+    let svg_text = svg_texts(&svg);
+    let shapes = roofline::plot::roofline::MEASURED_SHAPES;
+    for n in names.iter().take(shapes) {
+        assert!(svg_text.iter().any(|t| t == n), "legend lacks {n}");
+    }
+    if names.len() > shapes {
+        let other = format!("{} other kernels", names.len() - shapes);
+        assert!(svg_text.contains(&other), "{svg_text:?}");
+    }
+    // The three GEMM kernels with 33 sizes each come first.
+    assert!(names[..3].iter().all(|n| n.contains("gemm")), "{names:?}");
+}
