@@ -4,8 +4,10 @@
 //! For each implementation and each sequence length 128, 256, ..., 16384 that the model accepts
 //! (a vision model needs a square patch grid, see [`ModelSpec::with_sequence`]) it reports the
 //! attention share of step time (the `attention` slot of the estimate's breakdown over the step
-//! time), the step speedup over naive (t_naive / t), the activation memory kept for backward and
-//! the bytes saved against naive, and the largest batch per GPU that fits. The sequence length
+//! time), the memory per GPU at the configured batch and whether it fits, the step speedup over
+//! naive (t_naive / t; only where both fit: a step that does not fit in memory is no run to
+//! compare, and the row says which one does not fit), the activation memory kept for backward
+//! and the bytes saved against naive, and the largest batch per GPU that fits. The sequence length
 //! above which attention dominates (> 50% of step time) is interpolated linearly in
 //! log(sequence) between the last tested length at or below 50% and the first above.
 //! A headline table gives the same at the model's own sequence length.
@@ -32,8 +34,17 @@ pub struct FlashRow {
     pub step_time_s: Option<f64>,
     /// Attention share of step time.
     pub attention_share: Option<f64>,
-    /// Step speedup over naive at the same sequence length.
+    /// Memory per GPU at the configured batch (the whole footprint).
+    pub memory_bytes: Option<f64>,
+    /// Whether that footprint fits in the GPU's memory.
+    pub fits: Option<bool>,
+    /// Step speedup over naive at the same sequence length; None unless both this
+    /// implementation and naive fit in memory at the configured batch (a run that does not fit
+    /// has no step time to compare with), see `speedup_note`.
     pub speedup_vs_naive: Option<f64>,
+    /// Why there is no speedup where both step times exist: "does not fit", "naive does not
+    /// fit" or "neither it nor naive fits" (in memory, at the configured batch).
+    pub speedup_note: Option<String>,
     /// Activation memory kept for backward per GPU.
     pub activations_bytes: Option<f64>,
     /// Activation memory saved against naive.
@@ -71,6 +82,10 @@ pub struct FlashReport {
     pub settings: String,
     /// The model's own sequence length.
     pub own_seq: u64,
+    /// Batch per GPU of every row.
+    pub batch: u64,
+    /// The GPU's memory capacity.
+    pub capacity_bytes: f64,
     /// At the model's own sequence length.
     pub headline: Vec<FlashRow>,
     /// Every tested sequence length.
@@ -103,7 +118,10 @@ fn rows_at(
                 seq,
                 step_time_s: Some(e.step_time.0),
                 attention_share: Some(e.breakdown.attention.0 / e.step_time.0),
+                memory_bytes: Some(e.memory.total_bytes.0),
+                fits: Some(e.fits),
                 speedup_vs_naive: None,
+                speedup_note: None,
                 activations_bytes: Some(e.memory.activations_bytes.0),
                 activations_saved_bytes: None,
                 max_batch: Some(e.max_batch),
@@ -114,7 +132,10 @@ fn rows_at(
                 seq,
                 step_time_s: None,
                 attention_share: None,
+                memory_bytes: None,
+                fits: None,
                 speedup_vs_naive: None,
+                speedup_note: None,
                 activations_bytes: None,
                 activations_saved_bytes: None,
                 max_batch: None,
@@ -129,7 +150,17 @@ fn rows_at(
     if let Some(n) = naive {
         for r in &mut out {
             if let (Some(t0), Some(t)) = (n.step_time_s, r.step_time_s) {
-                r.speedup_vs_naive = Some(t0 / t);
+                let base_fits = n.fits != Some(false);
+                r.speedup_note = match (r.fits != Some(false), base_fits) {
+                    (true, true) => None,
+                    (false, true) => Some("does not fit".into()),
+                    (true, false) => Some(format!("{} does not fit", n.attention)),
+                    (false, false) if r.attention == n.attention => Some("does not fit".into()),
+                    (false, false) => Some(format!("neither it nor {} fits", n.attention)),
+                };
+                if r.speedup_note.is_none() {
+                    r.speedup_vs_naive = Some(t0 / t);
+                }
             }
             if let (Some(a0), Some(a)) = (n.activations_bytes, r.activations_bytes) {
                 r.activations_saved_bytes = Some(a0 - a);
@@ -199,6 +230,8 @@ pub fn build(s: &Scenario) -> Result<FlashReport> {
             run.step.checkpointing
         ),
         own_seq: model.max_seq(),
+        batch: run.step.batch,
+        capacity_bytes: mach.capacity.0,
         headline,
         rows,
         skipped_seqs: skipped,

@@ -285,6 +285,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         .as_bytes(),
     )?;
     let mut values = Vec::new();
+    let mut fits = Vec::new();
     let mut first = true;
     let mut dropped = 0usize;
     if a.top == 0 || a.top > 1000 {
@@ -314,6 +315,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
             }
             if a.plot.is_some() {
                 values.push(row.metric(&a.metric));
+                fits.push(row.fits);
             }
             let line = if csv_out {
                 csv::sweep_row(&row)?
@@ -332,7 +334,10 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     }
     let mut staged = vec![table.finish()?];
     if let (Some(p), Some(mut w)) = (&a.plot, chart_file) {
-        let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &a.metric, &base)?;
+        let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &fits, &a.metric, &base)?;
+        if let Some(w) = &chart.warning {
+            note!("warning: {w}");
+        }
         w.write(&render_for(&chart, p, SIZE)?)?;
         staged.push(w.finish()?);
     }
@@ -374,6 +379,9 @@ pub fn sensitivity(a: &SensitivityArgs) -> Result<()> {
         plot::Format::of(p)?;
     }
     let s = analysis::sensitivity::analyse(&a.scenario.scenario()?)?;
+    if let (true, Some(w)) = (a.json, &s.warning) {
+        note!("warning: {w}");
+    }
     if a.json {
         out(&format!("{}\n", json::to_string(&s)?))?;
     } else {

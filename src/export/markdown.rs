@@ -72,8 +72,8 @@ fn cell<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 }
 
 fn table(s: &mut String, rows: &[FlashRow]) {
-    let _ = writeln!(s, "| seq | attention | step time | attention share | speedup vs naive | activations | saved vs naive | largest batch |");
-    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| seq | attention | step time | attention share | speedup vs naive | memory per GPU | activations | saved vs naive | largest batch |");
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         if let Some(e) = &r.error {
             let why = if e.contains("no [attention] efficiency") {
@@ -81,17 +81,33 @@ fn table(s: &mut String, rows: &[FlashRow]) {
             } else {
                 "invalid"
             };
-            let _ = writeln!(s, "| {} | {} | n/a ({why}) | | | | | |", r.seq, r.attention);
+            let _ = writeln!(
+                s,
+                "| {} | {} | n/a ({why}) | | | | | | |",
+                r.seq, r.attention
+            );
             continue;
         }
+        let speedup = match (&r.speedup_vs_naive, &r.speedup_note) {
+            (Some(x), _) => format!("{x:.2}x"),
+            (None, Some(why)) => format!("n/a ({why})"),
+            (None, None) => "n/a".into(),
+        };
+        let memory = cell(r.memory_bytes, |b| binary_bytes(Bytes(b)));
+        let memory = if r.fits == Some(false) {
+            format!("{memory} (**does not fit**)")
+        } else {
+            memory
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.seq,
             r.attention,
             cell(r.step_time_s, |t| human_duration(Seconds(t))),
             cell(r.attention_share, |x| format!("{:.1}%", x * 100.0)),
-            cell(r.speedup_vs_naive, |x| format!("{x:.2}x")),
+            speedup,
+            memory,
             cell(r.activations_bytes, |b| binary_bytes(Bytes(b))),
             cell(r.activations_saved_bytes, |b| binary_bytes(Bytes(b))),
             cell(r.max_batch, |b| b.to_string()),
@@ -113,10 +129,13 @@ pub fn flash_report(r: &FlashReport, chart: Option<&str>) -> String {
     let _ = writeln!(
         s,
         "Attention share = time of the attention ops (scores, softmax, PV, or the fused kernel) over step time. \
-         Speedup = naive step time / step time at the same sequence length. Activations = bytes kept for backward \
+         Speedup = naive step time / step time at the same sequence length, given only where both fit in memory \
+         at this batch (otherwise the cell says which does not fit). Memory per GPU = the whole footprint at this batch \
+         against the GPU's {}. Activations = bytes kept for backward \
          per GPU at this batch. Largest batch = largest batch per GPU whose footprint fits the GPU's memory. \
          Fused kernels run at the GPU file's measured fraction of peak at its reference length, scaled by \
-         s/(s + seq_half); the naive path follows the public JiT code (fp32 scores, materialized bias)."
+         s/(s + seq_half); the naive path follows the public JiT code (fp32 scores, materialized bias).",
+        binary_bytes(Bytes(r.capacity_bytes))
     );
     if let Some(c) = chart {
         let _ = writeln!(s);
@@ -125,6 +144,23 @@ pub fn flash_report(r: &FlashReport, chart: Option<&str>) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "## At the model's sequence length ({})", r.own_seq);
     let _ = writeln!(s);
+    let unfit: Vec<&str> = r
+        .headline
+        .iter()
+        .filter(|x| x.fits == Some(false))
+        .map(|x| x.attention.as_str())
+        .collect();
+    if !unfit.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Does not fit** at batch {} per GPU in {}: {}. Their step times are what a GPU with enough memory \
+             would take; no speedup is given for them.",
+            r.batch,
+            binary_bytes(Bytes(r.capacity_bytes)),
+            unfit.join(", ")
+        );
+        let _ = writeln!(s);
+    }
     table(&mut s, &r.headline);
     let _ = writeln!(s);
     let _ = writeln!(s, "## Where attention dominates (> 50% of step time)");

@@ -3,9 +3,11 @@
 //! chart ([`flash`]).
 //!
 //! Drawn with plotters into bytes ([`render`]); [`crate::files`] writes them. The format follows
-//! the file extension: `.svg` (vector) or `.png` (bitmap). Text is rendered with DejaVu Sans embedded in the binary (assets/DejaVuSans.ttf,
-//! Bitstream Vera license, see assets/LICENSE-DejaVuSans.txt), registered once with
-//! `plotters::style::register_font`, so no system font configuration is needed.
+//! the file extension: `.svg` (vector) or `.png` (bitmap). A PNG is the SVG rasterized by resvg,
+//! whose text engine shapes the labels. Text is set in DejaVu Sans embedded in the binary
+//! (assets/DejaVuSans.ttf, Bitstream Vera license, see assets/LICENSE-DejaVuSans.txt): plotters
+//! measures labels with it (registered once with `plotters::style::register_font`) and resvg
+//! draws them with it, so no system font configuration is needed.
 
 pub mod flash;
 pub mod roofline;
@@ -87,23 +89,69 @@ pub fn render(fig: &impl Figure, format: Format, size: (u32, u32)) -> Result<Vec
             Ok(text.into_bytes())
         }
         Format::Png => {
-            let (w, h) = size;
-            let mut rgb = vec![0u8; w as usize * h as usize * 3];
-            {
-                let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
-                fig.draw(&root).map_err(|e| fail(e.to_string()))?;
-                root.present().map_err(|e| fail(e.to_string()))?;
-            }
-            let mut out = Vec::new();
-            let mut enc = png::Encoder::new(&mut out, w, h);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            enc.write_header()
-                .and_then(|mut wr| wr.write_image_data(&rgb))
-                .map_err(|e| fail(e.to_string()))?;
-            Ok(out)
+            let svg = render(fig, Format::Svg, size)?;
+            rasterize(&svg, size).map_err(fail)
         }
     }
+}
+
+/// The font database of PNG rendering: only the embedded font, which is every generic family,
+/// so that a PNG looks the same on every machine.
+fn font_db() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+    static DB: std::sync::OnceLock<std::sync::Arc<resvg::usvg::fontdb::Database>> =
+        std::sync::OnceLock::new();
+    DB.get_or_init(|| {
+        let mut db = resvg::usvg::fontdb::Database::new();
+        db.load_font_data(FONT.to_vec());
+        let family = db
+            .faces()
+            .next()
+            .and_then(|f| f.families.first().map(|(name, _)| name.clone()))
+            .unwrap_or_else(|| "DejaVu Sans".to_string());
+        db.set_sans_serif_family(family.clone());
+        db.set_serif_family(family.clone());
+        db.set_monospace_family(family);
+        std::sync::Arc::new(db)
+    })
+    .clone()
+}
+
+/// An SVG drawn by [`render`] as PNG bytes (8-bit RGB on white), rasterized by resvg: text is
+/// shaped by rustybuzz with the embedded font's metrics and kerning, so full stops sit on the
+/// baseline and letters are evenly spaced (plotters' own bitmap text path did neither).
+fn rasterize(svg: &[u8], size: (u32, u32)) -> std::result::Result<Vec<u8>, String> {
+    use resvg::{tiny_skia, usvg};
+    let opt = usvg::Options {
+        fontdb: font_db(),
+        font_family: "DejaVu Sans".to_string(),
+        ..usvg::Options::default()
+    };
+    let tree = usvg::Tree::from_data(svg, &opt).map_err(|e| e.to_string())?;
+    let (w, h) = size;
+    let mut pixmap =
+        tiny_skia::Pixmap::new(w, h).ok_or_else(|| format!("no {w}x{h} pixel buffer"))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    let sx = w as f32 / tree.size().width();
+    let sy = h as f32 / tree.size().height();
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(sx, sy),
+        &mut pixmap.as_mut(),
+    );
+    // Opaque after the white fill, so premultiplied RGBA is plain RGBA.
+    let rgb: Vec<u8> = pixmap
+        .data()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .and_then(|mut wr| wr.write_image_data(&rgb))
+        .map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// [`render`] in the format `path`'s extension names: the bytes of the file to write there.

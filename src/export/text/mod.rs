@@ -475,9 +475,15 @@ pub fn calibration(fit: &crate::calibrate::Fit) -> String {
     s
 }
 
-/// The sensitivity table as plain text.
+/// The sensitivity table as plain text: a warning first when the baseline does not fit, then
+/// what the user chooses and what is uncertain (hardware figures) in two tables, negligible rows
+/// left out and counted.
 pub fn sensitivity(s: &Sensitivity) -> String {
+    use crate::analysis::sensitivity::{Kind, NEGLIGIBLE};
     let mut o = String::new();
+    if let Some(w) = &s.warning {
+        let _ = writeln!(o, "WARNING: {w}");
+    }
     let _ = writeln!(
         o,
         "sensitivity of {} on {} ({})",
@@ -490,26 +496,55 @@ pub fn sensitivity(s: &Sensitivity) -> String {
         s.per_sample_s * 1e6,
         s.method
     );
-    let _ = writeln!(
-        o,
-        "{:<40} {:>10} {:>22} {:>17} {:>17} {:>8}  range",
-        "parameter", "baseline", "low .. high", "step time %", "train time %", "elast."
-    );
-    for e in &s.effects {
+    for (kind, title) in [
+        (
+            Kind::Choice,
+            "What you choose (each alternative alone; the others as in the baseline)",
+        ),
+        (
+            Kind::Uncertain,
+            "What is uncertain (hardware figures over their ranges)",
+        ),
+    ] {
+        let rows: Vec<_> = s.effects.iter().filter(|e| e.kind == kind).collect();
+        let shown: Vec<_> = rows.iter().filter(|e| !e.negligible()).collect();
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{title}:");
         let _ = writeln!(
             o,
-            "{:<40} {:>10} {:>22} {:>+8.1} {:>+8.1} {:>+8.1} {:>+8.1} {:>8}  {}",
-            e.parameter,
-            e.baseline,
-            format!("{} .. {}", e.low, e.high),
-            e.step_change_low * 100.0,
-            e.step_change_high * 100.0,
-            e.train_change_low * 100.0,
-            e.train_change_high * 100.0,
-            e.step_elasticity
-                .map_or(String::new(), |x| format!("{x:+.3}")),
-            e.range_source
+            "{:<56} {:>11} {:>24} {:>17} {:>17} {:>8}  range",
+            "", "baseline", "low .. high", "step time %", "train time %", "elast."
         );
+        for e in &shown {
+            let _ = writeln!(
+                o,
+                "{:<56} {:>11} {:>24} {:>+8.1} {:>+8.1} {:>+8.1} {:>+8.1} {:>8}  {}",
+                e.label,
+                e.baseline,
+                format!("{} .. {}", e.low, e.high),
+                e.step_change_low * 100.0,
+                e.step_change_high * 100.0,
+                e.train_change_low * 100.0,
+                e.train_change_high * 100.0,
+                e.step_elasticity
+                    .map_or(String::new(), |x| format!("{x:+.3}")),
+                e.range_source
+            );
+        }
+        let hidden: Vec<&str> = rows
+            .iter()
+            .filter(|e| e.negligible())
+            .map(|e| e.parameter.as_str())
+            .collect();
+        if !hidden.is_empty() {
+            let _ = writeln!(
+                o,
+                "({} more change the times by less than {:.1}%: {})",
+                hidden.len(),
+                NEGLIGIBLE * 100.0,
+                hidden.join(", ")
+            );
+        }
     }
     o
 }

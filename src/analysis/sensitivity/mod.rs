@@ -1,4 +1,8 @@
-//! Sensitivity of the estimate to each assumption.
+//! Sensitivity of the estimate to each assumption, in two kinds ([`Kind`]): what the user
+//! chooses (attention, execution mode, batch, sequence length) and what is uncertain (hardware
+//! figures within their ranges); each row carries its name in words with units ([`labels`]).
+//! When the baseline does not fit in memory the result says so (`fits`, `warning`): its times
+//! are those of a GPU with enough memory.
 //!
 //! Continuous assumptions are the numbers of the GPU file (and calibration file) that the time
 //! model reads: achievable fractions, bandwidths, L2 size, launch and dispatch costs, all-reduce
@@ -14,6 +18,8 @@
 //! ε = d ln t / d ln p by central difference: ε ≈ [ln t(p(1+h)) − ln t(p(1−h))] / [ln(1+h) − ln(1−h)]
 //! with h = 1% for continuous values, and over the ×½/×2 (or ×¼/×4) points for batch and sequence.
 
+pub mod labels;
+
 use crate::error::Result;
 use crate::estimate::{Estimator, RunConfig};
 use crate::graph::{AttentionImpl, ExecMode};
@@ -21,7 +27,12 @@ use crate::scenario::Scenario;
 use crate::spec::{GpuSpec, ModelSpec};
 use crate::time::figures::DEFAULT_SPREAD;
 use crate::time::{attention_available, Calibration, Machine, FIGURES};
+use crate::units::binary_bytes;
 use serde::Serialize;
+
+/// Effects smaller than this (a relative change of the training time per sample at both ends,
+/// and of the step time) are negligible: charts and text leave them out and say how many.
+pub const NEGLIGIBLE: f64 = 0.001;
 
 /// Relative step of the central difference for elasticities.
 pub const ELASTICITY_STEP: f64 = 0.01;
@@ -92,11 +103,25 @@ pub fn assumptions(gpu: &GpuSpec, cal: Option<&Calibration>, mach: &Machine) -> 
     v
 }
 
+/// What kind of input a row moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A setting the user chooses (attention, execution mode, batch, sequence length).
+    Choice,
+    /// A hardware figure known only within a range (GPU or calibration file).
+    Uncertain,
+}
+
 /// The effect of one assumption.
 #[derive(Debug, Clone, Serialize)]
 pub struct Effect {
-    /// Parameter name.
+    /// Parameter name (the dotted field of the GPU file for hardware figures).
     pub parameter: String,
+    /// A choice or an uncertain figure.
+    pub kind: Kind,
+    /// In words, with the range in units for figures: "HBM bandwidth 3.84–5.76 TB/s".
+    pub label: String,
     /// The value used in the baseline.
     pub baseline: String,
     /// The low end of its range (the value or alternative giving the lowest time for discrete
@@ -136,6 +161,18 @@ impl Effect {
             .abs()
             .max((self.step_change_high - self.step_change_low).abs())
     }
+
+    /// Whether every change is below [`NEGLIGIBLE`].
+    pub fn negligible(&self) -> bool {
+        [
+            self.train_change_low,
+            self.train_change_high,
+            self.step_change_low,
+            self.step_change_high,
+        ]
+        .iter()
+        .all(|c| c.abs() < NEGLIGIBLE)
+    }
 }
 
 /// Sensitivity of one configuration.
@@ -151,6 +188,14 @@ pub struct Sensitivity {
     pub step_time_s: f64,
     /// Baseline training time per sample.
     pub per_sample_s: f64,
+    /// Whether the baseline fits in the GPU's memory.
+    pub fits: bool,
+    /// Memory per GPU of the baseline.
+    pub memory_per_gpu_bytes: f64,
+    /// The GPU's memory capacity.
+    pub capacity_bytes: f64,
+    /// Set when the baseline does not fit: its times are those of a GPU with enough memory.
+    pub warning: Option<String>,
     /// Effects, largest first.
     pub effects: Vec<Effect>,
     /// Stated method.
@@ -175,7 +220,7 @@ pub fn elasticity(x0: f64, y0: f64, x1: f64, y1: f64) -> f64 {
 
 #[allow(clippy::too_many_arguments)]
 fn effect(
-    parameter: String,
+    (parameter, kind, label): (String, Kind, String),
     baseline: String,
     low: (String, f64, f64),
     high: (String, f64, f64),
@@ -185,6 +230,8 @@ fn effect(
 ) -> Effect {
     Effect {
         parameter,
+        kind,
+        label,
         baseline,
         low: low.0,
         high: high.0,
@@ -202,22 +249,21 @@ fn effect(
     }
 }
 
-fn fmt_value(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
-        format!("{v:.3e}")
-    } else {
-        format!("{:.4}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    }
-}
-
 /// Sensitivity of scenario `s` to every assumption.
 pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
     let (model, gpu, mach, run) = (&s.model, &s.gpu, s.machine, s.run);
     let mut est = Estimator::new();
+    let e0 = est.estimate(model, &mach, &run)?;
+    let (fits, memory, capacity) = (e0.fits, e0.memory.total_bytes, mach.capacity);
     let base = times(&mut est, model, &mach, &run)?;
+    let warning = (!fits).then(|| {
+        format!(
+            "the baseline does not fit in memory ({} per GPU, {} available): its times are what a GPU \
+             with enough memory would take; make it fit first (`roofline estimate` lists changes that do)",
+            binary_bytes(memory),
+            binary_bytes(capacity)
+        )
+    });
     let mut effects = Vec::new();
     for p in assumptions(gpu, s.calibration.as_ref(), &mach) {
         let at = |est: &mut Estimator, x: f64| times(est, model, &p.apply(&mach, x), &run);
@@ -227,11 +273,16 @@ pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
         let dn = at(&mut est, p.value * (1.0 - h))?;
         let up = at(&mut est, p.value * (1.0 + h))?;
         let (x0, x1) = (1.0 - h, 1.0 + h);
+        let (words, unit) = labels::describe(p.name);
         effects.push(effect(
-            p.name.to_string(),
-            fmt_value(p.value),
-            (fmt_value(p.range[0]), lo.0, lo.1),
-            (fmt_value(p.range[1]), hi.0, hi.1),
+            (
+                p.name.to_string(),
+                Kind::Uncertain,
+                format!("{words} {}", labels::range(unit, p.range[0], p.range[1])),
+            ),
+            labels::value(unit, p.value),
+            (labels::value(unit, p.range[0]), lo.0, lo.1),
+            (labels::value(unit, p.range[1]), hi.0, hi.1),
             p.range_source.clone(),
             base,
             (
@@ -263,7 +314,7 @@ pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
             if let (Some(lo), Some(hi)) = (min, max) {
                 let labels: Vec<&str> = pts.iter().map(|p| p.0.as_str()).collect();
                 effects.push(effect(
-                    name.to_string(),
+                    (name.to_string(), Kind::Choice, name.to_string()),
                     baseline,
                     lo,
                     hi,
@@ -306,7 +357,7 @@ pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
         let hi = times(&mut est, model, &mach, &rb(b * 2))?;
         let (x0, x1) = ((b / 2) as f64, (b * 2) as f64);
         effects.push(effect(
-            "batch per GPU".into(),
+            ("batch per GPU".into(), Kind::Choice, "batch per GPU".into()),
             b.to_string(),
             ((b / 2).to_string(), lo.0, lo.1),
             ((b * 2).to_string(), hi.0, hi.1),
@@ -337,7 +388,11 @@ pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
         let lo = times(&mut est, &m0, &mach, &run)?;
         let hi = times(&mut est, &m1, &mach, &run)?;
         effects.push(effect(
-            "sequence length".into(),
+            (
+                "sequence length".into(),
+                Kind::Choice,
+                "sequence length (tokens)".into(),
+            ),
             seq.to_string(),
             (s0.to_string(), lo.0, lo.1),
             (s1.to_string(), hi.0, hi.1),
@@ -360,6 +415,10 @@ pub fn analyse(s: &Scenario) -> Result<Sensitivity> {
         ),
         step_time_s: base.0,
         per_sample_s: base.1,
+        fits,
+        memory_per_gpu_bytes: memory.0,
+        capacity_bytes: capacity.0,
+        warning,
         effects,
         method: format!(
             "each assumption moved alone over its range (the file's range, else ±{:.0}%), everything else at its value; \
