@@ -170,3 +170,55 @@ fn a_price_without_provider_or_with_a_bad_date_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("provider"), "{err}");
 }
+
+#[test]
+fn metric_cost_and_time_name_the_training_figures_with_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.csv");
+    let plot = dir.path().join("m.svg");
+    for (metric, dataset, means) in [
+        ("cost", true, "train_cost_usd"),
+        ("cost", false, "cost_per_step_usd"),
+        ("time", true, "train_time_s"),
+        ("time", false, "step_time_s"),
+    ] {
+        let mut args = vec![
+            "sweep",
+            "--vary",
+            "batch=16,32",
+            "--out",
+            out.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+            "--metric",
+            metric,
+        ];
+        if dataset {
+            args.extend(["--train-tokens", "1T"]);
+        }
+        let (code, _, err) = roofline(&args);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains(&format!("--metric {metric}: {means}")),
+            "{err}"
+        );
+        let svg = std::fs::read_to_string(&plot).unwrap();
+        let words = if means.contains("cost") {
+            "cost"
+        } else {
+            "time"
+        };
+        assert!(svg.contains(words), "{metric}: {means}");
+    }
+    let (code, _, err) = roofline(&[
+        "sweep",
+        "--vary",
+        "batch=16",
+        "--out",
+        out.to_str().unwrap(),
+        "--metric",
+        "price",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown metric"), "{err}");
+}

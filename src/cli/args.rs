@@ -295,7 +295,8 @@ pub struct SweepArgs {
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Metric for the chart: step_time_s | samples_per_s | tokens_per_s | mfu |
-    /// memory_per_gpu_bytes | cost_per_step_usd | train_cost_usd (with a dataset).
+    /// memory_per_gpu_bytes | cost_per_step_usd | train_time_s | train_cost_usd (with a
+    /// dataset); `time` and `cost` mean the training figure with a dataset, else the per-step one.
     #[arg(long, default_value = "step_time_s")]
     pub metric: String,
     /// Write only the configurations that fit in memory (the table and the chart).

@@ -227,8 +227,20 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
             note!("--vary {spec}: {}", d.labels.join(", "));
         }
     }
-    if !METRICS.contains(&a.metric.as_str()) {
+    // `cost` and `time` name the training figure with a dataset, else the per-step one.
+    let dataset = a.scenario.train_samples.is_some() || a.scenario.train_tokens.is_some();
+    let metric = match (a.metric.as_str(), dataset) {
+        ("cost", true) => "train_cost_usd",
+        ("cost", false) => "cost_per_step_usd",
+        ("time", true) => "train_time_s",
+        ("time", false) => "step_time_s",
+        (m, _) => m,
+    };
+    if !METRICS.contains(&metric) {
         return Err(Error::unknown("metric", &a.metric, &METRICS));
+    }
+    if metric != a.metric {
+        note!("--metric {}: {metric}", a.metric);
     }
     let csv_out = match extension(&a.out).as_deref() {
         Some("csv") => true,
@@ -314,7 +326,7 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
                 return Ok(());
             }
             if a.plot.is_some() {
-                values.push(row.metric(&a.metric));
+                values.push(row.metric(metric));
                 fits.push(row.fits);
             }
             let line = if csv_out {
@@ -334,7 +346,8 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     }
     let mut staged = vec![table.finish()?];
     if let (Some(p), Some(mut w)) = (&a.plot, chart_file) {
-        let chart = plot::sweep::SweepChart::new(&summary.vary, &values, &fits, &a.metric, &base)?;
+        let chart =
+            plot::sweep::SweepChart::new(&summary.vary, &values, &fits, metric, &resolved(&base)?)?;
         if let Some(w) = &chart.warning {
             note!("warning: {w}");
         }
@@ -368,6 +381,19 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
         note!("note: {n}");
     }
     Ok(())
+}
+
+/// `spec` with the settings it leaves out set as its model file's `[defaults]` set them (for
+/// what a chart title states; `unset` is kept, so that a chart over several models can leave
+/// those settings out).
+fn resolved(spec: &crate::scenario::ScenarioSpec) -> Result<crate::scenario::ScenarioSpec> {
+    let s = spec.load()?;
+    let mut r = spec.clone();
+    r.step.batch = s.run.step.batch;
+    r.step.attention = s.run.step.attention;
+    r.step.precision = s.run.step.precision;
+    r.mode = s.run.mode;
+    Ok(r)
 }
 
 /// Most configurations a sweep chart draws.

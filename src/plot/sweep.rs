@@ -60,6 +60,7 @@ pub fn metric_words(metric: &str) -> String {
         "mfu" => "MFU (model FLOPs utilization, %)".into(),
         "memory_per_gpu_bytes" => "memory per GPU".into(),
         "cost_per_step_usd" => "cost per optimizer step (USD)".into(),
+        "train_time_s" => "training time".into(),
         "train_cost_usd" => "training cost (USD)".into(),
         other => other.replace('_', " "),
     }
@@ -163,8 +164,19 @@ impl SweepChart {
         }
         let varied: Vec<&str> = vary.iter().map(|(n, _)| n.as_str()).collect();
         let mut fixed_parts = Vec::new();
+        // Settings left to the model files' [defaults] differ between varied models.
+        let per_model = varied.contains(&"model");
+        let unset = fixed.unset;
         let mut fix = |name: &str, text: String| {
-            if !varied.contains(&name) {
+            let from_model = per_model
+                && match name {
+                    "batch" => unset.batch,
+                    "attention" => unset.attention,
+                    "mode" => unset.mode,
+                    "precision" => unset.precision,
+                    _ => false,
+                };
+            if !varied.contains(&name) && !from_model {
                 fixed_parts.push(text);
             }
         };
@@ -245,6 +257,7 @@ pub fn metric_label(metric: &str, v: f64) -> String {
         "memory_per_gpu_bytes" => binary_bytes(Bytes(v)),
         m if m.ends_with("_usd") => format!("${}", si_label(v)),
         m if m.ends_with("_per_s") => format!("{}/s", si_label(v)),
+        "train_time_s" => format!("{} h", si_label(v / 3600.0)),
         m if m.ends_with("_s") => match v.abs() {
             x if x >= 1.0 || x == 0.0 => format!("{} s", si_label(v)),
             x if x >= 1e-3 => format!("{} ms", si_label(v * 1e3)),

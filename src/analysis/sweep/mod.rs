@@ -93,13 +93,14 @@ pub const PARAMS: [(&str, Param); 18] = [
 ];
 
 /// Metrics a sweep chart can show (columns of the output).
-pub const METRICS: [&str; 7] = [
+pub const METRICS: [&str; 8] = [
     "step_time_s",
     "samples_per_s",
     "tokens_per_s",
     "mfu",
     "memory_per_gpu_bytes",
     "cost_per_step_usd",
+    "train_time_s",
     "train_cost_usd",
 ];
 

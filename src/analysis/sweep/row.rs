@@ -195,6 +195,7 @@ impl Row {
             "mfu" => self.mfu,
             "memory_per_gpu_bytes" => self.memory_per_gpu_bytes,
             "cost_per_step_usd" => self.cost_per_step_usd,
+            "train_time_s" => self.train_time_s,
             "train_cost_usd" => self.train_cost_usd,
             _ => None,
         }
