@@ -306,8 +306,15 @@ fn activation_parts(ops: &[Op], mode: Checkpointing, fused: bool) -> [f64; 4] {
     [embed, blocks, once, outside]
 }
 
-/// What an op keeps for backward under fused execution (see [`activation_bytes`]).
+/// What an op keeps for backward under fused execution (see [`activation_bytes`]). A compiled
+/// cross-entropy (the loss op over the vocabulary) keeps the 16-bit logits it reads (half its
+/// fused read, which passes over them twice, less the targets) and one fp32 log-sum-exp per row
+/// (half its fused write), not the eager fp32 log-probabilities: see `graph::parts::head`.
 fn fused_saved(op: &Op) -> f64 {
+    if op.role == Role::Loss && matches!(op.kind, OpKind::Softmax) {
+        let rows = op.fused_written.0 / 8.0;
+        return (op.fused_read.0 - rows * 8.0) / 2.0 + rows * 4.0;
+    }
     match (op.kind, op.chain) {
         (OpKind::Elementwise | OpKind::Normalization { .. }, Chain::Member) => 0.0,
         (OpKind::Elementwise, Chain::Head) => op.saved.0.min(op.chained_read.0),

@@ -121,6 +121,27 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 },
                 bwd_meta,
             ),
+            Bwd::Split {
+                read,
+                written,
+                flops,
+                kernels,
+                fused_read,
+                fused_written,
+            } => b.push(
+                Op {
+                    name: meta.names.bwd,
+                    flops,
+                    model_flops: Flops::ZERO,
+                    bytes_read: read,
+                    bytes_written: written,
+                    fused_read,
+                    fused_written,
+                    kernels,
+                    ..base
+                },
+                bwd_meta,
+            ),
             Bwd::Linear { input_grad, bias } => linear(b, &base, &bwd_meta, input_grad, bias),
             Bwd::Scores => attention::scores_backward(b, &base, &bwd_meta),
             Bwd::Pv { p } => attention::pv_backward(b, &base, &bwd_meta, p),

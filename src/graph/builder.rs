@@ -73,6 +73,16 @@ pub(crate) enum Bwd {
         kernels: u8,
         fuses: bool,
     },
+    /// Explicit eager backward traffic in `kernels` kernels, and the one kernel a compiler
+    /// generates for it with its own traffic (`fused_read`, `fused_written`).
+    Split {
+        read: Bytes,
+        written: Bytes,
+        flops: Flops,
+        kernels: u8,
+        fused_read: Bytes,
+        fused_written: Bytes,
+    },
     /// Linear layer (M, N, K): data grad GEMM (M, K, N) if `input_grad`, weight grad GEMM
     /// (K, N, M), and a bias-grad reduction over M rows if `bias`.
     Linear { input_grad: bool, bias: bool },

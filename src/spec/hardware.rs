@@ -70,6 +70,10 @@ pub struct Achievable {
     /// Fraction of HBM bandwidth eager framework pointwise kernels reach (broadcasts, casts and
     /// reductions through PyTorch's TensorIterator); defaults to `hbm` when absent.
     pub eager_elementwise: Option<Sourced>,
+    /// Ceiling of an eager GEMM with a leading dimension that is not a multiple of 16 bytes
+    /// (cuBLAS's alignment-1 kernels), as a fraction of the dense peak; defaults to
+    /// [`crate::time::efficiency::MISALIGNED_CEILING`] (measured on an H100) when absent.
+    pub misaligned_gemm: Option<Sourced>,
 }
 
 /// Memory system.
@@ -142,6 +146,12 @@ pub struct AttentionKernels {
     /// Causal kernels' rate relative to non-causal ones at the same length (counting the
     /// executed half of the scores); absent = 1, causal as efficient as non-causal.
     pub causal_factor: Option<Sourced>,
+    /// The highest fraction of the dense bf16 peak FlashAttention-2 is published or measured
+    /// to reach on this GPU (any length, head dimension, direction): the long-sequence growth of
+    /// the rate stops there. Absent: the GEMM ceiling `achievable.bf16_tensor`.
+    pub flash2_max: Option<Sourced>,
+    /// The same for FlashAttention-3.
+    pub flash3_max: Option<Sourced>,
 }
 
 /// Default price: one row of a price table that is coherent across the GPU files (the same
@@ -262,7 +272,7 @@ impl GpuSpec {
         let l = &self.launch;
         let i = &self.interconnect;
         let t = self.attention.as_ref();
-        let fields: [(&str, Option<&Sourced>); 34] = [
+        let fields: [(&str, Option<&Sourced>); 37] = [
             ("compute.sm_count", Some(&c.sm_count)),
             ("compute.clock_hz", Some(&c.clock_hz)),
             ("peak_flops.bf16_tensor", Some(&p.bf16_tensor)),
@@ -277,6 +287,7 @@ impl GpuSpec {
             ("achievable.fp32_vector", Some(&a.fp32_vector)),
             ("achievable.hbm", Some(&a.hbm)),
             ("achievable.eager_elementwise", a.eager_elementwise.as_ref()),
+            ("achievable.misaligned_gemm", a.misaligned_gemm.as_ref()),
             ("memory.hbm_bandwidth", Some(&m.hbm_bandwidth)),
             ("memory.hbm_capacity", Some(&m.hbm_capacity)),
             ("memory.l2_bytes", Some(&m.l2_bytes)),
@@ -322,6 +333,14 @@ impl GpuSpec {
             (
                 "attention.causal_factor",
                 t.and_then(|t| t.causal_factor.as_ref()),
+            ),
+            (
+                "attention.flash2_max",
+                t.and_then(|t| t.flash2_max.as_ref()),
+            ),
+            (
+                "attention.flash3_max",
+                t.and_then(|t| t.flash3_max.as_ref()),
             ),
             (
                 "price.usd_per_gpu_hour",

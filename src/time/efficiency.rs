@@ -108,9 +108,16 @@ impl Machine {
     }
 
     /// Attainable FLOP/s of `batch` GEMMs (M, N, K) on (unit, dtype): peak × achievable fraction
-    /// × shape efficiency, capped at [`MISALIGNED_CEILING`] of the peak when a leading dimension
-    /// is misaligned. `token_dim` (a linear layer's token rows) is no leading dimension in the
-    /// layouts cuBLAS gets, so its size is not checked; a batched GEMM checks all three.
+    /// × shape efficiency, capped at the machine's misaligned ceiling
+    /// ([`Machine::frac_misaligned`], [`MISALIGNED_CEILING`] when the GPU file has none) when a
+    /// leading dimension is misaligned. `token_dim` (a linear layer's token rows) is no leading
+    /// dimension in the layouts cuBLAS gets, so its size is not checked; a batched GEMM checks
+    /// all three.
+    ///
+    /// With `shape_padding` (torch.compile: Inductor's `shape_padding`, on by default, pads the
+    /// dimensions of a matmul to the alignment, torch/_inductor/config.py and
+    /// fx_passes/pad_mm.py) a misaligned GEMM runs as the padded, aligned one: the rate of the
+    /// padded shape times the share of its FLOPs that are real, no alignment-1 ceiling.
     #[inline]
     pub fn gemm_rate(
         &self,
@@ -119,24 +126,46 @@ impl Machine {
         batch: u64,
         (m, n, k): (u64, u64, u64),
         token_dim: Option<TokenDim>,
+        shape_padding: bool,
     ) -> FlopRate {
         let (peak, frac) = self.peak(unit, dtype);
         // k0 is a fixed time per tile expressed in K steps of the bf16 tensor-core loop; on a
         // slower unit the same time is fewer K steps.
         let k0 = self.gemm_k0 * (peak.0 * frac) / (self.peak_bf16.0 * self.frac_bf16);
-        let eff = frac * self.shape_efficiency_k0(batch, m, n, k, k0);
-        let ok = |d: u64| d.is_multiple_of(alignment(dtype));
+        let align = alignment(dtype);
+        let ok = |d: u64| d.is_multiple_of(align);
         let aligned = (token_dim == Some(TokenDim::M) || ok(m))
             && ok(n)
             && (token_dim == Some(TokenDim::K) || ok(k));
-        peak * if aligned || unit == Unit::Vector {
-            eff
+        if aligned || unit == Unit::Vector {
+            peak * (frac * self.shape_efficiency_k0(batch, m, n, k, k0))
+        } else if shape_padding {
+            let pad = |d: u64| d.div_ceil(align).saturating_mul(align);
+            let (pm, pn, pk) = (
+                if token_dim == Some(TokenDim::M) {
+                    m
+                } else {
+                    pad(m)
+                },
+                pad(n),
+                if token_dim == Some(TokenDim::K) {
+                    k
+                } else {
+                    pad(k)
+                },
+            );
+            let real = (m as f64 * n as f64 * k as f64) / (pm as f64 * pn as f64 * pk as f64);
+            peak * (frac * self.shape_efficiency_k0(batch, pm, pn, pk, k0) * real)
         } else {
-            eff.min(MISALIGNED_CEILING)
+            peak * (frac * self.shape_efficiency_k0(batch, m, n, k, k0)).min(self.frac_misaligned)
         }
     }
 
-    /// Attainable FLOP/s of a fused attention kernel at sequence `seq` (forward or backward).
+    /// Attainable FLOP/s of a fused attention kernel at sequence `seq` (forward or backward): the
+    /// GPU file's fraction at `seq_ref`, grown as s/(s + seq_half) relative to `seq_ref`, times
+    /// the causal factor, and capped at the highest fraction the kernel is published or
+    /// measured to reach on that GPU (`attention.flash2_max` / `flash3_max`), itself at most the
+    /// GEMM ceiling.
     pub fn flash_rate(
         &self,
         which: AttentionImpl,
@@ -158,6 +187,6 @@ impl Machine {
         let shape = |s: f64| s / (s + self.flash_seq_half);
         let causal = if causal { self.flash_causal } else { 1.0 };
         let scaled = f * causal * shape(seq as f64) / shape(self.flash_seq_ref);
-        Ok(self.peak_bf16 * scaled.min(self.frac_bf16))
+        Ok(self.peak_bf16 * scaled.min(eff.max).min(self.frac_bf16))
     }
 }

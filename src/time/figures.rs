@@ -60,7 +60,11 @@ fn attention(g: &GpuSpec) -> Option<&crate::spec::hardware::AttentionKernels> {
     g.attention.as_ref()
 }
 fn flash_mut(slot: &mut Option<FlashEfficiency>, x: f64) -> &mut FlashEfficiency {
-    slot.get_or_insert(FlashEfficiency { fwd: x, bwd: x })
+    slot.get_or_insert(FlashEfficiency {
+        fwd: x,
+        bwd: x,
+        max: 1.0,
+    })
 }
 
 /// Every figure, in the order analyses list them.
@@ -132,6 +136,15 @@ pub const FIGURES: &[Figure] = &[
         used: always,
         get: |m| m.frac_eager,
         set: |m, x| m.frac_eager = x,
+    },
+    Figure {
+        name: "achievable.misaligned_gemm",
+        calibration: None,
+        spread: Some(DEFAULT_SPREAD),
+        in_gpu: |g| g.achievable.misaligned_gemm.as_ref(),
+        used: always,
+        get: |m| m.frac_misaligned,
+        set: |m, x| m.frac_misaligned = x,
     },
     Figure {
         name: "memory.hbm_bandwidth",
@@ -259,6 +272,24 @@ pub const FIGURES: &[Figure] = &[
         used: |_, m| m.flash3.is_some(),
         get: |m| m.flash3.map_or(0.0, |f| f.bwd),
         set: |m, x| flash_mut(&mut m.flash3, x).bwd = x,
+    },
+    Figure {
+        name: "attention.flash2_max",
+        calibration: None,
+        spread: None,
+        in_gpu: |g| attention(g).and_then(|a| a.flash2_max.as_ref()),
+        used: |_, m| m.flash2.is_some(),
+        get: |m| m.flash2.map_or(0.0, |f| f.max),
+        set: |m, x| flash_mut(&mut m.flash2, x).max = x,
+    },
+    Figure {
+        name: "attention.flash3_max",
+        calibration: None,
+        spread: None,
+        in_gpu: |g| attention(g).and_then(|a| a.flash3_max.as_ref()),
+        used: |_, m| m.flash3.is_some(),
+        get: |m| m.flash3.map_or(0.0, |f| f.max),
+        set: |m, x| flash_mut(&mut m.flash3, x).max = x,
     },
     Figure {
         name: "attention.causal_factor",

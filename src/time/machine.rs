@@ -17,6 +17,9 @@ pub struct FlashEfficiency {
     pub fwd: f64,
     /// Backward fraction at `seq_ref`.
     pub bwd: f64,
+    /// The highest fraction of the peak the kernel is known to reach (the cap of its growth
+    /// with sequence length).
+    pub max: f64,
 }
 
 /// Everything the time model needs about one GPU, as plain numbers in their units (no strings:
@@ -50,6 +53,8 @@ pub struct Machine {
     pub frac_hbm: f64,
     /// Achievable fraction of HBM bandwidth for eager pointwise kernels.
     pub frac_eager: f64,
+    /// Ceiling of an eager GEMM with a misaligned leading dimension, fraction of the peak.
+    pub frac_misaligned: f64,
     /// L2 size.
     pub l2_bytes: Bytes,
     /// L2 bandwidth.
@@ -80,11 +85,17 @@ pub struct Machine {
     pub price: Option<f64>,
 }
 
-fn pair(fwd: &Option<Sourced>, bwd: &Option<Sourced>) -> Option<FlashEfficiency> {
+fn pair(
+    fwd: &Option<Sourced>,
+    bwd: &Option<Sourced>,
+    max: &Option<Sourced>,
+    gemm: f64,
+) -> Option<FlashEfficiency> {
     match (fwd, bwd) {
         (Some(f), Some(b)) => Some(FlashEfficiency {
             fwd: f.value,
             bwd: b.value,
+            max: max.as_ref().map_or(gemm, |m| m.value),
         }),
         _ => None,
     }
@@ -103,6 +114,7 @@ impl Machine {
             }
         };
         let att = gpu.attention.as_ref();
+        let a_bf16 = a.bf16_tensor.value;
         let mut m = Machine {
             sms: gpu.compute.sm_count.value,
             peak_bf16: FlopRate(p.bf16_tensor.value),
@@ -120,6 +132,10 @@ impl Machine {
                 .eager_elementwise
                 .as_ref()
                 .map_or(a.hbm.value, |s| s.value),
+            frac_misaligned: a
+                .misaligned_gemm
+                .as_ref()
+                .map_or(super::efficiency::MISALIGNED_CEILING, |s| s.value),
             l2_bytes: Bytes(gpu.memory.l2_bytes.value),
             l2_bw: ByteRate(gpu.memory.l2_bandwidth.value),
             capacity: Bytes(gpu.memory.hbm_capacity.value),
@@ -131,8 +147,8 @@ impl Machine {
             flash_causal: att
                 .and_then(|a| a.causal_factor.as_ref())
                 .map_or(1.0, |c| c.value),
-            flash2: att.and_then(|a| pair(&a.flash2_fwd, &a.flash2_bwd)),
-            flash3: att.and_then(|a| pair(&a.flash3_fwd, &a.flash3_bwd)),
+            flash2: att.and_then(|a| pair(&a.flash2_fwd, &a.flash2_bwd, &a.flash2_max, a_bf16)),
+            flash3: att.and_then(|a| pair(&a.flash3_fwd, &a.flash3_bwd, &a.flash3_max, a_bf16)),
             allreduce_busbw: ByteRate(gpu.interconnect.allreduce_bus_bandwidth.value),
             allreduce_latency: Seconds(gpu.interconnect.allreduce_latency_s.value),
             price: gpu.price.as_ref().map(|p| p.usd_per_gpu_hour.value),

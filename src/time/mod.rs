@@ -101,12 +101,14 @@ pub fn op_time(
         ExecMode::Eager => (op.bytes_read, op.bytes_written),
         ExecMode::Compiled | ExecMode::Graphs => (op.fused_read, op.fused_written),
     };
+    // torch.compile pads misaligned matmuls (see `Machine::gemm_rate`).
+    let padding = mode != ExecMode::Eager;
     let attainable = match op.kind {
         OpKind::Gemm { m, n, k, token_dim } => {
-            mach.gemm_rate(op.unit, op.dtype, 1, (m, n, k), Some(token_dim))
+            mach.gemm_rate(op.unit, op.dtype, 1, (m, n, k), Some(token_dim), padding)
         }
         OpKind::BatchedGemm { batch, m, n, k } => {
-            mach.gemm_rate(op.unit, op.dtype, batch, (m, n, k), None)
+            mach.gemm_rate(op.unit, op.dtype, batch, (m, n, k), None, padding)
         }
         OpKind::GroupedGemm {
             groups,
@@ -120,6 +122,7 @@ pub fn op_time(
             u64::from(groups),
             (m, n, k),
             Some(token_dim),
+            padding,
         ),
         // A sliding window does the work of a sequence of the window's length per query.
         OpKind::Attention {

@@ -33,6 +33,10 @@ pub fn describe(name: &str) -> (String, Unit) {
         "achievable.eager_elementwise" => {
             ("HBM bandwidth share of eager elementwise kernels", Percent)
         }
+        "achievable.misaligned_gemm" => (
+            "ceiling of eager GEMMs with a misaligned dimension",
+            Percent,
+        ),
         "memory.hbm_bandwidth" => ("HBM bandwidth", BytesPerSecond),
         "memory.l2_bandwidth" => ("L2 cache bandwidth", BytesPerSecond),
         "memory.l2_bytes" => ("L2 cache size", Bytes),
@@ -48,6 +52,8 @@ pub fn describe(name: &str) -> (String, Unit) {
         "attention.flash3_fwd" => ("FlashAttention-3 forward efficiency", Percent),
         "attention.flash3_bwd" => ("FlashAttention-3 backward efficiency", Percent),
         "attention.causal_factor" => ("causal attention work factor", Plain),
+        "attention.flash2_max" => ("FlashAttention-2 highest published efficiency", Percent),
+        "attention.flash3_max" => ("FlashAttention-3 highest published efficiency", Percent),
         other => return (other.to_string(), Plain),
     };
     (words.to_string(), unit)
