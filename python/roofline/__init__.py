@@ -115,12 +115,12 @@ def _document(*command: str, skip: Sequence[str] = ()):
     """Appends the CLI's help and default of every option of `command` to a docstring."""
 
     def wrap(f):
-        lines = ["", "Options (the CLI's; ``None`` takes the default shown):", ""]
+        lines = ["", "", "Options (the CLI's; ``None`` takes the default shown):", ""]
         for o in _native.options(list(command)):
             if o["name"] in skip:
                 continue
             default = "" if o["flag"] or o["default"] is None else f" Default: {o['default']}."
-            help_text = " ".join((o["help"] or "").split())
+            help_text = " ".join((o["help"] or "").split()).rstrip(".") + "."
             lines.append(f"    {o['name']}: {help_text}{default}")
         f.__doc__ = (f.__doc__ or "") + "\n".join(lines) + "\n"
         return f
