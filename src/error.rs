@@ -33,6 +33,17 @@ pub enum Error {
     },
     /// An invalid command-line value or combination of settings.
     Invalid(String),
+    /// Options that do not parse (an unknown option, a value of the wrong kind), as the command
+    /// line's parser words it; for callers that pass options as words inside a process (the
+    /// Python package), which see the option and the value apart.
+    Usage {
+        /// The option, as named on the command line without dashes (`batch`), when known.
+        option: Option<String>,
+        /// The value given, when one was.
+        value: Option<String>,
+        /// The parser's message.
+        message: String,
+    },
     /// Reading or writing a file failed.
     Io {
         /// The path involved.
@@ -173,6 +184,7 @@ impl fmt::Display for Error {
                 write!(f, ")")
             }
             Error::Invalid(msg) => write!(f, "{msg}"),
+            Error::Usage { message, .. } => write!(f, "{message}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Gpu(msg) => write!(f, "{msg}"),
             Error::Internal(msg) => write!(f, "internal error (a bug; please report it): {msg}"),

@@ -660,6 +660,42 @@ fn the_interval_carries_to_training_time_and_cost() {
     let gpu_hours = |s: f64| s / 3600.0 * 8.0;
     assert!(c[0] >= gpu_hours(t[0]) * p[0] * 0.9, "{c:?} {t:?} {p:?}");
     assert!(c[1] <= gpu_hours(t[1]) * p[1] * 1.1, "{c:?} {t:?} {p:?}");
+    // The model's own error widens the spec-range interval, and names its validation set.
+    let spec = pair("step_time_interval_s");
+    let wide = pair("step_time_interval_with_model_error_s");
+    let e = v["model_error"]["fraction"].as_f64().unwrap();
+    assert!((0.01..0.5).contains(&e), "{e}");
+    assert!(
+        (wide[0] - spec[0] * (1.0 - e)).abs() < 1e-12
+            && (wide[1] - spec[1] * (1.0 + e)).abs() < 1e-12
+    );
+    assert!(v["model_error"]["basis"]
+        .as_str()
+        .unwrap()
+        .contains("measurements.json"));
+    let t_spec = [spec[0] * (t[0] / wide[0]), spec[1] * (t[1] / wide[1])];
+    assert!((t[0] / wide[0] - t_spec[0] / spec[0]).abs() < 1e-6);
+    // Beyond one node with model parallelism, Korthikanti et al.'s Table 5 is a basis too.
+    let far = json(&[
+        "estimate",
+        "--json",
+        "--interval",
+        "--model",
+        "megatron-22b",
+        "--gpu",
+        "a100-sxm-80gb",
+        "--gpus",
+        "16",
+        "--tp",
+        "8",
+        "--batch",
+        "1",
+        "--attention",
+        "flash2",
+    ]);
+    let basis = far["model_error"]["basis"].as_str().unwrap();
+    let fe = far["model_error"]["fraction"].as_f64().unwrap();
+    assert!(fe >= e || basis.contains("Table 5"), "{basis}");
     // One price given: the cost interval is the time interval times it.
     let v = json(&[
         "estimate",

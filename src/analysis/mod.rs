@@ -15,6 +15,7 @@ pub mod audit;
 pub mod catalog;
 pub mod findings;
 pub mod flash;
+pub mod model_error;
 pub mod published;
 pub mod roofline;
 pub mod search;

@@ -62,8 +62,12 @@ pub struct Interval {
     pub seed: u64,
     /// Names of the values sampled.
     pub sampled: Vec<String>,
-    /// With a dataset: `[low, high]` of the training time, the step-time samples times the
-    /// optimizer steps.
+    /// The model's own error on its validation sets for a scenario like this one.
+    pub model_error: super::model_error::ModelError,
+    /// The step-time interval widened by the model's error: low × (1 − e), high × (1 + e).
+    pub step_time_interval_with_model_error_s: [f64; 2],
+    /// With a dataset: `[low, high]` of the training time, the step-time interval with the
+    /// model's error times the optimizer steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_time_interval_s: Option<[f64; 2]>,
     /// The price per GPU-hour sampled uniformly within: the GPU file's range, or the one price
@@ -72,7 +76,7 @@ pub struct Interval {
     pub price_range_usd_per_gpu_hour: Option<[f64; 2]>,
     /// With a dataset and a price: `[low, high]` of the training cost in USD, each sample's
     /// training time times GPUs times a price drawn within its range (independently of the
-    /// GPU figures, from a second generator seeded [`SEED`] + 1).
+    /// GPU figures, from a second generator seeded [`SEED`] + 1), widened by the model's error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_interval_usd: Option<[f64; 2]>,
 }
@@ -122,6 +126,10 @@ pub fn step_interval(s: &Scenario) -> Result<Interval> {
         [q(tail), q(1.0 - tail)]
     };
     let step = interval(&mut times);
+    let model_error = super::model_error::model_error(s)?;
+    let e = model_error.fraction;
+    let widen = |[lo, hi]: [f64; 2]| [lo * (1.0 - e), hi * (1.0 + e)];
+    let with_model = widen(step);
     Ok(Interval {
         step_time_s: nominal,
         step_time_interval_s: step,
@@ -130,9 +138,11 @@ pub fn step_interval(s: &Scenario) -> Result<Interval> {
         seed: SEED,
         sampled: params.iter().map(|p| p.name.to_string()).collect(),
         // Training time is the step time times a fixed number of steps: same percentiles.
-        train_time_interval_s: steps.map(|n| [step[0] * n, step[1] * n]),
+        train_time_interval_s: steps.map(|n| [with_model[0] * n, with_model[1] * n]),
         price_range_usd_per_gpu_hour: price_range,
-        cost_interval_usd: (!costs.is_empty()).then(|| interval(&mut costs)),
+        cost_interval_usd: (!costs.is_empty()).then(|| widen(interval(&mut costs))),
+        model_error,
+        step_time_interval_with_model_error_s: with_model,
     })
 }
 

@@ -21,6 +21,11 @@ pub(super) fn out(text: &str) -> Result<()> {
         .map_err(|e| Error::io(Path::new("<stdout>"), e))
 }
 
+/// Prints a JSON value as `--json` does: pretty, one trailing newline.
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    out(&format!("{}\n", json::to_string(v)?))
+}
+
 /// A note to stderr; a closed stderr is no reason to stop.
 macro_rules! note {
     ($($t:tt)*) => {{
@@ -32,11 +37,10 @@ macro_rules! note {
 /// `roofline models`: the embedded models, or a config.json imported as a TOML spec.
 pub fn models(a: &ModelsArgs) -> Result<()> {
     let Some(path) = &a.import else {
-        let rows = analysis::catalog::models()?;
         if a.json {
-            out(&format!("{}\n", json::to_string(&rows)?))?;
+            print_json(&models_json()?)?;
         } else {
-            out(&text::models(&rows))?;
+            out(&text::models(&analysis::catalog::models()?))?;
         }
         return Ok(());
     };
@@ -55,13 +59,20 @@ pub fn models(a: &ModelsArgs) -> Result<()> {
     Ok(())
 }
 
+/// `roofline models --json`.
+pub fn models_json() -> Result<serde_json::Value> {
+    json::to_value(&analysis::catalog::models()?)
+}
+
+/// `roofline gpus --json`.
+pub fn gpus_json() -> Result<serde_json::Value> {
+    json::to_value(&analysis::catalog::gpu_rows()?)
+}
+
 /// `roofline gpus`.
 pub fn gpus(a: &GpusArgs) -> Result<()> {
     if a.json {
-        out(&format!(
-            "{}\n",
-            json::to_string(&analysis::catalog::gpu_rows()?)?
-        ))?;
+        print_json(&gpus_json()?)?;
     } else {
         out(&text::gpus(&analysis::catalog::gpus()?))?;
     }
@@ -78,36 +89,60 @@ fn import_notes(m: &crate::spec::ModelSpec) {
 
 /// `roofline ops`.
 pub fn ops(a: &OpsArgs) -> Result<()> {
+    if a.json {
+        return print_json(&ops_json(a)?);
+    }
     let model = a.step.model()?;
     import_notes(&model);
     let step = a.step.step_config_for(&model)?;
     let mut ops = Vec::new();
     crate::graph::build_step(&model, &step, &mut ops)?;
-    if a.json {
-        out(&format!("{}\n", json::ops(&model, &step, &ops)?))?;
-    } else {
-        out(&text::ops(&model, &step, &ops))?;
-    }
-    Ok(())
+    out(&text::ops(&model, &step, &ops))
 }
 
-/// `roofline memory`.
-pub fn memory(a: &MemoryArgs) -> Result<()> {
+/// `roofline ops --json`.
+pub fn ops_json(a: &OpsArgs) -> Result<serde_json::Value> {
+    let model = a.step.model()?;
+    import_notes(&model);
+    let step = a.step.step_config();
+    let mut ops = Vec::new();
+    crate::graph::build_step(&model, &step, &mut ops)?;
+    json::ops(&model, &step, &ops)
+}
+
+/// The memory report of `roofline memory`.
+fn memory_report(a: &MemoryArgs) -> Result<analysis::summary::MemoryReport> {
     let s = a.spec()?.load()?;
     import_notes(&s.model);
     let mut ops = Vec::new();
     crate::graph::build_step(&s.model, &s.run.step, &mut ops)?;
-    let report = analysis::summary::MemoryReport::new(&s, &ops)?;
-    if a.json {
-        out(&format!("{}\n", json::to_string(&report)?))?;
-    } else {
-        out(&text::memory(&report))?;
-    }
-    Ok(())
+    analysis::summary::MemoryReport::new(&s, &ops)
 }
 
-/// `roofline estimate`.
-pub fn estimate(a: &EstimateArgs) -> Result<()> {
+/// `roofline memory`.
+pub fn memory(a: &MemoryArgs) -> Result<()> {
+    if a.json {
+        print_json(&memory_json(a)?)
+    } else {
+        out(&text::memory(&memory_report(a)?))
+    }
+}
+
+/// `roofline memory --json`.
+pub fn memory_json(a: &MemoryArgs) -> Result<serde_json::Value> {
+    json::to_value(&memory_report(a)?)
+}
+
+/// What `roofline estimate` computes: the scenario, the estimator that ran it (its ops), the
+/// report and, with `--interval`, the step-time interval.
+struct EstimateRun {
+    scenario: crate::scenario::Scenario,
+    estimator: Estimator,
+    report: EstimateReport,
+    interval: Option<analysis::uncertainty::Interval>,
+}
+
+fn estimate_run(a: &EstimateArgs) -> Result<EstimateRun> {
     let s = a.scenario.scenario()?;
     let mut est = Estimator::new();
     let e = est.estimate(&s.model, &s.machine, &s.run)?;
@@ -120,28 +155,74 @@ pub fn estimate(a: &EstimateArgs) -> Result<()> {
     } else {
         None
     };
-    if a.json {
-        match &interval {
-            Some(i) => out(&format!("{}\n", json::estimate_with_interval(&report, i)?))?,
-            None => out(&format!("{}\n", json::to_string(&report)?))?,
+    Ok(EstimateRun {
+        scenario: s,
+        estimator: est,
+        report,
+        interval,
+    })
+}
+
+impl EstimateRun {
+    /// `roofline estimate --json` of this run.
+    fn json(&self) -> Result<serde_json::Value> {
+        match &self.interval {
+            Some(i) => json::estimate_with_interval(&self.report, i),
+            None => json::to_value(&self.report),
         }
-    } else if a.markdown {
-        out(&markdown::estimate(&report))?;
-    } else {
-        out(&text::estimate(&report))?;
     }
-    if let (Some(i), false) = (&interval, a.json) {
+}
+
+/// `roofline estimate --json`.
+pub fn estimate_json(a: &EstimateArgs) -> Result<serde_json::Value> {
+    estimate_run(a)?.json()
+}
+
+/// `roofline estimate`.
+pub fn estimate(a: &EstimateArgs) -> Result<()> {
+    let run = estimate_run(a)?;
+    let EstimateRun {
+        scenario: s,
+        estimator: est,
+        report,
+        interval,
+    } = &run;
+    if a.json {
+        print_json(&run.json()?)?;
+    } else if a.markdown {
+        out(&markdown::estimate(report))?;
+    } else {
+        out(&text::estimate(report))?;
+    }
+    if let (Some(i), false) = (interval, a.json) {
         out(&format!("\n{}\n", text::interval(i)))?;
     }
     if a.ops {
-        let rows = analysis::summary::op_times(&s, est.ops())?;
+        let rows = analysis::summary::op_times(s, est.ops())?;
         out(&text::op_times(&rows, s.run.mode))?;
     }
     Ok(())
 }
 
-/// `roofline sweep`.
+/// `roofline search`.
 pub fn search(a: &SearchArgs) -> Result<()> {
+    let r = search_result(a)?;
+    if a.json {
+        print_json(&json::to_value(&r)?)
+    } else if a.csv {
+        out(&csv::search(&r))
+    } else {
+        out(&text::search(&r))
+    }
+}
+
+/// `roofline search --json`.
+pub fn search_json(a: &SearchArgs) -> Result<serde_json::Value> {
+    json::to_value(&search_result(a)?)
+}
+
+/// The ranked executions of `roofline search`.
+fn search_result(a: &SearchArgs) -> Result<analysis::search::SearchResult> {
     let global_batch = a.scenario.global_batch.ok_or_else(|| {
         Error::Invalid("search needs --global-batch (samples per optimizer step)".into())
     })?;
@@ -204,13 +285,7 @@ pub fn search(a: &SearchArgs) -> Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if a.json {
-        out(&format!("{}\n", json::to_string(&r)?))
-    } else if a.csv {
-        out(&csv::search(&r))
-    } else {
-        out(&text::search(&r))
-    }
+    Ok(r)
 }
 
 /// `roofline sweep`.
@@ -409,7 +484,7 @@ pub fn sensitivity(a: &SensitivityArgs) -> Result<()> {
         note!("warning: {w}");
     }
     if a.json {
-        out(&format!("{}\n", json::to_string(&s)?))?;
+        print_json(&json::to_value(&s)?)?;
     } else {
         out(&text::sensitivity(&s))?;
     }

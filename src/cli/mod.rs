@@ -5,6 +5,7 @@
 pub mod args;
 mod commands;
 pub mod convert;
+pub mod embed;
 
 pub use args::Cli;
 pub use convert::{parse_scenario, parse_scenario_spec};

@@ -9,13 +9,19 @@ use serde::Serialize;
 
 /// Pretty JSON of any report; non-finite numbers are an error, never silent output.
 pub fn to_string<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string_pretty(&to_value(v)?)
+        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))
+}
+
+/// Any report as a JSON value, checked as [`to_string`] checks it: what `--json` prints and the
+/// Python package returns.
+pub fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
     let value = serde_json::to_value(v)
         .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))?;
     if has_non_finite(&value) {
         return Err(Error::Internal("a non-finite number in the output".into()));
     }
-    serde_json::to_string_pretty(&value)
-        .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))
+    Ok(value)
 }
 
 fn has_non_finite(v: &serde_json::Value) -> bool {
@@ -70,7 +76,7 @@ pub struct OpRow<'a> {
 }
 
 /// `roofline ops --json`.
-pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
+pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<serde_json::Value> {
     #[derive(Serialize)]
     struct Out<'a> {
         model: &'a str,
@@ -122,7 +128,7 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
             }
         })
         .collect();
-    to_string(&Out {
+    to_value(&Out {
         model: &model.name,
         batch: step.batch,
         attention: step.attention.to_string(),
@@ -143,7 +149,10 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<String> {
 }
 
 /// The estimate's JSON with `step_time_interval_s` (and how it was computed) added.
-pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> Result<String> {
+pub fn estimate_with_interval(
+    report: &EstimateReport,
+    interval: &Interval,
+) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(report)
         .map_err(|e| Error::Internal(format!("cannot serialize output: {e}")))?;
     if let Some(o) = v.as_object_mut() {
@@ -161,6 +170,14 @@ pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> R
                 "sampled": interval.sampled,
             }),
         );
+        o.insert(
+            "step_time_interval_with_model_error_s".into(),
+            serde_json::json!(interval.step_time_interval_with_model_error_s),
+        );
+        o.insert(
+            "model_error".into(),
+            serde_json::json!(interval.model_error),
+        );
         if let Some(t) = interval.train_time_interval_s {
             o.insert("train_time_interval_s".into(), serde_json::json!(t));
         }
@@ -172,7 +189,7 @@ pub fn estimate_with_interval(report: &EstimateReport, interval: &Interval) -> R
             );
         }
     }
-    to_string(&v)
+    to_value(&v)
 }
 
 /// The start of a streamed sweep: `{"vary": ..., "configurations": N, "rows": [`; rows follow

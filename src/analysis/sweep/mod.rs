@@ -22,8 +22,10 @@ use crate::units::parse_count_u64;
 use rayon::prelude::*;
 
 mod best;
+mod columns;
 mod row;
 pub use best::{Best, SweepObjective};
+pub use columns::{Column, Columns};
 use row::{row, Costs};
 pub use row::{Row, COLUMNS};
 use serde::Serialize;
@@ -359,6 +361,16 @@ pub fn collect(base: &ScenarioSpec, dims: &[Dim]) -> Result<SweepResult> {
         configurations: summary.configurations,
         rows,
     })
+}
+
+/// [`sweep`] into columns (for data frames: the Python package).
+pub fn collect_columns(base: &ScenarioSpec, dims: &[Dim]) -> Result<(SweepSummary, Columns)> {
+    let mut cols = Columns::new();
+    let summary = sweep(base, dims, &|_| {}, &mut |r: Row| {
+        cols.push(&r);
+        Ok(())
+    })?;
+    Ok((summary, cols))
 }
 
 /// The number of configurations of `dims` (saturating).

@@ -562,13 +562,21 @@ pub fn interval(i: &Interval) -> String {
         i.samples,
         i.seed
     );
+    let [lo, hi] = i.step_time_interval_with_model_error_s;
+    let _ = write!(
+        s,
+        "\nwith the model's own error: step {} - {} (the interval widened by {:.1}%, the {})",
+        human_duration(Seconds(lo)),
+        human_duration(Seconds(hi)),
+        100.0 * i.model_error.fraction,
+        i.model_error.basis
+    );
     if let Some([lo, hi]) = i.train_time_interval_s {
         let _ = write!(
             s,
-            "\ntraining time {} - {} ({:.0}%: the step interval times the optimizer steps)",
+            "\ntraining time {} - {} (the step interval with the model's error times the optimizer steps)",
             human_duration(Seconds(lo)),
-            human_duration(Seconds(hi)),
-            i.coverage * 100.0
+            human_duration(Seconds(hi))
         );
     }
     if let (Some([lo, hi]), Some([plo, phi])) =
@@ -576,7 +584,7 @@ pub fn interval(i: &Interval) -> String {
     {
         let _ = write!(
             s,
-            "\ntraining cost ${lo:.0} - ${hi:.0} ({:.0}%: each sample's training time x GPUs x a price drawn uniformly within ${plo:.2} - ${phi:.2} per GPU-hour)",
+            "\ntraining cost ${lo:.0} - ${hi:.0} ({:.0}% of the samples of training time x GPUs x a price drawn uniformly within ${plo:.2} - ${phi:.2} per GPU-hour, widened by the model's error)",
             i.coverage * 100.0
         );
     }
