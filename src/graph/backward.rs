@@ -103,24 +103,22 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 flops,
                 kernels,
                 fuses,
-            } => b.push(
-                Op {
-                    name: meta.names.bwd,
+            } => {
+                let (fused_read, fused_written) = if fuses {
+                    (op.fused_read + op.fused_written, op.fused_read)
+                } else {
+                    (read, written)
+                };
+                explicit(
+                    b,
+                    &base,
+                    &bwd_meta,
+                    (read, written),
                     flops,
-                    model_flops: Flops::ZERO,
-                    bytes_read: read,
-                    bytes_written: written,
-                    fused_read: if fuses {
-                        op.fused_read + op.fused_written
-                    } else {
-                        read
-                    },
-                    fused_written: if fuses { op.fused_read } else { written },
                     kernels,
-                    ..base
-                },
-                bwd_meta,
-            ),
+                    (fused_read, fused_written),
+                )
+            }
             Bwd::Split {
                 read,
                 written,
@@ -128,19 +126,14 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
                 kernels,
                 fused_read,
                 fused_written,
-            } => b.push(
-                Op {
-                    name: meta.names.bwd,
-                    flops,
-                    model_flops: Flops::ZERO,
-                    bytes_read: read,
-                    bytes_written: written,
-                    fused_read,
-                    fused_written,
-                    kernels,
-                    ..base
-                },
-                bwd_meta,
+            } => explicit(
+                b,
+                &base,
+                &bwd_meta,
+                (read, written),
+                flops,
+                kernels,
+                (fused_read, fused_written),
             ),
             Bwd::Linear { input_grad, bias } => linear(b, &base, &bwd_meta, input_grad, bias),
             Bwd::Scores => attention::scores_backward(b, &base, &bwd_meta),
@@ -152,6 +145,32 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             } => flash::backward(b, &base, &bwd_meta, (read, written), grouped),
         }
     }
+}
+
+/// A backward op of given eager traffic, FLOPs and kernels, and given fused traffic.
+fn explicit(
+    b: &mut Builder,
+    base: &Op,
+    meta: &Meta,
+    (read, written): (Bytes, Bytes),
+    flops: Flops,
+    kernels: u8,
+    (fused_read, fused_written): (Bytes, Bytes),
+) {
+    b.push(
+        Op {
+            name: meta.names.bwd,
+            flops,
+            model_flops: Flops::ZERO,
+            bytes_read: read,
+            bytes_written: written,
+            fused_read,
+            fused_written,
+            kernels,
+            ..*base
+        },
+        *meta,
+    );
 }
 
 /// A linear layer's backward: dX[M,K] = dY[M,N]·Wᵀ (when its input needs a gradient),
