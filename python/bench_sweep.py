@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import roofline
+# The installed package, not the source folder beside this script (which has no extension).
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import roofline  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VARY = {
