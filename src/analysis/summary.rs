@@ -375,7 +375,7 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             .and_then(|f| f.source(gpu, cal))
             .unwrap_or_default()
     };
-    let mut v = s.defaults_used.clone();
+    let mut v = s.setting_notes.clone();
     v.extend([
         format!(
             "precision {}: {}",

@@ -189,7 +189,7 @@ pub struct Scenario {
     /// Which settings were left out and where their values came from (the model file's
     /// `[defaults]` or roofline's own), and settings adjusted to the fleet (a partial node), one
     /// line each; empty when every setting was given as is.
-    pub defaults_used: Vec<String>,
+    pub setting_notes: Vec<String>,
 }
 
 /// `check` or an [`Error::Invalid`] with `message`.
@@ -219,7 +219,7 @@ impl ScenarioSpec {
     }
 
     /// [`ScenarioSpec::load`] once the model is loaded and every setting is known.
-    fn load_with(&self, model: ModelSpec, mut defaults_used: Vec<String>) -> Result<Scenario> {
+    fn load_with(&self, model: ModelSpec, mut setting_notes: Vec<String>) -> Result<Scenario> {
         let gpu = spec::load_gpu(&self.gpu)?;
         let calibration = match &self.calibration {
             Some(path) => {
@@ -287,7 +287,7 @@ impl ScenarioSpec {
             None => self.gpus_per_node,
         };
         if self.gpus < node {
-            defaults_used.push(format!(
+            setting_notes.push(format!(
                 "{} GPUs on {node}-GPU nodes: one partial node, its collectives over {} GPUs",
                 self.gpus, self.gpus
             ));
@@ -336,7 +336,7 @@ impl ScenarioSpec {
             dataset: self.dataset,
             // `+ 0.0` turns a -0 into 0.
             price_per_gpu_hour: self.price_per_gpu_hour.map(|p| p + 0.0),
-            defaults_used,
+            setting_notes,
         })
     }
 
