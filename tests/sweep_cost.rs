@@ -222,3 +222,89 @@ fn metric_cost_and_time_name_the_training_figures_with_a_dataset() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown metric"), "{err}");
 }
+
+#[test]
+fn fits_only_keeps_the_chart_grid_and_training_metrics_need_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g.csv");
+    let plot = dir.path().join("g.svg");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "sweep",
+            "--vary",
+            "batch=64..1024",
+            "--vary",
+            "attention=naive,flash2",
+            "--out",
+            out.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (code, _, err) = roofline(&a);
+        assert_eq!(code, 0, "{err}");
+        std::fs::read_to_string(&plot).unwrap()
+    };
+    // With --fits-only the chart still has both lines (naive and flash2), each on its own x
+    // positions: the dropped rows are gaps, not shifted points.
+    let all = run(&[]);
+    let fit = run(&["--fits-only"]);
+    for svg in [&all, &fit] {
+        assert!(svg.contains("\nnaive\n") && svg.contains("\nflash2\n"), "{svg}");
+    }
+    let (code, _, err) = roofline(&[
+        "sweep",
+        "--vary",
+        "batch=16",
+        "--out",
+        out.to_str().unwrap(),
+        "--metric",
+        "train_cost_usd",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs a dataset"), "{err}");
+    let (code, _, err) = roofline(&[
+        "sweep",
+        "--vary",
+        "batch=16",
+        "--out",
+        out.to_str().unwrap(),
+        "--top",
+        "3",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--objective"), "{err}");
+}
+
+#[test]
+fn ops_text_and_json_and_plans_take_the_model_defaults() {
+    let (code, out, err) = roofline(&["ops", "--model", "gpt2-124m", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["batch"], 12, "{}", &out[..200.min(out.len())]);
+    assert_eq!(v["attention"], "flash2");
+    assert!(err.contains("models/gpt2-124m.toml"), "{err}");
+    let (_, text, _) = roofline(&["ops", "--model", "gpt2-124m"]);
+    assert!(
+        text.starts_with("gpt2-124m: batch 12 per GPU, attention flash2"),
+        "{text}"
+    );
+    // A plan whose [run] leaves the mode out runs as the model file says (jit-b4: compiled).
+    let dir = tempfile::tempdir().unwrap();
+    let plan = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/plans/jit-b4-8xh200.toml"
+    ))
+    .unwrap()
+    .replace("mode = \"eager\"\n", "");
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, plan).unwrap();
+    let (code, out, err) = roofline(&["audit", path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("compiled"), "{}", &out[..400.min(out.len())]);
+}

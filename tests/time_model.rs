@@ -432,7 +432,12 @@ fn fused_attention_stops_growing_at_its_published_best() {
             }
         }
     }
-    // The A100's causal FA2 at 32k tokens no longer reaches 82% of the peak.
-    assert!(rate("a100-sxm-80gb", Flash2, 32768, false) <= 0.73);
+    // At 32k tokens the A100's FA2 no longer reaches 82% of the peak, causal or not (the A100
+    // file has no causal factor, so causal ran at the non-causal rate: 0.551 x 1.5 = 0.83).
+    let a100 = machine("a100-sxm-80gb");
+    for causal in [false, true] {
+        let r = a100.flash_rate(Flash2, 32768, false, causal).unwrap().0 / a100.peak_bf16.0;
+        assert!((r - 0.73).abs() < 1e-12, "{r}");
+    }
     assert!(rate("h100-sxm", Flash2, 32768, false) > rate("h100-sxm", Flash2, 512, false));
 }

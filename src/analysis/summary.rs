@@ -27,6 +27,12 @@ pub struct MemoryReport {
     pub attention: AttentionImpl,
     /// Checkpointing.
     pub checkpointing: String,
+    /// Execution mode (compiled keeps less: the partitioner recomputes pointwise ops).
+    pub mode: String,
+    /// Precision.
+    pub precision: String,
+    /// Where the settings not given came from (the model file's `[defaults]` or roofline's own).
+    pub setting_notes: Vec<String>,
     /// ZeRO stage.
     pub zero: u8,
     /// The footprint by part (its fields appear at the top level of the JSON).
@@ -69,6 +75,9 @@ impl MemoryReport {
             batch: s.run.step.batch,
             attention: s.run.step.attention,
             checkpointing: s.run.step.checkpointing.to_string(),
+            mode: s.run.mode.to_string(),
+            precision: s.run.step.precision.to_string(),
+            setting_notes: s.setting_notes.clone(),
             zero: mc.zero,
             memory: m,
             capacity_bytes: cap,
@@ -407,6 +416,17 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             src("launch.host_dispatch_s")
         ),
     ]);
+    if run.mode == crate::graph::ExecMode::Eager {
+        let source = figure("achievable.misaligned_gemm")
+            .and_then(|f| f.source(gpu, cal))
+            .unwrap_or_else(|| {
+                "no figure in this GPU file: the H100 SXM's, measured there (align1 CUTLASS kernels of GPT-2's LM head, reports/measurements/2026-11-27-h100-sxm), an assumption for this GPU".into()
+            });
+        v.push(format!(
+            "eager GEMMs with a dimension that is not a multiple of 16 bytes run at most {:.0}% of the peak ({source}); compiled, Inductor pads them",
+            100.0 * mach.frac_misaligned
+        ));
+    }
     if let Some(c) = cal {
         v.push(format!(
             "calibration for {}: {}",

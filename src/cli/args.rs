@@ -307,7 +307,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub objective: Option<crate::analysis::sweep::SweepObjective>,
     /// How many of the best configurations --objective prints.
-    #[arg(long, allow_hyphen_values = true, default_value = "5", value_parser = parse_count_u64)]
+    #[arg(long, allow_hyphen_values = true, default_value = "5", value_parser = parse_count_u64, requires = "objective")]
     pub top: u64,
 }
 

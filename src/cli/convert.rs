@@ -45,7 +45,13 @@ impl StepArgs {
     pub fn step_config_for(&self, model: &ModelSpec) -> Result<StepConfig> {
         let mut step = self.step_config();
         let mut mode = defaults::MODE;
-        crate::scenario::ModelStep::of(model)?.fill(self.unset(Some(mode)), &mut step, &mut mode);
+        let unset = self.unset(Some(mode));
+        crate::scenario::ModelStep::of(model)?.fill(unset, &mut step, &mut mode);
+        // Say where the settings not given came from, as `estimate` does among its assumptions.
+        for line in crate::scenario::describe_defaults(model, unset, &step, mode) {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "note: {line}");
+        }
         Ok(step)
     }
 

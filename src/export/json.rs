@@ -178,6 +178,10 @@ pub fn estimate_with_interval(
             "model_error".into(),
             serde_json::json!(interval.model_error),
         );
+        o.insert(
+            "model_error_method".into(),
+            serde_json::json!("heuristic, not a 90% interval: the 5th-95th percentile interval of the GPU/calibration ranges widened by the model's mean absolute validation error, low x (1 - e), high x (1 + e); train_time_interval_s and cost_interval_usd are widened the same way"),
+        );
         if let Some(t) = interval.train_time_interval_s {
             o.insert("train_time_interval_s".into(), serde_json::json!(t));
         }

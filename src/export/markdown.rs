@@ -43,7 +43,7 @@ pub fn estimate(r: &EstimateReport) -> String {
         "| memory per GPU | {} of {} ({}) |",
         binary_bytes(r.memory_per_gpu_bytes),
         binary_bytes(r.memory_capacity_bytes),
-        if r.fits { "fits" } else { "does not fit" }
+        super::text::fit_words(r.fits, r.memory_headroom_bytes, r.memory_tight)
     );
     let _ = writeln!(s, "| largest batch that fits | {} |", r.max_batch);
     if let Some(t) = r.train_time_s {

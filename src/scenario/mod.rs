@@ -16,10 +16,12 @@ use crate::units::{ByteRate, Bytes, Seconds};
 use std::path::PathBuf;
 
 mod model_defaults;
-pub use model_defaults::{ModelStep, Unset};
+pub use model_defaults::{describe as describe_defaults, ModelStep, Unset};
 
-/// The embedded defaults: the planned JiT-B/4 run (examples/plans/jit-b4-8xh200.toml), batch 64
-/// per GPU on 8 H200 in one node, bf16 autocast, the public code's naive attention, eager, DDP.
+/// roofline's own defaults: the planned JiT-B/4 workload (examples/plans/jit-b4-8xh200.toml),
+/// batch 64 per GPU on 8 H200 in one node, bf16 autocast, the public code's naive attention,
+/// eager, DDP. Batch, attention, precision and mode apply only where the model file has no
+/// `[defaults]` for them: jit-b4's give the public code's torch.compile ([`Unset`]).
 pub mod defaults {
     use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
 

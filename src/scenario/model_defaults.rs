@@ -7,8 +7,9 @@ use crate::graph::{AttentionImpl, ExecMode, Precision, StepConfig};
 use crate::spec::ModelSpec;
 
 /// The step settings the user did not give: the model file's `[defaults]` fill them, else
-/// roofline's own ([`defaults`]). A plan file or a library caller that states every setting
-/// leaves them all false.
+/// roofline's own ([`defaults`]). The command line, Python and a plan file's `[run]` set them
+/// for what they leave out; published-run files and library callers that build a
+/// [`super::ScenarioSpec`] themselves leave them all false (every setting as stated).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Unset {
     /// Samples per GPU per micro-step.

@@ -163,7 +163,12 @@ impl Plan {
     pub fn from_toml(text: &str, file: &str) -> Result<Self> {
         let p: PlanFile = toml::from_str(text)
             .map_err(|e| Error::spec(file, toml_error_field(&e, text), toml_error_problem(&e)))?;
-        let run = p.run.apply(&ScenarioSpec::default(), file, "run")?;
+        // What [run] leaves out comes from the model file's [defaults], as on the command line.
+        let base = ScenarioSpec {
+            unset: crate::scenario::Unset::ALL,
+            ..ScenarioSpec::default()
+        };
+        let run = p.run.apply(&base, file, "run")?;
         let mut alternatives = Vec::with_capacity(p.alternatives.len());
         for (i, t) in p.alternatives.into_iter().enumerate() {
             let at = format!("alternatives[{i}]");

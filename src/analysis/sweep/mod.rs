@@ -614,7 +614,13 @@ pub fn sweep(
 /// Notes on the prices behind a sweep's cost columns: GPUs whose file prices come from
 /// different providers or dates (their cost gap mixes offers), and GPUs without a price.
 pub fn price_notes(base: &ScenarioSpec, dims: &[Dim]) -> Result<Vec<String>> {
-    if base.price_per_gpu_hour.is_some() || dims.iter().any(|d| d.param == Param::Price) {
+    let varied = dims.iter().any(|d| d.param == Param::Price);
+    if let (Some(p), true) = (base.price_per_gpu_hour, varied) {
+        return Ok(vec![format!(
+            "--vary price sets the price of every row: --price-per-gpu-hour {p} is not used"
+        )]);
+    }
+    if base.price_per_gpu_hour.is_some() || varied {
         return Ok(Vec::new());
     }
     let gpus: Vec<String> = dims

@@ -107,7 +107,7 @@ pub fn ops(a: &OpsArgs) -> Result<()> {
 pub fn ops_json(a: &OpsArgs) -> Result<serde_json::Value> {
     let model = a.step.model()?;
     import_notes(&model);
-    let step = a.step.step_config();
+    let step = a.step.step_config_for(&model)?;
     let mut ops = Vec::new();
     crate::graph::build_step(&model, &step, &mut ops)?;
     json::ops(&model, &step, &ops)

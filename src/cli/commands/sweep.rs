@@ -36,6 +36,11 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
     if !METRICS.contains(&metric) {
         return Err(Error::unknown("metric", &a.metric, &METRICS));
     }
+    if metric.starts_with("train_") && !dataset {
+        return Err(Error::Invalid(format!(
+            "--metric {metric} needs a dataset: give --train-samples or --train-tokens"
+        )));
+    }
     if metric != a.metric {
         note!("--metric {}: {metric}", a.metric);
     }
@@ -118,13 +123,16 @@ pub fn sweep(a: &SweepArgs) -> Result<()> {
             if let Some(b) = &mut best {
                 b.offer(&row);
             }
-            if a.fits_only && row.fits != Some(true) {
+            // The chart keeps every point of the grid (its positions come from the grid); a
+            // dropped row is a gap in it.
+            let keep = !a.fits_only || row.fits == Some(true);
+            if a.plot.is_some() {
+                values.push(if keep { row.metric(metric) } else { None });
+                fits.push(row.fits);
+            }
+            if !keep {
                 dropped += 1;
                 return Ok(());
-            }
-            if a.plot.is_some() {
-                values.push(row.metric(metric));
-                fits.push(row.fits);
             }
             let line = if csv_out {
                 csv::sweep_row(&row)?

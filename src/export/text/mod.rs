@@ -133,9 +133,12 @@ pub fn memory(r: &MemoryReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} on {}: batch {} per GPU, attention {}, checkpointing {}, ZeRO-{}",
-        r.model, r.gpu, r.batch, r.attention, r.checkpointing, r.zero
+        "{} on {}: batch {} per GPU, attention {}, {}, {} mode, checkpointing {}, ZeRO-{}",
+        r.model, r.gpu, r.batch, r.attention, r.precision, r.mode, r.checkpointing, r.zero
     );
+    for n in &r.setting_notes {
+        let _ = writeln!(s, "  ({n})");
+    }
     let m = &r.memory;
     let copies = if r.zero >= 3 {
         "gathered weights + autocast shard copy"
@@ -168,7 +171,7 @@ pub fn memory(r: &MemoryReport) -> String {
 }
 
 /// "fits, 12.3 GiB headroom", a TIGHT warning under the margin, or "DOES NOT FIT".
-fn fit_words(fits: bool, headroom: f64, tight: bool) -> String {
+pub(crate) fn fit_words(fits: bool, headroom: f64, tight: bool) -> String {
     if !fits {
         return "DOES NOT FIT".into();
     }
@@ -565,7 +568,7 @@ pub fn interval(i: &Interval) -> String {
     let [lo, hi] = i.step_time_interval_with_model_error_s;
     let _ = write!(
         s,
-        "\nwith the model's own error: step {} - {} (the interval widened by {:.1}%, the {})",
+        "\nwith the model's own error (a heuristic, not a 90% interval): step {} - {} (widened by {:.1}%, the {})",
         human_duration(Seconds(lo)),
         human_duration(Seconds(hi)),
         100.0 * i.model_error.fraction,

@@ -9,7 +9,8 @@ fn value(v: f64, what: &str) -> String {
     match what {
         "training time, s" => human_duration(Seconds(v)),
         "seconds per sample" => format!("{:.1} us/sample", v * 1e6),
-        "training cost, USD" => format!("${v:.0}"),
+        "training cost, USD" if v >= 100.0 => format!("${v:.0}"),
+        "training cost, USD" => format!("${v:.3}"),
         _ => format!("${:.2}/1M samples", v * 1e6),
     }
 }
