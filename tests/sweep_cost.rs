@@ -255,7 +255,10 @@ fn fits_only_keeps_the_chart_grid_and_training_metrics_need_a_dataset() {
     let all = run(&[]);
     let fit = run(&["--fits-only"]);
     for svg in [&all, &fit] {
-        assert!(svg.contains("\nnaive\n") && svg.contains("\nflash2\n"), "{svg}");
+        assert!(
+            svg.contains("\nnaive\n") && svg.contains("\nflash2\n"),
+            "{svg}"
+        );
     }
     let (code, _, err) = roofline(&[
         "sweep",
