@@ -326,6 +326,8 @@ fn index(audit: &str) -> String {
     for g in ROOFLINE_GPUS {
         let _ = writeln!(s, "- Roofline chart of the planned run on {g}: [SVG](roofline-jit-b4-{g}.svg), [PNG](roofline-jit-b4-{g}.png)");
     }
+    let _ = writeln!(s, "- Sensitivity (tornado) of the planned run on h200-sxm, `roofline sensitivity --mode eager --out F`: [SVG](sensitivity-jit-b4-h200-sxm.svg), [PNG](sensitivity-jit-b4-h200-sxm.png)");
+    let _ = writeln!(s, "- Sweep of the planned run over batch and attention, `roofline sweep --mode eager --vary batch=16..1024 --vary attention=naive,sdpa-math,unfused,flash2,flash3 --plot F`: [SVG](sweep-jit-b4-h200-sxm-batch-attention.svg), [PNG](sweep-jit-b4-h200-sxm-batch-attention.png)");
     for g in ROOFLINE_GPUS {
         let _ = writeln!(s);
         let _ = writeln!(
@@ -466,5 +468,35 @@ pub fn files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
             out.push((p, bytes));
         }
     }
+    // The tornado of the planned run, and a sweep of its batch and attention (the kinds of
+    // chart `sensitivity` and `sweep --plot` draw), so that every chart type is regenerated.
+    let tornado = crate::plot::tornado::Tornado::new(&crate::analysis::sensitivity::analyse(
+        &planned_run("h200-sxm").load()?,
+    )?);
+    let (base, dims) = sweep_of_the_plan()?;
+    let swept = crate::analysis::sweep::collect(&base, &dims)?;
+    let values: Vec<Option<f64>> = swept.rows.iter().map(|r| r.step_time_s).collect();
+    let fits: Vec<Option<bool>> = swept.rows.iter().map(|r| r.fits).collect();
+    let sweep_chart =
+        crate::plot::sweep::SweepChart::new(&swept.vary, &values, &fits, "step_time_s", &base)?;
+    for ext in ["svg", "png"] {
+        let p = dir.join(format!("sensitivity-jit-b4-h200-sxm.{ext}"));
+        let bytes = render_for(&tornado, &p, SIZE)?;
+        out.push((p, bytes));
+        let p = dir.join(format!("sweep-jit-b4-h200-sxm-batch-attention.{ext}"));
+        let bytes = render_for(&sweep_chart, &p, SIZE)?;
+        out.push((p, bytes));
+    }
     Ok(out)
+}
+
+/// The sweep the reports chart: the planned run (eager, as planned) over batch 16 to 1024 and
+/// the five attention implementations, `roofline sweep --mode eager --vary batch=16..1024
+/// --vary attention=naive,sdpa-math,unfused,flash2,flash3 --plot ...`.
+fn sweep_of_the_plan() -> Result<(ScenarioSpec, Vec<crate::analysis::sweep::Dim>)> {
+    let dims = ["batch=16..1024", "attention=naive,sdpa-math,unfused,flash2,flash3"]
+        .iter()
+        .map(|v| crate::analysis::sweep::parse_vary(v))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((planned_run("h200-sxm"), dims))
 }
