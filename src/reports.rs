@@ -494,9 +494,12 @@ pub fn files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
 /// the five attention implementations, `roofline sweep --mode eager --vary batch=16..1024
 /// --vary attention=naive,sdpa-math,unfused,flash2,flash3 --plot ...`.
 fn sweep_of_the_plan() -> Result<(ScenarioSpec, Vec<crate::analysis::sweep::Dim>)> {
-    let dims = ["batch=16..1024", "attention=naive,sdpa-math,unfused,flash2,flash3"]
-        .iter()
-        .map(|v| crate::analysis::sweep::parse_vary(v))
-        .collect::<Result<Vec<_>>>()?;
+    let dims = [
+        "batch=16..1024",
+        "attention=naive,sdpa-math,unfused,flash2,flash3",
+    ]
+    .iter()
+    .map(|v| crate::analysis::sweep::parse_vary(v))
+    .collect::<Result<Vec<_>>>()?;
     Ok((planned_run("h200-sxm"), dims))
 }
