@@ -10,7 +10,7 @@
 //! configuration that does not fit in memory at the report's batch; the model's own sequence
 //! length is a dotted vertical line.
 
-use super::{series_color, DrawResult, Figure};
+use super::{draw_marker, series_color, DrawResult, Figure, Shape};
 use crate::analysis::flash::{FlashReport, FlashRow};
 use crate::graph::AttentionImpl;
 use crate::units::{binary_bytes, Bytes};
@@ -63,15 +63,7 @@ fn style(i: usize) -> (u32, Option<(u32, u32)>, Shape, i32) {
     }
 }
 
-/// Marker shapes.
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    Circle,
-    Square,
-    Triangle,
-    Diamond,
-}
-
+/// Marker `shape` in colour `col`, filled or hollow (white inside).
 fn mark<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     shape: Shape,
@@ -80,27 +72,8 @@ fn mark<DB: DrawingBackend>(
     col: RGBColor,
     filled: bool,
 ) -> DrawResult<DB> {
-    let (x, y) = at;
-    let pts = match shape {
-        Shape::Circle => {
-            let fill = if filled { col.filled() } else { WHITE.filled() };
-            area.draw(&Circle::new(at, r, fill))?;
-            return area.draw(&Circle::new(at, r, col.stroke_width(2)));
-        }
-        Shape::Square => vec![
-            (x - r, y - r),
-            (x + r, y - r),
-            (x + r, y + r),
-            (x - r, y + r),
-        ],
-        Shape::Triangle => vec![(x, y - r), (x + r, y + r * 2 / 3), (x - r, y + r * 2 / 3)],
-        Shape::Diamond => vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y)],
-    };
     let fill = if filled { col.filled() } else { WHITE.filled() };
-    area.draw(&Polygon::new(pts.clone(), fill))?;
-    let mut closed = pts;
-    closed.push(closed[0]);
-    area.draw(&PathElement::new(closed, col.stroke_width(2)))
+    draw_marker(area, shape, at, r, fill, col.stroke_width(2))
 }
 
 /// A power of two of GiB as a round label: 256 MiB, 1 GiB, 64 GiB, 2 TiB.

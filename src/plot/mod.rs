@@ -239,3 +239,46 @@ pub fn log_ticks(lo: f64, hi: f64, base2: bool) -> Vec<f64> {
     }
     v
 }
+
+/// Marker shapes of the charts.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    /// Circle of radius r.
+    Circle,
+    /// Square of half-side r.
+    Square,
+    /// Triangle pointing up, r above and 2r/3 below the centre.
+    Triangle,
+    /// Diamond of half-diagonal r.
+    Diamond,
+}
+
+/// Draws marker `shape` of size `r` at `at`, filled with `fill`, outlined with `edge`.
+pub fn draw_marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    shape: Shape,
+    at: (i32, i32),
+    r: i32,
+    fill: ShapeStyle,
+    edge: ShapeStyle,
+) -> DrawResult<DB> {
+    let (x, y) = at;
+    let pts = match shape {
+        Shape::Circle => {
+            area.draw(&Circle::new(at, r, fill))?;
+            return area.draw(&Circle::new(at, r, edge));
+        }
+        Shape::Square => vec![
+            (x - r, y - r),
+            (x + r, y - r),
+            (x + r, y + r),
+            (x - r, y + r),
+        ],
+        Shape::Triangle => vec![(x, y - r), (x + r, y + r * 2 / 3), (x - r, y + r * 2 / 3)],
+        Shape::Diamond => vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y)],
+    };
+    area.draw(&Polygon::new(pts.clone(), fill))?;
+    let mut closed = pts;
+    closed.push(closed[0]);
+    area.draw(&PathElement::new(closed, edge))
+}

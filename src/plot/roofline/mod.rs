@@ -27,7 +27,7 @@
 
 pub mod layout;
 
-use super::{class_color, si_label, DrawResult, Figure};
+use super::{class_color, draw_marker, si_label, DrawResult, Figure, Shape};
 use crate::analysis::roofline::{MeasuredPoint, RooflineChart};
 use crate::error::{Error, Result};
 use crate::graph::{OpClass, Phase};
@@ -101,6 +101,7 @@ impl RooflineChart {
     }
 }
 
+/// An op's marker: a circle forward, a triangle backward, a square for the optimizer.
 fn marker<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     phase: Phase,
@@ -109,35 +110,12 @@ fn marker<DB: DrawingBackend>(
     fill: ShapeStyle,
     edge: ShapeStyle,
 ) -> DrawResult<DB> {
-    match phase {
-        Phase::Forward => {
-            area.draw(&Circle::new(at, r, fill))?;
-            area.draw(&Circle::new(at, r, edge))
-        }
-        Phase::Backward => {
-            let s = (r as f64 * 1.3) as i32;
-            let pts = vec![
-                (at.0, at.1 - s),
-                (at.0 - s, at.1 + s * 2 / 3),
-                (at.0 + s, at.1 + s * 2 / 3),
-            ];
-            area.draw(&Polygon::new(pts.clone(), fill))?;
-            let mut closed = pts;
-            closed.push(closed[0]);
-            area.draw(&PathElement::new(closed, edge))
-        }
-        Phase::Optimizer => {
-            let s = r * 9 / 10;
-            area.draw(&Rectangle::new(
-                [(at.0 - s, at.1 - s), (at.0 + s, at.1 + s)],
-                fill,
-            ))?;
-            area.draw(&Rectangle::new(
-                [(at.0 - s, at.1 - s), (at.0 + s, at.1 + s)],
-                edge,
-            ))
-        }
-    }
+    let (shape, size) = match phase {
+        Phase::Forward => (Shape::Circle, r),
+        Phase::Backward => (Shape::Triangle, (r as f64 * 1.3) as i32),
+        Phase::Optimizer => (Shape::Square, r * 9 / 10),
+    };
+    draw_marker(area, shape, at, size, fill, edge)
 }
 
 fn radius(share: f64) -> i32 {
