@@ -10,6 +10,7 @@
 //!   ([`crate::spec::ModelSpec::with_sequence`]);
 //! - `gpu-comparison.md`: time and cost of the plan's 10B- and 1T-token datasets on 8 x
 //!   h100-sxm, h200-sxm, b200 and mi300x;
+//! - `fidelity.md`: each modelled mechanism's effect on every validation set;
 //! - `README.md`: an index.
 //!
 //! The Markdown files are a pure function of the code and the spec files;
@@ -322,6 +323,7 @@ fn index(audit: &str) -> String {
         "- [Validation: predicted vs measured training steps on an H100](validation.md)"
     );
     let _ = writeln!(s, "- [Large runs: Korthikanti et al. 2022 Table 5 (22B to 1T on up to 512 A100s), predicted vs measured, and their activation memory](published-korthikanti-2022.md)");
+    let _ = writeln!(s, "- [Fidelity: what each modelled mechanism does to the error on every validation set](fidelity.md)");
     let _ = writeln!(s, "- [Measurements with provenance](measurements/)");
     for g in ROOFLINE_GPUS {
         let _ = writeln!(s, "- Roofline chart of the planned run on {g}: [SVG](roofline-jit-b4-{g}.svg), [PNG](roofline-jit-b4-{g}.png)");
@@ -336,6 +338,25 @@ fn index(audit: &str) -> String {
         );
     }
     s
+}
+
+/// reports/fidelity.md: every modelled mechanism's effect on every validation set
+/// ([`crate::analysis::fidelity`]).
+pub fn fidelity() -> Result<String> {
+    use crate::analysis::published::PublishedRuns;
+    let (m_path, m_text) = crate::validate::H100_MEASUREMENTS;
+    let m: crate::validate::Measurements = serde_json::from_str(m_text)
+        .map_err(|e| crate::error::Error::spec(m_path, "(json)", e.to_string()))?;
+    let table5 = PublishedRuns::korthikanti_table5()?;
+    let f = crate::analysis::fidelity::fidelity(
+        &[(&m, m_path, "h100-sxm")],
+        &[(
+            &table5,
+            "the GEMM ceiling of its calibration file (one constant, leave-one-out error in \
+             reports/published-korthikanti-2022.md)",
+        )],
+    )?;
+    Ok(crate::export::markdown::fidelity(&f))
 }
 
 /// The step times of Korthikanti et al. 2022 Table 5 predicted, the fit of the one constant
@@ -438,6 +459,7 @@ pub fn markdown_files() -> Result<Vec<(String, String)>> {
         "published-korthikanti-2022.md".to_string(),
         published_korthikanti()?,
     ));
+    v.push(("fidelity.md".to_string(), fidelity()?));
     let audit_name = v[0].0.clone();
     v.push(("README.md".to_string(), index(&audit_name)));
     Ok(v)

@@ -20,7 +20,7 @@ use crate::graph::{
 };
 use crate::spec::{load_gpu, load_model};
 use crate::time::Calibration;
-use crate::time::{op_time, Fleet, Machine};
+use crate::time::{op_time, Fleet, Machine, Mechanisms};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -248,12 +248,27 @@ pub fn validate(
     gpu_name: &str,
     cal: Option<&Calibration>,
 ) -> Result<Validation> {
+    validate_with(m, file, gpu_name, cal, Mechanisms::ALL)
+}
+
+/// [`validate`] with only the model mechanisms `mechanisms` on (the fidelity report's
+/// ablations).
+pub fn validate_with(
+    m: &Measurements,
+    file: &str,
+    gpu_name: &str,
+    cal: Option<&Calibration>,
+    mechanisms: Mechanisms,
+) -> Result<Validation> {
     m.check(file)?;
     let gpu = load_gpu(gpu_name)?;
     if let Some(c) = cal {
         c.check_gpu(&gpu, "calibration")?;
     }
-    let mach = Machine::new(&gpu, cal);
+    let mach = Machine {
+        mechanisms,
+        ..Machine::new(&gpu, cal)
+    };
     let mut est = Estimator::new();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();

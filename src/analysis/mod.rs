@@ -9,10 +9,12 @@
 //! - [`uncertainty`]: a Monte Carlo interval of the step time;
 //! - [`flash`]: attention implementations across sequence lengths;
 //! - [`roofline`]: the points and roofs of a roofline chart;
-//! - [`audit`]: a plan's claims checked against the model.
+//! - [`audit`]: a plan's claims checked against the model;
+//! - [`fidelity`]: each modelled mechanism's effect on the validation sets.
 
 pub mod audit;
 pub mod catalog;
+pub mod fidelity;
 pub mod findings;
 pub mod flash;
 pub mod model_error;

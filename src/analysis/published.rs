@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::estimate::Estimator;
 use crate::scenario::{ScenarioSpec, ScenarioTable};
 use crate::spec::toml_error::{toml_error_field, toml_error_problem};
+use crate::time::Mechanisms;
 use serde::{Deserialize, Serialize};
 
 /// Korthikanti et al. 2022, Table 5 (path, contents), embedded for the reports and tests.
@@ -263,13 +264,20 @@ fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
 
 /// Predicts every run of `runs`.
 pub fn validate(runs: &PublishedRuns) -> Result<PublishedValidation> {
+    validate_with(runs, Mechanisms::ALL)
+}
+
+/// [`validate`] with only the model mechanisms `mechanisms` on (the fidelity report's
+/// ablations).
+pub fn validate_with(runs: &PublishedRuns, mechanisms: Mechanisms) -> Result<PublishedValidation> {
     let mut est = Estimator::new();
     let mut rows = Vec::with_capacity(runs.runs.len());
     for r in &runs.runs {
-        let s = r
+        let mut s = r
             .scenario
             .load()
             .map_err(|e| Error::Invalid(format!("{}: run `{}`: {e}", runs.file, r.name)))?;
+        s.machine.mechanisms = mechanisms;
         let e = est.estimate(&s.model, &s.machine, &s.run)?;
         let step = e.step_time.0;
         rows.push(PublishedRow {

@@ -278,6 +278,11 @@ pub fn exposed_communication(
         }
         (total, exposed)
     };
+    if !mach.mechanisms.comm_overlap {
+        // The fidelity report's ablation: everything hides behind the step's compute.
+        let compute = (forward + backward) * k;
+        return (total, (total - compute).max(Seconds::ZERO));
+    }
     // What hides behind compute slows it by NCCL's share of the SMs.
     let hidden = (total - exposed).max(Seconds::ZERO);
     let contention = Seconds(hidden.0.min(((forward + backward) * k).0)) * NCCL_SM_SHARE;

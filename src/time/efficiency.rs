@@ -187,6 +187,11 @@ impl Machine {
         let shape = |s: f64| s / (s + self.flash_seq_half);
         let causal = if causal { self.flash_causal } else { 1.0 };
         let scaled = f * causal * shape(seq as f64) / shape(self.flash_seq_ref);
-        Ok(self.peak_bf16 * scaled.min(eff.max).min(self.frac_bf16))
+        let cap = if self.mechanisms.attention_cap {
+            eff.max
+        } else {
+            self.frac_bf16
+        };
+        Ok(self.peak_bf16 * scaled.min(cap).min(self.frac_bf16))
     }
 }

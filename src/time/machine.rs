@@ -5,6 +5,7 @@
 use super::calibration::Calibration;
 use super::efficiency::DEFAULT_K0;
 use super::figures::FIGURES;
+use super::mechanisms::Mechanisms;
 use crate::graph::{Dtype, Precision, PrecisionPolicy, Unit};
 use crate::spec::{GpuSpec, Sourced};
 use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
@@ -83,6 +84,8 @@ pub struct Machine {
     pub allreduce_latency: Seconds,
     /// Default price per GPU-hour (USD), if the spec has one.
     pub price: Option<f64>,
+    /// Which modelled mechanisms apply (all of them, but in the fidelity report's ablations).
+    pub mechanisms: Mechanisms,
 }
 
 fn pair(
@@ -152,6 +155,7 @@ impl Machine {
             allreduce_busbw: ByteRate(gpu.interconnect.allreduce_bus_bandwidth.value),
             allreduce_latency: Seconds(gpu.interconnect.allreduce_latency_s.value),
             price: gpu.price.as_ref().map(|p| p.usd_per_gpu_hour.value),
+            mechanisms: Mechanisms::ALL,
         };
         if let Some(c) = cal {
             for f in FIGURES {

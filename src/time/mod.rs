@@ -29,15 +29,17 @@ pub mod comm;
 pub mod efficiency;
 pub mod figures;
 pub mod machine;
+pub mod mechanisms;
 
 pub use calibration::Calibration;
 pub use comm::Fleet;
 pub use figures::{Figure, FIGURES};
 pub use machine::{FlashEfficiency, Machine};
+pub use mechanisms::{Mechanism, Mechanisms, MECHANISMS};
 
 use crate::error::{Error, Result};
 use crate::graph::{AttentionImpl, Precision, PrecisionPolicy};
-use crate::graph::{Chain, ExecMode, Op, OpKind, Phase};
+use crate::graph::{Chain, ExecMode, Op, OpKind, Phase, Role};
 use crate::units::{Bytes, FlopRate, Seconds};
 use serde::Serialize;
 
@@ -97,12 +99,15 @@ pub fn op_time(
     mode: ExecMode,
     attention: AttentionImpl,
 ) -> Result<OpTime> {
+    // Without the fused-loss mechanism the loss moves its eager bytes in every mode.
+    let unfused_loss = op.role == Role::Loss && !mach.mechanisms.fused_loss;
     let (read, written) = match mode {
         ExecMode::Eager => (op.bytes_read, op.bytes_written),
+        _ if unfused_loss => (op.bytes_read, op.bytes_written),
         ExecMode::Compiled | ExecMode::Graphs => (op.fused_read, op.fused_written),
     };
     // torch.compile pads misaligned matmuls (see `Machine::gemm_rate`).
-    let padding = mode != ExecMode::Eager;
+    let padding = mode != ExecMode::Eager && mach.mechanisms.shape_padding;
     let attainable = match op.kind {
         OpKind::Gemm { m, n, k, token_dim } => {
             mach.gemm_rate(op.unit, op.dtype, 1, (m, n, k), Some(token_dim), padding)

@@ -1,0 +1,108 @@
+//! The mechanism switches of the fidelity report: each turns off one mechanism, which changes
+//! the step time of a run that exercises it in the direction the mechanism explains, and the
+//! report's "as it ships" errors are the plain validation's.
+
+use roofline::analysis::fidelity::fidelity;
+use roofline::analysis::published::{self, PublishedRuns};
+use roofline::cli::parse_scenario;
+use roofline::estimate::Estimator;
+use roofline::time::{Mechanisms, MECHANISMS};
+use roofline::validate::{validate, Measurements, H100_MEASUREMENTS};
+
+/// Step time of the scenario given by `args` with only `mechanisms` on.
+fn step_s(args: &[&str], mechanisms: Mechanisms) -> f64 {
+    let mut s = parse_scenario(args).unwrap();
+    s.machine.mechanisms = mechanisms;
+    Estimator::new()
+        .estimate(&s.model, &s.machine, &s.run)
+        .unwrap()
+        .step_time
+        .0
+}
+
+/// [`step_s`] with the mechanism called `name` off, and with everything on.
+fn without(args: &[&str], name: &str) -> (f64, f64) {
+    let m = MECHANISMS.iter().find(|m| m.name == name).unwrap();
+    let mut off = Mechanisms::ALL;
+    (m.off)(&mut off);
+    (step_s(args, off), step_s(args, Mechanisms::ALL))
+}
+
+#[test]
+fn fsdp_without_the_overlap_model_hides_all_its_communication() {
+    // Llama 3 8B under FSDP on 8 H100: the per-block gathers and reduce-scatters expose some
+    // communication and NCCL slows the compute; "everything hides" predicts a faster step.
+    let args = [
+        "--model",
+        "llama3-8b",
+        "--gpu",
+        "h100-sxm",
+        "--gpus",
+        "8",
+        "--zero",
+        "3",
+        "--batch",
+        "1",
+    ];
+    let (off, on) = without(&args, "data-parallel overlap");
+    assert!(off < on, "off {off} on {on}");
+}
+
+#[test]
+fn compiled_gpt2_without_padding_or_the_fused_loss_is_slower() {
+    // GPT-2's vocabulary of 50257 is misaligned; nanoGPT's defaults compile it.
+    let args = ["--model", "gpt2-124m", "--gpu", "h100-sxm", "--gpus", "1"];
+    let (off, on) = without(&args, "compiled shape padding");
+    assert!(off > on, "padding: off {off} on {on}");
+    let (off, on) = without(&args, "compiled fused loss");
+    assert!(off > on, "fused loss: off {off} on {on}");
+    // Eager runs are untouched by either.
+    let eager = [&args[..], &["--mode", "eager"]].concat();
+    let (off, on) = without(&eager, "compiled shape padding");
+    assert_eq!(off, on);
+    let (off, on) = without(&eager, "compiled fused loss");
+    assert_eq!(off, on);
+}
+
+#[test]
+fn long_causal_flash_attention_without_the_cap_runs_faster() {
+    let args = [
+        "--model",
+        "llama3-8b",
+        "--gpu",
+        "a100-sxm-80gb",
+        "--gpus",
+        "1",
+        "--seq",
+        "32768",
+        "--attention",
+        "flash2",
+        "--batch",
+        "1",
+        "--checkpointing",
+        "full",
+    ];
+    let (off, on) = without(&args, "fused-attention cap");
+    assert!(off < on, "off {off} on {on}");
+}
+
+#[test]
+fn the_report_as_it_ships_is_the_plain_validation() {
+    let (path, text) = H100_MEASUREMENTS;
+    let m: Measurements = serde_json::from_str(text).unwrap();
+    let table5 = PublishedRuns::korthikanti_table5().unwrap();
+    let f = fidelity(&[(&m, path, "h100-sxm")], &[(&table5, "test")]).unwrap();
+    let plain = validate(&m, path, "h100-sxm", None).unwrap();
+    assert_eq!(f.all_on[0].mean_abs, plain.mape);
+    assert_eq!(f.all_on[0].max_abs.0, plain.max_error);
+    let t5 = published::validate(&table5).unwrap();
+    assert_eq!(f.all_on[1].mean_abs, t5.mean_abs_error);
+    assert_eq!(f.mechanisms.len(), MECHANISMS.len());
+    // Table 5's Megatron runs compute their loss compiled: the fused-loss switch moves them.
+    let fused = f
+        .mechanisms
+        .iter()
+        .find(|m| m.name == "compiled fused loss")
+        .unwrap();
+    assert!(f.all_on[1].changed_from(&fused.without[1]).0 > 0);
+}
