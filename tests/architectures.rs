@@ -59,6 +59,22 @@ fn zoo_parameter_counts_match_published_figures() {
             "{name}: {p} vs {published}"
         );
     }
+    // The MPT models of llm-foundry's benchmarks, exactly as the NumParams column of
+    // mosaicml/llm-foundry scripts/train/benchmarking/README.md gives them at sequence 2048
+    // (biases, learned positions, vocabulary 50368, tied embeddings).
+    for (name, published) in [
+        ("mpt-125m", 125_311_488u64),
+        ("mpt-350m", 355_985_408),
+        ("mpt-760m", 760_470_528),
+        ("mpt-1b", 1_315_950_592),
+        ("mpt-3b", 2_651_837_440),
+        ("mpt-7b", 6_658_859_008),
+        ("mpt-13b", 12_853_954_560),
+        ("mpt-30b", 29_975_214_080),
+    ] {
+        let p = param_count(&load_model(name).unwrap());
+        assert_eq!(p.total, published, "{name}");
+    }
 }
 
 /// The same model with multi-head attention (kv = h).

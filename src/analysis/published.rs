@@ -17,6 +17,15 @@ pub const KORTHIKANTI_TABLE5: (&str, &str) = (
     include_str!("../../validation/published/korthikanti-2022-table5.toml"),
 );
 
+/// Published end-to-end training runs of others (path, contents), embedded for the reports and
+/// tests: the runs an ML engineer plans (one node of 8 GPUs, FSDP, eager), predicted with no
+/// calibration. They are the model's independent test: no constant of roofline is fitted to
+/// them.
+pub const END_TO_END: &[(&str, &str)] = &[(
+    "validation/published/llm-foundry-mpt-fsdp.toml",
+    include_str!("../../validation/published/llm-foundry-mpt-fsdp.toml"),
+)];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishedFile {
@@ -142,6 +151,15 @@ impl PublishedRuns {
     /// The embedded Korthikanti et al. 2022 Table 5 file (paths relative to the repository).
     pub fn korthikanti_table5() -> Result<Self> {
         Self::from_toml(KORTHIKANTI_TABLE5.1, KORTHIKANTI_TABLE5.0)
+    }
+
+    /// The embedded files of published end-to-end runs, [`END_TO_END`] (paths relative to the
+    /// repository).
+    pub fn end_to_end() -> Result<Vec<Self>> {
+        END_TO_END
+            .iter()
+            .map(|(path, text)| Self::from_toml(text, path))
+            .collect()
     }
 }
 

@@ -42,6 +42,14 @@ pub const MODELS: &[(&str, &str)] = &[
     ("gpt3-175b", include_str!("../../models/gpt3-175b.toml")),
     ("mt-nlg-530b", include_str!("../../models/mt-nlg-530b.toml")),
     ("megatron-1t", include_str!("../../models/megatron-1t.toml")),
+    ("mpt-125m", include_str!("../../models/mpt-125m.toml")),
+    ("mpt-350m", include_str!("../../models/mpt-350m.toml")),
+    ("mpt-760m", include_str!("../../models/mpt-760m.toml")),
+    ("mpt-1b", include_str!("../../models/mpt-1b.toml")),
+    ("mpt-3b", include_str!("../../models/mpt-3b.toml")),
+    ("mpt-7b", include_str!("../../models/mpt-7b.toml")),
+    ("mpt-13b", include_str!("../../models/mpt-13b.toml")),
+    ("mpt-30b", include_str!("../../models/mpt-30b.toml")),
 ];
 
 /// Embedded GPU specs: (name, TOML text).

@@ -1,0 +1,120 @@
+//! The published end-to-end runs (validation/published/, embedded as
+//! `PublishedRuns::end_to_end`): every run loads and is predicted, each measured step time is
+//! the arithmetic its quote shows, and the error stays within a regression guard.
+//!
+//! These runs are roofline's independent test: nothing is fitted to them. The bounds below are
+//! regression guards set a little above today's errors, not a fit: if a change to the model
+//! moves the error past them, look at why before widening them, and never tune a constant to
+//! these runs to bring them back.
+
+use roofline::analysis::published::{validate, PublishedRuns, END_TO_END};
+
+/// Mean absolute step-time error over the llm-foundry MPT runs: 10.0% when this was written.
+const MEAN_ABS_ERROR_GUARD: f64 = 0.13;
+/// Largest absolute step-time error: 18.9% when this was written.
+const MAX_ABS_ERROR_GUARD: f64 = 0.25;
+/// Runs roofline predicts not to fit in memory although they ran: 13 of 18 when this was
+/// written (a known problem of the memory model). The bound only keeps it from growing; lower
+/// it when the memory model improves.
+const MISFITS_GUARD: usize = 13;
+
+#[test]
+fn every_embedded_file_is_the_one_on_disk_and_every_run_is_predicted() {
+    let embedded = PublishedRuns::end_to_end().unwrap();
+    assert_eq!(embedded.len(), END_TO_END.len());
+    for runs in &embedded {
+        let on_disk = PublishedRuns::load(std::path::Path::new(&runs.file)).unwrap();
+        assert_eq!(on_disk.runs.len(), runs.runs.len(), "{}", runs.file);
+        // An independent test carries no calibration.
+        for r in &runs.runs {
+            assert!(
+                r.scenario.calibration.is_none(),
+                "{}: {}",
+                runs.file,
+                r.name
+            );
+        }
+        let v = validate(runs).unwrap();
+        assert_eq!(v.rows.len(), runs.runs.len());
+        for row in &v.rows {
+            assert!(
+                row.predicted_step_s.is_finite() && row.predicted_step_s > 0.0,
+                "{}: {}",
+                runs.file,
+                row.name
+            );
+            assert!(row.mfu.is_finite() && row.mfu > 0.0 && row.mfu < 1.0);
+            assert!(row.memory_bytes.is_finite() && row.memory_bytes > 0.0);
+        }
+    }
+}
+
+/// "... (Throughput (T/s/GPU) N; B x S / 8 = T tokens per GPU per step / N = X s)": the number
+/// after `key` in `quote`.
+fn number_after(quote: &str, key: &str) -> f64 {
+    let at = quote
+        .find(key)
+        .unwrap_or_else(|| panic!("no `{key}` in {quote}"))
+        + key.len();
+    let digits: String = quote[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[test]
+fn llm_foundry_step_times_are_tokens_per_gpu_over_the_quoted_throughput() {
+    let runs = PublishedRuns::end_to_end().unwrap();
+    let mpt = runs
+        .iter()
+        .find(|r| r.name == "llm-foundry-mpt-fsdp")
+        .unwrap();
+    for r in &mpt.runs {
+        let s = &r.scenario;
+        let throughput = number_after(&r.quote, "Throughput (T/s/GPU)");
+        let tokens = number_after(&r.quote, "=");
+        let (global, seq) = (s.global_batch.unwrap() as f64, s.seq.unwrap() as f64);
+        assert_eq!(tokens, global * seq / s.gpus as f64, "{}", r.name);
+        // The row gives the micro-batch, and the sharding over all 8 GPUs.
+        assert!(
+            r.quote.contains(&format!(" | {} | ", s.step.batch)),
+            "{}",
+            r.name
+        );
+        assert!(r.quote.contains("FULL_SHARD") && s.zero == 3, "{}", r.name);
+        let step = tokens / throughput;
+        assert!(
+            (r.measured_step_s / step - 1.0).abs() < 5e-4,
+            "{}: {} vs {step}",
+            r.name,
+            r.measured_step_s
+        );
+    }
+}
+
+#[test]
+fn end_to_end_error_stays_within_the_regression_guard() {
+    for runs in PublishedRuns::end_to_end().unwrap() {
+        let v = validate(&runs).unwrap();
+        let misfits = v.rows.iter().filter(|r| !r.fits).count();
+        println!(
+            "{}: mean absolute error {:.1}%, largest {:.1}%, {misfits} of {} runs predicted not to fit",
+            v.file,
+            100.0 * v.mean_abs_error,
+            100.0 * v.max_abs_error,
+            v.rows.len()
+        );
+        assert!(
+            v.mean_abs_error < MEAN_ABS_ERROR_GUARD,
+            "{}",
+            v.mean_abs_error
+        );
+        assert!(v.max_abs_error < MAX_ABS_ERROR_GUARD, "{}", v.max_abs_error);
+        assert!(
+            misfits <= MISFITS_GUARD,
+            "{misfits} runs predicted not to fit"
+        );
+    }
+}
