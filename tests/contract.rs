@@ -408,3 +408,26 @@ fn the_largest_batch_fits_and_one_more_does_not() {
     assert_eq!(at(&max.to_string())["fits"], true);
     assert_eq!(at(&(max + 1).to_string())["fits"], false);
 }
+
+#[test]
+fn a_fused_cross_entropy_for_a_diffusion_model_is_refused() {
+    rejects(
+        &["estimate", "--loss", "fused"],
+        &["fused", "jit-b4", "MSE", "--loss torch"],
+    );
+    rejects(
+        &["estimate", "--loss", "liger"],
+        &["liger", "torch", "fused"],
+    );
+    let (code, out, err) = run(&[
+        "estimate",
+        "--model",
+        "gpt2-124m",
+        "--gpus",
+        "1",
+        "--loss",
+        "fused",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("loss fused"), "{out}");
+}

@@ -163,3 +163,30 @@ fn compiled_execution_keeps_fewer_activations() {
         "{fused} vs {eager}"
     );
 }
+
+/// llm-foundry's low-precision LayerNorm (MPT's default `norm_type`) casts the fp32 residual
+/// stream to bf16 before normalizing: each of a block's two norms keeps 2 bytes per element
+/// instead of 4, and hands bf16 on (so the GEMM after it needs no cast).
+#[test]
+fn a_low_precision_layernorm_keeps_16_bit_inputs() {
+    let lp = load_model("mpt-125m").unwrap();
+    let text = include_str!("../models/mpt-125m.toml")
+        .replace("norm = \"layernorm-low-precision\"", "norm = \"layernorm\"");
+    let full = ModelSpec::from_toml(&text, "mpt-125m-fp32-norm").unwrap();
+    let step = StepConfig {
+        batch: 2,
+        attention: AttentionImpl::Flash2,
+        ..StepConfig::default()
+    };
+    let saved = |m: &ModelSpec| {
+        let mut ops = Vec::new();
+        build_step(m, &step, &mut ops).unwrap();
+        saved_per_block(&ops, 12.0)
+    };
+    let elements = 2.0 * 2048.0 * 768.0;
+    assert_relative_eq!(
+        saved(&full) - saved(&lp),
+        2.0 * 2.0 * elements,
+        max_relative = 0.02
+    );
+}

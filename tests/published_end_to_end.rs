@@ -9,14 +9,16 @@
 
 use roofline::analysis::published::{validate, PublishedRuns, END_TO_END};
 
-/// Mean absolute step-time error over the llm-foundry MPT runs: 10.0% when this was written.
-const MEAN_ABS_ERROR_GUARD: f64 = 0.13;
-/// Largest absolute step-time error: 18.9% when this was written.
-const MAX_ABS_ERROR_GUARD: f64 = 0.25;
-/// Runs roofline predicts not to fit in memory although they ran: 13 of 18 when this was
-/// written (a known problem of the memory model). The bound only keeps it from growing; lower
-/// it when the memory model improves.
-const MISFITS_GUARD: usize = 13;
+/// Mean absolute step-time error over the llm-foundry MPT runs: 13.3% since the file states
+/// llm-foundry's fused cross-entropy and MPT's low-precision LayerNorm (10.0% before: the slower
+/// unfused loss hid part of the under-prediction).
+const MEAN_ABS_ERROR_GUARD: f64 = 0.15;
+/// Largest absolute step-time error: 28.3% (MPT-125M on A100) since then (18.9% before).
+const MAX_ABS_ERROR_GUARD: f64 = 0.32;
+/// Runs roofline predicts not to fit in memory although they ran: 3 of 18 since the fused loss
+/// and the low-precision LayerNorm (13 before), each within 2% of the card. The bound only
+/// keeps it from growing; lower it when the memory model improves.
+const MISFITS_GUARD: usize = 3;
 
 #[test]
 fn every_embedded_file_is_the_one_on_disk_and_every_run_is_predicted() {

@@ -441,3 +441,72 @@ fn fused_attention_stops_growing_at_its_published_best() {
     }
     assert!(rate("h100-sxm", Flash2, 32768, false) > rate("h100-sxm", Flash2, 512, false));
 }
+
+#[test]
+fn a_fused_cross_entropy_kernel_reads_the_logits_once_each_way_in_every_mode() {
+    use roofline::graph::{build_step, Checkpointing, LossImpl, Phase, StepConfig};
+    let model = load_model("gpt2-124m").unwrap();
+    let step = |loss| StepConfig {
+        batch: 16,
+        loss,
+        ..StepConfig::default()
+    };
+    let rows = 16.0 * 1024.0;
+    let logits = rows * 50257.0;
+    let mut ops = Vec::new();
+    build_step(&model, &step(LossImpl::Fused), &mut ops).unwrap();
+    let loss: Vec<_> = ops
+        .iter()
+        .filter(|o| o.name.starts_with("loss.cross_entropy"))
+        .cloned()
+        .collect();
+    assert_eq!(loss.len(), 2);
+    // bf16 logits read forward, read and their gradient written backward, in both modes; one
+    // kernel each way; targets, losses and log-sum-exps per row.
+    for o in &loss {
+        assert_eq!(o.kernels, 1, "{}", o.name);
+        assert_eq!(o.bytes_read, o.fused_read);
+        assert_eq!(o.bytes_written, o.fused_written);
+    }
+    let bytes: f64 = loss
+        .iter()
+        .map(|o| o.bytes_read.0 + o.bytes_written.0)
+        .sum();
+    assert_relative_eq!(
+        bytes,
+        6.0 * logits + rows * (8.0 + 8.0 + 8.0 + 4.0),
+        max_relative = 1e-12
+    );
+    let fwd: Vec<_> = loss
+        .iter()
+        .filter(|o| o.phase == Phase::Forward)
+        .cloned()
+        .collect();
+    for fused in [false, true] {
+        let kept = roofline::memory::activation_bytes(&fwd, Checkpointing::None, fused).0;
+        assert_relative_eq!(kept, 2.0 * logits + 4.0 * rows, max_relative = 1e-12);
+    }
+    // The eager step with the kernel is faster and smaller than with F.cross_entropy; compiled,
+    // it saves Inductor's second read of the logits.
+    let m = machine("h100-sxm");
+    let mut est = Estimator::new();
+    let mut at = |loss, mode| {
+        let run = RunConfig {
+            step: step(loss),
+            mode,
+            ..RunConfig::default()
+        };
+        let e = est.estimate(&model, &m, &run).unwrap();
+        (e.step_time.0, e.memory.total_bytes.0)
+    };
+    let (torch, fused) = (
+        at(LossImpl::Torch, ExecMode::Eager),
+        at(LossImpl::Fused, ExecMode::Eager),
+    );
+    assert!(fused.0 < torch.0 && fused.1 < torch.1 - 2.0 * logits);
+    let (torch, fused) = (
+        at(LossImpl::Torch, ExecMode::Compiled),
+        at(LossImpl::Fused, ExecMode::Compiled),
+    );
+    assert!(fused.0 < torch.0 && fused.1 == torch.1);
+}

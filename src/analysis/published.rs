@@ -253,6 +253,9 @@ fn settings(s: &ScenarioSpec, grad_accum: u64) -> String {
     if s.zero > 0 {
         out += &format!(" --zero {}", s.zero);
     }
+    if s.step.loss != crate::graph::LossImpl::Torch {
+        out += &format!(" --loss {}", s.step.loss);
+    }
     if s.tp_overlap {
         out += " --tp-overlap";
     }

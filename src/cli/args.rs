@@ -1,7 +1,7 @@
 //! The command line as clap sees it. Nothing outside `cli/` sees these types: [`super::convert`]
 //! turns them into a [`crate::scenario::ScenarioSpec`] (and the other inputs of each command).
 
-use crate::graph::{AttentionImpl, Checkpointing, ExecMode, Precision};
+use crate::graph::{AttentionImpl, Checkpointing, ExecMode, LossImpl, Precision};
 use crate::scenario::defaults;
 use crate::units::{parse_count_f64, parse_count_u64};
 use clap::{Args, Parser, Subcommand};
@@ -84,6 +84,11 @@ pub struct StepArgs {
     /// Activation checkpointing: none | selective | full.
     #[arg(long, default_value_t = defaults::CHECKPOINTING)]
     pub checkpointing: Checkpointing,
+    /// Cross-entropy of a language model: torch (F.cross_entropy; fused by torch.compile when
+    /// compiled) | fused (a hand-written fused kernel in every mode, as FlashAttention's
+    /// cross_entropy, llm-foundry's default).
+    #[arg(long, default_value_t = LossImpl::Torch)]
+    pub loss: LossImpl,
     /// EMA copies of the weights updated every step (JiT trains with two).
     #[arg(long, allow_hyphen_values = true, default_value_t = 0)]
     pub ema: u32,

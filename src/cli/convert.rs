@@ -17,6 +17,7 @@ impl StepArgs {
             attention: self.attention.unwrap_or(defaults::ATTENTION),
             precision: self.precision.unwrap_or(defaults::PRECISION),
             checkpointing: self.checkpointing,
+            loss: self.loss,
             ema: self.ema,
             expert_shards: self.ep,
             parallel: Parallelism {

@@ -90,6 +90,20 @@ cli_enum!(
 );
 
 cli_enum!(
+    /// How the cross-entropy over a vocabulary runs.
+    LossImpl, "loss implementation", {
+        /// The framework's `F.cross_entropy`: eager, an upcast, log-softmax and NLL kernels
+        /// (fp32 log-probabilities kept); compiled, Inductor's fused log-softmax + NLL.
+        Torch => "torch",
+        /// A hand-written fused cross-entropy kernel in every mode (FlashAttention's
+        /// `flash_attn.losses.cross_entropy`, llm-foundry's default `fused_crossentropy`; Apex's
+        /// and Megatron-LM's fused cross-entropy): one pass forward keeping the 16-bit logits
+        /// and a log-sum-exp per row, one pass backward writing the logits' gradient.
+        Fused => "fused",
+    }
+);
+
+cli_enum!(
     /// How kernels are issued.
     ExecMode, "execution mode", {
         /// One kernel per op, each dispatched by the framework on the host (plain PyTorch).
@@ -133,6 +147,8 @@ pub struct StepConfig {
     pub expert_shards: u64,
     /// How one replica is split over GPUs (tensor, sequence, pipeline, context parallelism).
     pub parallel: super::Parallelism,
+    /// How a language model's cross-entropy runs.
+    pub loss: LossImpl,
 }
 
 /// Most EMA copies a step may update.
@@ -150,6 +166,7 @@ impl Default for StepConfig {
             param_shards: 1,
             expert_shards: 1,
             parallel: super::Parallelism::default(),
+            loss: LossImpl::Torch,
         }
     }
 }

@@ -44,7 +44,9 @@ mod precision;
 mod shapes;
 mod step;
 
-pub use config::{AttentionImpl, Checkpointing, ExecMode, Precision, StepConfig, MAX_EMA};
+pub use config::{
+    AttentionImpl, Checkpointing, ExecMode, LossImpl, Precision, StepConfig, MAX_EMA,
+};
 pub use parallel::Parallelism;
 pub use params::{param_count, ParamCount};
 pub use parts::moe::all_to_all_bytes;

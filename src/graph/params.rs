@@ -100,7 +100,7 @@ impl ParamCount {
 pub fn norm_params(kind: NormKind, d: u64) -> u64 {
     match kind {
         NormKind::Rmsnorm => d,
-        NormKind::Layernorm => 2 * d,
+        NormKind::Layernorm | NormKind::LayernormLowPrecision => 2 * d,
         NormKind::LayernormNoAffine => 0,
     }
 }

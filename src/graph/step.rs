@@ -197,7 +197,7 @@ fn build(
     b.layer = Layer::Head;
     b.open_chain = false;
     let head_start = b.ops.len();
-    head::forward(&mut b, m, &shapes);
+    head::forward(&mut b, m, &shapes, cfg.loss);
     let fwd_end = b.ops.len();
 
     // Backward: head, block groups in reverse, embeddings; each range in reverse op order.

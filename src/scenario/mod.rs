@@ -7,8 +7,9 @@
 
 use crate::error::{Error, Result};
 use crate::estimate::RunConfig;
-use crate::graph::{AttentionImpl, ExecMode, PrecisionPolicy, StepConfig};
+use crate::graph::{AttentionImpl, ExecMode, LossImpl, PrecisionPolicy, StepConfig};
 use crate::memory::MemoryConfig;
+use crate::spec::model::ModelKind;
 use crate::spec::{self, GpuSpec, ModelSpec};
 use crate::time::Calibration;
 use crate::time::{Fleet, Machine};
@@ -262,6 +263,13 @@ impl ScenarioSpec {
         self.step
             .parallel
             .check(&model, self.step.attention.is_fused())?;
+        if self.step.loss == LossImpl::Fused && model.kind == ModelKind::Vision {
+            return Err(Error::Invalid(format!(
+                "loss `fused` is a cross-entropy kernel over a vocabulary, and {} is a \
+                 diffusion model trained with an MSE loss: use --loss torch (the default)",
+                self.model
+            )));
+        }
         let network = self
             .network
             .as_deref()
@@ -490,6 +498,8 @@ pub struct ScenarioTable {
     pub precision: Option<String>,
     /// Activation checkpointing.
     pub checkpointing: Option<String>,
+    /// How a language model's cross-entropy runs (torch | fused).
+    pub loss: Option<String>,
     /// EMA copies.
     pub ema: Option<u32>,
     /// Execution mode.
@@ -617,6 +627,9 @@ impl ScenarioTable {
         }
         if let Some(c) = parse(&self.checkpointing, file, field("checkpointing"))? {
             s.step.checkpointing = c;
+        }
+        if let Some(l) = parse(&self.loss, file, field("loss"))? {
+            s.step.loss = l;
         }
         if let Some(m) = parse(&self.mode, file, field("mode"))? {
             s.mode = m;

@@ -77,6 +77,45 @@ pub(crate) fn norm(
                 }),
             );
         }
+        NormKind::LayernormLowPrecision => {
+            // LPLayerNorm: x (and the fp32 weight and bias) cast to the autocast dtype, then
+            // F.layer_norm with autocast off: it keeps and returns 16-bit tensors. Eager, the
+            // casts are kernels of their own (counted at the native kernel's rate); compiled,
+            // they fuse into the norm. Backward: LayerNorm's, then x's gradient cast back.
+            let low = b.policy.activation;
+            let lb = low.bytes();
+            let cast = input != low;
+            let params_cast = b.policy.param != low;
+            let cast_read = if cast { e * inb } else { 0.0 };
+            let cast_written = if cast { e * lb } else { 0.0 };
+            let params = 2.0 * width * p;
+            let params_written = if params_cast { params * lb / p } else { 0.0 };
+            let kernels = 1 + u8::from(cast) + 2 * u8::from(params_cast);
+            b.vector(
+                names,
+                Vector::new(
+                    OpKind::Normalization { composite: false },
+                    OpClass::Normalization,
+                    Flops(7.0 * e),
+                    Bytes(e * inb),
+                    Bytes(e * lb),
+                )
+                .saved(Bytes(e * lb + rows * 2.0 * FP32))
+                .composite(
+                    kernels * tensors,
+                    Bytes(cast_read + e * lb + params),
+                    Bytes(cast_written + e * lb + params_written),
+                )
+                .bwd(Bwd::Explicit {
+                    fuses: true,
+                    read: Bytes(2.0 * (2.0 * e * lb + rows * 2.0 * FP32) + cast_written),
+                    written: Bytes(e * lb + 2.0 * width * FP32 + cast_read),
+                    flops: Flops(14.0 * e),
+                    kernels: (2 + u8::from(cast)) * tensors,
+                }),
+            );
+            return low;
+        }
         NormKind::Layernorm | NormKind::LayernormNoAffine => {
             let affine = f64::from(u8::from(kind == NormKind::Layernorm));
             let passes = 1.0 + affine;

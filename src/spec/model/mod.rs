@@ -29,6 +29,10 @@ pub enum NormKind {
     Layernorm,
     /// LayerNorm without affine parameters (DiT's `elementwise_affine=False`).
     LayernormNoAffine,
+    /// LayerNorm with scale and bias run in the autocast dtype: the input, weight and bias cast
+    /// down first (llm-foundry's `low_precision_layernorm`, `LPLayerNorm` in
+    /// llmfoundry/models/layers/norm.py), so it keeps and returns 16-bit tensors.
+    LayernormLowPrecision,
 }
 
 /// MLP kind.
