@@ -306,14 +306,13 @@ fn activation_parts(ops: &[Op], mode: Checkpointing, fused: bool) -> [f64; 4] {
     [embed, blocks, once, outside]
 }
 
-/// What an op keeps for backward under fused execution (see [`activation_bytes`]). A compiled
-/// cross-entropy (the loss op over the vocabulary) keeps the 16-bit logits it reads (half its
-/// fused read, which passes over them twice, less the targets) and one fp32 log-sum-exp per row
-/// (half its fused write), not the eager fp32 log-probabilities: see `graph::parts::head`.
+/// What an op keeps for backward under fused execution (see [`activation_bytes`]): what its
+/// builder says where the partitioner keeps something else ([`Op::fused_saved`]: a compiled
+/// cross-entropy's 16-bit logits and log-sum-exp, the norm after a residual add), else by its
+/// place in its chain.
 fn fused_saved(op: &Op) -> f64 {
-    if op.role == Role::Loss && matches!(op.kind, OpKind::Softmax) {
-        let rows = op.fused_written.0 / 8.0;
-        return (op.fused_read.0 - rows * 8.0) / 2.0 + rows * 4.0;
+    if let Some(b) = op.fused_saved {
+        return b.0;
     }
     match (op.kind, op.chain) {
         (OpKind::Elementwise | OpKind::Normalization { .. }, Chain::Member) => 0.0,

@@ -28,6 +28,7 @@ pub(super) fn emit_recompute(b: &mut Builder, start: usize, end: usize, mode: Ch
                 phase: Phase::Backward,
                 model_flops: Flops::ZERO,
                 saved: Bytes::ZERO,
+                fused_saved: None,
                 recompute: true,
                 ..op
             };
@@ -60,6 +61,7 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
         let base = Op {
             phase: Phase::Backward,
             saved: Bytes::ZERO,
+            fused_saved: None,
             recompute: false,
             chain,
             chained_read: Bytes::ZERO,

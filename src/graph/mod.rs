@@ -395,6 +395,10 @@ pub struct Op {
     pub kernels: u8,
     /// Activation bytes this op keeps for backward, per layer (forward ops only).
     pub saved: Bytes,
+    /// What it keeps under fused execution when that is not derived from `saved` and its
+    /// place in a fused chain (`memory::activation_bytes`): set where torch.compile's
+    /// partitioner keeps something else (see the builders that set it).
+    pub fused_saved: Option<Bytes>,
     /// Its size follows the parameters, not the batch: weight casts, weight and bias gradients,
     /// embedding-table gradients (excluded from activation transients).
     pub weight_sized: bool,
