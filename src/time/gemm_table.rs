@@ -7,7 +7,7 @@
 //! ρᵢ = ln(Rᵢ / analytic(Mᵢ, Nᵢ, Kᵢ)). A GEMM (M, N, K) of that dtype at x = (ln M, ln N, ln K)
 //! then runs at
 //!
-//! rate = analytic(M, N, K) · exp( Σᵢ wᵢ ρᵢ / Σᵢ wᵢ ),  wᵢ = 1 / |x − xᵢ|²
+//! rate = min( analytic(M, N, K) · exp( Σᵢ wᵢ ρᵢ / Σᵢ wᵢ ), dense peak ),  wᵢ = 1 / |x − xᵢ|²
 //!
 //! (inverse-distance weighting, Shepard 1968, in log space; at a table point the rate is the
 //! measured one exactly). Why a corrected analytic rate rather than interpolated measured rates:
