@@ -8,12 +8,32 @@ use roofline::spec::{load_gpu, load_model};
 use roofline::time::Machine;
 
 fn bench_estimate(c: &mut Criterion) {
-    let gpu = load_gpu("h200-sxm").unwrap();
-    let mach = Machine::new(&gpu, None);
-    for (model, attention, mode) in [
-        ("jit-b4", AttentionImpl::Naive, ExecMode::Eager),
-        ("jit-b16", AttentionImpl::Flash2, ExecMode::Compiled),
-        ("llama2-7b", AttentionImpl::Flash2, ExecMode::Graphs),
+    let h200 = Machine::new(&load_gpu("h200-sxm").unwrap(), None);
+    // h100-sxm's file has a measured [gemm_table]: its GEMMs take the table's path.
+    let h100 = Machine::new(&load_gpu("h100-sxm").unwrap(), None);
+    for (model, attention, mode, mach, label) in [
+        ("jit-b4", AttentionImpl::Naive, ExecMode::Eager, &h200, ""),
+        (
+            "jit-b16",
+            AttentionImpl::Flash2,
+            ExecMode::Compiled,
+            &h200,
+            "",
+        ),
+        (
+            "llama2-7b",
+            AttentionImpl::Flash2,
+            ExecMode::Graphs,
+            &h200,
+            "",
+        ),
+        (
+            "jit-b4",
+            AttentionImpl::Naive,
+            ExecMode::Eager,
+            &h100,
+            " h100-sxm",
+        ),
     ] {
         let m = load_model(model).unwrap();
         let run = RunConfig {
@@ -25,12 +45,15 @@ fn bench_estimate(c: &mut Criterion) {
             ..RunConfig::default()
         };
         let mut est = Estimator::new();
-        c.bench_function(&format!("estimate {model} {attention} {mode}"), |b| {
-            b.iter(|| {
-                est.estimate(black_box(&m), black_box(&mach), black_box(&run))
-                    .unwrap()
-            })
-        });
+        c.bench_function(
+            &format!("estimate {model} {attention} {mode}{label}"),
+            |b| {
+                b.iter(|| {
+                    est.estimate(black_box(&m), black_box(mach), black_box(&run))
+                        .unwrap()
+                })
+            },
+        );
     }
 }
 

@@ -532,3 +532,79 @@ pub fn calibration(
     c.check(file)?;
     Ok(c)
 }
+
+/// A table point's median time must be at least this many kernel launch gaps
+/// (`launch.kernel_launch_s` of the GPU file). An event-timed median of one launch includes
+/// about one gap of launch overhead (the intercept of the copy sweep, which `calibrate` fits as
+/// `kernel_launch_s`: 4.1 us on the H100 of reports/measurements/2026-11-27-h100-sxm), and the
+/// time model adds that gap to every kernel separately; a point is kept only when the overhead
+/// is at most 1/8 of its time, so the table holds throughput, not launch latency.
+pub const MIN_TIME_OVER_LAUNCH: f64 = 8.0;
+
+/// The `[gemm_table]` of `gpu` from a bench report's cuBLAS GEMMs (the bench's cuBLAS suite
+/// runs bf16 GemmEx with fp32 accumulation): one point per distinct shape, at 2MNK over the
+/// median time (rounded to 0.1 TFLOP/s), citing `file` and the entry. Left out, with why
+/// (second value): failed or implausible measurements (as for the fit), misaligned shapes,
+/// times under [`MIN_TIME_OVER_LAUNCH`] launch gaps, repeats, and points beyond the table's
+/// capacity.
+pub fn gemm_table(
+    report: &BenchReport,
+    gpu: &GpuSpec,
+    file: &str,
+) -> Result<(crate::spec::GemmTable, Vec<String>)> {
+    use crate::spec::gemm_table::{GemmPoint, GemmTable, GEMM_TABLE_CAPACITY};
+    let min_time = MIN_TIME_OVER_LAUNCH * gpu.launch.kernel_launch_s.value;
+    let mut points: Vec<GemmPoint> = Vec::new();
+    let mut dropped = Vec::new();
+    for r in report.results.iter().filter(|r| r.kernel == "cublas_gemm") {
+        let (Some(m), Some(n), Some(k)) = (r.m, r.n, r.k) else {
+            continue;
+        };
+        let why = if let Some(why) = implausible(r, gpu) {
+            why
+        } else if [m, n, k].iter().any(|d| d % 8 != 0) {
+            "a dimension is not a multiple of 8 (misaligned bf16)".to_string()
+        } else if r.time_s < min_time {
+            format!(
+                "median {:.1} us is under {MIN_TIME_OVER_LAUNCH} launch gaps ({:.1} us): launch overhead, not throughput",
+                r.time_s * 1e6,
+                min_time * 1e6
+            )
+        } else if points.iter().any(|p| p.shape() == (m, n, k)) {
+            "repeats an earlier shape".to_string()
+        } else if points.len() == GEMM_TABLE_CAPACITY {
+            format!("beyond the table's {GEMM_TABLE_CAPACITY} points")
+        } else {
+            points.push(GemmPoint {
+                m: m as f64,
+                n: n as f64,
+                k: k as f64,
+                dtype: "bf16".into(),
+                // To 0.1 TFLOP/s, as the table is written (well inside the run-to-run spread).
+                flops_per_s: (2.0 * m as f64 * n as f64 * k as f64 / r.time_s / 1e11).round()
+                    * 1e11,
+                source: Some(format!(
+                    "{file}: cublas_gemm \"{}\", median of {} runs",
+                    r.shape, r.reps
+                )),
+            });
+            continue;
+        };
+        dropped.push(format!("cublas_gemm {}: {why}", r.shape));
+    }
+    if points.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{file} has no cuBLAS GEMM that can be a table point (run `roofline bench --suite cublas`)"
+        )));
+    }
+    let d = &report.device;
+    let table = GemmTable {
+        source: format!(
+            "cuBLAS GemmEx bf16 (fp32 accumulation) medians measured by roofline bench on {} (cc {}, CUDA driver API {}), {}: {file}; converted by roofline calibrate --gemm-table (points under {MIN_TIME_OVER_LAUNCH} launch gaps left out)",
+            d.name, d.compute_capability, d.cuda_driver_version, report.date
+        ),
+        points,
+    };
+    table.check(file, |dtype| gpu.tensor_peak(dtype).map(|s| s.value))?;
+    Ok((table, dropped))
+}

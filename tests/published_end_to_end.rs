@@ -9,9 +9,9 @@
 
 use roofline::analysis::published::{validate, PublishedRuns, END_TO_END};
 
-/// Mean absolute step-time error over the llm-foundry MPT runs: 13.3% since the file states
-/// llm-foundry's fused cross-entropy and MPT's low-precision LayerNorm (10.0% before: the slower
-/// unfused loss hid part of the under-prediction).
+/// Mean absolute step-time error over the llm-foundry MPT runs: 13.8% (13.3% without the H100
+/// GEMM table) since the file states llm-foundry's fused cross-entropy and MPT's low-precision
+/// LayerNorm (10.0% before: the slower unfused loss hid part of the under-prediction).
 const MEAN_ABS_ERROR_GUARD: f64 = 0.15;
 /// Largest absolute step-time error: 28.3% (MPT-125M on A100) since then (18.9% before).
 const MAX_ABS_ERROR_GUARD: f64 = 0.32;

@@ -416,6 +416,21 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             src("launch.host_dispatch_s")
         ),
     ]);
+    if let Some(t) = &gpu.gemm_table {
+        let range = |d: fn(&crate::spec::GemmPoint) -> f64| {
+            let lo = t.points.iter().map(d).fold(f64::INFINITY, f64::min);
+            let hi = t.points.iter().map(d).fold(0.0, f64::max);
+            format!("{lo}-{hi}")
+        };
+        v.push(format!(
+            "GEMM table: {} measured shapes ({}); a single GEMM within M {}, N {}, K {} runs at the ceiling above times the measured/analytic ratio interpolated between them",
+            t.points.len(),
+            t.source,
+            range(|p| p.m),
+            range(|p| p.n),
+            range(|p| p.k)
+        ));
+    }
     if run.mode == crate::graph::ExecMode::Eager {
         let source = figure("achievable.misaligned_gemm")
             .and_then(|f| f.source(gpu, cal))

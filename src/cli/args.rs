@@ -469,8 +469,12 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub validation: Option<PathBuf>,
     /// Where to write the calibration TOML.
+    #[arg(long, required_unless_present = "gemm_table")]
+    pub out: Option<PathBuf>,
+    /// Write the cuBLAS GEMMs of the report as a `[gemm_table]` TOML section here, to paste
+    /// into the GPU file (see docs/reference.md).
     #[arg(long)]
-    pub out: PathBuf,
+    pub gemm_table: Option<PathBuf>,
 }
 
 /// `roofline bench`.
@@ -494,4 +498,8 @@ pub struct BenchArgs {
     /// Write the JSON report here (rewritten after each suite).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the cuBLAS GEMMs as a `[gemm_table]` TOML section here (as `roofline
+    /// calibrate --gemm-table` does from the JSON report).
+    #[arg(long)]
+    pub gemm_table: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 //! comes from, and optionally a `[low, high]` range for uncertainty propagation.
 
 use crate::error::{Error, Result};
+use crate::spec::gemm_table::GemmTable;
 use crate::spec::toml_error::{toml_error_field, toml_error_problem};
 use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
 use serde::{Deserialize, Serialize};
@@ -233,6 +234,8 @@ pub struct GpuSpec {
     pub attention: Option<AttentionKernels>,
     /// Default price.
     pub price: Option<Price>,
+    /// Measured GEMM throughput by shape (optional; see [`GemmTable`]).
+    pub gemm_table: Option<GemmTable>,
 }
 
 impl GpuSpec {
@@ -257,6 +260,18 @@ impl GpuSpec {
     /// Kernel launch gap.
     pub fn kernel_launch(&self) -> Seconds {
         Seconds(self.launch.kernel_launch_s.value)
+    }
+
+    /// Dense tensor peak of a dtype by name (bf16, fp16, fp8, tf32), as the time model reads
+    /// it: fp16 runs at the bf16 figures (see `crate::graph::Dtype::Fp16`).
+    pub fn tensor_peak(&self, dtype: &str) -> Option<&Sourced> {
+        let p = &self.peak_flops;
+        match dtype {
+            "bf16" | "fp16" => Some(&p.bf16_tensor),
+            "fp8" => p.fp8_tensor.as_ref(),
+            "tf32" => p.tf32_tensor.as_ref(),
+            _ => None,
+        }
     }
 
     /// Dense peak of the bf16 tensor path.
@@ -354,6 +369,9 @@ impl GpuSpec {
         }
         if let Some(p) = &self.price {
             p.check(file)?;
+        }
+        if let Some(t) = &self.gemm_table {
+            t.check(file, |dtype| self.tensor_peak(dtype).map(|s| s.value))?;
         }
         Ok(())
     }

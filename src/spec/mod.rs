@@ -1,6 +1,7 @@
 //! Spec files as data: models (models/*.toml) and GPUs (models/hardware/*.toml), embedded in the
 //! binary with `include_str!` and overridable by a path to a TOML file wherever a name is taken.
 
+pub mod gemm_table;
 pub mod hardware;
 pub mod hf;
 pub mod model;
@@ -8,6 +9,7 @@ pub mod network;
 pub(crate) mod toml_error;
 
 use crate::error::{Error, Result};
+pub use gemm_table::{GemmPoint, GemmTable};
 pub use hardware::{GpuSpec, Sourced};
 pub use model::ModelSpec;
 pub use network::NetworkSpec;

@@ -24,6 +24,10 @@
 //!
 //! The best tile is chosen as cuBLAS's heuristics would: the one with the highest product.
 //!
+//! Where the GPU file has a measured `[gemm_table]` covering a single GEMM's shape, the rate
+//! above is corrected by the measured-to-analytic ratio interpolated between the table's points
+//! ([`super::gemm_table`]).
+//!
 //! Alignment: a GEMM whose leading dimensions are not multiples of 16 bytes of its operand
 //! dtype (e.g. GPT-2's vocabulary of 50257) runs on slow alignment-1 kernels, capped at
 //! [`MISALIGNED_CEILING`]. A linear layer's token rows are no leading dimension (in `x·Wᵀ` and
@@ -108,11 +112,12 @@ impl Machine {
     }
 
     /// Attainable FLOP/s of `batch` GEMMs (M, N, K) on (unit, dtype): peak × achievable fraction
-    /// × shape efficiency, capped at the machine's misaligned ceiling
-    /// ([`Machine::frac_misaligned`], [`MISALIGNED_CEILING`] when the GPU file has none) when a
-    /// leading dimension is misaligned. `token_dim` (a linear layer's token rows) is no leading
-    /// dimension in the layouts cuBLAS gets, so its size is not checked; a batched GEMM checks
-    /// all three.
+    /// × shape efficiency, corrected by the GPU file's measured GEMM table where it covers a
+    /// single tensor-core GEMM ([`super::gemm_table`]), and capped at the machine's misaligned
+    /// ceiling ([`Machine::frac_misaligned`], [`MISALIGNED_CEILING`] when the GPU file has none)
+    /// when a leading dimension is misaligned. `token_dim` (a linear layer's token rows) is no
+    /// leading dimension in the layouts cuBLAS gets, so its size is not checked; a batched GEMM
+    /// checks all three.
     ///
     /// With `shape_padding` (torch.compile: Inductor's `shape_padding`, on by default, pads the
     /// dimensions of a matmul to the alignment, torch/_inductor/config.py and
@@ -124,21 +129,60 @@ impl Machine {
         unit: Unit,
         dtype: Dtype,
         batch: u64,
+        shape: (u64, u64, u64),
+        token_dim: Option<TokenDim>,
+        shape_padding: bool,
+    ) -> FlopRate {
+        self.rate(unit, dtype, batch, shape, token_dim, shape_padding, true)
+    }
+
+    /// [`Machine::gemm_rate`] without the measured table: the analytic model alone.
+    pub fn analytic_gemm_rate(
+        &self,
+        unit: Unit,
+        dtype: Dtype,
+        batch: u64,
+        shape: (u64, u64, u64),
+        token_dim: Option<TokenDim>,
+        shape_padding: bool,
+    ) -> FlopRate {
+        self.rate(unit, dtype, batch, shape, token_dim, shape_padding, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn rate(
+        &self,
+        unit: Unit,
+        dtype: Dtype,
+        batch: u64,
         (m, n, k): (u64, u64, u64),
         token_dim: Option<TokenDim>,
         shape_padding: bool,
+        table: bool,
     ) -> FlopRate {
         let (peak, frac) = self.peak(unit, dtype);
         // k0 is a fixed time per tile expressed in K steps of the bf16 tensor-core loop; on a
         // slower unit the same time is fewer K steps.
         let k0 = self.gemm_k0 * (peak.0 * frac) / (self.peak_bf16.0 * self.frac_bf16);
+        // The shape's efficiency (fraction of the peak), table-corrected where covered.
+        let eff = |m: u64, n: u64, k: u64| {
+            let e = frac * self.shape_efficiency_k0(batch, m, n, k, k0);
+            let corrected =
+                if table && self.mechanisms.gemm_table && batch == 1 && unit == Unit::Tensor {
+                    self.gemm_table.correction(dtype, m, n, k)
+                } else {
+                    None
+                };
+            corrected.map_or(e, |c| (e * c).min(1.0))
+        };
         let align = alignment(dtype);
         let ok = |d: u64| d.is_multiple_of(align);
         let aligned = (token_dim == Some(TokenDim::M) || ok(m))
             && ok(n)
             && (token_dim == Some(TokenDim::K) || ok(k));
         if aligned || unit == Unit::Vector {
-            peak * (frac * self.shape_efficiency_k0(batch, m, n, k, k0))
+            peak * eff(m, n, k)
         } else if shape_padding {
             let pad = |d: u64| d.div_ceil(align).saturating_mul(align);
             let (pm, pn, pk) = (
@@ -155,9 +199,9 @@ impl Machine {
                 },
             );
             let real = (m as f64 * n as f64 * k as f64) / (pm as f64 * pn as f64 * pk as f64);
-            peak * (frac * self.shape_efficiency_k0(batch, pm, pn, pk, k0) * real)
+            peak * (eff(pm, pn, pk) * real)
         } else {
-            peak * (frac * self.shape_efficiency_k0(batch, m, n, k, k0)).min(self.frac_misaligned)
+            peak * eff(m, n, k).min(self.frac_misaligned)
         }
     }
 

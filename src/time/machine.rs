@@ -5,6 +5,7 @@
 use super::calibration::Calibration;
 use super::efficiency::DEFAULT_K0;
 use super::figures::FIGURES;
+use super::gemm_table::{dtype_of_name, GemmTable};
 use super::mechanisms::Mechanisms;
 use crate::graph::{Dtype, Precision, PrecisionPolicy, Unit};
 use crate::spec::{GpuSpec, Sourced};
@@ -86,6 +87,9 @@ pub struct Machine {
     pub price: Option<f64>,
     /// Which modelled mechanisms apply (all of them, but in the fidelity report's ablations).
     pub mechanisms: Mechanisms,
+    /// The GPU file's measured GEMM table as corrections of the analytic rate (empty when the
+    /// file has none), see [`super::gemm_table`].
+    pub gemm_table: GemmTable,
 }
 
 fn pair(
@@ -156,6 +160,7 @@ impl Machine {
             allreduce_latency: Seconds(gpu.interconnect.allreduce_latency_s.value),
             price: gpu.price.as_ref().map(|p| p.usd_per_gpu_hour.value),
             mechanisms: Mechanisms::ALL,
+            gemm_table: GemmTable::default(),
         };
         if let Some(c) = cal {
             for f in FIGURES {
@@ -164,7 +169,26 @@ impl Machine {
                 }
             }
         }
+        if let Some(t) = &gpu.gemm_table {
+            m.gemm_table = m.resolve_gemm_table(t);
+        }
         m
+    }
+
+    /// The table's points as ratios to this machine's analytic rates (the spec's check has
+    /// made every point an aligned tensor-core GEMM of a dtype this GPU has).
+    fn resolve_gemm_table(&self, table: &crate::spec::GemmTable) -> GemmTable {
+        let entries: Vec<_> = table
+            .points
+            .iter()
+            .filter_map(|p| {
+                let dtype = dtype_of_name(&p.dtype)?;
+                let analytic =
+                    self.analytic_gemm_rate(Unit::Tensor, dtype, 1, p.shape(), None, false);
+                (analytic.0 > 0.0).then(|| (dtype, p.shape(), p.flops_per_s / analytic.0))
+            })
+            .collect();
+        GemmTable::new(&entries)
     }
 
     /// Dense peak and achievable fraction of (unit, dtype); peak 0 when unsupported.

@@ -26,6 +26,9 @@ pub struct Mechanisms {
     /// best on the GPU (`attention.flash2_max` / `flash3_max`, [`super::Machine::flash_rate`]).
     /// Off: it grows up to the GEMM ceiling.
     pub attention_cap: bool,
+    /// The GPU file's measured GEMM table corrects the analytic GEMM rate where it covers the
+    /// shape ([`super::gemm_table`]). Off: the analytic rate everywhere.
+    pub gemm_table: bool,
 }
 
 impl Mechanisms {
@@ -35,6 +38,7 @@ impl Mechanisms {
         shape_padding: true,
         fused_loss: true,
         attention_cap: true,
+        gemm_table: true,
     };
 
     /// Every mechanism off.
@@ -43,6 +47,7 @@ impl Mechanisms {
         shape_padding: false,
         fused_loss: false,
         attention_cap: false,
+        gemm_table: false,
     };
 }
 
@@ -66,7 +71,7 @@ pub struct Mechanism {
 }
 
 /// Every mechanism, in the order the fidelity report lists them.
-pub const MECHANISMS: [Mechanism; 4] = [
+pub const MECHANISMS: [Mechanism; 5] = [
     Mechanism {
         name: "data-parallel overlap",
         what: "FSDP/ZeRO-3 gathers prefetched one block ahead, reduce-scatters per block, \
@@ -101,6 +106,15 @@ pub const MECHANISMS: [Mechanism; 4] = [
                  Shah et al. 2024, arXiv 2407.08608 (FlashAttention-3: 75% of the H100's peak, \
                  FlashAttention-2 35%)",
         off: |m| m.attention_cap = false,
+    },
+    Mechanism {
+        name: "measured GEMM table",
+        what: "where the GPU file's [gemm_table] covers a GEMM's shape, the analytic rate is \
+               corrected by the measured/analytic ratio interpolated in log space (off: the \
+               analytic rate everywhere; only h100-sxm has a table)",
+        source: "this project's cuBLAS measurements on an H100 SXM, \
+                 reports/measurements/2026-11-27-h100-sxm/bench.json",
+        off: |m| m.gemm_table = false,
     },
 ];
 

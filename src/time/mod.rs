@@ -1,6 +1,6 @@
 //! The roofline of one op: its time on a [`Machine`]; with the GPU as the time model sees it
 //! ([`machine`], [`figures`], [`calibration`]), what GEMMs and fused attention attain
-//! ([`efficiency`]) and data-parallel communication ([`comm`]). The whole step is
+//! ([`efficiency`], corrected by a GPU file's measured [`gemm_table`]) and data-parallel communication ([`comm`]). The whole step is
 //! [`crate::estimate`].
 //!
 //! Time of one op (per layer):
@@ -28,6 +28,7 @@ pub mod calibration;
 pub mod comm;
 pub mod efficiency;
 pub mod figures;
+pub mod gemm_table;
 pub mod machine;
 pub mod mechanisms;
 
