@@ -10,8 +10,9 @@
 //! Under ZeRO-3 the EMA copies are sharded too, and the weights used for compute are gathered in
 //! the compute dtype ([`PrecisionPolicy::gather_bytes`]) one unit at a time: two blocks (current
 //! and prefetched) plus the larger of embedding and head (the root unit) are resident, beside
-//! autocast's low-precision copy of the local shard (FSDP casts the shard before gathering it,
-//! `MixedPrecision(param_dtype=bf16)`). The most
+//! the low-precision copies of those units' local shards (FSDP casts a unit's shard before
+//! gathering it, `MixedPrecision(param_dtype=bf16)`, and frees the copy once gathered:
+//! `FlatParamHandle.post_unshard` in torch/distributed/fsdp/_flat_param.py). The most
 //! gradient memory one backward op holds at its peak is added as a transient. The framework's
 //! workspace (CUDA context, cuBLAS/cuDNN workspaces, NCCL buffers, allocator slack) is a stated
 //! assumption, [`MemoryConfig::workspace`].
@@ -78,7 +79,7 @@ pub struct MemoryBreakdown {
     /// EMA copies of the weights.
     pub ema_bytes: Bytes,
     /// Low-precision copies of the GEMM weights made by autocast; under ZeRO-3 the gathered
-    /// working weights and autocast's copy of the shard (see the module docs).
+    /// working weights and the low-precision copies of their shards (see the module docs).
     pub weight_copies_bytes: Bytes,
     /// Activations kept for backward.
     pub activations_bytes: Bytes,
@@ -375,7 +376,7 @@ pub fn footprint_of(
     let weight_copies = if mc.zero >= 3 {
         let block = spread(p.per_block, p.per_block_experts);
         let gathered = (2.0 * block + p.embed.max(p.head) as f64).min(p.total as f64);
-        b.gather_bytes() * gathered + b.weight_copy_bytes() * p.gemm_weights as f64 / dp as f64
+        (b.gather_bytes() + b.weight_copy_bytes() / dp as f64) * gathered
     } else {
         b.weight_copy_bytes() * spread(p.gemm_weights, p.expert_gemm_weights)
     };
