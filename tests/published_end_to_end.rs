@@ -15,9 +15,10 @@ use roofline::analysis::published::{validate, PublishedRuns, END_TO_END};
 const MEAN_ABS_ERROR_GUARD: f64 = 0.15;
 /// Largest absolute step-time error: 28.3% (MPT-125M on A100) since then (18.9% before).
 const MAX_ABS_ERROR_GUARD: f64 = 0.32;
-/// Runs roofline predicts not to fit in memory although they ran: none since FSDP's
-/// low-precision shard copies are counted per gathered unit (3 before; 13 before the fused loss
-/// and the low-precision LayerNorm). Every one of these runs ran, so none may be rejected.
+// Runs roofline predicts not to fit in memory although they ran: none since FSDP's
+// low-precision shard copies are counted per gathered unit (3 before; 13 before the fused loss
+// and the low-precision LayerNorm). Every one of these runs ran, so none may be rejected (the
+// test names any that is).
 
 #[test]
 fn every_embedded_file_is_the_one_on_disk_and_every_run_is_predicted() {
