@@ -535,8 +535,8 @@ pub fn calibration(
 
 /// A table point's median time must be at least this many kernel launch gaps
 /// (`launch.kernel_launch_s` of the GPU file). An event-timed median of one launch includes
-/// about one gap of launch overhead (the intercept of the copy sweep, which `calibrate` fits as
-/// `kernel_launch_s`: 4.1 us on the H100 of reports/measurements/2026-11-27-h100-sxm), and the
+/// about one gap of launch overhead (the GPU file's `kernel_launch_s`, an assumption of 4 us on
+/// the H100, which `calibrate` can fit from the copy sweep's intercept), and the
 /// time model adds that gap to every kernel separately; a point is kept only when the overhead
 /// is at most 1/8 of its time, so the table holds throughput, not launch latency.
 pub const MIN_TIME_OVER_LAUNCH: f64 = 8.0;

@@ -54,13 +54,13 @@ fn compiled_gpt2_without_padding_or_the_fused_loss_is_slower() {
     let args = ["--model", "gpt2-124m", "--gpu", "h100-sxm", "--gpus", "1"];
     let (off, on) = without(&args, "compiled shape padding");
     assert!(off > on, "padding: off {off} on {on}");
-    let (off, on) = without(&args, "compiled fused loss");
+    let (off, on) = without(&args, "Inductor-fused cross-entropy");
     assert!(off > on, "fused loss: off {off} on {on}");
     // Eager runs are untouched by either.
     let eager = [&args[..], &["--mode", "eager"]].concat();
     let (off, on) = without(&eager, "compiled shape padding");
     assert_eq!(off, on);
-    let (off, on) = without(&eager, "compiled fused loss");
+    let (off, on) = without(&eager, "Inductor-fused cross-entropy");
     assert_eq!(off, on);
 }
 
@@ -102,7 +102,7 @@ fn the_report_as_it_ships_is_the_plain_validation() {
     let fused = f
         .mechanisms
         .iter()
-        .find(|m| m.name == "compiled fused loss")
+        .find(|m| m.name == "Inductor-fused cross-entropy")
         .unwrap();
     assert!(f.all_on[1].changed_from(&fused.without[1]).0 > 0);
 }

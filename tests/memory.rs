@@ -190,3 +190,34 @@ fn a_low_precision_layernorm_keeps_16_bit_inputs() {
         max_relative = 0.02
     );
 }
+
+/// FSDP (ZeRO-3) casts a unit's fp32 shard to bf16 before gathering it and frees that copy once
+/// gathered (`FlatParamHandle.post_unshard` in torch/distributed/fsdp/_flat_param.py): what is
+/// resident is the gathered bf16 units (the current and the prefetched block, and the root unit
+/// of embedding and head) and their shards' bf16 copies, not a bf16 copy of the whole shard.
+#[test]
+fn zero3_holds_the_gathered_units_and_their_shard_copies_only() {
+    let m = load_model("llama2-7b").unwrap();
+    let cfg = StepConfig {
+        batch: 1,
+        attention: AttentionImpl::Flash2,
+        ..StepConfig::default()
+    };
+    let mut ops = Vec::new();
+    build_step(&m, &cfg, &mut ops).unwrap();
+    let mc = MemoryConfig {
+        zero: 3,
+        dp: 8,
+        ..MemoryConfig::default()
+    };
+    let p = roofline::graph::param_count(&m);
+    let gathered = 2.0 * p.per_block as f64 + p.embed.max(p.head) as f64;
+    let f = footprint(&m, &cfg, &ops, &mc);
+    assert_relative_eq!(
+        f.weight_copies_bytes.0,
+        (2.0 + 2.0 / 8.0) * gathered,
+        max_relative = 1e-12
+    );
+    // Less than a bf16 copy of the whole shard (what was counted before).
+    assert!(f.weight_copies_bytes.0 < 2.0 * p.total as f64 / 8.0);
+}

@@ -86,6 +86,12 @@ fn llm_foundry_step_times_are_tokens_per_gpu_over_the_quoted_throughput() {
             r.name
         );
         assert!(r.quote.contains("FULL_SHARD") && s.zero == 3, "{}", r.name);
+        // The throughput of the arithmetic is the row's own cell.
+        assert!(
+            r.quote.contains(&format!(" | {throughput} | ")),
+            "{}: {throughput} is no cell of the quoted row",
+            r.name
+        );
         let step = tokens / throughput;
         assert!(
             (r.measured_step_s / step - 1.0).abs() < 5e-4,

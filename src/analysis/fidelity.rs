@@ -119,8 +119,10 @@ fn measured_set<'a>(
             m.command
         ),
         command: format!("roofline validate {file}"),
-        fitted: "two constants of the GPU file (`achievable.eager_elementwise`, \
-                 `attention.causal_factor`) were read off kernel timings of this profile"
+        fitted: "three constants of the GPU file (`achievable.eager_elementwise`, \
+                 `achievable.misaligned_gemm`, `attention.causal_factor`) were read off kernel \
+                 timings of this profile; its `[gemm_table]` is the same day's cuBLAS bench of \
+                 the same GEMM shapes"
             .into(),
     };
     let predict = move |mech| {

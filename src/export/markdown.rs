@@ -460,7 +460,7 @@ pub fn fidelity(f: &Fidelity) -> String {
         for ((set, off), on) in f.sets.iter().zip(&m.without).zip(&f.all_on) {
             let (changed, shift) = on.changed_from(off);
             let note = if changed == 0 {
-                "0 (no run of this set exercises it)".to_string()
+                "0 moved by more than 0.1%".to_string()
             } else {
                 format!(
                     "{changed} of {}, error {:+.2} points on average",

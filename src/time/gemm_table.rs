@@ -15,7 +15,8 @@
 //! points (one more wave of tiles costs a whole wave); the measured ratio, which varies slowly
 //! with shape (kernel choice, epilogue, operand reuse), is what is interpolated. The weighted
 //! mean of the ρᵢ lies between their least and greatest, so the correction never exceeds the
-//! measured range, and between two points it moves monotonically from one ratio to the other.
+//! measured range (in a table of two points it moves monotonically from one ratio to the other;
+//! with more points inverse-distance weights need not be monotone between neighbours).
 //!
 //! Coverage: the table covers a shape when, in each of ln M, ln N, ln K, it lies within the
 //! least and greatest coordinate of the points of that dtype (their bounding box); outside it,

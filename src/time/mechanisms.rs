@@ -84,16 +84,16 @@ pub const MECHANISMS: [Mechanism; 5] = [
     },
     Mechanism {
         name: "compiled shape padding",
-        what: "torch.compile pads misaligned matmul dimensions to the alignment, so compiled \
-               GEMMs do not pay the alignment-1 ceiling (off: they do)",
+        what: "Inductor (torch.compile) pads misaligned matmul dimensions to the alignment, so \
+               compiled GEMMs do not pay the alignment-1 ceiling (off: they do)",
         source: "torch/_inductor/config.py `shape_padding` (on by default) and \
                  torch/_inductor/fx_passes/pad_mm.py",
         off: |m| m.shape_padding = false,
     },
     Mechanism {
-        name: "compiled fused loss",
+        name: "Inductor-fused cross-entropy",
         what: "compiled cross-entropy is one fused log-softmax + NLL pass forward and one \
-               backward (off: its eager bytes, about 22 B per logit; step time only)",
+               backward (off: its eager bytes, about 36 B per logit over the step; step time only)",
         source: "torch/_decomp/decompositions.py (log_softmax, nll_loss decompositions) and \
                  Inductor's reduction codegen",
         off: |m| m.fused_loss = false,

@@ -100,8 +100,9 @@ pub fn op_time(
     mode: ExecMode,
     attention: AttentionImpl,
 ) -> Result<OpTime> {
-    // Without the fused-loss mechanism the loss moves its eager bytes in every mode.
-    let unfused_loss = op.role == Role::Loss && !mach.mechanisms.fused_loss;
+    // Without the fused-loss mechanism F.cross_entropy moves its eager bytes in every mode.
+    let unfused_loss =
+        op.role == Role::Loss && op.kind == OpKind::Softmax && !mach.mechanisms.fused_loss;
     let (read, written) = match mode {
         ExecMode::Eager => (op.bytes_read, op.bytes_written),
         _ if unfused_loss => (op.bytes_read, op.bytes_written),
