@@ -234,7 +234,12 @@ impl MemoryProfile {
 /// Fused execution (`fused`): torch.compile's partitioner recomputes pointwise ops in backward
 /// instead of saving their outputs, but not reductions. So a fused chain keeps at most its input
 /// at its head (norms also their statistics), members keep nothing, and softmax, reductions,
-/// GEMMs and attention keep what they keep in eager mode.
+/// GEMMs and attention keep what they keep in eager mode. The norm that reads the attention
+/// branch's residual sum `x + gate·y` ([`Role::ResidualNorm`]) keeps only its row statistics:
+/// the partitioner recomputes the sum from the block's input (kept by the attention norm) and
+/// the branch output `y`, which it keeps in the activation dtype unless the (gated) residual add
+/// already keeps it. Seen in PyTorch's own accounting of compiled blocks
+/// (tests/reference/fixtures/compiled-saved.json).
 pub fn activation_bytes(ops: &[Op], mode: Checkpointing, fused: bool) -> Bytes {
     let [embed, blocks, once, head] = activation_parts(ops, mode, fused);
     Bytes(embed + blocks + once + head)
@@ -271,8 +276,24 @@ fn activation_parts(ops: &[Op], mode: Checkpointing, fused: bool) -> [f64; 4] {
     let mut largest_block = 0.0f64;
     let mut layer = None;
     let mut layer_saved = 0.0;
+    // Fused: the branch output the last residual add left for its norm to keep.
+    let mut branch = 0.0;
     for op in ops.iter().filter(|o| o.phase == Phase::Forward) {
-        let saved = if fused { fused_saved(op) } else { op.saved.0 };
+        let saved = match (fused, op.role) {
+            (false, _) => op.saved.0,
+            (true, Role::Residual) => {
+                let kept = fused_saved(op);
+                // A plain add `x + y` reads x (its chained input) and the branch output y.
+                branch = if kept > 0.0 {
+                    0.0
+                } else {
+                    (op.bytes_read.0 - op.chained_read.0).max(0.0)
+                };
+                kept
+            }
+            (true, Role::ResidualNorm) => branch + norm_statistics(op),
+            (true, _) => fused_saved(op),
+        };
         match op.layer {
             Layer::Blocks { count, .. } => {
                 if layer != Some(op.layer) {
@@ -291,7 +312,7 @@ fn activation_parts(ops: &[Op], mode: Checkpointing, fused: bool) -> [f64; 4] {
                     Role::AttentionInputs => blocks_selective += op.bytes_written.0 * c,
                     // Full recompute keeps each block's input.
                     Role::BlockInput => block_inputs += op.chained_read.0 * c,
-                    Role::Plain | Role::Loss => {}
+                    Role::Plain | Role::Loss | Role::Residual | Role::ResidualNorm => {}
                 }
             }
             Layer::Embed => embed += saved,
@@ -307,13 +328,24 @@ fn activation_parts(ops: &[Op], mode: Checkpointing, fused: bool) -> [f64; 4] {
     [embed, blocks, once, outside]
 }
 
-/// What an op keeps for backward under fused execution (see [`activation_bytes`]): what its
-/// builder says where the partitioner keeps something else ([`Op::fused_saved`]: a compiled
-/// cross-entropy's 16-bit logits and log-sum-exp, the norm after a residual add), else by its
-/// place in its chain.
+/// A norm's per-row statistics: what a LayerNorm keeps beyond its input (two fp32 per row), at
+/// most 1/64 of its input (a composite RMSNorm keeps its normalized tensor too, which this bound
+/// leaves out: its one fp32 per row is far under it; a low-precision LayerNorm, which keeps a
+/// 16-bit copy of its input, counts none).
+fn norm_statistics(op: &Op) -> f64 {
+    (op.saved.0 - op.chained_read.0)
+        .max(0.0)
+        .min(op.chained_read.0 / 64.0)
+}
+
+/// What an op keeps for backward under fused execution (see [`activation_bytes`]). A compiled
+/// cross-entropy (the loss op over the vocabulary) keeps the 16-bit logits it reads (half its
+/// fused read, which passes over them twice, less the targets) and one fp32 log-sum-exp per row
+/// (half its fused write), not the eager fp32 log-probabilities: see `graph::parts::head`.
 fn fused_saved(op: &Op) -> f64 {
-    if let Some(b) = op.fused_saved {
-        return b.0;
+    if op.role == Role::Loss && matches!(op.kind, OpKind::Softmax) {
+        let rows = op.fused_written.0 / 8.0;
+        return (op.fused_read.0 - rows * 8.0) / 2.0 + rows * 4.0;
     }
     match (op.kind, op.chain) {
         (OpKind::Elementwise | OpKind::Normalization { .. }, Chain::Member) => 0.0,

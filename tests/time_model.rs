@@ -33,7 +33,6 @@ fn bare_op(kind: OpKind, unit: Unit, dtype: Dtype, flops: f64, read: f64, writte
         kernels: 1,
         chain: Chain::Alone,
         saved: Bytes(0.0),
-        fused_saved: None,
         attention_core: false,
         recompute: false,
         weight_sized: false,

@@ -28,7 +28,6 @@ pub(super) fn emit_recompute(b: &mut Builder, start: usize, end: usize, mode: Ch
                 phase: Phase::Backward,
                 model_flops: Flops::ZERO,
                 saved: Bytes::ZERO,
-                fused_saved: None,
                 recompute: true,
                 ..op
             };
@@ -61,7 +60,6 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
         let base = Op {
             phase: Phase::Backward,
             saved: Bytes::ZERO,
-            fused_saved: None,
             recompute: false,
             chain,
             chained_read: Bytes::ZERO,

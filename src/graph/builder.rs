@@ -161,7 +161,6 @@ pub(crate) fn library_op(
         kernels: 1,
         chain: Chain::Alone,
         saved: Bytes::ZERO,
-        fused_saved: None,
         attention_core: false,
         recompute: false,
         weight_sized: false,
@@ -359,13 +358,6 @@ impl Builder<'_> {
         }
     }
 
-    /// Sets what the last op keeps under fused execution ([`Op::fused_saved`]).
-    pub fn keep_when_fused(&mut self, bytes: Bytes) {
-        if let Some(op) = self.ops.last_mut() {
-            op.fused_saved = Some(bytes);
-        }
-    }
-
     /// The ops pushed since index `first` run once per input on `times` inputs (e.g. the
     /// condition image and the target image embedded one after the other): same FLOPs and bytes
     /// in all, `times` launches each (their backward ops inherit the count).
@@ -419,7 +411,6 @@ impl Builder<'_> {
                 chain,
                 kernels: v.composite.map_or(1, |c| c.0),
                 saved: v.saved,
-                fused_saved: None,
                 attention_core: v.core,
                 recompute: false,
                 weight_sized: v.weight_sized,

@@ -354,6 +354,11 @@ pub enum Role {
     AttentionInputs,
     /// The training loss (and its backward).
     Loss,
+    /// The residual add that ends a block's attention branch, `x + gate·y`.
+    Residual,
+    /// The norm that reads that residual sum (the MLP branch's norm): compiled, the
+    /// partitioner recomputes the sum rather than keep it (`memory::activation_bytes`).
+    ResidualNorm,
 }
 
 /// One op of the training step (per layer; the row stands for `layer.count()` layers).
@@ -395,10 +400,6 @@ pub struct Op {
     pub kernels: u8,
     /// Activation bytes this op keeps for backward, per layer (forward ops only).
     pub saved: Bytes,
-    /// What it keeps under fused execution when that is not derived from `saved` and its
-    /// place in a fused chain (`memory::activation_bytes`): set where torch.compile's
-    /// partitioner keeps something else (see the builders that set it).
-    pub fused_saved: Option<Bytes>,
     /// Its size follows the parameters, not the batch: weight casts, weight and bias gradients,
     /// embedding-table gradients (excluded from activation transients).
     pub weight_sized: bool,

@@ -3,11 +3,10 @@
 
 use super::common::{dropout, grad_fork, residual, weights_cast};
 use super::{attention, conditioning, mlp, moe, norm::norm};
-use crate::graph::builder::{n, Builder, FP32};
+use crate::graph::builder::{n, Builder};
 use crate::graph::shapes::{cast_tensors, LinearShapes};
 use crate::graph::{OpClass, Role, StepConfig};
 use crate::spec::ModelSpec;
-use crate::units::Bytes;
 
 /// The blocks of one sequence-length group (`b.layer` says which), at sequence `seq`.
 pub(crate) fn forward(
@@ -55,21 +54,13 @@ pub(crate) fn forward(
         dropout(b, n!("attn.dropout_out"), e, o, OpClass::Elementwise, false);
     }
     residual(b, n!("attn.residual"), e, cond);
+    b.mark(Role::Residual);
 
-    // MLP branch.
+    // MLP branch. Its norm reads the residual sum, which compiled steps recompute rather than
+    // keep (see `memory::activation_bytes`).
     grad_fork(b, n!("mlp.fork"), e, nu.residual.bytes());
     let x = norm(b, n!("mlp.norm"), t.norm, tf, d, nu.residual, 1);
-    // Compiled, the partitioner recomputes this norm's input, the sum x + gate·y, from the
-    // block's input (kept by the attention norm) and the attention branch's output y, which it
-    // keeps in the activation dtype unless the gated residual already keeps it; the norm keeps
-    // its row statistics (at most two fp32 per row). Seen in PyTorch's own accounting of the
-    // compiled step (tests/reference/fixtures/compiled-saved.json).
-    let branch = if cond > 0.0 {
-        0.0
-    } else {
-        e * nu.activation.bytes()
-    };
-    b.keep_when_fused(Bytes(branch + tf * 2.0 * FP32));
+    b.mark(Role::ResidualNorm);
     let x = match shapes.adaln {
         Some(_) => conditioning::modulate(b, n!("mlp.modulate"), e, cond, x),
         None => x,

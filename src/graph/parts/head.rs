@@ -164,7 +164,6 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
             fused_written: Bytes(logits * o),
         }),
     );
-    b.keep_when_fused(Bytes(logits * o + r * FP32));
     b.mark(Role::Loss);
 }
 
