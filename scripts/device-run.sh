@@ -31,18 +31,24 @@ echo "device: $name -> spec ${GPU_SPEC:-unknown}"
 } >"$work/provenance.txt" 2>&1
 cat "$work/provenance.txt"
 
+# The H200 session (issue 15): GEMM shapes of jit-b4 at batch 16-128 and of gpt2-124m, and the
+# planned workload measured first. Elsewhere the H100 profile's plan.
+if [ "${GPU_SPEC:-}" = h200-sxm ]; then
+    export BENCH_SHAPES="${BENCH_SHAPES:-jit-b4:16 jit-b4:32 jit-b4:64 jit-b4:128 gpt2-124m:8 gpt2-124m:16}"
+    MEASURE_PLAN="${MEASURE_PLAN:-planned}"
+fi
 OUT="$work" BENCH_TIMEOUT="${BENCH_TIMEOUT:-150}" TORCH_TIMEOUT="${TORCH_TIMEOUT:-60}" bash scripts/gpu-session.sh
 
-echo "== validation/measure.py (budget ${VALIDATION_BUDGET:-190} s)"
+echo "== validation/measure.py (budget ${VALIDATION_BUDGET:-190} s, plan ${MEASURE_PLAN:-default})"
 # VALIDATION_ARGS (word-split) replaces the default plan, e.g. "--config gpt2-124m:8:flash2:compiled".
 # shellcheck disable=SC2086
 PYTHONUNBUFFERED=1 timeout -k 10 "${VALIDATION_TIMEOUT:-250}" python3 validation/measure.py \
-    --budget-s "${VALIDATION_BUDGET:-190}" ${VALIDATION_ARGS:-} --out "$work/measurements.json" >"$work/validation.log" 2>&1
+    --budget-s "${VALIDATION_BUDGET:-190}" --plan "${MEASURE_PLAN:-default}" ${VALIDATION_ARGS:-} --out "$work/measurements.json" >"$work/validation.log" 2>&1
 echo "measure.py exit code: $?"
 tail -n 40 "$work/validation.log"
 
 (cd "$work" && tar czf "$final/all-logs.tar.gz" .)
-for f in provenance.txt bench.json torch-baseline.json measurements.json session.log validation.log bench.stdout; do
+for f in provenance.txt bench.json gemm-table.toml torch-baseline.json measurements.json session.log validation.log bench.stdout; do
     [ -f "$work/$f" ] && cp "$work/$f" "$final/"
 done
 ls -la "$final"

@@ -8,11 +8,13 @@
 #   1. nvidia-smi (card, driver, clocks as found: nothing is changed);
 #   2. find libnvrtc, libcublas and libcublasLt (CUDA toolkit, then PyTorch's nvidia wheels) and
 #      export LD_LIBRARY_PATH;
-#   3. roofline bench --suite memory,gemm,attention,norm,cublas --shapes jit-b4 -> $OUT/bench.json;
+#   3. roofline bench --suite memory,gemm,attention,norm,cublas --shapes ... -> $OUT/bench.json and
+#      the cuBLAS GEMMs as a [gemm_table] section -> $OUT/gemm-table.toml;
 #   4. a PyTorch cross-check of the same ceilings -> $OUT/torch-baseline.json.
 # Logs: $OUT/session.log (everything), $OUT/bench.stdout, $OUT/bench.stderr, $OUT/torch.log.
 # Timeouts (seconds) can be changed with BENCH_TIMEOUT and TORCH_TIMEOUT; BENCH_SUITES picks the
-# bench suites (default: all).
+# bench suites (default: all); BENCH_SHAPES (space-separated MODEL[:BATCH]) the models whose GEMM
+# shapes are measured (default: jit-b4 at batch 64).
 set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -61,10 +63,13 @@ export LD_LIBRARY_PATH="${ld_path}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 echo "== roofline bench (timeout ${BENCH_TIMEOUT}s)"
+shape_args=()
+for s in ${BENCH_SHAPES:-jit-b4:64}; do shape_args+=(--shapes "$s"); done
 bench_rc=0
 if [ -x target/release/roofline ]; then
     RUST_BACKTRACE=1 timeout -k 10 "$BENCH_TIMEOUT" target/release/roofline bench \
-        --suite "${BENCH_SUITES:-memory,gemm,attention,norm,cublas}" --shapes jit-b4 ${GPU_SPEC:+--gpu "$GPU_SPEC"} --out "$OUT/bench.json" \
+        --suite "${BENCH_SUITES:-memory,gemm,attention,norm,cublas}" ${shape_args[@]+"${shape_args[@]}"} \
+        ${GPU_SPEC:+--gpu "$GPU_SPEC" --gemm-table "$OUT/gemm-table.toml"} --out "$OUT/bench.json" \
         >"$OUT/bench.stdout" 2>"$OUT/bench.stderr" || bench_rc=$?
     echo "roofline bench exit code: $bench_rc (124 = timed out; $OUT/bench.json holds the suites finished)"
     echo "-- stderr (last 80 lines)"

@@ -431,3 +431,12 @@ fn a_fused_cross_entropy_for_a_diffusion_model_is_refused() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("loss fused"), "{out}");
 }
+
+#[test]
+fn a_bad_bench_shape_batch_is_named() {
+    rejects(
+        &["bench", "--shapes", "jit-b4:0"],
+        &["--shapes jit-b4:0", "`0`"],
+    );
+    rejects(&["bench", "--shapes", "jit-b4:x"], &["jit-b4:x"]);
+}

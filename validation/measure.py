@@ -42,6 +42,20 @@ DEFAULT_EAGER = {"jit-b4": (8, 16, 32, 64, 128), "gpt2-124m": (4, 8, 16)}
 DEFAULT_COMPILED = {"jit-b4": (64,), "gpt2-124m": (8,)}
 DEFAULT_ATTENTION = ("naive", "flash2")
 
+# The planned-workload plan (``--plan planned``): the run the project plans for first, JiT-B/4
+# at batch 64 per GPU with the public code's naive attention, compiled as the public code runs
+# it, then eager; then flash2 at the same batch; then the other jit-b4 batches and gpt2-124m,
+# each compiled then eager. A time budget that ends the session early still has the planned
+# configurations measured.
+PLANNED = (
+    [("jit-b4", 64, "naive", "compiled"), ("jit-b4", 64, "naive", "eager"),
+     ("jit-b4", 64, "flash2", "compiled"), ("jit-b4", 64, "flash2", "eager")]
+    + [("jit-b4", b, a, m) for b in (16, 32, 128) for a in ("naive", "flash2")
+       for m in ("compiled", "eager")]
+    + [("gpt2-124m", b, a, m) for b in (8, 16) for a in ("flash2", "naive")
+       for m in ("compiled", "eager")]
+)
+
 
 def log(msg: str) -> None:
     print(f"[measure {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -147,6 +161,8 @@ def plan_configs(args) -> list[dict]:
     eager batches then the compiled ones (compiling is the slow part)."""
     if args.config:
         return [parse_config(s) for s in args.config]
+    if getattr(args, "plan", "default") == "planned":
+        return [{"model": m, "batch": b, "attention": a, "mode": mode} for m, b, a, mode in PLANNED]
     models = args.models or list(DEFAULT_EAGER)
     attentions = args.attention or list(DEFAULT_ATTENTION)
     modes = args.modes or ["eager", "compiled"]
@@ -384,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "with exactly one --models")
     ap.add_argument("--config", action="append", metavar="MODEL:BATCH:ATTENTION:MODE",
                     help="run exactly these configurations (repeatable), e.g. jit-b4:64:flash2:eager")
+    ap.add_argument("--plan", choices=["default", "planned"], default="default",
+                    help="default: every batch eager, one per model compiled; planned: the planned "
+                         "workload (jit-b4 batch 64 naive, compiled then eager) first, then flash2, "
+                         "the other jit-b4 batches and gpt2-124m, compiled then eager")
     ap.add_argument("--models", nargs="+", choices=["jit-b4", "gpt2-124m", "llama3-8b", "mixtral-8x7b"])
     ap.add_argument("--batches", nargs="+", type=int, help="override the default batch sizes")
     ap.add_argument("--attention", nargs="+", choices=["naive", "sdpa-math", "flash2", "sdpa"])

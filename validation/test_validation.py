@@ -262,6 +262,19 @@ class PlanAndJsonTests(unittest.TestCase):
         jit = [c for c in plan if c["model"] == "jit-b4"]
         self.assertEqual([c["mode"] for c in jit], ["eager"] * 10 + ["compiled"] * 2)
 
+    def test_planned_plan_starts_with_the_planned_run(self):
+        from measure import build_parser, plan_configs
+        plan = plan_configs(build_parser().parse_args(["--plan", "planned"]))
+        self.assertEqual(plan[0], {"model": "jit-b4", "batch": 64, "attention": "naive", "mode": "compiled"})
+        self.assertEqual(plan[1]["mode"], "eager")
+        keys = [(c["model"], c["batch"], c["attention"], c["mode"]) for c in plan]
+        self.assertEqual(len(keys), len(set(keys)))
+        for b in (16, 32, 64, 128):
+            for a in ("naive", "flash2"):
+                for m in ("eager", "compiled"):
+                    self.assertIn(("jit-b4", b, a, m), keys)
+        self.assertIn(("gpt2-124m", 16, "flash2", "compiled"), keys)
+
     def test_explicit_config(self):
         from measure import build_parser, parse_config, plan_configs
 

@@ -483,10 +483,11 @@ pub struct BenchArgs {
     /// Suites to run: memory, gemm, attention, norm, cublas (comma-separated) or all.
     #[arg(long, default_value = "all")]
     pub suite: String,
-    /// Also measure every GEMM shape of this model's training step (name or TOML path).
+    /// Also measure every GEMM shape of this model's training step: MODEL or MODEL:BATCH (name or
+    /// TOML path); repeat for several models or batches (shapes measured once each).
     #[arg(long)]
-    pub shapes: Option<String>,
-    /// Batch per GPU for --shapes.
+    pub shapes: Vec<String>,
+    /// Batch per GPU for a --shapes entry without its own.
     #[arg(long, allow_hyphen_values = true, default_value_t = defaults::BATCH, value_parser = parse_count_u64)]
     pub batch: u64,
     /// GPU spec whose peaks give `fraction_of_peak` (e.g. h100-sxm).

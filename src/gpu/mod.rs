@@ -145,7 +145,7 @@ pub fn model_gemm_shapes(
     crate::graph::build_step(model, &step, &mut ops)?;
     Ok(crate::graph::gemm_shapes(&ops)
         .into_iter()
-        .map(|(name, m, n, k)| GemmShape::new(&format!("{}:{name}", model.name), m, n, k))
+        .map(|(name, m, n, k)| GemmShape::new(&format!("{} b{batch}:{name}", model.name), m, n, k))
         .collect())
 }
 

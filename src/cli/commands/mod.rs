@@ -524,10 +524,26 @@ fn write_gemm_table(
 pub fn bench(a: &BenchArgs) -> Result<()> {
     use crate::gpu;
     let suites = gpu::Suite::parse_list(&a.suite).map_err(Error::Invalid)?;
-    let gemm_shapes = match &a.shapes {
-        Some(model) => gpu::model_gemm_shapes(&spec::load_model(model)?, a.batch)?,
-        None => Vec::new(),
-    };
+    let mut gemm_shapes: Vec<gpu::GemmShape> = Vec::new();
+    for entry in &a.shapes {
+        // MODEL:BATCH, or a model alone at --batch (a path may hold colons of its own).
+        let (model, batch) = match entry.rsplit_once(':') {
+            Some((m, b)) if !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()) => {
+                let batch = crate::units::parse_count_u64(b)
+                    .map_err(|e| Error::Invalid(format!("--shapes {entry}: batch `{b}`: {e}")))?;
+                (m, batch)
+            }
+            _ => (entry.as_str(), a.batch),
+        };
+        for s in gpu::model_gemm_shapes(&spec::load_model(model)?, batch)? {
+            if !gemm_shapes
+                .iter()
+                .any(|t| (t.m, t.n, t.k) == (s.m, s.n, s.k))
+            {
+                gemm_shapes.push(s);
+            }
+        }
+    }
     let peaks = match &a.gpu {
         Some(g) => {
             let g = spec::load_gpu(g)?;
