@@ -417,7 +417,11 @@ fn a_fused_cross_entropy_for_a_diffusion_model_is_refused() {
     );
     rejects(
         &["estimate", "--loss", "liger"],
-        &["liger", "torch", "fused"],
+        &["liger", "torch", "fused", "fused-linear"],
+    );
+    rejects(
+        &["estimate", "--loss", "fused-linear"],
+        &["fused-linear", "jit-b4", "MSE"],
     );
     let (code, out, err) = run(&[
         "estimate",

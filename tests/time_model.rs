@@ -510,3 +510,52 @@ fn a_fused_cross_entropy_kernel_reads_the_logits_once_each_way_in_every_mode() {
     );
     assert!(fused.0 < torch.0 && fused.1 == torch.1);
 }
+
+#[test]
+fn a_chunked_classifier_and_loss_keeps_nothing_logits_sized() {
+    use roofline::graph::{build_step, Checkpointing, LossImpl, Phase, StepConfig};
+    let model = load_model("llama3-8b").unwrap();
+    let step = |loss| StepConfig {
+        batch: 1,
+        attention: roofline::graph::AttentionImpl::Flash2,
+        loss,
+        ..StepConfig::default()
+    };
+    let rows = 8192.0;
+    let logits = rows * 128256.0;
+    let kept = |loss| {
+        let mut ops = Vec::new();
+        build_step(&model, &step(loss), &mut ops).unwrap();
+        let only: Vec<_> = ops
+            .iter()
+            .filter(|o| o.name.starts_with("loss.cross_entropy") && o.phase == Phase::Forward)
+            .cloned()
+            .collect();
+        roofline::memory::activation_bytes(&only, Checkpointing::None, false).0
+    };
+    // The fused kernel keeps the 16-bit logits; the chunked one a few bytes per row.
+    assert_relative_eq!(
+        kept(LossImpl::Fused),
+        2.0 * logits + 4.0 * rows,
+        max_relative = 1e-12
+    );
+    assert_relative_eq!(
+        kept(LossImpl::FusedLinear),
+        4.0 * rows,
+        max_relative = 1e-12
+    );
+    // The whole step: smaller by at least the logits, no slower.
+    let m = machine("h100-sxm");
+    let mut est = Estimator::new();
+    let mut at = |loss| {
+        let run = RunConfig {
+            step: step(loss),
+            ..RunConfig::default()
+        };
+        let e = est.estimate(&model, &m, &run).unwrap();
+        (e.step_time.0, e.memory.total_bytes.0)
+    };
+    let (fused, chunked) = (at(LossImpl::Fused), at(LossImpl::FusedLinear));
+    assert!(chunked.1 < fused.1 - 2.0 * logits, "{chunked:?} {fused:?}");
+    assert!(chunked.0 <= fused.0 * 1.001, "{chunked:?} {fused:?}");
+}

@@ -86,7 +86,8 @@ pub struct StepArgs {
     pub checkpointing: Checkpointing,
     /// Cross-entropy of a language model: torch (F.cross_entropy; fused by torch.compile when
     /// compiled) | fused (a hand-written fused kernel in every mode, as FlashAttention's
-    /// cross_entropy, llm-foundry's default).
+    /// cross_entropy, llm-foundry's default) | fused-linear (classifier and loss fused and
+    /// chunked, as Liger-Kernel's: no logits kept).
     #[arg(long, default_value_t = LossImpl::Torch)]
     pub loss: LossImpl,
     /// EMA copies of the weights updated every step (JiT trains with two).

@@ -100,6 +100,11 @@ cli_enum!(
         /// and Megatron-LM's fused cross-entropy): one pass forward keeping the 16-bit logits
         /// and a log-sum-exp per row, one pass backward writing the logits' gradient.
         Fused => "fused",
+        /// The classifier and the loss fused and chunked over rows (Liger-Kernel's
+        /// `LigerFusedLinearCrossEntropyLoss`, Hsu et al. 2024, arXiv 2410.10989): the logits
+        /// exist one chunk at a time, and the forward computes their gradient in place, so
+        /// nothing logits-sized is kept for backward.
+        FusedLinear => "fused-linear",
     }
 );
 

@@ -263,11 +263,11 @@ impl ScenarioSpec {
         self.step
             .parallel
             .check(&model, self.step.attention.is_fused())?;
-        if self.step.loss == LossImpl::Fused && model.kind == ModelKind::Vision {
+        if self.step.loss != LossImpl::Torch && model.kind == ModelKind::Vision {
             return Err(Error::Invalid(format!(
-                "loss `fused` is a cross-entropy kernel over a vocabulary, and {} is a \
+                "loss `{}` is a cross-entropy kernel over a vocabulary, and {} is a \
                  diffusion model trained with an MSE loss: use --loss torch (the default)",
-                self.model
+                self.step.loss, self.model
             )));
         }
         let network = self

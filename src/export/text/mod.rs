@@ -141,7 +141,7 @@ pub fn memory(r: &MemoryReport) -> String {
     }
     let m = &r.memory;
     let copies = if r.zero >= 3 {
-        "gathered weights + autocast shard copy"
+        "gathered weights + their shard copies"
     } else {
         "autocast weight copies"
     };

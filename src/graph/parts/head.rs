@@ -112,9 +112,13 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
     let logits = rows as f64 * shapes.head.n as f64;
     let r = rows as f64;
     let o = nu.activation.bytes();
-    if loss == LossImpl::Fused {
-        fused_cross_entropy(b, logits, r, o);
-        return;
+    match loss {
+        LossImpl::Fused => return fused_cross_entropy(b, logits, r, o),
+        LossImpl::FusedLinear => {
+            let chunks = shapes.head.n.div_ceil(shapes.head.k.max(1));
+            return chunked_cross_entropy(b, logits, r, o, chunks);
+        }
+        LossImpl::Torch => {}
     }
     let upcast = nu.activation != Dtype::Fp32;
     let (cast_read, cast_written) = if upcast {
@@ -193,6 +197,37 @@ fn fused_cross_entropy(b: &mut Builder, logits: f64, r: f64, o: f64) {
             written: Bytes(logits * o),
             flops: Flops(3.0 * logits),
         }),
+    );
+    b.mark(Role::Loss);
+}
+
+/// The classifier and cross-entropy fused and chunked ([`LossImpl::FusedLinear`], Liger-Kernel's
+/// src/liger_kernel/ops/fused_linear_cross_entropy.py): rows go in about ⌈V/d⌉ chunks, so a
+/// chunk's logits are about the size of the head's input; per chunk the head GEMM writes the
+/// 16-bit logits, one kernel reads them with the targets and overwrites them with their gradient
+/// (loss and log-sum-exp per row), and the head's input- and weight-gradient GEMMs read that
+/// gradient (their FLOPs and bytes counted by the head's own backward ops). Nothing
+/// logits-sized outlives its chunk (the head's saved input stands for the input gradient Liger
+/// keeps); the loss's backward only scales what the forward computed. Launches: four per chunk
+/// (the GEMM, the kernel, the two gradient GEMMs), of which the head's three GEMM ops count one
+/// each.
+fn chunked_cross_entropy(b: &mut Builder, logits: f64, r: f64, o: f64, chunks: u64) {
+    b.vector(
+        n!("loss.cross_entropy"),
+        Vector::new(
+            OpKind::Reduction,
+            OpClass::Elementwise,
+            Flops(8.0 * logits),
+            Bytes(logits * o + r * INDEX),
+            Bytes(logits * o + r * 2.0 * FP32),
+        )
+        .saved(Bytes(r * FP32))
+        .composite(
+            (4 * chunks.max(1) - 3).min(u64::from(u8::MAX)) as u8,
+            Bytes(logits * o + r * INDEX),
+            Bytes(logits * o + r * 2.0 * FP32),
+        )
+        .bwd(Bwd::None),
     );
     b.mark(Role::Loss);
 }
