@@ -15,6 +15,19 @@ fn gpt2_with_dropout() -> ModelSpec {
     ModelSpec::from_toml(&text, "gpt2-with-dropout").unwrap()
 }
 
+/// Llama-2-7B's step at batch 1 with FlashAttention: the model, its settings and its ops.
+fn llama2_7b_step() -> (ModelSpec, StepConfig, Vec<Op>) {
+    let m = load_model("llama2-7b").unwrap();
+    let cfg = StepConfig {
+        batch: 1,
+        attention: AttentionImpl::Flash2,
+        ..StepConfig::default()
+    };
+    let mut ops = Vec::new();
+    build_step(&m, &cfg, &mut ops).unwrap();
+    (m, cfg, ops)
+}
+
 fn saved_per_block(ops: &[Op], depth: f64) -> f64 {
     ops.iter()
         .filter(|o| o.phase == Phase::Forward && matches!(o.layer, Layer::Blocks { .. }))
@@ -116,14 +129,7 @@ fn footprint_is_affine_in_batch_and_max_batch_fits() {
 
 #[test]
 fn zero_stages_shard_state() {
-    let m = load_model("llama2-7b").unwrap();
-    let cfg = StepConfig {
-        batch: 1,
-        attention: AttentionImpl::Flash2,
-        ..StepConfig::default()
-    };
-    let mut ops = Vec::new();
-    build_step(&m, &cfg, &mut ops).unwrap();
+    let (m, cfg, ops) = llama2_7b_step();
     let at = |zero| {
         footprint(
             &m,
@@ -197,14 +203,7 @@ fn a_low_precision_layernorm_keeps_16_bit_inputs() {
 /// of embedding and head) and their shards' bf16 copies, not a bf16 copy of the whole shard.
 #[test]
 fn zero3_holds_the_gathered_units_and_their_shard_copies_only() {
-    let m = load_model("llama2-7b").unwrap();
-    let cfg = StepConfig {
-        batch: 1,
-        attention: AttentionImpl::Flash2,
-        ..StepConfig::default()
-    };
-    let mut ops = Vec::new();
-    build_step(&m, &cfg, &mut ops).unwrap();
+    let (m, cfg, ops) = llama2_7b_step();
     let mc = MemoryConfig {
         zero: 3,
         dp: 8,
