@@ -262,7 +262,8 @@ pub fn validation() -> Result<String> {
     let _ = writeln!(
         s,
         "Independence: two constants of the H100 spec file (`achievable.eager_elementwise`, \
-         `attention.causal_factor`) and the calibrated host time per eager kernel were read off \
+         `attention.causal_factor`, which only the fidelity report's ablation without the \
+         attention table uses) and the calibrated host time per eager kernel were read off \
          kernel timings in this same profile (their sources say which), so this comparison is \
          not fully independent of the data it checks; the other measured figures come from \
          `roofline bench` and earlier measurements. This profile also showed that the eager \

@@ -119,10 +119,10 @@ fn measured_set<'a>(
             m.command
         ),
         command: format!("roofline validate {file}"),
-        fitted: "three constants of the GPU file (`achievable.eager_elementwise`, \
-                 `achievable.misaligned_gemm`, `attention.causal_factor`) were read off kernel \
-                 timings of this profile; its `[gemm_table]` is the same day's cuBLAS bench of \
-                 the same GEMM shapes"
+        fitted: "two constants of the GPU file (`achievable.eager_elementwise`, \
+                 `achievable.misaligned_gemm`) were read off kernel timings of this profile, and \
+                 a third, `attention.causal_factor`, is used only with the attention table off; \
+                 its `[gemm_table]` is the same day's cuBLAS bench of the same GEMM shapes"
             .into(),
     };
     let predict = move |mech| {

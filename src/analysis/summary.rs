@@ -460,6 +460,17 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             v.push("attention unfused: 16-bit scores and probabilities materialized (Megatron-LM core attention)".into())
         }
 
+        AttentionImpl::Flash2 | AttentionImpl::Flash3
+            if mach.mechanisms.attention_table
+                && mach.attention_table.covers(
+                    if run.step.attention == AttentionImpl::Flash3 { 3 } else { 2 },
+                ) =>
+        {
+            v.push(format!(
+                "attention {}: fused; rate by sequence length, mask and head dimension from the GPU file's [[attention_table]] (published FlashAttention benchmark charts, each series with its source), interpolated in ln s, held at the longest length charted; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
+                run.step.attention
+            ))
+        }
         AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
             "attention {}: fused; rate(s) = rate({r}) * [s/(s+{h})]/[{r}/({r}+{h})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
             run.step.attention,

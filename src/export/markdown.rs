@@ -134,8 +134,9 @@ pub fn flash_report(r: &FlashReport, chart: Option<&str>) -> String {
          at this batch (otherwise the cell says which does not fit). Memory per GPU = the whole footprint at this batch \
          against the GPU's {}. Activations = bytes kept for backward \
          per GPU at this batch. Largest batch = largest batch per GPU whose footprint fits the GPU's memory. \
-         Fused kernels run at the GPU file's measured fraction of peak at its reference length, scaled by \
-         s/(s + seq_half); the naive path follows the public JiT code (fp32 scores, materialized bias).",
+         Fused kernels run at the rates of the GPU file's attention table (published FlashAttention charts by \
+         length, mask and head dimension) where it has one, else at its fraction of peak at the reference length \
+         scaled by s/(s + seq_half); the naive path follows the public JiT code (fp32 scores, materialized bias).",
         binary_bytes(Bytes(r.capacity_bytes))
     );
     if let Some(c) = chart {

@@ -2,6 +2,7 @@
 //! comes from, and optionally a `[low, high]` range for uncertainty propagation.
 
 use crate::error::{Error, Result};
+use crate::spec::attention_table::{self, AttentionSeries};
 use crate::spec::gemm_table::GemmTable;
 use crate::spec::toml_error::{toml_error_field, toml_error_problem};
 use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
@@ -236,6 +237,10 @@ pub struct GpuSpec {
     pub price: Option<Price>,
     /// Measured GEMM throughput by shape (optional; see [`GemmTable`]).
     pub gemm_table: Option<GemmTable>,
+    /// Published or measured fused-attention throughput by sequence length (optional; see
+    /// [`crate::spec::attention_table`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention_table: Vec<AttentionSeries>,
 }
 
 impl GpuSpec {
@@ -372,6 +377,20 @@ impl GpuSpec {
         }
         if let Some(t) = &self.gemm_table {
             t.check(file, |dtype| self.tensor_peak(dtype).map(|s| s.value))?;
+        }
+        if !self.attention_table.is_empty() {
+            let att = self.attention.as_ref();
+            attention_table::check(
+                &self.attention_table,
+                file,
+                self.peak_flops.bf16_tensor.value / 1e12,
+                |kernel| {
+                    att.is_some_and(|a| match kernel {
+                        "flash3" => a.flash3_fwd.is_some() && a.flash3_bwd.is_some(),
+                        _ => a.flash2_fwd.is_some() && a.flash2_bwd.is_some(),
+                    })
+                },
+            )?;
         }
         Ok(())
     }

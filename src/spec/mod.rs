@@ -1,6 +1,7 @@
 //! Spec files as data: models (models/*.toml) and GPUs (models/hardware/*.toml), embedded in the
 //! binary with `include_str!` and overridable by a path to a TOML file wherever a name is taken.
 
+pub mod attention_table;
 pub mod gemm_table;
 pub mod hardware;
 pub mod hf;

@@ -205,15 +205,20 @@ impl Machine {
         }
     }
 
-    /// Attainable FLOP/s of a fused attention kernel at sequence `seq` (forward or backward): the
-    /// GPU file's fraction at `seq_ref`, grown as s/(s + seq_half) relative to `seq_ref`, times
-    /// the causal factor, and capped at the highest fraction the kernel is published or
-    /// measured to reach on that GPU (`attention.flash2_max` / `flash3_max`), itself at most the
-    /// GEMM ceiling.
+    /// Attainable FLOP/s of a fused attention kernel at sequence `seq` and head dimension
+    /// `head_dim` (forward or backward). Where the GPU file's attention table has the kernel
+    /// (and the mechanism is on), the file's fraction at `seq_ref` times the table's ratio
+    /// ([`super::attention_table`]: interpolated in log length and head dimension, held at the
+    /// longest length measured; a causal kernel without causal series at the non-causal ratio
+    /// times the causal factor). Otherwise the fraction grown as s/(s + seq_half) relative to
+    /// `seq_ref`, times the causal factor, capped at the highest fraction the kernel is
+    /// published or measured to reach on that GPU (`attention.flash2_max` / `flash3_max`).
+    /// Either way at most the GEMM ceiling.
     pub fn flash_rate(
         &self,
         which: AttentionImpl,
         seq: u64,
+        head_dim: u64,
         backward: bool,
         causal: bool,
     ) -> Result<FlopRate> {
@@ -228,14 +233,29 @@ impl Machine {
             ))
         })?;
         let f = if backward { eff.bwd } else { eff.fwd };
-        let shape = |s: f64| s / (s + self.flash_seq_half);
-        let causal = if causal { self.flash_causal } else { 1.0 };
-        let scaled = f * causal * shape(seq as f64) / shape(self.flash_seq_ref);
-        let cap = if self.mechanisms.attention_cap {
-            eff.max
-        } else {
-            self.frac_bf16
+        let causal_factor = if causal { self.flash_causal } else { 1.0 };
+        let flash = if which == AttentionImpl::Flash3 { 3 } else { 2 };
+        let table = |causal: bool| {
+            self.attention_table
+                .ratio(flash, causal, head_dim, seq, backward, self.flash_seq_half)
         };
-        Ok(self.peak_bf16 * scaled.min(cap).min(self.frac_bf16))
+        let tabulated = if self.mechanisms.attention_table {
+            table(causal).or_else(|| table(false).filter(|_| causal).map(|r| r * causal_factor))
+        } else {
+            None
+        };
+        let scaled = match tabulated {
+            Some(ratio) => f * ratio,
+            None => {
+                let shape = |s: f64| s / (s + self.flash_seq_half);
+                let law = f * causal_factor * shape(seq as f64) / shape(self.flash_seq_ref);
+                if self.mechanisms.attention_cap {
+                    law.min(eff.max)
+                } else {
+                    law
+                }
+            }
+        };
+        Ok(self.peak_bf16 * scaled.min(self.frac_bf16))
     }
 }

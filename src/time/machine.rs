@@ -2,6 +2,7 @@
 //! calibration file (which overrides any value it names). The figures that a calibration can
 //! override or an analysis can vary are listed once, in [`super::figures::FIGURES`].
 
+use super::attention_table::AttentionTable;
 use super::calibration::Calibration;
 use super::efficiency::DEFAULT_K0;
 use super::figures::FIGURES;
@@ -90,6 +91,9 @@ pub struct Machine {
     /// The GPU file's measured GEMM table as corrections of the analytic rate (empty when the
     /// file has none), see [`super::gemm_table`].
     pub gemm_table: GemmTable,
+    /// The GPU file's fused-attention table as ratios to its `[attention]` fractions (empty
+    /// when the file has none), see [`super::attention_table`].
+    pub attention_table: AttentionTable,
 }
 
 fn pair(
@@ -161,6 +165,14 @@ impl Machine {
             price: gpu.price.as_ref().map(|p| p.usd_per_gpu_hour.value),
             mechanisms: Mechanisms::ALL,
             gemm_table: GemmTable::default(),
+            attention_table: AttentionTable::new(
+                &gpu.attention_table,
+                [
+                    att.and_then(|a| Some((a.flash2_fwd.as_ref()?.value, a.flash2_bwd.as_ref()?.value))),
+                    att.and_then(|a| Some((a.flash3_fwd.as_ref()?.value, a.flash3_bwd.as_ref()?.value))),
+                ],
+                p.bf16_tensor.value,
+            ),
         };
         if let Some(c) = cal {
             for f in FIGURES {

@@ -29,6 +29,10 @@ pub struct Mechanisms {
     /// The GPU file's measured GEMM table corrects the analytic GEMM rate where it covers the
     /// shape ([`super::gemm_table`]). Off: the analytic rate everywhere.
     pub gemm_table: bool,
+    /// The GPU file's published FlashAttention rates by sequence length, mask and head
+    /// dimension ([`super::attention_table`]). Off: the `[attention]` fractions at `seq_ref`
+    /// grown as s/(s + seq_half), times the causal factor, capped at the kernel's best.
+    pub attention_table: bool,
 }
 
 impl Mechanisms {
@@ -39,6 +43,7 @@ impl Mechanisms {
         fused_loss: true,
         attention_cap: true,
         gemm_table: true,
+        attention_table: true,
     };
 
     /// Every mechanism off.
@@ -48,6 +53,7 @@ impl Mechanisms {
         fused_loss: false,
         attention_cap: false,
         gemm_table: false,
+        attention_table: false,
     };
 }
 
@@ -71,7 +77,7 @@ pub struct Mechanism {
 }
 
 /// Every mechanism, in the order the fidelity report lists them.
-pub const MECHANISMS: [Mechanism; 5] = [
+pub const MECHANISMS: [Mechanism; 6] = [
     Mechanism {
         name: "data-parallel overlap",
         what: "FSDP/ZeRO-3 gathers prefetched one block ahead, reduce-scatters per block, \
@@ -115,6 +121,19 @@ pub const MECHANISMS: [Mechanism; 5] = [
         source: "this project's cuBLAS measurements on an H100 SXM, \
                  reports/measurements/2026-11-27-h100-sxm/bench.json",
         off: |m| m.gemm_table = false,
+    },
+    Mechanism {
+        name: "published attention tables",
+        what: "FlashAttention-2/3 rates by sequence length (512 to 16k), mask and head dimension \
+               from the kernels' published benchmark charts, interpolated in log length and \
+               held at the longest length measured (off: the seq-512 fractions grown as \
+               s/(s + seq_half), a causal factor, and the cap; only a100-sxm-80gb, h100-sxm and \
+               h200-sxm have tables)",
+        source: "Dao-AILab/flash-attention assets/flash2_a100_fwd_bwd_benchmark.png and \
+                 flash2_h100_fwd_bwd_benchmark.png (FlashAttention-2, Dao 2023, arXiv \
+                 2307.08691), assets/flash3_fp16_fwd.png (FlashAttention-3, Shah et al. 2024, \
+                 arXiv 2407.08608)",
+        off: |m| m.attention_table = false,
     },
 ];
 

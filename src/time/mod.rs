@@ -24,6 +24,7 @@
 //! [`COMPILED_HOST_FACTOR`] × `host_dispatch_s` per kernel; `graphs` is `compiled` replayed as a
 //! CUDA graph: no host dispatch, `graph_launch_s` per kernel.
 
+pub mod attention_table;
 pub mod calibration;
 pub mod comm;
 pub mod efficiency;
@@ -134,6 +135,7 @@ pub fn op_time(
         // A sliding window does the work of a sequence of the window's length per query.
         OpKind::Attention {
             seq,
+            head_dim,
             causal,
             window,
             ..
@@ -143,7 +145,7 @@ pub fn op_time(
             } else {
                 seq
             };
-            mach.flash_rate(attention, keys, op.phase == Phase::Backward, causal)?
+            mach.flash_rate(attention, keys, head_dim, op.phase == Phase::Backward, causal)?
         }
         _ => {
             let (peak, frac) = mach.peak(op.unit, op.dtype);
