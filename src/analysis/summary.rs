@@ -462,9 +462,9 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
 
         AttentionImpl::Flash2 | AttentionImpl::Flash3
             if mach.mechanisms.attention_table
-                && mach.attention_table.covers(
-                    if run.step.attention == AttentionImpl::Flash3 { 3 } else { 2 },
-                ) =>
+                && mach
+                    .attention_table
+                    .covers(if run.step.attention == AttentionImpl::Flash3 { 3 } else { 2 }) =>
         {
             v.push(format!(
                 "attention {}: fused; rate by sequence length, mask and head dimension from the GPU file's [[attention_table]] (published FlashAttention benchmark charts, each series with its source), interpolated in ln s, held at the longest length charted; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
@@ -488,7 +488,14 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
                 .into(),
         );
     }
-    if model.transformer.causal && fused {
+    let flash = if run.step.attention == AttentionImpl::Flash3 {
+        3
+    } else {
+        2
+    };
+    let causal_tabulated =
+        mach.mechanisms.attention_table && mach.attention_table.covers_causal(flash);
+    if model.transformer.causal && fused && !causal_tabulated {
         v.push(format!(
             "causal fused attention runs at {:.2} of the non-causal rate (GPU file)",
             mach.flash_causal

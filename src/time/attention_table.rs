@@ -143,6 +143,12 @@ impl AttentionTable {
         self.by[k].iter().any(|c| c.n > 0)
     }
 
+    /// Whether kernel `flash` (2 or 3) has causal curves (else causal runs use the causal
+    /// factor).
+    pub fn covers_causal(&self, flash: u8) -> bool {
+        self.by[usize::from(flash == 3)][1].n > 0
+    }
+
     /// The ratio to the `[attention]` fraction for kernel `flash` (2 or 3), mask, head
     /// dimension and length; `None` when the table has no curve of that kernel and mask.
     pub fn ratio(
