@@ -361,9 +361,10 @@ pub fn fidelity() -> Result<String> {
     published.extend(end_to_end.iter().map(|r| {
         (
             r,
-            "no constant (an independent test, predicted uncalibrated); it prompted three \
-                     changes taken from the frameworks' source: llm-foundry's fused loss and \
-                     low-precision LayerNorm as settings, FSDP's transient shard copies",
+            "no constant (an independent test, predicted uncalibrated); it prompted four \
+                     changes taken from the frameworks' source: llm-foundry's fused loss, \
+                     low-precision LayerNorm and Triton attention (`flash1`, at the published \
+                     FlashAttention v1 rates) as settings, FSDP's transient shard copies",
         )
     }));
     let f = crate::analysis::fidelity::fidelity(&[(&m, m_path, "h100-sxm")], &published)?;

@@ -40,13 +40,29 @@ fn at_the_tabulated_lengths_the_rates_are_the_charts() {
     let fwd = [282.0, 306.0, 318.0, 321.0, 322.0, 324.0];
     let total = [215.0, 254.0, 274.0, 288.0, 294.0, 296.0];
     for (i, &s) in SEQ.iter().enumerate() {
-        assert_relative_eq!(tflops(&h100, Flash2, s, 64, false, false), fwd[i], max_relative = 1e-5);
-        assert_relative_eq!(fwd_bwd(&h100, Flash2, s, 64, false), total[i], max_relative = 1e-5);
+        assert_relative_eq!(
+            tflops(&h100, Flash2, s, 64, false, false),
+            fwd[i],
+            max_relative = 1e-5
+        );
+        assert_relative_eq!(
+            fwd_bwd(&h100, Flash2, s, 64, false),
+            total[i],
+            max_relative = 1e-5
+        );
     }
     // Causal, head dimension 128, long sequence.
-    assert_relative_eq!(fwd_bwd(&h100, Flash2, 16384, 128, true), 328.0, max_relative = 1e-5);
+    assert_relative_eq!(
+        fwd_bwd(&h100, Flash2, 16384, 128, true),
+        328.0,
+        max_relative = 1e-5
+    );
     // FA3's forward; its backward follows the [attention] ratio flash3_bwd / flash3_fwd.
-    assert_relative_eq!(tflops(&h100, Flash3, 2048, 128, false, false), 625.0, max_relative = 1e-5);
+    assert_relative_eq!(
+        tflops(&h100, Flash3, 2048, 128, false, false),
+        625.0,
+        max_relative = 1e-5
+    );
     let k = 0.275 / 0.337;
     assert_relative_eq!(
         tflops(&h100, Flash3, 2048, 128, true, false),
@@ -56,7 +72,11 @@ fn at_the_tabulated_lengths_the_rates_are_the_charts() {
     // The A100's chart is forward + backward only: met exactly, split by the file's ratio.
     let a100 = machine("a100-sxm-80gb");
     for (s, want) in [(512, 99.0), (4096, 173.0), (16384, 189.0)] {
-        assert_relative_eq!(fwd_bwd(&a100, Flash2, s, 128, true), want, max_relative = 1e-5);
+        assert_relative_eq!(
+            fwd_bwd(&a100, Flash2, s, 128, true),
+            want,
+            max_relative = 1e-5
+        );
     }
     let (f, b) = (
         tflops(&a100, Flash2, 2048, 64, false, false),
@@ -73,7 +93,11 @@ fn between_and_beyond_the_table_the_rate_is_interpolated_and_held() {
     assert_relative_eq!(r(724, 64), (282.0 + 306.0) / 2.0, max_relative = 2e-3);
     // Head dimension 96, halfway in ln d? No: ln 96 lies 58.5% of the way from ln 64 to ln 128.
     let w = (96f64.ln() - 64f64.ln()) / (128f64.ln() - 64f64.ln());
-    assert_relative_eq!(r(2048, 96), 318.0 * (1.0 - w) + 362.0 * w, max_relative = 1e-5);
+    assert_relative_eq!(
+        r(2048, 96),
+        318.0 * (1.0 - w) + 362.0 * w,
+        max_relative = 1e-5
+    );
     // Beyond the tabulated head dimensions, the nearest one.
     assert_relative_eq!(r(2048, 256), r(2048, 128), max_relative = 1e-12);
     assert_relative_eq!(r(2048, 32), r(2048, 64), max_relative = 1e-12);
@@ -83,7 +107,11 @@ fn between_and_beyond_the_table_the_rate_is_interpolated_and_held() {
     }
     // Below 512 it falls as the [attention] law does (s/(s + 256) relative to 512).
     let shape = |s: f64| s / (s + 256.0);
-    assert_relative_eq!(r(128, 64), 282.0 * shape(128.0) / shape(512.0), max_relative = 1e-5);
+    assert_relative_eq!(
+        r(128, 64),
+        282.0 * shape(128.0) / shape(512.0),
+        max_relative = 1e-5
+    );
     // Rates never decrease with length along a chart that never decreases.
     let mut last = 0.0;
     for s in (9..=15).flat_map(|e| [1u64 << e, 3 << (e - 1)]) {
@@ -121,7 +149,11 @@ fn causal_without_causal_series_uses_the_causal_factor() {
     let text = format!("{base}\n{series}");
     let spec = GpuSpec::from_toml(&text, "gpu.toml").unwrap();
     let m = Machine::new(&spec, None);
-    assert_relative_eq!(tflops(&m, Flash2, 4096, 64, false, false), 290.0, max_relative = 1e-5);
+    assert_relative_eq!(
+        tflops(&m, Flash2, 4096, 64, false, false),
+        290.0,
+        max_relative = 1e-5
+    );
     assert_relative_eq!(
         tflops(&m, Flash2, 4096, 64, false, true),
         290.0 * 0.7,
@@ -162,25 +194,77 @@ fn rejected(text: &str, field: &str, value: &str) {
 fn every_bad_field_is_named_with_its_value() {
     let ok = series("flash2", "fwd", "[512, 1024]", "[200, 250]");
     GpuSpec::from_toml(&with_series(&ok), "gpu.toml").unwrap();
-    rejected(&series("flash9", "fwd", "[512]", "[200]"), "attention_table[0].kernel", "flash9");
-    rejected(&series("flash2", "both", "[512]", "[200]"), "attention_table[0].pass", "both");
-    rejected(&series("flash2", "fwd", "[1024, 512]", "[200, 250]"), "attention_table[0].seq[1]", "512");
-    rejected(&series("flash2", "fwd", "[512, 1024]", "[200]"), "attention_table[0].tflops", "1 rates");
-    rejected(&series("flash2", "fwd", "[512]", "[-3]"), "attention_table[0].tflops[0]", "-3");
-    rejected(&series("flash2", "fwd", "[512]", "[5000]"), "attention_table[0].tflops[0]", "5000");
-    rejected(&series("flash2", "fwd", "[0.5]", "[200]"), "attention_table[0].seq[0]", "0.5");
-    rejected(&ok.replace("head_dim = 64", "head_dim = 1000"), "attention_table[0].head_dim", "1000");
-    rejected(&ok.replace("source = \"test\"", "source = \" \""), "attention_table[0].source", "source");
+    rejected(
+        &series("flash9", "fwd", "[512]", "[200]"),
+        "attention_table[0].kernel",
+        "flash9",
+    );
+    rejected(
+        &series("flash2", "both", "[512]", "[200]"),
+        "attention_table[0].pass",
+        "both",
+    );
+    rejected(
+        &series("flash2", "fwd", "[1024, 512]", "[200, 250]"),
+        "attention_table[0].seq[1]",
+        "512",
+    );
+    rejected(
+        &series("flash2", "fwd", "[512, 1024]", "[200]"),
+        "attention_table[0].tflops",
+        "1 rates",
+    );
+    rejected(
+        &series("flash2", "fwd", "[512]", "[-3]"),
+        "attention_table[0].tflops[0]",
+        "-3",
+    );
+    rejected(
+        &series("flash2", "fwd", "[512]", "[5000]"),
+        "attention_table[0].tflops[0]",
+        "5000",
+    );
+    rejected(
+        &series("flash2", "fwd", "[0.5]", "[200]"),
+        "attention_table[0].seq[0]",
+        "0.5",
+    );
+    rejected(
+        &ok.replace("head_dim = 64", "head_dim = 1000"),
+        "attention_table[0].head_dim",
+        "1000",
+    );
+    rejected(
+        &ok.replace("source = \"test\"", "source = \" \""),
+        "attention_table[0].source",
+        "source",
+    );
     // The same pass twice; all three passes; lengths that differ between passes.
-    rejected(&[ok.as_str(), ok.as_str()].concat(), "attention_table[1].pass", "given twice");
+    rejected(
+        &[ok.as_str(), ok.as_str()].concat(),
+        "attention_table[1].pass",
+        "given twice",
+    );
     let total = series("flash2", "fwd+bwd", "[512, 1024]", "[150, 180]");
     let bwd = series("flash2", "bwd", "[512, 1024]", "[120, 150]");
-    rejected(&[ok.as_str(), &total, &bwd].concat(), "attention_table[2].pass", "all three");
+    rejected(
+        &[ok.as_str(), &total, &bwd].concat(),
+        "attention_table[2].pass",
+        "all three",
+    );
     let other = series("flash2", "fwd+bwd", "[512, 2048]", "[150, 180]");
-    rejected(&[ok.as_str(), &other].concat(), "attention_table[1].seq", "2048");
+    rejected(
+        &[ok.as_str(), &other].concat(),
+        "attention_table[1].seq",
+        "2048",
+    );
     // A forward + backward rate more than 3.5 times the forward leaves no time for the backward.
     let fast = series("flash2", "fwd+bwd", "[512, 1024]", "[150, 900]");
-    rejected(&[ok.as_str(), &fast].concat(), "attention_table[1].tflops[1]", "900");
+    rejected(
+        &[ok.as_str(), &fast].concat(),
+        "attention_table[1].tflops[1]",
+        "900",
+    );
     // A kernel the file has no [attention] fractions for.
     let b200 = std::fs::read_to_string(root().join("models/hardware/b200.toml")).unwrap();
     let err = GpuSpec::from_toml(
@@ -189,7 +273,10 @@ fn every_bad_field_is_named_with_its_value() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("attention_table[0].kernel") && err.contains("flash3"), "{err}");
+    assert!(
+        err.contains("attention_table[0].kernel") && err.contains("flash3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -197,13 +284,59 @@ fn a_bad_table_exits_2_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("roofline-att-table-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("gpu.toml");
-    std::fs::write(&file, with_series(&series("flash2", "fwd", "[512]", "[nan]"))).unwrap();
+    std::fs::write(
+        &file,
+        with_series(&series("flash2", "fwd", "[512]", "[nan]")),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_roofline"))
         .args(["estimate", "--gpu", file.to_str().unwrap()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("attention_table[0].tflops[0]") && stderr.contains("NaN"), "{stderr}");
+    assert!(
+        stderr.contains("attention_table[0].tflops[0]") && stderr.contains("NaN"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn flash1_runs_at_the_first_generations_published_rates() {
+    // The FlashAttention-2 charts' baseline bars (FlashAttention v1), forward + backward: the
+    // kernels of llm-foundry's Triton attention (`--attention flash1`).
+    let a100 = machine("a100-sxm-80gb");
+    let h100 = machine("h100-sxm");
+    for (m, d, causal, s, want) in [
+        (&a100, 64, false, 512, 91.0),
+        (&a100, 128, true, 2048, 69.0),
+        (&h100, 64, true, 16384, 156.0),
+        (&h100, 128, false, 1024, 127.0),
+    ] {
+        assert_relative_eq!(
+            fwd_bwd(m, AttentionImpl::Flash1, s, d, causal),
+            want,
+            max_relative = 1e-5
+        );
+        // Less than half to three quarters of FlashAttention-2 at the same shape.
+        let ratio = want / fwd_bwd(m, Flash2, s, d, causal);
+        assert!((0.35..0.8).contains(&ratio), "{ratio}");
+    }
+    // A GPU file without flash1 figures refuses it, naming the kernel (exit 2).
+    let out = Command::new(env!("CARGO_BIN_EXE_roofline"))
+        .args([
+            "estimate",
+            "--gpu",
+            "b200",
+            "--model",
+            "gpt2-124m",
+            "--attention",
+            "flash1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("flash1"), "{stderr}");
 }

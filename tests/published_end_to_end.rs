@@ -9,12 +9,13 @@
 
 use roofline::analysis::published::{validate, PublishedRuns, END_TO_END};
 
-/// Mean absolute step-time error over the llm-foundry MPT runs: 13.8% (13.3% without the H100
-/// GEMM table) since the file states llm-foundry's fused cross-entropy and MPT's low-precision
-/// LayerNorm (10.0% before: the slower unfused loss hid part of the under-prediction).
-const MEAN_ABS_ERROR_GUARD: f64 = 0.15;
-/// Largest absolute step-time error: 28.3% (MPT-125M on A100) since then (18.9% before).
-const MAX_ABS_ERROR_GUARD: f64 = 0.32;
+/// Mean absolute step-time error over the llm-foundry MPT runs: 6.5% since the file runs
+/// llm-foundry's Triton attention as `flash1`, at the published FlashAttention (v1) rates (its
+/// docstring: slightly slower than the CUDA FlashAttention of its time); 14.6% when it ran as
+/// flash2 with the published FA2 tables, 13.8% with the seq-512 FA2 law.
+const MEAN_ABS_ERROR_GUARD: f64 = 0.09;
+/// Largest absolute step-time error: 16.5% (MPT-13B on H100) since then (25.9% before).
+const MAX_ABS_ERROR_GUARD: f64 = 0.20;
 // Runs roofline predicts not to fit in memory although they ran: none since FSDP's
 // low-precision shard copies are counted per gathered unit (3 before; 13 before the fused loss
 // and the low-precision LayerNorm). Every one of these runs ran, so none may be rejected (the

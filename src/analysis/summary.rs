@@ -460,39 +460,32 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
             v.push("attention unfused: 16-bit scores and probabilities materialized (Megatron-LM core attention)".into())
         }
 
-        AttentionImpl::Flash2 | AttentionImpl::Flash3
+        AttentionImpl::Flash1 | AttentionImpl::Flash2 | AttentionImpl::Flash3
             if mach.mechanisms.attention_table
                 && mach
                     .attention_table
-                    .covers(if run.step.attention == AttentionImpl::Flash3 { 3 } else { 2 }) =>
+                    .covers(run.step.attention.flash_generation().unwrap_or(2)) =>
         {
             v.push(format!(
                 "attention {}: fused; rate by sequence length, mask and head dimension from the GPU file's [[attention_table]] (published FlashAttention benchmark charts, each series with its source), interpolated in ln s, held at the longest length charted; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
                 run.step.attention
             ))
         }
-        AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
+        AttentionImpl::Flash1 | AttentionImpl::Flash2 | AttentionImpl::Flash3 => v.push(format!(
             "attention {}: fused; rate(s) = rate({r}) * [s/(s+{h})]/[{r}/({r}+{h})]; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",
             run.step.attention,
             r = mach.flash_seq_ref,
             h = mach.flash_seq_half
         )),
     }
-    let fused = matches!(
-        run.step.attention,
-        AttentionImpl::Flash2 | AttentionImpl::Flash3
-    );
+    let fused = run.step.attention.is_fused();
     if fused && run.step.checkpointing == crate::graph::Checkpointing::Selective {
         v.push(
             "selective recompute with fused attention changes nothing: it drops the attention core's s x s activations, which a fused kernel never keeps (its backward recomputes the scores); the estimate equals --checkpointing none"
                 .into(),
         );
     }
-    let flash = if run.step.attention == AttentionImpl::Flash3 {
-        3
-    } else {
-        2
-    };
+    let flash = run.step.attention.flash_generation().unwrap_or(2);
     let causal_tabulated =
         mach.mechanisms.attention_table && mach.attention_table.covers_causal(flash);
     if model.transformer.causal && fused && !causal_tabulated {

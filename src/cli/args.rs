@@ -73,7 +73,7 @@ pub struct StepArgs {
     /// [defaults], else 64].
     #[arg(long, allow_hyphen_values = true, value_parser = parse_count_u64)]
     pub batch: Option<u64>,
-    /// Attention implementation: naive | sdpa-math | unfused | flash2 | flash3 [default: the
+    /// Attention implementation: naive | sdpa-math | unfused | flash1 | flash2 | flash3 [default: the
     /// model file's [defaults], else naive].
     #[arg(long)]
     pub attention: Option<AttentionImpl>,

@@ -50,6 +50,11 @@ cli_enum!(
         /// Unfused attention with 16-bit scores and probabilities (Megatron-LM's core attention,
         /// the assumption of Korthikanti et al.).
         Unfused => "unfused",
+        /// FlashAttention (v1, Dao et al. 2022, arXiv 2205.14135) and kernels of its generation,
+        /// such as the Triton FlashAttention that llm-foundry's `attn_impl: triton` runs (its
+        /// docstring: forward + backward "slightly slower" than the CUDA FlashAttention): fused
+        /// as flash2, with the slower kernels of that generation.
+        Flash1 => "flash1",
         /// FlashAttention-2: fused, no s x s matrix in HBM; backward recomputes S.
         Flash2 => "flash2",
         /// FlashAttention-3 (Hopper): as flash2 with faster kernels.
@@ -123,7 +128,20 @@ cli_enum!(
 impl AttentionImpl {
     /// A fused kernel (no s x s matrix in memory).
     pub fn is_fused(self) -> bool {
-        matches!(self, AttentionImpl::Flash2 | AttentionImpl::Flash3)
+        matches!(
+            self,
+            AttentionImpl::Flash1 | AttentionImpl::Flash2 | AttentionImpl::Flash3
+        )
+    }
+
+    /// The FlashAttention generation of a fused kernel (1, 2 or 3); `None` when not fused.
+    pub fn flash_generation(self) -> Option<u8> {
+        match self {
+            AttentionImpl::Flash1 => Some(1),
+            AttentionImpl::Flash2 => Some(2),
+            AttentionImpl::Flash3 => Some(3),
+            _ => None,
+        }
     }
 }
 

@@ -226,7 +226,7 @@ pub enum OpKind {
         /// Causal sliding window in tokens (0 = none; at most 2^30, the model's bound).
         #[serde(skip_serializing_if = "is_zero")]
         window: u32,
-        /// FlashAttention generation (2 or 3).
+        /// FlashAttention generation (1, 2 or 3).
         flash: u8,
     },
     /// Pointwise arithmetic or a dtype cast.

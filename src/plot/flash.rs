@@ -51,14 +51,15 @@ pub struct FlashChart {
     pub lines: Vec<(String, Vec<Point>)>,
 }
 
-/// Line width, dash (None: solid) and marker of implementation `i` (in [`AttentionImpl::ALL`]
-/// order): coinciding lines stay visible (naive under sdpa-math, flash2 under flash3).
-fn style(i: usize) -> (u32, Option<(u32, u32)>, Shape, i32) {
-    match i {
-        0 => (4, None, Shape::Circle, 5),
-        1 => (2, Some((8, 5)), Shape::Square, 4),
-        2 => (2, None, Shape::Triangle, 5),
-        3 => (6, None, Shape::Diamond, 7),
+/// Line width, dash (None: solid) and marker of the implementation called `name`: coinciding
+/// lines stay visible (naive under sdpa-math, flash2 under flash3 and flash1).
+fn style(name: &str) -> (u32, Option<(u32, u32)>, Shape, i32) {
+    match name {
+        "naive" => (4, None, Shape::Circle, 5),
+        "sdpa-math" => (2, Some((8, 5)), Shape::Square, 4),
+        "unfused" => (2, None, Shape::Triangle, 5),
+        "flash1" => (2, Some((3, 4)), Shape::Square, 4),
+        "flash2" => (6, None, Shape::Diamond, 7),
         _ => (2, None, Shape::Circle, 3),
     }
 }
@@ -213,9 +214,9 @@ impl FlashChart {
                 ("sans-serif", 13).into_font().color(&col),
             ))?;
         }
-        for (i, (_, pts)) in self.lines.iter().enumerate() {
+        for (i, (name, pts)) in self.lines.iter().enumerate() {
             let col = series_color(i);
-            let (width, dash, shape, r) = style(i);
+            let (width, dash, shape, r) = style(name);
             // Line segments between consecutive drawable points.
             let mut segs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
             for p in pts {
@@ -254,7 +255,7 @@ impl FlashChart {
         let mut x = 16;
         for (i, (name, _)) in self.lines.iter().enumerate() {
             let col = series_color(i);
-            let (width, dash, shape, r) = style(i);
+            let (width, dash, shape, r) = style(name);
             let (on, off) = dash.unwrap_or((36, 0));
             let mut s = x;
             while s < x + 36 {

@@ -33,13 +33,13 @@ pub const MAX_HEAD_DIMS: usize = 3;
 /// The passes a series may measure, and the FLOP multiple of the forward each counts.
 pub const PASSES: [(&str, f64); 3] = [("fwd", 1.0), ("bwd", 2.5), ("fwd+bwd", 3.5)];
 /// The kernels a series may name.
-pub const KERNELS: [&str; 2] = ["flash2", "flash3"];
+pub const KERNELS: [&str; 3] = ["flash2", "flash3", "flash1"];
 
 /// One bar series of a kernel benchmark: throughput at several sequence lengths.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AttentionSeries {
-    /// `flash2` or `flash3`.
+    /// `flash1`, `flash2` or `flash3`.
     pub kernel: String,
     /// `fwd`, `bwd` or `fwd+bwd`.
     pub pass: String,
@@ -58,7 +58,10 @@ pub struct AttentionSeries {
 impl AttentionSeries {
     /// Index of the pass in [`PASSES`] (valid once checked).
     pub fn pass_index(&self) -> usize {
-        PASSES.iter().position(|(p, _)| *p == self.pass).unwrap_or(0)
+        PASSES
+            .iter()
+            .position(|(p, _)| *p == self.pass)
+            .unwrap_or(0)
     }
 
     /// Index of the kernel in [`KERNELS`] (valid once checked).
@@ -68,7 +71,9 @@ impl AttentionSeries {
 
     /// Whether two series describe the same kernel, mask and head dimension.
     pub fn same_group(&self, other: &AttentionSeries) -> bool {
-        self.kernel == other.kernel && self.causal == other.causal && self.head_dim == other.head_dim
+        self.kernel == other.kernel
+            && self.causal == other.causal
+            && self.head_dim == other.head_dim
     }
 }
 
@@ -109,7 +114,10 @@ pub fn check(
         if !KERNELS.contains(&s.kernel.as_str()) {
             return err(
                 field("kernel"),
-                format!("'{}' is not a fused attention kernel (flash2 or flash3)", s.kernel),
+                format!(
+                    "'{}' is not a fused attention kernel (flash1, flash2 or flash3)",
+                    s.kernel
+                ),
             );
         }
         if !PASSES.iter().any(|(p, _)| *p == s.pass) {
@@ -168,10 +176,12 @@ pub fn check(
             }
         }
         if s.source.trim().is_empty() {
-            return err(field("source"), "a series needs a non-empty `source`".into());
+            return err(
+                field("source"),
+                "a series needs a non-empty `source`".into(),
+            );
         }
-        let group: Vec<&AttentionSeries> =
-            series[..i].iter().filter(|o| o.same_group(s)).collect();
+        let group: Vec<&AttentionSeries> = series[..i].iter().filter(|o| o.same_group(s)).collect();
         if group.iter().any(|o| o.pass == s.pass) {
             return err(
                 field("pass"),
@@ -239,7 +249,9 @@ pub fn check(
                         if 3.5 / t - 2.5 / b <= 0.0 {
                             return err(
                                 format!("attention_table[{i}].tflops[{j}]"),
-                                format!("fwd+bwd {t} and bwd {b} TFLOP/s leave no time for the forward"),
+                                format!(
+                                    "fwd+bwd {t} and bwd {b} TFLOP/s leave no time for the forward"
+                                ),
                             );
                         }
                     }

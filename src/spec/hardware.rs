@@ -137,6 +137,10 @@ pub struct AttentionKernels {
     /// Sequence length at which a fused kernel reaches half of its long-sequence rate:
     /// rate(s) = rate_inf * s / (s + seq_half).
     pub seq_half: Sourced,
+    /// FlashAttention (v1 generation) forward fraction at `seq_ref`.
+    pub flash1_fwd: Option<Sourced>,
+    /// FlashAttention (v1 generation) backward fraction at `seq_ref`.
+    pub flash1_bwd: Option<Sourced>,
     /// FlashAttention-2 forward fraction at `seq_ref`.
     pub flash2_fwd: Option<Sourced>,
     /// FlashAttention-2 backward fraction at `seq_ref`.
@@ -292,7 +296,7 @@ impl GpuSpec {
         let l = &self.launch;
         let i = &self.interconnect;
         let t = self.attention.as_ref();
-        let fields: [(&str, Option<&Sourced>); 37] = [
+        let fields: [(&str, Option<&Sourced>); 39] = [
             ("compute.sm_count", Some(&c.sm_count)),
             ("compute.clock_hz", Some(&c.clock_hz)),
             ("peak_flops.bf16_tensor", Some(&p.bf16_tensor)),
@@ -334,6 +338,14 @@ impl GpuSpec {
             ("interconnect.host_bandwidth", i.host_bandwidth.as_ref()),
             ("attention.seq_ref", t.map(|t| &t.seq_ref)),
             ("attention.seq_half", t.map(|t| &t.seq_half)),
+            (
+                "attention.flash1_fwd",
+                t.and_then(|t| t.flash1_fwd.as_ref()),
+            ),
+            (
+                "attention.flash1_bwd",
+                t.and_then(|t| t.flash1_bwd.as_ref()),
+            ),
             (
                 "attention.flash2_fwd",
                 t.and_then(|t| t.flash2_fwd.as_ref()),
@@ -387,6 +399,7 @@ impl GpuSpec {
                 |kernel| {
                     att.is_some_and(|a| match kernel {
                         "flash3" => a.flash3_fwd.is_some() && a.flash3_bwd.is_some(),
+                        "flash1" => a.flash1_fwd.is_some() && a.flash1_bwd.is_some(),
                         _ => a.flash2_fwd.is_some() && a.flash2_bwd.is_some(),
                     })
                 },

@@ -66,8 +66,8 @@ const EMPTY_CURVES: Curves = Curves {
 /// A GPU file's attention table, resolved ([`AttentionTable::EMPTY`] when it has none).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionTable {
-    /// [kernel: flash2, flash3][mask: non-causal, causal].
-    by: [[Curves; 2]; 2],
+    /// [kernel: flash2, flash3, flash1 ([`KERNELS`] order)][mask: non-causal, causal].
+    by: [[Curves; 2]; KERNELS.len()],
 }
 
 impl Default for AttentionTable {
@@ -79,13 +79,17 @@ impl Default for AttentionTable {
 impl AttentionTable {
     /// No series: the `[attention]` law everywhere.
     pub const EMPTY: AttentionTable = AttentionTable {
-        by: [[EMPTY_CURVES; 2]; 2],
+        by: [[EMPTY_CURVES; 2]; KERNELS.len()],
     };
 
     /// Resolves checked series ([`crate::spec::attention_table::check`]). `fractions[k]` is the
     /// GPU file's (forward, backward) fraction of kernel k ([`KERNELS`] order) and `peak` the
     /// dense bf16 peak in FLOP/s; a kernel without fractions gets no curve.
-    pub fn new(series: &[AttentionSeries], fractions: [Option<(f64, f64)>; 2], peak: f64) -> Self {
+    pub fn new(
+        series: &[AttentionSeries],
+        fractions: [Option<(f64, f64)>; KERNELS.len()],
+        peak: f64,
+    ) -> Self {
         let mut t = Self::EMPTY;
         for (i, s) in series.iter().enumerate() {
             if series[..i].iter().any(|o| o.same_group(s)) {
@@ -95,8 +99,7 @@ impl AttentionTable {
             let Some((ff, fb)) = fractions[kernel] else {
                 continue;
             };
-            let group: Vec<&AttentionSeries> =
-                series.iter().filter(|o| o.same_group(s)).collect();
+            let group: Vec<&AttentionSeries> = series.iter().filter(|o| o.same_group(s)).collect();
             let pass = |p: &str| group.iter().find(|o| o.pass == p).map(|o| &o.tflops);
             let k = fb / ff;
             let n = s.seq.len().min(MAX_SEQ_POINTS);
@@ -109,7 +112,9 @@ impl AttentionTable {
             for j in 0..n {
                 let (f, b) = match (pass("fwd"), pass("bwd"), pass("fwd+bwd")) {
                     (Some(f), Some(b), _) => (f[j], b[j]),
-                    (Some(f), None, Some(t)) => (f[j], backward_from_total(t[j], f[j]).unwrap_or(f[j] * k)),
+                    (Some(f), None, Some(t)) => {
+                        (f[j], backward_from_total(t[j], f[j]).unwrap_or(f[j] * k))
+                    }
                     (None, Some(b), Some(t)) => (1.0 / (3.5 / t[j] - 2.5 / b[j]), b[j]),
                     (Some(f), None, None) => (f[j], f[j] * k),
                     (None, Some(b), None) => (b[j] / k, b[j]),
@@ -137,19 +142,18 @@ impl AttentionTable {
         t
     }
 
-    /// Whether kernel `flash` (2 or 3) has any curve.
+    /// Whether kernel `flash` (1, 2 or 3) has any curve.
     pub fn covers(&self, flash: u8) -> bool {
-        let k = usize::from(flash == 3);
-        self.by[k].iter().any(|c| c.n > 0)
+        self.by[slot(flash)].iter().any(|c| c.n > 0)
     }
 
-    /// Whether kernel `flash` (2 or 3) has causal curves (else causal runs use the causal
+    /// Whether kernel `flash` (1, 2 or 3) has causal curves (else causal runs use the causal
     /// factor).
     pub fn covers_causal(&self, flash: u8) -> bool {
-        self.by[usize::from(flash == 3)][1].n > 0
+        self.by[slot(flash)][1].n > 0
     }
 
-    /// The ratio to the `[attention]` fraction for kernel `flash` (2 or 3), mask, head
+    /// The ratio to the `[attention]` fraction for kernel `flash` (1, 2 or 3), mask, head
     /// dimension and length; `None` when the table has no curve of that kernel and mask.
     pub fn ratio(
         &self,
@@ -160,8 +164,7 @@ impl AttentionTable {
         backward: bool,
         seq_half: f64,
     ) -> Option<f64> {
-        debug_assert_eq!(KERNELS.len(), 2);
-        let curves = &self.by[usize::from(flash == 3)][usize::from(causal)];
+        let curves = &self.by[slot(flash)][usize::from(causal)];
         let n = usize::from(curves.n);
         if n == 0 {
             return None;
@@ -179,6 +182,15 @@ impl AttentionTable {
             }
         };
         Some(value)
+    }
+}
+
+/// The index of FlashAttention generation `flash` in [`KERNELS`].
+fn slot(flash: u8) -> usize {
+    match flash {
+        3 => 1,
+        1 => 2,
+        _ => 0,
     }
 }
 

@@ -223,6 +223,7 @@ impl Machine {
         causal: bool,
     ) -> Result<FlopRate> {
         let eff = match which {
+            AttentionImpl::Flash1 => self.flash1,
             AttentionImpl::Flash3 => self.flash3,
             _ => self.flash2,
         }
@@ -234,7 +235,7 @@ impl Machine {
         })?;
         let f = if backward { eff.bwd } else { eff.fwd };
         let causal_factor = if causal { self.flash_causal } else { 1.0 };
-        let flash = if which == AttentionImpl::Flash3 { 3 } else { 2 };
+        let flash = which.flash_generation().unwrap_or(2);
         let table = |causal: bool| {
             self.attention_table
                 .ratio(flash, causal, head_dim, seq, backward, self.flash_seq_half)

@@ -76,6 +76,8 @@ pub struct Machine {
     pub flash_seq_half: f64,
     /// Causal fused kernels' rate relative to non-causal.
     pub flash_causal: f64,
+    /// FlashAttention (v1 generation) efficiency (None = not available on this GPU).
+    pub flash1: Option<FlashEfficiency>,
     /// FlashAttention-2 efficiency (None = not available on this GPU).
     pub flash2: Option<FlashEfficiency>,
     /// FlashAttention-3 efficiency.
@@ -158,6 +160,7 @@ impl Machine {
             flash_causal: att
                 .and_then(|a| a.causal_factor.as_ref())
                 .map_or(1.0, |c| c.value),
+            flash1: att.and_then(|a| pair(&a.flash1_fwd, &a.flash1_bwd, &None, a_bf16)),
             flash2: att.and_then(|a| pair(&a.flash2_fwd, &a.flash2_bwd, &a.flash2_max, a_bf16)),
             flash3: att.and_then(|a| pair(&a.flash3_fwd, &a.flash3_bwd, &a.flash3_max, a_bf16)),
             allreduce_busbw: ByteRate(gpu.interconnect.allreduce_bus_bandwidth.value),
@@ -168,8 +171,15 @@ impl Machine {
             attention_table: AttentionTable::new(
                 &gpu.attention_table,
                 [
-                    att.and_then(|a| Some((a.flash2_fwd.as_ref()?.value, a.flash2_bwd.as_ref()?.value))),
-                    att.and_then(|a| Some((a.flash3_fwd.as_ref()?.value, a.flash3_bwd.as_ref()?.value))),
+                    att.and_then(|a| {
+                        Some((a.flash2_fwd.as_ref()?.value, a.flash2_bwd.as_ref()?.value))
+                    }),
+                    att.and_then(|a| {
+                        Some((a.flash3_fwd.as_ref()?.value, a.flash3_bwd.as_ref()?.value))
+                    }),
+                    att.and_then(|a| {
+                        Some((a.flash1_fwd.as_ref()?.value, a.flash1_bwd.as_ref()?.value))
+                    }),
                 ],
                 p.bf16_tensor.value,
             ),

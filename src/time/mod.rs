@@ -145,7 +145,13 @@ pub fn op_time(
             } else {
                 seq
             };
-            mach.flash_rate(attention, keys, head_dim, op.phase == Phase::Backward, causal)?
+            mach.flash_rate(
+                attention,
+                keys,
+                head_dim,
+                op.phase == Phase::Backward,
+                causal,
+            )?
         }
         _ => {
             let (peak, frac) = mach.peak(op.unit, op.dtype);
@@ -227,6 +233,7 @@ pub fn op_time(
 pub fn attention_available(mach: &Machine, a: AttentionImpl, precision: Precision) -> bool {
     let fp32 = !PrecisionPolicy::of(precision).has_fused_attention();
     match a {
+        AttentionImpl::Flash1 => mach.flash1.is_some() && !fp32,
         AttentionImpl::Flash2 => mach.flash2.is_some() && !fp32,
         AttentionImpl::Flash3 => mach.flash3.is_some() && !fp32,
         _ => true,

@@ -128,7 +128,7 @@ impl Unfused {
                 returns_probs: false,
                 contiguous: false,
             }),
-            AttentionImpl::Flash2 | AttentionImpl::Flash3 => None,
+            AttentionImpl::Flash1 | AttentionImpl::Flash2 | AttentionImpl::Flash3 => None,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! csrc/flash_attn/flash_api.cpp, `mha_bwd`: `dk_expanded`, `dv_expanded`, `at::sum_out`).
 
 use crate::graph::builder::{library_backward, library_op, n, Builder, Bwd, Meta, Vector, FP32};
-use crate::graph::{AttentionImpl, Dtype, Op, OpClass, OpKind, Phase, StepConfig, Unit};
+use crate::graph::{Dtype, Op, OpClass, OpKind, Phase, StepConfig, Unit};
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
 
@@ -58,11 +58,7 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
                     causal: t.causal,
                     // Bounded by 2^30 (spec::model::check).
                     window: t.window as u32,
-                    flash: if cfg.attention == AttentionImpl::Flash3 {
-                        3
-                    } else {
-                        2
-                    },
+                    flash: cfg.attention.flash_generation().unwrap_or(2),
                 },
                 OpClass::Attention,
                 Unit::Tensor,
