@@ -413,7 +413,7 @@ fn compiled_cross_entropy_is_one_fused_pass_and_keeps_16_bit_logits() {
 fn without_its_table_fused_attention_stops_growing_at_its_published_best() {
     use roofline::graph::AttentionImpl::{Flash2, Flash3};
     // The law of the [attention] section, as used for GPUs without an attention table (these
-    // four have one: tests/attention_table.rs).
+    // three GPU files have one: tests/attention_table.rs).
     let law = |gpu: &str| {
         let mut m = machine(gpu);
         m.mechanisms.attention_table = false;

@@ -1,4 +1,5 @@
-//! FlashAttention report: naive vs sdpa-math vs flash2 vs flash3 across sequence lengths for one
+//! FlashAttention report: every attention implementation (naive, sdpa-math, unfused, flash1, 2, 3)
+//! across sequence lengths for one
 //! model and GPU.
 //!
 //! For each implementation and each sequence length 128, 256, ..., 16384 that the model accepts

@@ -462,9 +462,10 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
 
         AttentionImpl::Flash1 | AttentionImpl::Flash2 | AttentionImpl::Flash3
             if mach.mechanisms.attention_table
-                && mach
-                    .attention_table
-                    .covers(run.step.attention.flash_generation().unwrap_or(2)) =>
+                && mach.attention_table.covers(
+                    run.step.attention.flash_generation().unwrap_or(2),
+                    model.transformer.causal,
+                ) =>
         {
             v.push(format!(
                 "attention {}: fused; rate by sequence length, mask and head dimension from the GPU file's [[attention_table]] (published FlashAttention benchmark charts, each series with its source), interpolated in ln s, held at the longest length charted; backward executes 2.5x forward FLOPs (FlashAttention convention), MFU counts 2x",

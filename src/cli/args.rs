@@ -47,7 +47,7 @@ pub enum Command {
     Search(SearchArgs),
     /// Effect of every assumption on step and training time: table, elasticities, tornado chart.
     Sensitivity(SensitivityArgs),
-    /// naive vs sdpa-math vs flash2 vs flash3 across sequence lengths: Markdown table and chart.
+    /// naive vs sdpa-math vs unfused vs flash1/2/3 across sequence lengths: Markdown table and chart.
     FlashReport(FlashArgs),
     /// Regenerate the committed reports (audit, roofline charts, FlashAttention, GPU comparison).
     Report(ReportArgs),

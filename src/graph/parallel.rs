@@ -156,7 +156,7 @@ impl Parallelism {
             }
             if !fused_attention {
                 return bad(
-                    "--cp runs ring attention on fused kernels: use --attention flash2 or flash3"
+                    "--cp runs ring attention on fused kernels: use --attention flash1, flash2 or flash3"
                         .into(),
                 );
             }

@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [[attention_table]]
-//! kernel = "flash2"          # flash2 | flash3
+//! kernel = "flash2"          # flash1 | flash2 | flash3
 //! pass = "fwd+bwd"           # fwd | bwd | fwd+bwd
 //! causal = false
 //! head_dim = 64
@@ -18,7 +18,7 @@
 //! (benchmarks/benchmark_flash_attention.py `flops`): forward 4·s²·h·d per sample and head,
 //! halved when causal; backward 2.5 times the forward; fwd+bwd 3.5 times, over the sum of both
 //! times. So a fwd+bwd series and a fwd series of the same kernel, mask and head dimension give
-//! the backward: R_bwd = 2.5 / (3.5/R_fwd+bwd − 1/R_fwd).
+//! the backward: R_bwd = 2.5 / (3.5/R_fwd+bwd − 1/R_fwd) ([`resolve`]).
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -77,27 +77,66 @@ impl AttentionSeries {
     }
 }
 
-/// The backward rate from a fwd+bwd rate `total` and a forward rate `fwd` (FlashAttention's
-/// FLOP convention): 2.5 / (3.5/total − 1/fwd); `None` when the numbers are inconsistent (the
-/// forward alone would take longer than both passes).
-pub fn backward_from_total(total: f64, fwd: f64) -> Option<f64> {
-    let rest = 3.5 / total - 1.0 / fwd;
-    (rest > 0.0).then(|| 2.5 / rest)
+/// How one kernel's series are split into passes: the backward/forward rate ratio `k` of the
+/// GPU file's `[attention]` fractions, and the highest forward rate published for the kernel
+/// (`flash*_max` times the peak, TFLOP/s; infinite when the file gives none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Split {
+    /// Backward rate / forward rate.
+    pub k: f64,
+    /// Highest forward TFLOP/s.
+    pub fwd_max: f64,
+}
+
+/// Forward and backward TFLOP/s at each length of one kernel, mask and head dimension
+/// (`group`: its series, one per pass, on the same lengths). Two passes give the third by the
+/// FLOP convention 1 : 2.5 : 3.5 (3.5/R_fwd+bwd = 1/R_fwd + 2.5/R_bwd); one pass alone is split
+/// with `split.k`, and a fwd+bwd series alone so that the forward stays at most
+/// `split.fwd_max` (the total kept: R_fwd = min(R_t·(1 + 2.5/k)/3.5, fwd_max), R_bwd from the
+/// total). Values may come out non-positive or infinite for inconsistent input, which
+/// [`check`] rejects; `None` when the group has no series of a known pass.
+pub fn resolve(group: &[&AttentionSeries], split: Split) -> Option<Vec<(f64, f64)>> {
+    let pass = |p: &str| group.iter().find(|o| o.pass == p).map(|o| &o.tflops);
+    let (fwd, bwd, total) = (pass("fwd"), pass("bwd"), pass("fwd+bwd"));
+    let n = [fwd, bwd, total]
+        .into_iter()
+        .flatten()
+        .map(Vec::len)
+        .min()?;
+    let k = split.k;
+    let from_total = |t: f64, f: f64| 2.5 / (3.5 / t - 1.0 / f);
+    Some(
+        (0..n)
+            .map(|j| match (fwd, bwd, total) {
+                (Some(f), Some(b), _) => (f[j], b[j]),
+                (Some(f), None, Some(t)) => (f[j], from_total(t[j], f[j])),
+                (None, Some(b), Some(t)) => (1.0 / (3.5 / t[j] - 2.5 / b[j]), b[j]),
+                (Some(f), None, None) => (f[j], f[j] * k),
+                (None, Some(b), None) => (b[j] / k, b[j]),
+                (None, None, Some(t)) => {
+                    let f = (t[j] * (1.0 + 2.5 / k) / 3.5).min(split.fwd_max);
+                    (f, from_total(t[j], f))
+                }
+                (None, None, None) => unreachable!("n is the length of a pass present"),
+            })
+            .collect(),
+    )
 }
 
 /// Checks the series of a GPU file: known kernel and pass, a head dimension in [8, 512], 1 to
 /// [`MAX_SEQ_POINTS`] increasing integer lengths with as many positive rates no higher than the
 /// dense bf16 peak `peak_tflops`, a non-empty source; at most [`MAX_SERIES`] series and
 /// [`MAX_HEAD_DIMS`] head dimensions per kernel and mask; per kernel, mask and head dimension
-/// no pass twice and not all three passes (two determine the third); a fwd+bwd series beside
-/// a fwd or bwd one on the same lengths, with a backward that comes out positive; and the
-/// `[attention]` fractions of every kernel named (`has_fractions`): the table refines them, and
-/// they split a series given for one pass only. Errors name `file`, the field and the value.
+/// no pass twice and not all three passes (two determine the third), all passes on the same
+/// lengths, and forward and backward rates, as [`resolve`] derives them, positive and at most
+/// the peak; and the `[attention]` fractions of every kernel named (`split` of a kernel name:
+/// the table refines them, and they split a series given for one pass only). Errors name
+/// `file`, the field and the value.
 pub fn check(
     series: &[AttentionSeries],
     file: &str,
     peak_tflops: f64,
-    has_fractions: impl Fn(&str) -> bool,
+    split: impl Fn(&str) -> Option<Split>,
 ) -> Result<()> {
     let err = |field: String, problem: String| Err(Error::spec(file, field, problem));
     if series.len() > MAX_SERIES {
@@ -120,6 +159,15 @@ pub fn check(
                 ),
             );
         }
+        if split(&s.kernel).is_none() {
+            return err(
+                field("kernel"),
+                format!(
+                    "'{}': the table refines the `[attention]` fractions of a kernel, and this file has no attention.{}_fwd and {}_bwd",
+                    s.kernel, s.kernel, s.kernel
+                ),
+            );
+        };
         if !PASSES.iter().any(|(p, _)| *p == s.pass) {
             return err(
                 field("pass"),
@@ -181,8 +229,9 @@ pub fn check(
                 "a series needs a non-empty `source`".into(),
             );
         }
-        let group: Vec<&AttentionSeries> = series[..i].iter().filter(|o| o.same_group(s)).collect();
-        if group.iter().any(|o| o.pass == s.pass) {
+        let earlier: Vec<&AttentionSeries> =
+            series[..i].iter().filter(|o| o.same_group(s)).collect();
+        if earlier.iter().any(|o| o.pass == s.pass) {
             return err(
                 field("pass"),
                 format!(
@@ -194,7 +243,7 @@ pub fn check(
                 ),
             );
         }
-        if group.len() == 2 {
+        if earlier.len() == 2 {
             return err(
                 field("pass"),
                 format!(
@@ -202,6 +251,15 @@ pub fn check(
                     s.kernel,
                     mask(s.causal),
                     s.head_dim
+                ),
+            );
+        }
+        if let Some(o) = earlier.first().filter(|o| o.seq != s.seq) {
+            return err(
+                field("seq"),
+                format!(
+                    "{:?} differs from the lengths of the {} series of the same kernel, mask and head dim ({:?}): two passes combine length by length",
+                    s.seq, o.pass, o.seq
                 ),
             );
         }
@@ -225,65 +283,40 @@ pub fn check(
                 ),
             );
         }
-        if let Some(o) = group.first() {
-            if o.seq != s.seq {
+    }
+    // Each group's forward and backward as the time model derives them, checked once its last
+    // series has been read (named by that series).
+    for (i, s) in series.iter().enumerate() {
+        if series[i + 1..].iter().any(|o| o.same_group(s)) {
+            continue;
+        }
+        let group: Vec<&AttentionSeries> =
+            series[..=i].iter().filter(|o| o.same_group(s)).collect();
+        let Some(split) = split(&s.kernel) else {
+            continue; // reported above
+        };
+        let passes: Vec<&str> = group.iter().map(|o| o.pass.as_str()).collect();
+        for (j, (f, b)) in resolve(&group, split)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let ok = |x: f64| x.is_finite() && x > 0.0 && x <= peak_tflops;
+            if !(ok(f) && ok(b)) {
                 return err(
-                    field("seq"),
+                    format!("attention_table[{i}].tflops[{j}]"),
                     format!(
-                        "{:?} differs from the lengths of the {} series of the same kernel, mask and head dim ({:?}): two passes combine length by length",
-                        s.seq, o.pass, o.seq
+                        "value {}: the {} series of {} {} head dim {} give forward {f:.1} and backward {b:.1} TFLOP/s at length {}, not both positive and at most the peak {peak_tflops}",
+                        s.tflops[j],
+                        passes.join(" and "),
+                        s.kernel,
+                        mask(s.causal),
+                        s.head_dim,
+                        s.seq[j]
                     ),
                 );
             }
-            let (fwd, total) = match (o.pass.as_str(), s.pass.as_str()) {
-                ("fwd", "fwd+bwd") => (&o.tflops, &s.tflops),
-                ("fwd+bwd", "fwd") => (&s.tflops, &o.tflops),
-                ("bwd", "fwd+bwd") | ("fwd+bwd", "bwd") => {
-                    let (bwd, total) = if o.pass == "bwd" {
-                        (&o.tflops, &s.tflops)
-                    } else {
-                        (&s.tflops, &o.tflops)
-                    };
-                    // Forward from the other two: 1 / (3.5/total − 2.5/bwd).
-                    for (j, (&b, &t)) in bwd.iter().zip(total).enumerate() {
-                        if 3.5 / t - 2.5 / b <= 0.0 {
-                            return err(
-                                format!("attention_table[{i}].tflops[{j}]"),
-                                format!(
-                                    "fwd+bwd {t} and bwd {b} TFLOP/s leave no time for the forward"
-                                ),
-                            );
-                        }
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            for (j, (&f, &t)) in fwd.iter().zip(total).enumerate() {
-                if backward_from_total(t, f).is_none_or(|b| b > peak_tflops) {
-                    return err(
-                        format!("attention_table[{i}].tflops[{j}]"),
-                        format!(
-                            "fwd {f} and fwd+bwd {t} TFLOP/s give no backward rate between 0 and the peak"
-                        ),
-                    );
-                }
-            }
         }
-    }
-    if let Some((i, s)) = series
-        .iter()
-        .enumerate()
-        .find(|(_, s)| !has_fractions(&s.kernel))
-    {
-        return Err(Error::spec(
-            file,
-            format!("attention_table[{i}].kernel"),
-            format!(
-                "'{}': the table refines the `[attention]` fractions of a kernel, and this file has no attention.{}_fwd and {}_bwd",
-                s.kernel, s.kernel, s.kernel
-            ),
-        ));
     }
     Ok(())
 }

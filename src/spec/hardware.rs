@@ -160,6 +160,24 @@ pub struct AttentionKernels {
     pub flash3_max: Option<Sourced>,
 }
 
+impl AttentionKernels {
+    /// (forward, backward, highest) fractions of the bf16 peak of fused kernel `kernel`
+    /// (`flash1`, `flash2` or `flash3`), when the file gives its forward and backward.
+    pub fn kernel_fractions(&self, kernel: &str) -> Option<(f64, f64, Option<f64>)> {
+        let (f, b, max) = match kernel {
+            "flash1" => (&self.flash1_fwd, &self.flash1_bwd, &None),
+            "flash2" => (&self.flash2_fwd, &self.flash2_bwd, &self.flash2_max),
+            "flash3" => (&self.flash3_fwd, &self.flash3_bwd, &self.flash3_max),
+            _ => return None,
+        };
+        Some((
+            f.as_ref()?.value,
+            b.as_ref()?.value,
+            max.as_ref().map(|m| m.value),
+        ))
+    }
+}
+
 /// Default price: one row of a price table that is coherent across the GPU files (the same
 /// provider, date, terms and instance size wherever that provider offers the GPU), so that a
 /// comparison between GPUs compares GPUs and not offers. `usd_per_gpu_hour.range` spans the
@@ -392,18 +410,14 @@ impl GpuSpec {
         }
         if !self.attention_table.is_empty() {
             let att = self.attention.as_ref();
-            attention_table::check(
-                &self.attention_table,
-                file,
-                self.peak_flops.bf16_tensor.value / 1e12,
-                |kernel| {
-                    att.is_some_and(|a| match kernel {
-                        "flash3" => a.flash3_fwd.is_some() && a.flash3_bwd.is_some(),
-                        "flash1" => a.flash1_fwd.is_some() && a.flash1_bwd.is_some(),
-                        _ => a.flash2_fwd.is_some() && a.flash2_bwd.is_some(),
-                    })
-                },
-            )?;
+            let peak = self.peak_flops.bf16_tensor.value;
+            attention_table::check(&self.attention_table, file, peak / 1e12, |kernel| {
+                let (f, b, max) = att?.kernel_fractions(kernel)?;
+                Some(attention_table::Split {
+                    k: b / f,
+                    fwd_max: max.map_or(f64::INFINITY, |m| m * peak / 1e12),
+                })
+            })?;
         }
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! A GPU file's fused-attention table ([`crate::spec::attention_table`]) as the time model uses
-//! it: for each kernel (FlashAttention-2/3), mask and head dimension, the forward and backward
+//! it: for each kernel (FlashAttention 1, 2 or 3), mask and head dimension, the forward and backward
 //! rates at the tabulated sequence lengths, inline in the `Copy` [`super::Machine`].
 //!
 //! Resolving the passes (FlashAttention's FLOP convention, fwd : bwd : fwd+bwd = 1 : 2.5 : 3.5):
 //! a forward and a fwd+bwd series give the backward, R_b = 2.5 / (3.5/R_t − 1/R_f); a backward
 //! and a fwd+bwd series the forward, R_f = 1 / (3.5/R_t − 2.5/R_b); one pass alone is split
 //! with the backward/forward ratio k of the GPU file's `[attention]` fractions of that kernel
-//! (R_b = k·R_f; from fwd+bwd alone, R_f = R_t·(1 + 2.5/k)/3.5).
+//! (R_b = k·R_f; from fwd+bwd alone, R_f = R_t·(1 + 2.5/k)/3.5, at most the kernel's published
+//! best forward `flash*_max`, the backward then from the total), as
+//! [`crate::spec::attention_table::resolve`] states.
 //!
 //! Each rate is stored as a ratio to the file's `[attention]` fraction of its kernel and pass
 //! (times the bf16 peak), so that the model's rate is that fraction (calibrated or perturbed
@@ -22,7 +24,7 @@
 //! `attention.causal_factor`.
 
 use crate::spec::attention_table::{
-    backward_from_total, AttentionSeries, KERNELS, MAX_HEAD_DIMS, MAX_SEQ_POINTS,
+    resolve, AttentionSeries, Split, KERNELS, MAX_HEAD_DIMS, MAX_SEQ_POINTS,
 };
 
 /// One kernel, mask and head dimension: ratios at each tabulated length.
@@ -82,12 +84,14 @@ impl AttentionTable {
         by: [[EMPTY_CURVES; 2]; KERNELS.len()],
     };
 
-    /// Resolves checked series ([`crate::spec::attention_table::check`]). `fractions[k]` is the
-    /// GPU file's (forward, backward) fraction of kernel k ([`KERNELS`] order) and `peak` the
-    /// dense bf16 peak in FLOP/s; a kernel without fractions gets no curve.
+    /// Resolves checked series ([`crate::spec::attention_table::check`]) with
+    /// [`resolve`]. `fractions` gives, for a kernel name, the GPU file's (forward, backward,
+    /// highest) fractions of the dense bf16 peak `peak` (FLOP/s); a kernel without fractions
+    /// gets no curve, and so does a group whose rates do not resolve to positive finite ones
+    /// (only possible for a spec built without its check).
     pub fn new(
         series: &[AttentionSeries],
-        fractions: [Option<(f64, f64)>; KERNELS.len()],
+        fractions: impl Fn(&str) -> Option<(f64, f64, Option<f64>)>,
         peak: f64,
     ) -> Self {
         let mut t = Self::EMPTY;
@@ -95,40 +99,34 @@ impl AttentionTable {
             if series[..i].iter().any(|o| o.same_group(s)) {
                 continue; // the group was resolved at its first series
             }
-            let kernel = s.kernel_index();
-            let Some((ff, fb)) = fractions[kernel] else {
+            let Some((ff, fb, max)) = fractions(&s.kernel) else {
                 continue;
             };
             let group: Vec<&AttentionSeries> = series.iter().filter(|o| o.same_group(s)).collect();
-            let pass = |p: &str| group.iter().find(|o| o.pass == p).map(|o| &o.tflops);
-            let k = fb / ff;
-            let n = s.seq.len().min(MAX_SEQ_POINTS);
+            let split = Split {
+                k: fb / ff,
+                fwd_max: max.map_or(f64::INFINITY, |m| m * peak / 1e12),
+            };
+            let Some(rates) = resolve(&group, split) else {
+                continue;
+            };
+            let n = rates.len().min(s.seq.len()).min(MAX_SEQ_POINTS);
+            let good = |x: f64| x.is_finite() && x > 0.0;
+            if n == 0 || !rates.iter().all(|&(f, b)| good(f) && good(b)) {
+                continue;
+            }
             let mut c = Curve {
                 ln_d: (s.head_dim as f32).ln(),
                 n: n as u8,
                 s0: s.seq[0] as f32,
                 ..EMPTY_CURVE
             };
-            for j in 0..n {
-                let (f, b) = match (pass("fwd"), pass("bwd"), pass("fwd+bwd")) {
-                    (Some(f), Some(b), _) => (f[j], b[j]),
-                    (Some(f), None, Some(t)) => {
-                        (f[j], backward_from_total(t[j], f[j]).unwrap_or(f[j] * k))
-                    }
-                    (None, Some(b), Some(t)) => (1.0 / (3.5 / t[j] - 2.5 / b[j]), b[j]),
-                    (Some(f), None, None) => (f[j], f[j] * k),
-                    (None, Some(b), None) => (b[j] / k, b[j]),
-                    (None, None, Some(t)) => {
-                        let f = t[j] * (1.0 + 2.5 / k) / 3.5;
-                        (f, f * k)
-                    }
-                    (None, None, None) => unreachable!("a group has at least its own series"),
-                };
+            for (j, &(f, b)) in rates.iter().take(n).enumerate() {
                 c.ln_s[j] = (s.seq[j] as f32).ln();
                 c.fwd[j] = (f * 1e12 / (ff * peak)) as f32;
                 c.bwd[j] = (b * 1e12 / (fb * peak)) as f32;
             }
-            let slot = &mut t.by[kernel][usize::from(s.causal)];
+            let slot = &mut t.by[s.kernel_index()][usize::from(s.causal)];
             let at = slot.curve[..usize::from(slot.n)]
                 .iter()
                 .position(|o| o.ln_d > c.ln_d)
@@ -142,9 +140,11 @@ impl AttentionTable {
         t
     }
 
-    /// Whether kernel `flash` (1, 2 or 3) has any curve.
-    pub fn covers(&self, flash: u8) -> bool {
-        self.by[slot(flash)].iter().any(|c| c.n > 0)
+    /// Whether the table sets the rates of kernel `flash` (1, 2 or 3) for a mask: it has
+    /// curves of that mask, or (causal) non-causal ones to scale by the causal factor.
+    pub fn covers(&self, flash: u8, causal: bool) -> bool {
+        let k = &self.by[slot(flash)];
+        k[usize::from(causal)].n > 0 || (causal && k[0].n > 0)
     }
 
     /// Whether kernel `flash` (1, 2 or 3) has causal curves (else causal runs use the causal

@@ -170,17 +170,7 @@ impl Machine {
             gemm_table: GemmTable::default(),
             attention_table: AttentionTable::new(
                 &gpu.attention_table,
-                [
-                    att.and_then(|a| {
-                        Some((a.flash2_fwd.as_ref()?.value, a.flash2_bwd.as_ref()?.value))
-                    }),
-                    att.and_then(|a| {
-                        Some((a.flash3_fwd.as_ref()?.value, a.flash3_bwd.as_ref()?.value))
-                    }),
-                    att.and_then(|a| {
-                        Some((a.flash1_fwd.as_ref()?.value, a.flash1_bwd.as_ref()?.value))
-                    }),
-                ],
+                |kernel| att?.kernel_fractions(kernel),
                 p.bf16_tensor.value,
             ),
         };

@@ -22,9 +22,10 @@ pub struct Mechanisms {
     /// loss moves its eager bytes in every mode. The switch changes time only: the memory model
     /// keeps what the fused loss saves either way.
     pub fused_loss: bool,
-    /// The fused-attention rate stops growing with sequence length at the kernel's published
-    /// best on the GPU (`attention.flash2_max` / `flash3_max`, [`super::Machine::flash_rate`]).
-    /// Off: it grows up to the GEMM ceiling.
+    /// Where the GPU file has no attention table for the kernel (or the table is off), the
+    /// fused-attention rate stops growing with sequence length at the kernel's published best on
+    /// the GPU (`attention.flash2_max` / `flash3_max`, [`super::Machine::flash_rate`]). Off: it
+    /// grows up to the GEMM ceiling.
     pub attention_cap: bool,
     /// The GPU file's measured GEMM table corrects the analytic GEMM rate where it covers the
     /// shape ([`super::gemm_table`]). Off: the analytic rate everywhere.
@@ -106,8 +107,9 @@ pub const MECHANISMS: [Mechanism; 6] = [
     },
     Mechanism {
         name: "fused-attention cap",
-        what: "the FlashAttention rate stops growing with sequence length at the kernel's \
-               published best on the GPU (off: it grows to the GEMM ceiling)",
+        what: "without an attention table for the kernel, the FlashAttention rate stops growing \
+               with sequence length at the kernel's published best on the GPU (off: it grows \
+               to the GEMM ceiling); the tables hold their longest length's rate instead",
         source: "Dao 2023, arXiv 2307.08691 (FlashAttention-2: up to 73% of the A100's peak); \
                  Shah et al. 2024, arXiv 2407.08608 (FlashAttention-3: 75% of the H100's peak, \
                  FlashAttention-2 35%)",
@@ -124,7 +126,7 @@ pub const MECHANISMS: [Mechanism; 6] = [
     },
     Mechanism {
         name: "published attention tables",
-        what: "FlashAttention-2/3 rates by sequence length (512 to 16k), mask and head dimension \
+        what: "FlashAttention (v1, 2, 3) rates by sequence length (512 to 16k), mask and head dimension \
                from the kernels' published benchmark charts, interpolated in log length and \
                held at the longest length measured (off: the seq-512 fractions grown as \
                s/(s + seq_half), a causal factor, and the cap; only a100-sxm-80gb, h100-sxm and \

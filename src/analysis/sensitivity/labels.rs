@@ -47,6 +47,8 @@ pub fn describe(name: &str) -> (String, Unit) {
         "interconnect.allreduce_bus_bandwidth" => ("all-reduce bus bandwidth", BytesPerSecond),
         "interconnect.allreduce_latency_s" => ("all-reduce latency", Seconds),
         "attention.seq_half" => ("fused attention: length at half efficiency", Tokens),
+        "attention.flash1_fwd" => ("FlashAttention (v1) forward efficiency", Percent),
+        "attention.flash1_bwd" => ("FlashAttention (v1) backward efficiency", Percent),
         "attention.flash2_fwd" => ("FlashAttention-2 forward efficiency", Percent),
         "attention.flash2_bwd" => ("FlashAttention-2 backward efficiency", Percent),
         "attention.flash3_fwd" => ("FlashAttention-3 forward efficiency", Percent),
