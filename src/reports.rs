@@ -255,8 +255,10 @@ pub fn validation() -> Result<String> {
          flash2 runs of the same model needed different host time per kernel, and their step \
          times spread widely between the 10th and 90th percentile. \
          `scripts/torch_baseline.py` measures eager-op bandwidth and host dispatch directly; \
-         `roofline calibrate --torch` turns them into `eager_elementwise` and `host_dispatch_s`. \
-         That measurement is the next GPU step."
+         `roofline calibrate --torch` turns them into `eager_elementwise` and `host_dispatch_s`; \
+         `validation/measure.py` now also records each step's host time (issued onto an idle \
+         GPU, timed until it returns: the `host ms` column) and the CPU ops behind it. Those \
+         measurements are the next GPU step."
     );
     let _ = writeln!(s);
     let _ = writeln!(

@@ -84,6 +84,10 @@ pub struct MeasuredConfig {
     /// GPU kernels (and memset/memcpy activities) per step seen by the profiler.
     #[serde(default)]
     pub kernels_per_step: Option<f64>,
+    /// Host time per step: a step issued onto an idle GPU, timed until it returns
+    /// (validation/measure.py `--host-steps`; absent in older files).
+    #[serde(default)]
+    pub host_step_time_s: Option<f64>,
     /// Error message when the configuration failed.
     pub error: Option<String>,
 }
@@ -105,6 +109,8 @@ pub struct Comparison {
     pub memory: Option<(f64, f64)>,
     /// Kernels per step: (profiled, predicted launches).
     pub kernels: Option<(f64, f64)>,
+    /// Host time per step: (measured launch-to-return, predicted host dispatch) seconds.
+    pub host: Option<(f64, f64)>,
 }
 
 /// The whole comparison.
@@ -235,6 +241,9 @@ impl Measurements {
             if let Some(k) = c.kernels_per_step {
                 within("kernels_per_step", k, 0.0, 1e9, "a kernel count")?;
             }
+            if let Some(h) = c.host_step_time_s {
+                within("host_step_time_s", h, 0.0, 86400.0, "a time (s)")?;
+            }
         }
         Ok(())
     }
@@ -341,6 +350,7 @@ pub fn validate_with(
             classes,
             memory: c.peak_memory_bytes.map(|b| (b, allocated)),
             kernels: c.kernels_per_step.map(|k| (k, e.kernels)),
+            host: c.host_step_time_s.map(|h| (h, e.host.0)),
         });
     }
     if rows.is_empty() {

@@ -359,3 +359,35 @@ fn the_example_plan_runs_the_embedded_defaults() {
     .unwrap();
     assert_eq!(plan.run, roofline::scenario::ScenarioSpec::default());
 }
+
+#[test]
+fn a_measured_host_time_is_compared_with_the_predicted_host_dispatch() {
+    use roofline::validate::{validate, Measurements, H100_MEASUREMENTS};
+    let (path, text) = H100_MEASUREMENTS;
+    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    // configs[1] is jit-b4 batch 8, flash2, eager: give it a host time as measure.py writes it.
+    assert_eq!(doc["configs"][1]["attention"], "flash2");
+    doc["configs"][1]["host_step_time_s"] = serde_json::json!(0.0655);
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    m.check(path).unwrap();
+    let v = validate(&m, path, "h100-sxm", None).unwrap();
+    let (measured, predicted) = v.rows[1].host.unwrap();
+    assert_eq!(measured, 0.0655);
+    // Eager: one host dispatch per kernel, 10 us each in the h100-sxm file.
+    let (_, kernels) = v.rows[1].kernels.unwrap();
+    assert!(
+        (predicted - kernels * 10e-6).abs() < 1e-9,
+        "{predicted} {kernels}"
+    );
+    assert!(v.rows[0].host.is_none());
+    let out = roofline::export::text::validation(&v);
+    assert!(out.contains("host ms") && out.contains("65.50/"), "{out}");
+    // A bad value is named.
+    doc["configs"][1]["host_step_time_s"] = serde_json::json!(-1.0);
+    let bad: Measurements = serde_json::from_value(doc).unwrap();
+    let err = bad.check(path).unwrap_err().to_string();
+    assert!(
+        err.contains("host_step_time_s") && err.contains("-1"),
+        "{err}"
+    );
+}

@@ -418,7 +418,12 @@ fn a_calibration_gives_both_fractions_of_a_kernel_or_neither() {
     use roofline::time::Calibration;
     for kernel in ["flash1", "flash2", "flash3"] {
         let text = format!("{kernel}_fwd = {{ value = 0.3, source = \"test\" }}\n");
-        let err = Calibration::from_toml(&text, "cal.toml").unwrap_err().to_string();
-        assert!(err.contains("cal.toml") && err.contains(&format!("{kernel}_bwd")), "{err}");
+        let err = Calibration::from_toml(&text, "cal.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cal.toml") && err.contains(&format!("{kernel}_bwd")),
+            "{err}"
+        );
     }
 }

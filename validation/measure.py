@@ -112,6 +112,25 @@ def attention_kernel_family(names) -> list[str]:
     return sorted(fams)
 
 
+def summarize_host_ops(prof, steps: int, top: int = 30) -> dict:
+    """CPU ops of a finished profile: how many per step and the `top` by self CPU time per step
+    (name, calls, seconds). Empty (with the reason) when this PyTorch's profiler API differs."""
+    try:
+        rows = [e for e in prof.key_averages() if e.device_type.name == "CPU"]
+        rows.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+        return {
+            "host_ops_per_step": sum(e.count for e in rows) / steps,
+            "host_self_cpu_s_per_step": sum(e.self_cpu_time_total for e in rows) * 1e-6 / steps,
+            "host_top_ops": [
+                {"name": e.key[:160], "calls_per_step": e.count / steps,
+                 "self_cpu_s_per_step": e.self_cpu_time_total * 1e-6 / steps}
+                for e in rows[:top]
+            ],
+        }
+    except Exception as exc:  # the profile is diagnostics; its absence must not fail a run
+        return {"host_ops_error": f"{type(exc).__name__}: {exc}"}
+
+
 def summarize_kernels(kernels, steps: int, top: int = 40) -> dict:
     """Aggregate (name, duration_s) pairs from ``steps`` profiled steps into per-step figures."""
     class_times = {c: 0.0 for c in CLASSES}
@@ -352,10 +371,26 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
     log(f"  step {result['step_time_s'] * 1e3:.2f} ms (p10 {q[0] * 1e3:.2f}, p90 {q[-1] * 1e3:.2f}), "
         f"peak {(result['peak_memory_bytes'] or 0) / 2**30:.2f} GiB")
 
+    # Host time: each step issued onto an idle GPU and timed until step() returns, with no
+    # synchronisation inside it: the CPU's cost of dispatching and launching the step. Exact
+    # when the step is host-bound (the launch queue never fills); an upper bound otherwise.
+    if args.host_steps > 0:
+        host = []
+        for _ in range(args.host_steps):
+            sync()
+            t1 = time.perf_counter()
+            step()
+            host.append(time.perf_counter() - t1)
+        sync()
+        result["host_step_time_s"] = statistics.median(host)
+        log(f"  host {result['host_step_time_s'] * 1e3:.2f} ms per step (launch to return)")
+
     if args.profile_steps > 0:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        # The CPU side too: which ops the host spends its time on (self CPU time per op name,
+        # profiler overhead included), the host half of a host-bound step.
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
             for _ in range(args.profile_steps):
                 step()
             sync()
@@ -364,6 +399,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
             result["profile_error"] = "the profiler recorded no GPU activity"
         summary = summarize_kernels(kernels, args.profile_steps)
         summary["profiled_steps"] = args.profile_steps
+        summary.update(summarize_host_ops(prof, args.profile_steps))
         result.update(summary)
         ct = summary["class_times_s"]
         log("  classes (ms/step): " + ", ".join(f"{c} {ct[c] * 1e3:.2f}" for c in CLASSES)
@@ -411,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=10, help="warm-up steps (default 10)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     ap.add_argument("--profile-steps", type=int, default=3, help="profiled steps, 0 = no profile")
+    ap.add_argument("--host-steps", type=int, default=5,
+                    help="steps timed from launch to return on an idle GPU (host time), 0 = none")
     ap.add_argument("--ema", type=int, default=0, metavar="N",
                     help="number of EMA copies of the weights updated every step (JiT uses 2; default 0)")
     ap.add_argument("--ema-decay", type=float, default=0.9999)
@@ -480,6 +518,7 @@ def main(argv=None) -> int:
         "command": "python3 " + " ".join(shlex.quote(a) for a in sys.argv),
         "device": device_info(),
         "settings": {"warmup": args.warmup, "steps": args.steps, "profile_steps": args.profile_steps,
+                     "host_steps": args.host_steps,
                      "ema": args.ema, "ema_decay": args.ema_decay, "tf32": args.tf32,
                      "optimizer": "AdamW lr 1e-4 betas (0.9, 0.95) weight_decay 0",
                      "autocast": "bf16, fp32 master parameters",

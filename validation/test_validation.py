@@ -342,6 +342,13 @@ class PlanAndJsonTests(unittest.TestCase):
             self.assertTrue(result["optimizer"].startswith("AdamW"))
             self.assertTrue(result["ema"])
             self.assertEqual(result["attention_ran"], [cfg["attention"]])
+            # Host time per step and the CPU ops behind it.
+            self.assertGreater(result["host_step_time_s"], 0)
+            self.assertNotIn("host_ops_error", result)
+            self.assertGreater(result["host_ops_per_step"], 10)
+            top = result["host_top_ops"]
+            self.assertTrue(top and all(o["self_cpu_s_per_step"] >= 0 for o in top))
+            self.assertEqual(top, sorted(top, key=lambda o: -o["self_cpu_s_per_step"]))
             json.dumps(result)  # serialisable
 
 

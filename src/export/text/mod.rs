@@ -634,6 +634,7 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         "optimizer",
         "peak mem",
         "kernels",
+        "host ms",
     ];
     if markdown {
         let _ = writeln!(s, "| {} |", head.join(" | "));
@@ -668,6 +669,9 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             r.kernels.map_or("n/a".to_string(), |(m, p)| {
                 format!("{m:.0}/{p:.0} ({})", pct(p, m))
             }),
+            r.host.map_or("n/a".to_string(), |(m, p)| {
+                format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
+            }),
         ];
         if markdown {
             let _ = writeln!(s, "| {} |", cells.join(" | "));
@@ -679,7 +683,8 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         s,
         "\nclass cells: measured/predicted GPU ms per step (error); kernels: profiled/predicted \
          per step (the profile also counts memsets of split reductions and cuBLAS split-K \
-         reductions, which roofline does not launch)"
+         reductions, which roofline does not launch); host ms: a step issued onto an idle GPU, \
+         timed until it returns (measured where the file has it) / predicted host dispatch"
     );
     let _ = writeln!(
         s,
