@@ -3,7 +3,8 @@ data (8192^3 and the jit-b4 GEMMs as F.linear, C = A B^T), a device-to-device co
 (bytes read + written), and SDPA forward at the planned JiT-B/4 attention shape. Then what eager PyTorch
 reaches on the pointwise ops a transformer block is made of (broadcast multiplies, casts,
 reductions at the planned JiT-B/4 [64*512, 768] shape; kind "eager_pointwise", bytes = each input read
-once + output written once), and the host time to dispatch one tiny eager op (kind
+once + output written once) and what torch.compile's fused Triton kernels reach on the same
+tensors (kind "compiled_pointwise"), and the host time to dispatch one tiny eager op (kind
 "host_dispatch", wall clock over many launches while the GPU is idle-bound). CUDA events,
 warm-up, median of the timed runs.
 
@@ -88,6 +89,23 @@ pointwise = [
 for name, fn, nbytes in pointwise:
     med, mn = time_ms(fn)
     record("eager_pointwise", name, 0.0, nbytes, med, mn)
+
+# The same kind of traffic through torch.compile: Inductor fuses each chain into one Triton
+# kernel (kind "compiled_pointwise", bytes = inputs read once + output written once), the rate
+# compiled mode's fused chains stream at (roofline models them at the copy rate).
+compiled = [
+    ("fused mul-add-cast fp32,fp32 -> bf16", lambda a, b: (a * b + a).to(torch.bfloat16), (xf, xf), 2 * E4 + E2),
+    ("fused rmsnorm-like fp32 -> bf16", lambda a: (a * torch.rsqrt(a.pow(2).mean(-1, keepdim=True) + 1e-6)).to(torch.bfloat16), (xf,), E4 + E2),
+    ("fused silu-mul bf16", lambda a, b: F.silu(a) * b, (xb, xb), 3 * E2),
+]
+for name, fn, args, nbytes in compiled:
+    try:
+        cfn = torch.compile(fn)
+        med, mn = time_ms(lambda: cfn(*args))
+        record("compiled_pointwise", name, 0.0, nbytes, med, mn)
+    except Exception as exc:  # no working Triton: say so, keep the other results
+        report["results"].append({"kind": "compiled_pointwise", "shape": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+        print(f"compiled_pointwise {name}: {exc}", flush=True)
 
 # Host dispatch: a tiny op launched many times; the GPU finishes each long before the next is
 # issued, so wall time per op is the host's cost of one eager dispatch (Python + ATen + launch).
