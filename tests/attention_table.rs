@@ -194,41 +194,33 @@ fn rejected(text: &str, field: &str, value: &str) {
 fn every_bad_field_is_named_with_its_value() {
     let ok = series("flash2", "fwd", "[512, 1024]", "[200, 250]");
     GpuSpec::from_toml(&with_series(&ok), "gpu.toml").unwrap();
-    rejected(
-        &series("flash9", "fwd", "[512]", "[200]"),
-        "attention_table[0].kernel",
-        "flash9",
-    );
-    rejected(
-        &series("flash2", "both", "[512]", "[200]"),
-        "attention_table[0].pass",
-        "both",
-    );
-    rejected(
-        &series("flash2", "fwd", "[1024, 512]", "[200, 250]"),
-        "attention_table[0].seq[1]",
-        "512",
-    );
-    rejected(
-        &series("flash2", "fwd", "[512, 1024]", "[200]"),
-        "attention_table[0].tflops",
-        "1 rates",
-    );
-    rejected(
-        &series("flash2", "fwd", "[512]", "[-3]"),
-        "attention_table[0].tflops[0]",
-        "-3",
-    );
-    rejected(
-        &series("flash2", "fwd", "[512]", "[5000]"),
-        "attention_table[0].tflops[0]",
-        "5000",
-    );
-    rejected(
-        &series("flash2", "fwd", "[0.5]", "[200]"),
-        "attention_table[0].seq[0]",
-        "0.5",
-    );
+    // (kernel, pass, seq, tflops) of one series, the field its error names, and the value.
+    for (kernel, pass, seq, tflops, field, value) in [
+        ("flash9", "fwd", "[512]", "[200]", "[0].kernel", "flash9"),
+        ("flash2", "both", "[512]", "[200]", "[0].pass", "both"),
+        (
+            "flash2",
+            "fwd",
+            "[1024, 512]",
+            "[200, 250]",
+            "[0].seq[1]",
+            "512",
+        ),
+        (
+            "flash2",
+            "fwd",
+            "[512, 1024]",
+            "[200]",
+            "[0].tflops",
+            "1 rates",
+        ),
+        ("flash2", "fwd", "[512]", "[-3]", "[0].tflops[0]", "-3"),
+        ("flash2", "fwd", "[512]", "[5000]", "[0].tflops[0]", "5000"),
+        ("flash2", "fwd", "[0.5]", "[200]", "[0].seq[0]", "0.5"),
+    ] {
+        let field = format!("attention_table{field}");
+        rejected(&series(kernel, pass, seq, tflops), &field, value);
+    }
     rejected(
         &ok.replace("head_dim = 64", "head_dim = 1000"),
         "attention_table[0].head_dim",
