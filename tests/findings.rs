@@ -100,3 +100,39 @@ fn exposed_communication_is_priced_per_sample() {
     let four = est.estimate(&s.model, &s.machine, &run).unwrap();
     assert!((comm.saving_s - (base.step_time.0 - four.step_time.0 / 4.0)).abs() < 1e-12);
 }
+
+#[test]
+fn a_first_generation_fused_kernel_is_found_and_the_newer_one_priced() {
+    // llm-foundry's MPT defaults run its Triton attention (flash1); FlashAttention-2 is faster.
+    let s = scenario(&[
+        "--model",
+        "mpt-125m",
+        "--gpu",
+        "a100-sxm-80gb",
+        "--batch",
+        "8",
+    ]);
+    assert_eq!(s.run.step.attention.name(), "flash1");
+    let mut est = Estimator::new();
+    let base = est.estimate(&s.model, &s.machine, &s.run).unwrap();
+    let f = findings(&s, &base, &mut Estimator::new());
+    let old = f
+        .iter()
+        .find(|f| f.kind == "old_fused_attention")
+        .expect("flash1 where flash2 runs");
+    assert!(
+        old.message.contains("--attention flash2"),
+        "{}",
+        old.message
+    );
+    let fixed = est
+        .estimate(
+            &s.model,
+            &s.machine,
+            &s.run_with_attention(roofline::graph::AttentionImpl::Flash2),
+        )
+        .unwrap();
+    assert_eq!(old.saving_s, (base.step_time - fixed.step_time).0);
+    assert!(old.saving_s > 0.0);
+    assert!(!f.iter().any(|f| f.kind == "unfused_attention"));
+}

@@ -92,22 +92,28 @@ pub fn findings(s: &Scenario, base: &StepEstimate, est: &mut Estimator) -> Vec<F
         }
     }
 
-    // Attention that is not fused where a fused kernel would run.
+    // Attention that is not fused, or fused by a first-generation kernel, where a newer fused
+    // kernel would run.
     let precision = s.run.step.precision;
-    if !s.run.step.attention.is_fused() {
+    let current = s.run.step.attention;
+    if !current.is_fused() || current == AttentionImpl::Flash1 {
         let fused = [AttentionImpl::Flash3, AttentionImpl::Flash2]
             .into_iter()
             .find(|a| attention_available(&s.machine, *a, precision));
         if let Some(a) = fused {
             if let Some(fixed) = again(m, &s.run_with_attention(a)) {
                 let saving = step - fixed;
+                let kind = if current.is_fused() {
+                    "old_fused_attention"
+                } else {
+                    "unfused_attention"
+                };
                 push(
                     &mut v,
-                    "unfused_attention",
+                    kind,
                     saving,
                     format!(
-                        "attention ({}) takes {:.0}% of the step at sequence {}; --attention {a}",
-                        s.run.step.attention,
+                        "attention ({current}) takes {:.0}% of the step at sequence {}; --attention {a}",
                         100.0 * base.breakdown.attention.0 / step.0,
                         m.max_seq()
                     ),
