@@ -344,7 +344,20 @@ fn flash1_runs_at_the_first_generations_published_rates() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("flash1"), "{stderr}");
+    assert!(stderr.contains("flash1_fwd"), "{stderr}");
+    // Also when the kernel comes from the model file's [defaults] (the MPT files say flash1).
+    let out = Command::new(env!("CARGO_BIN_EXE_roofline"))
+        .args([
+            "estimate", "--gpu", "b200", "--model", "mpt-125m", "--batch", "2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("flash1") && stderr.contains("[defaults]"),
+        "{stderr}"
+    );
 }
 
 #[test]
