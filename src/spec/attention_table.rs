@@ -30,8 +30,8 @@ pub const MAX_SEQ_POINTS: usize = 8;
 /// Most head dimensions per kernel and mask.
 pub const MAX_HEAD_DIMS: usize = 3;
 
-/// The passes a series may measure, and the FLOP multiple of the forward each counts.
-pub const PASSES: [(&str, f64); 3] = [("fwd", 1.0), ("bwd", 2.5), ("fwd+bwd", 3.5)];
+/// The passes a series may measure (their FLOPs: 1, 2.5 and 3.5 times the forward's).
+pub const PASSES: [&str; 3] = ["fwd", "bwd", "fwd+bwd"];
 /// The kernels a series may name.
 pub const KERNELS: [&str; 3] = ["flash2", "flash3", "flash1"];
 
@@ -56,14 +56,6 @@ pub struct AttentionSeries {
 }
 
 impl AttentionSeries {
-    /// Index of the pass in [`PASSES`] (valid once checked).
-    pub fn pass_index(&self) -> usize {
-        PASSES
-            .iter()
-            .position(|(p, _)| *p == self.pass)
-            .unwrap_or(0)
-    }
-
     /// Index of the kernel in [`KERNELS`] (valid once checked).
     pub fn kernel_index(&self) -> usize {
         KERNELS.iter().position(|k| *k == self.kernel).unwrap_or(0)
@@ -168,7 +160,7 @@ pub fn check(
                 ),
             );
         };
-        if !PASSES.iter().any(|(p, _)| *p == s.pass) {
+        if !PASSES.contains(&s.pass.as_str()) {
             return err(
                 field("pass"),
                 format!("'{}' is not a pass (fwd, bwd or fwd+bwd)", s.pass),
