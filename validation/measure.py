@@ -131,14 +131,18 @@ def summarize_host_ops(prof, steps: int, top: int = 30) -> dict:
         return {"host_ops_error": f"{type(exc).__name__}: {exc}"}
 
 
-def summarize_kernels(kernels, steps: int, top: int = 40) -> dict:
-    """Aggregate (name, duration_s) pairs from ``steps`` profiled steps into per-step figures."""
+def summarize_kernels(kernels, steps: int, top: int = 100) -> dict:
+    """Aggregate (name, duration_s) pairs from ``steps`` profiled steps into per-step figures:
+    time and launches per class, and the ``top`` kernels by time (enough to account for a
+    compiled step's kernels one by one)."""
     class_times = {c: 0.0 for c in CLASSES}
+    class_counts = {c: 0 for c in CLASSES}
     by_name: dict[str, list] = {}
     count = 0
     for name, dur in kernels:
         cls = classify_kernel(name)
         class_times[cls] += dur
+        class_counts[cls] += 1
         rec = by_name.setdefault(name, [cls, 0.0, 0])
         rec[1] += dur
         rec[2] += 1
@@ -149,6 +153,7 @@ def summarize_kernels(kernels, steps: int, top: int = 40) -> dict:
         "class_times_s": {c: t / steps for c, t in class_times.items()},
         "gpu_kernel_time_s": sum(class_times.values()) / steps,
         "kernels_per_step": count / steps,
+        "class_kernels_per_step": {c: n / steps for c, n in class_counts.items()},
         "attention_kernel_family": attention_kernel_family(by_name),
         "top_kernels": [{"name": n[:200], "class": r[0], "time_s_per_step": r[1] / steps,
                          "calls_per_step": r[2] / steps} for n, r in top_list],

@@ -245,6 +245,8 @@ class ClassifyTests(unittest.TestCase):
         self.assertAlmostEqual(s["class_times_s"]["gemm"], 0.004)
         self.assertAlmostEqual(s["gpu_kernel_time_s"], 0.0055)
         self.assertEqual(s["kernels_per_step"], 2)
+        self.assertEqual(s["class_kernels_per_step"]["gemm"], 1)
+        self.assertEqual(sum(s["class_kernels_per_step"].values()), 2)
         self.assertEqual(s["attention_kernel_family"], ["flash"])
         self.assertEqual(s["top_kernels"][0]["calls_per_step"], 1)
 
