@@ -66,7 +66,9 @@ record("sdpa_fwd", f"B{B} H{H} S{S} D{D}", 4.0 * B * S * S * H * D, 4 * 2.0 * B 
 # Eager pointwise ops at the planned JiT-B/4 activation shape (batch 64 x 512 tokens, width 768).
 T, C = 64 * 512, 768
 xf = torch.randn(T, C, device=dev)                      # fp32 residual stream
+xf2 = torch.randn(T, C, device=dev)                     # a second, distinct operand (two reads)
 xb = torch.randn(T, C, device=dev, dtype=torch.bfloat16)
+xb2 = torch.randn(T, C, device=dev, dtype=torch.bfloat16)
 row = torch.rand(T, 1, device=dev) + 0.5                 # per-row statistic (rsqrt)
 col = torch.randn(C, device=dev)                         # per-column weight
 per_sample = torch.randn(64, 1, C, device=dev, dtype=torch.bfloat16)  # adaLN scale
@@ -75,7 +77,7 @@ tbl = torch.randn(512, 64, device=dev)                   # RoPE table [s, dh]
 q = torch.randn(64, 12, 512, 64, device=dev)             # fp32 q after a permute
 E4, E2 = 4.0 * T * C, 2.0 * T * C
 pointwise = [
-    ("add fp32", lambda: xf + xf, 3 * E4),
+    ("add fp32", lambda: xf + xf2, 3 * E4),
     ("mul per-row fp32", lambda: xf * row, 2 * E4),
     ("mul per-column fp32", lambda: xf * col, 2 * E4),
     ("mul adaLN scale (fp32 x bf16 broadcast)", lambda: x3 * (1 + per_sample), 2 * E4),
@@ -94,9 +96,9 @@ for name, fn, nbytes in pointwise:
 # kernel (kind "compiled_pointwise", bytes = inputs read once + output written once), the rate
 # compiled mode's fused chains stream at (roofline models them at the copy rate).
 compiled = [
-    ("fused mul-add-cast fp32,fp32 -> bf16", lambda a, b: (a * b + a).to(torch.bfloat16), (xf, xf), 2 * E4 + E2),
+    ("fused mul-add-cast fp32,fp32 -> bf16", lambda a, b: (a * b + a).to(torch.bfloat16), (xf, xf2), 2 * E4 + E2),
     ("fused rmsnorm-like fp32 -> bf16", lambda a: (a * torch.rsqrt(a.pow(2).mean(-1, keepdim=True) + 1e-6)).to(torch.bfloat16), (xf,), E4 + E2),
-    ("fused silu-mul bf16", lambda a, b: F.silu(a) * b, (xb, xb), 3 * E2),
+    ("fused silu-mul bf16", lambda a, b: F.silu(a) * b, (xb, xb2), 3 * E2),
 ]
 for name, fn, args, nbytes in compiled:
     try:

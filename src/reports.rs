@@ -257,8 +257,9 @@ pub fn validation() -> Result<String> {
          `scripts/torch_baseline.py` measures eager-op bandwidth and host dispatch directly; \
          `roofline calibrate --torch` turns them into `eager_elementwise` and `host_dispatch_s`; \
          `validation/measure.py` now also records each step's host time (issued onto an idle \
-         GPU, timed until it returns: the `host ms` column) and the CPU ops behind it. Those \
-         measurements are the next GPU step."
+         GPU, timed until it returns: the `host ms` column; exact for host-bound steps, an \
+         upper bound otherwise) and the CPU ops behind it. Those measurements are the next GPU \
+         step."
     );
     let _ = writeln!(s);
     let _ = writeln!(

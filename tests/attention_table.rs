@@ -344,7 +344,7 @@ fn flash1_runs_at_the_first_generations_published_rates() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("flash1_fwd"), "{stderr}");
+    assert!(stderr.contains("attention.flash1_fwd"), "{stderr}");
     // Also when the kernel comes from the model file's [defaults] (the MPT files say flash1).
     let out = Command::new(env!("CARGO_BIN_EXE_roofline"))
         .args([
@@ -358,6 +358,28 @@ fn flash1_runs_at_the_first_generations_published_rates() {
         stderr.contains("flash1") && stderr.contains("[defaults]"),
         "{stderr}"
     );
+    // A sweep that sets the attention itself does not need the default's figures.
+    let csv = std::env::temp_dir().join(format!("roofline-att-sweep-{}.csv", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_roofline"))
+        .args([
+            "sweep", "--model", "mpt-125m", "--gpu", "b200", "--batch", "2",
+        ])
+        .args([
+            "--vary",
+            "attention=flash2,naive",
+            "--out",
+            csv.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 3, "{rows}");
+    std::fs::remove_file(&csv).ok();
 }
 
 #[test]

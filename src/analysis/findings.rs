@@ -21,8 +21,8 @@ const PAD: u64 = 64;
 /// One finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// What kind: `misaligned_gemm`, `unfused_attention`, `host_bound`, `eager_execution`,
-    /// `exposed_communication`.
+    /// What kind: `misaligned_gemm`, `unfused_attention`, `old_fused_attention`, `host_bound`,
+    /// `eager_execution`, `exposed_communication`.
     pub kind: &'static str,
     /// What is wrong and how to fix it, in words.
     pub message: String,

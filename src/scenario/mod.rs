@@ -247,20 +247,6 @@ impl ScenarioSpec {
             };
             machine.allreduce_busbw = ByteRate(n.value);
         }
-        let kernel = self.step.attention;
-        if let Some(g) = kernel.flash_generation() {
-            let figures = [machine.flash1, machine.flash2, machine.flash3][usize::from(g - 1)];
-            let from = if self.unset.attention {
-                " (the model file's [defaults])"
-            } else {
-                ""
-            };
-            ensure(figures.is_some(), &format!(
-                "{} has no attention.flash{g}_fwd / flash{g}_bwd figures for --attention {kernel}{from}; \
-                 give them in the GPU file or a calibration file, or choose another --attention",
-                gpu.name
-            ))?;
-        }
         let policy = PrecisionPolicy::of(self.step.precision);
         if machine.peak(policy.gemm_unit, policy.gemm).0 .0 <= 0.0 {
             return Err(Error::spec(

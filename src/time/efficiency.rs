@@ -228,9 +228,12 @@ impl Machine {
             _ => self.flash2,
         }
         .ok_or_else(|| {
+            let g = which.flash_generation().unwrap_or(2);
             Error::Invalid(format!(
-                "this GPU's spec has no [attention] efficiency for {which}; give one in the GPU file or a \
-                 calibration file, or choose another --attention"
+                "this GPU's spec has no attention.flash{g}_fwd / flash{g}_bwd figures for \
+                 --attention {which} (when --attention is not given, the model file's [defaults] \
+                 chose it); give them in the GPU file or a calibration file, or choose another \
+                 --attention"
             ))
         })?;
         let f = if backward { eff.bwd } else { eff.fwd };

@@ -684,7 +684,9 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         "\nclass cells: measured/predicted GPU ms per step (error); kernels: profiled/predicted \
          per step (the profile also counts memsets of split reductions and cuBLAS split-K \
          reductions, which roofline does not launch); host ms: a step issued onto an idle GPU, \
-         timed until it returns (measured where the file has it) / predicted host dispatch"
+         timed until it returns (measured where the file has it; the host time when the step is \
+         host-bound, an upper bound that includes GPU time when the launch queue fills) / \
+         predicted host dispatch"
     );
     let _ = writeln!(
         s,
