@@ -85,7 +85,7 @@ impl Calibration {
         let c: Calibration = toml::from_str(text)
             .map_err(|e| Error::spec(label, toml_error_field(&e, text), toml_error_problem(&e)))?;
         c.check(label)?;
-        for name in ["flash1", "flash2", "flash3"] {
+        for name in crate::spec::attention_table::KERNELS {
             let fwd = c.values.contains_key(&format!("{name}_fwd"));
             let bwd = c.values.contains_key(&format!("{name}_bwd"));
             if fwd != bwd {

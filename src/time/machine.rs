@@ -9,6 +9,7 @@ use super::figures::FIGURES;
 use super::gemm_table::{dtype_of_name, GemmTable};
 use super::mechanisms::Mechanisms;
 use crate::graph::{Dtype, Precision, PrecisionPolicy, Unit};
+use crate::spec::hardware::AttentionKernels;
 use crate::spec::{GpuSpec, Sourced};
 use crate::units::{ByteRate, Bytes, FlopRate, Seconds};
 
@@ -98,20 +99,15 @@ pub struct Machine {
     pub attention_table: AttentionTable,
 }
 
-fn pair(
-    fwd: &Option<Sourced>,
-    bwd: &Option<Sourced>,
-    max: &Option<Sourced>,
-    gemm: f64,
-) -> Option<FlashEfficiency> {
-    match (fwd, bwd) {
-        (Some(f), Some(b)) => Some(FlashEfficiency {
-            fwd: f.value,
-            bwd: b.value,
-            max: max.as_ref().map_or(gemm, |m| m.value),
-        }),
-        _ => None,
-    }
+/// The efficiency of fused kernel `kernel` from the GPU file's `[attention]` fractions (its
+/// highest fraction defaulting to the GEMM ceiling `gemm`); `None` without forward and backward.
+fn flash(att: Option<&AttentionKernels>, kernel: &str, gemm: f64) -> Option<FlashEfficiency> {
+    let (fwd, bwd, max) = att?.kernel_fractions(kernel)?;
+    Some(FlashEfficiency {
+        fwd,
+        bwd,
+        max: max.unwrap_or(gemm),
+    })
 }
 
 impl Machine {
@@ -160,9 +156,9 @@ impl Machine {
             flash_causal: att
                 .and_then(|a| a.causal_factor.as_ref())
                 .map_or(1.0, |c| c.value),
-            flash1: att.and_then(|a| pair(&a.flash1_fwd, &a.flash1_bwd, &None, a_bf16)),
-            flash2: att.and_then(|a| pair(&a.flash2_fwd, &a.flash2_bwd, &a.flash2_max, a_bf16)),
-            flash3: att.and_then(|a| pair(&a.flash3_fwd, &a.flash3_bwd, &a.flash3_max, a_bf16)),
+            flash1: flash(att, "flash1", a_bf16),
+            flash2: flash(att, "flash2", a_bf16),
+            flash3: flash(att, "flash3", a_bf16),
             allreduce_busbw: ByteRate(gpu.interconnect.allreduce_bus_bandwidth.value),
             allreduce_latency: Seconds(gpu.interconnect.allreduce_latency_s.value),
             price: gpu.price.as_ref().map(|p| p.usd_per_gpu_hour.value),

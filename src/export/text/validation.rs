@@ -1,0 +1,112 @@
+//! `roofline validate`'s table: predicted against measured training steps, per configuration,
+//! op class, peak memory, kernel count and host time.
+
+use crate::validate::Validation;
+use std::fmt::Write;
+
+/// `roofline validate`: predicted vs measured, per configuration and op class.
+pub fn validation(v: &Validation) -> String {
+    validation_table(v, false)
+}
+
+/// The validation table as text or (`markdown`) Markdown.
+pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
+    let mut s = String::new();
+    let ms = |x: f64| format!("{:.2}", x * 1e3);
+    let pct = |p: f64, m: f64| {
+        if m > 0.0 {
+            format!("{:+.0}%", 100.0 * (p / m - 1.0))
+        } else {
+            "n/a".into()
+        }
+    };
+    if v.example {
+        let _ = writeln!(
+            s,
+            "NOTE: the input is the synthetic EXAMPLE file, not a measurement.\n"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "device: {} (predicted with the {} spec, one GPU)\n",
+        v.device, v.gpu
+    );
+    let sep = if markdown { " | " } else { "  " };
+    let head = [
+        "config",
+        "measured ms",
+        "predicted ms",
+        "error",
+        "gemm",
+        "attention",
+        "norm",
+        "elementwise",
+        "optimizer",
+        "peak mem",
+        "kernels",
+        "host ms",
+    ];
+    if markdown {
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(s, "|{}", "---|".repeat(head.len()));
+    } else {
+        let _ = writeln!(s, "{}", head.join(sep));
+    }
+    for r in &v.rows {
+        let cls = |k: &str| {
+            let (m, p) = r.classes[k];
+            format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
+        };
+        let mem = r.memory.map_or("n/a".to_string(), |(m, p)| {
+            format!(
+                "{:.1}/{:.1} GiB ({})",
+                m / 1073741824.0,
+                p / 1073741824.0,
+                pct(p, m)
+            )
+        });
+        let cells = [
+            r.config.clone(),
+            ms(r.measured_s),
+            ms(r.predicted_s),
+            format!("{:+.1}%", 100.0 * r.error),
+            cls("gemm"),
+            cls("attention"),
+            cls("normalization"),
+            cls("elementwise"),
+            cls("optimizer"),
+            mem,
+            r.kernels.map_or("n/a".to_string(), |(m, p)| {
+                format!("{m:.0}/{p:.0} ({})", pct(p, m))
+            }),
+            r.host.map_or("n/a".to_string(), |(m, p)| {
+                format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
+            }),
+        ];
+        if markdown {
+            let _ = writeln!(s, "| {} |", cells.join(" | "));
+        } else {
+            let _ = writeln!(s, "{}", cells.join(sep));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nclass cells: measured/predicted GPU ms per step (error); kernels: profiled/predicted \
+         per step (the profile also counts memsets of split reductions and cuBLAS split-K \
+         reductions, which roofline does not launch); host ms: a step issued onto an idle GPU, \
+         timed until it returns (measured where the file has it; the host time when the step is \
+         host-bound, an upper bound that includes GPU time when the launch queue fills) / \
+         predicted host dispatch"
+    );
+    let _ = writeln!(
+        s,
+        "step time: mean absolute error {:.1}%, max {:.1}% over {} configurations",
+        100.0 * v.mape,
+        100.0 * v.max_error,
+        v.rows.len()
+    );
+    for k in &v.skipped {
+        let _ = writeln!(s, "skipped: {k}");
+    }
+    s
+}
