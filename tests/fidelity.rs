@@ -117,3 +117,41 @@ fn the_report_as_it_ships_is_the_plain_validation() {
         .unwrap();
     assert!(f.all_on[1].changed_from(&fused.without[1]).0 > 0);
 }
+
+#[test]
+fn the_h100_misaligned_gemm_ceiling_is_the_profiled_lm_heads_flop_weighted_rate() {
+    // The H100 file's `achievable.misaligned_gemm` is read off the committed profile: the
+    // total FLOPs of GPT-2's three LM-head GEMMs (alignment-1 cutlass kernels) over their total
+    // time, per run, median over the gpt2-124m runs. Recomputed here so the constant cannot
+    // drift from its measurement.
+    let doc: serde_json::Value = serde_json::from_str(H100_MEASUREMENTS.1).unwrap();
+    let gpu = roofline::spec::load_gpu("h100-sxm").unwrap();
+    let peak = gpu.peak_flops.bf16_tensor.value;
+    let mut rates: Vec<f64> = doc["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["model"] == "gpt2-124m" && c["error"].is_null())
+        .map(|c| {
+            let batch = c["batch"].as_f64().unwrap();
+            let flops = 2.0 * batch * 1024.0 * 768.0 * 50257.0;
+            let align1: Vec<&serde_json::Value> = c["top_kernels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|k| k["name"].as_str().unwrap().contains("_align1>"))
+                .collect();
+            assert_eq!(align1.len(), 3, "forward, dgrad and wgrad of the LM head");
+            let time: f64 = align1
+                .iter()
+                .map(|k| k["time_s_per_step"].as_f64().unwrap())
+                .sum();
+            3.0 * flops / time / peak
+        })
+        .collect();
+    assert_eq!(rates.len(), 6);
+    rates.sort_by(f64::total_cmp);
+    let median = 0.5 * (rates[2] + rates[3]);
+    let stated = gpu.achievable.misaligned_gemm.as_ref().unwrap().value;
+    assert!((stated - median).abs() < 0.002, "{stated} vs {median}");
+}

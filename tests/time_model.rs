@@ -201,7 +201,7 @@ fn misaligned_gemms_hit_the_alignment_ceiling() {
     assert!(odd.0 <= ceiling);
     assert!(aligned.0 > 4.0 * odd.0);
     // The H100 file states its measured ceiling; a GPU file without one gets that figure.
-    assert_eq!(m.frac_misaligned, 0.14);
+    assert_eq!(m.frac_misaligned, 0.124);
     assert_eq!(
         machine("l40s").frac_misaligned,
         roofline::time::efficiency::MISALIGNED_CEILING
