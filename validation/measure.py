@@ -131,6 +131,30 @@ def summarize_host_ops(prof, steps: int, top: int = 30) -> dict:
         return {"host_ops_error": f"{type(exc).__name__}: {exc}"}
 
 
+def summarize_device_ops(prof, steps: int, top: int = 80) -> dict:
+    """ATen ops of a finished profile (recorded with shapes) grouped by name and input shapes,
+    the ``top`` by self device time per step: which op at which shape each kernel class's time
+    comes from, so an eager step can be accounted op by op against the model's op graph.
+    Empty (with the reason) when this PyTorch's profiler API differs."""
+    def self_device_us(e):  # renamed from self_cuda_time_total in PyTorch 2.4
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+    try:
+        rows = [e for e in prof.key_averages(group_by_input_shape=True)
+                if e.device_type.name == "CPU" and e.key.startswith("aten::")]
+        rows.sort(key=self_device_us, reverse=True)
+        return {
+            "device_top_ops": [
+                {"name": e.key[:120], "input_shapes": str(e.input_shapes)[:300],
+                 "calls_per_step": e.count / steps,
+                 "self_device_s_per_step": self_device_us(e) * 1e-6 / steps}
+                for e in rows[:top]
+            ],
+        }
+    except Exception as exc:  # diagnostics only, as summarize_host_ops
+        return {"device_ops_error": f"{type(exc).__name__}: {exc}"}
+
+
 def summarize_kernels(kernels, steps: int, top: int = 100) -> dict:
     """Aggregate (name, duration_s) pairs from ``steps`` profiled steps into per-step figures:
     time and launches per class, and the ``top`` kernels by time (enough to account for a
@@ -395,7 +419,8 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
 
         # The CPU side too: which ops the host spends its time on (self CPU time per op name,
         # profiler overhead included), the host half of a host-bound step.
-        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []),
+                     record_shapes=True) as prof:
             for _ in range(args.profile_steps):
                 step()
             sync()
@@ -405,6 +430,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
         summary = summarize_kernels(kernels, args.profile_steps)
         summary["profiled_steps"] = args.profile_steps
         summary.update(summarize_host_ops(prof, args.profile_steps))
+        summary.update(summarize_device_ops(prof, args.profile_steps))
         result.update(summary)
         ct = summary["class_times_s"]
         log("  classes (ms/step): " + ", ".join(f"{c} {ct[c] * 1e3:.2f}" for c in CLASSES)

@@ -351,6 +351,11 @@ class PlanAndJsonTests(unittest.TestCase):
             top = result["host_top_ops"]
             self.assertTrue(top and all(o["self_cpu_s_per_step"] >= 0 for o in top))
             self.assertEqual(top, sorted(top, key=lambda o: -o["self_cpu_s_per_step"]))
+            # ATen ops by shape (no device time on CPU, but the ops and their shapes are there).
+            self.assertNotIn("device_ops_error", result)
+            ops = result["device_top_ops"]
+            self.assertTrue(ops and all(o["name"].startswith("aten::") for o in ops))
+            self.assertTrue(any("[" in o["input_shapes"] for o in ops))
             json.dumps(result)  # serialisable
 
 
