@@ -332,3 +332,62 @@ fn huge_sizes_do_not_overflow() {
         );
     }
 }
+
+#[test]
+fn eager_softmax_passes_follow_pytorchs_kernels_by_row_length() {
+    // PyTorch's eager log-softmax over GPT-2's 50257 fp32 logits per row (too long for shared
+    // memory) reads them three times forward and its gradient twice backward
+    // (aten/src/ATen/native/cuda/SoftMax.cu): 22 B per 16-bit logit forward (the upcast reads 2
+    // and writes 4, log-softmax reads 3 x 4 and writes 4) and 26 B backward (the zero fill of
+    // nll_loss's gradient 4, log-softmax's backward reads 2 x 4 of gradient and 4 of output and
+    // writes 4, the cast back reads 4 and writes 2), plus a few bytes per row.
+    let ops = ops_for("gpt2-124m", &step(4, AttentionImpl::Flash2));
+    let (rows, logits) = (4.0 * 1024.0, 4.0 * 1024.0 * 50257.0);
+    let loss = |phase| {
+        ops.iter()
+            .find(|o| o.name.starts_with("loss.cross_entropy") && o.phase == phase)
+            .unwrap()
+    };
+    let per_logit = |o: &Op| (o.bytes_read.0 + o.reread.0 + o.bytes_written.0) / logits;
+    let (fwd, bwd) = (loss(Phase::Forward), loss(Phase::Backward));
+    assert!((per_logit(fwd) - 22.0).abs() < 32.0 * rows / logits);
+    assert!((per_logit(bwd) - 26.0).abs() < 32.0 * rows / logits);
+    // The rereads are kept apart from the operands PyTorch's dispatcher sees.
+    assert_relative_eq!(fwd.reread.0, 8.0 * logits, max_relative = 1e-12);
+    assert_relative_eq!(bwd.reread.0, 4.0 * logits, max_relative = 1e-12);
+    // Attention rows of 1024 fp32 scores (4 KiB) take the one-pass persistent kernels: the
+    // softmax backward reads the output and the gradient once each. At 2048 the forward still
+    // fits in shared memory (one read) but the backward reads the gradient twice.
+    let softmax_of = |attention, seq: u64, phase| {
+        let mut m = load_model("gpt2-124m").unwrap();
+        m.tokens.text = seq;
+        let mut ops = Vec::new();
+        build_step(&m, &step(1, attention), &mut ops).unwrap();
+        let o = ops
+            .iter()
+            .find(|o| o.name.starts_with("attn.softmax") && o.phase == phase)
+            .unwrap();
+        let el = if attention == AttentionImpl::Unfused {
+            2.0
+        } else {
+            4.0
+        };
+        let scores = 12.0 * (seq * seq) as f64 * el;
+        (
+            (o.bytes_read.0 + o.reread.0) / scores,
+            o.bytes_written.0 / scores,
+        )
+    };
+    let softmax = |seq, phase| softmax_of(AttentionImpl::Naive, seq, phase);
+    assert_eq!(softmax(1024, Phase::Forward), (1.0, 1.0));
+    assert_eq!(softmax(1024, Phase::Backward), (2.0, 1.0));
+    assert_eq!(softmax(2048, Phase::Forward), (1.0, 1.0));
+    assert_eq!(softmax(2048, Phase::Backward), (3.0, 1.0));
+    // Past 12K fp32 scores a row no longer fits in 48 KiB: three reads forward.
+    assert_eq!(softmax(16384, Phase::Forward), (3.0, 1.0));
+    // Megatron-LM's fused softmax (`unfused`, 16-bit scores) is one pass up to 4096 keys and
+    // PyTorch's softmax beyond.
+    let megatron = |seq| softmax_of(AttentionImpl::Unfused, seq, Phase::Backward);
+    assert_eq!(megatron(4096), (2.0, 1.0));
+    assert_eq!(megatron(8192), (3.0, 1.0));
+}

@@ -499,7 +499,7 @@ pub fn assumptions(s: &Scenario) -> Vec<String> {
         v.push(match (run.step.loss, run.mode) {
             (crate::graph::LossImpl::FusedLinear, _) => "loss fused-linear: the classifier and cross-entropy fused and chunked (Liger-Kernel's): the logits exist one chunk at a time, their gradient computed in the forward; nothing logits-sized kept".into(),
             (crate::graph::LossImpl::Fused, _) => "loss fused: a hand-written cross-entropy kernel (FlashAttention's, llm-foundry's default): one pass over the 16-bit logits forward, one backward; keeps the logits and a log-sum-exp per row".into(),
-            (_, crate::graph::ExecMode::Eager) => "loss torch, eager: logits upcast to fp32, log-softmax (fp32 log-probabilities kept) and NLL, about 36 B per logit over the step (14 forward, 22 backward); --loss fused for a fused kernel".into(),
+            (_, crate::graph::ExecMode::Eager) => "loss torch, eager: logits upcast to fp32, log-softmax (fp32 log-probabilities kept) and NLL, about 48 B per 16-bit logit over the step (22 forward, 26 backward: PyTorch's log-softmax reads a vocabulary-long row three times forward and its gradient twice backward, aten/src/ATen/native/cuda/SoftMax.cu); --loss fused for a fused kernel".into(),
             _ => "loss torch, compiled: Inductor's fused log-softmax + NLL, two reads of the logits forward, one pass backward".into(),
         });
     }

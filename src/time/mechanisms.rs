@@ -100,7 +100,7 @@ pub const MECHANISMS: [Mechanism; 6] = [
     Mechanism {
         name: "Inductor-fused cross-entropy",
         what: "compiled cross-entropy is one fused log-softmax + NLL pass forward and one \
-               backward (off: its eager bytes, about 36 B per logit over the step; step time only)",
+               backward (off: its eager bytes, about 48 B per logit over the step; step time only)",
         source: "torch/_decomp/decompositions.py (log_softmax, nll_loss decompositions) and \
                  Inductor's reduction codegen",
         off: |m| m.fused_loss = false,

@@ -9,7 +9,7 @@
 //! all compute every score, a sliding window only masks. Backward: dQ = dS·K and dK = dSᵀ·Q
 //! ([`scores_backward`]); dP = dO·Vᵀ and dV = Pᵀ·dO ([`pv_backward`]).
 
-use super::common::dropout;
+use super::common::{dropout, eager_softmax_passes};
 use super::{flash, norm::norm, rope::rope};
 use crate::graph::builder::{
     library_backward, library_op, n, Builder, Bwd, Meta, Names, Vector, FP32,
@@ -173,6 +173,7 @@ fn batched(
         Op {
             model_flops: Flops(flops * model_scale),
             chained_read: Bytes(read),
+            reread: Bytes::ZERO,
             saved: Bytes(saved),
             attention_core: true,
             ..library_op(
@@ -194,6 +195,7 @@ fn batched(
             output: Bytes(written),
             keep: true,
             shape,
+            reread_bwd: Bytes::ZERO,
         },
     );
     b.open_chain = false;
@@ -367,6 +369,17 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
             core_op(sc, sc * s, sc * s).side(Bytes(bias)).bwd(Bwd::None),
         );
     }
+    // With PyTorch's softmax (naive, sdpa-math), rows longer than 1024 scores take its
+    // multi-pass kernels in eager mode (`eager_softmax_passes`): the gradient is read twice
+    // backward, and a row too long for shared memory three times forward. Megatron-LM's fused
+    // scale-mask-softmax kernels (`unfused`) hold a row of 16 to 4096 scores in registers, one
+    // pass each way; longer rows fall back to PyTorch's softmax
+    // (NVIDIA/Megatron-LM megatron/core/fusions/fused_softmax.py, `is_kernel_available`).
+    let (in_passes, grad_passes) = match cfg.attention {
+        AttentionImpl::Naive | AttentionImpl::SdpaMath => eager_softmax_passes(seq, s),
+        AttentionImpl::Unfused if seq > 4096 => eager_softmax_passes(seq, s),
+        _ => (1.0, 1.0),
+    };
     b.vector(
         n!("attn.softmax"),
         Vector::new(
@@ -377,6 +390,10 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
             Bytes(sc * s),
         )
         .saved(Bytes(sc * s))
+        .reread(
+            Bytes((in_passes - 1.0) * sc * s),
+            Bytes((grad_passes - 1.0) * sc * s),
+        )
         .core(),
     );
     if plan.returns_probs && plan.scores != act {

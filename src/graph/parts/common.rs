@@ -99,3 +99,30 @@ pub(crate) fn dropout(
     });
     b.vector(names, if core { v.core() } else { v });
 }
+
+/// Passes PyTorch's eager CUDA softmax / log-softmax makes over a row of `row` elements of `el`
+/// bytes: (reads of the input forward, reads of the output gradient backward). The output
+/// (forward) and the saved output (backward) are read or written once. Source: PyTorch
+/// aten/src/ATen/native/cuda/SoftMax.cu, `host_softmax` and `host_softmax_backward`:
+/// - rows of at most 1024 elements and 4 KiB run the persistent warp softmax, one pass;
+/// - longer rows that fit in a block's 48 KiB of shared memory (less the per-warp reduction
+///   scratch, at most 32 × 4 B) with a length divisible by the 16-byte vector
+///   (`cunn_SoftMaxForwardSmem`) are read once forward;
+/// - other rows go to `cunn_SoftMaxForward`, which reads the input three times: the row
+///   maximum, the sum of exponentials, then the output pass;
+/// - backward, every row longer than the persistent limit goes to `cunn_SoftMaxBackward`,
+///   which reads the output gradient twice: its sum, then the gradient pass.
+///
+/// A language model's vocabulary (tens of thousands of fp32 logits) takes the three-pass
+/// forward and two-pass backward.
+pub(crate) fn eager_softmax_passes(row: u64, el: f64) -> (f64, f64) {
+    const SHARED_MEMORY_PER_BLOCK: f64 = 48.0 * 1024.0;
+    const REDUCTION_SCRATCH: f64 = 32.0 * 4.0;
+    let bytes = row as f64 * el;
+    if row <= 1024 && bytes <= 4096.0 {
+        return (1.0, 1.0);
+    }
+    let vector = (16.0 / el).max(1.0) as u64;
+    let fits = bytes < SHARED_MEMORY_PER_BLOCK - REDUCTION_SCRATCH && row.is_multiple_of(vector);
+    (if fits { 1.0 } else { 3.0 }, 2.0)
+}

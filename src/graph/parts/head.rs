@@ -1,7 +1,7 @@
 //! The output side, forward and backward: the final norm (with adaLN for diffusion models), the
 //! output projection and the loss. Vector FLOPs per element: MSE 3, cross-entropy 5.
 
-use super::common::weights_cast;
+use super::common::{eager_softmax_passes, weights_cast};
 use super::{conditioning, norm::norm};
 use crate::graph::builder::{n, Builder, Bwd, Vector, FP32, INDEX};
 use crate::graph::shapes::{cast_tensors, LinearShapes};
@@ -130,7 +130,8 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
     // (kept for backward) and gathers one log-probability per row with the targets (nll_loss).
     // Backward: the gradient seed (a one-element fill); nll_loss's gradient is a zero-filled
     // logits-sized tensor with one value scattered per row (fill, scatter); then log-softmax's
-    // backward and the cast back to the logits' dtype.
+    // backward and the cast back to the logits' dtype. Log-softmax over a vocabulary-long row
+    // reads its input three times and its gradient twice (`eager_softmax_passes`).
     //
     // Compiled, Inductor decomposes log_softmax + nll_loss into reductions over each row and
     // fuses them with the upcast: the forward reads the 16-bit logits twice (the row maximum,
@@ -141,7 +142,8 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
     // logits, targets and log-sum-exp and writing the logits' gradient in their dtype
     // (torch/_decomp/decompositions.py log_softmax and nll_loss; torch/_inductor codegen of
     // reductions). 4·o bytes per logit (three reads and one write of the 16-bit logits) plus
-    // about 28 B per row, instead of the eager 36 B per logit (14 forward, 22 backward).
+    // about 28 B per row, instead of the eager 48 B per logit (22 forward, 26 backward).
+    let (in_passes, grad_passes) = eager_softmax_passes(shapes.head.n, FP32);
     let fused_fwd_read = 2.0 * logits * o + r * INDEX;
     let fused_fwd_written = r * 2.0 * FP32;
     b.vector(
@@ -158,6 +160,10 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
             2 + u8::from(upcast),
             Bytes(cast_read + logits * FP32 + r * (INDEX + FP32)),
             Bytes(cast_written + logits * FP32 + FP32),
+        )
+        .reread(
+            Bytes((in_passes - 1.0) * logits * FP32),
+            Bytes((grad_passes - 1.0) * logits * FP32),
         )
         .bwd(Bwd::Split {
             kernels: 4 + u8::from(upcast),
@@ -176,7 +182,7 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
 /// `flash_attn/ops/triton/cross_entropy.py`, `BLOCK_SIZE` up to 64K columns) with its target,
 /// and writes the row's loss and log-sum-exp; it keeps the logits and the log-sum-exp for
 /// backward; the backward reads them with the targets and writes the logits' gradient in their
-/// dtype (`o` bytes per logit). 3·o bytes per logit over the step instead of the framework's 36
+/// dtype (`o` bytes per logit). 3·o bytes per logit over the step instead of the framework's 48
 /// eager (4·o compiled).
 /// Modelled as a row reduction, one kernel each way.
 fn fused_cross_entropy(b: &mut Builder, logits: f64, r: f64, o: f64) {
