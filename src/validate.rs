@@ -6,7 +6,7 @@
 //!
 //! Classes are compared the way the measuring script classifies kernels by name
 //! (validation/README.md): batched matmuls of unfused attention are cuBLAS kernels (gemm), only
-//! their softmax counts as attention; the loss is "other"; eager RMSNorm (a composite of
+//! their softmax counts as attention (but the multiply its eager backward starts with is elementwise); the loss is "other"; eager RMSNorm (a composite of
 //! pointwise kernels) is elementwise; in compiled mode a fused forward chain that contains a
 //! normalization is normalization, one that contains a softmax is attention. Predicted
 //! class times are GPU busy time (launch gaps and host stalls are in no kernel). Predicted peak
@@ -143,6 +143,8 @@ fn measured_class(op: &Op, mode: ExecMode, chain_class: Option<&'static str>) ->
     match op.kind {
         OpKind::Gemm { .. } | OpKind::BatchedGemm { .. } | OpKind::GroupedGemm { .. } => "gemm",
         OpKind::Attention { .. } => "attention",
+        // The softmax backward's gradient-output product is a plain multiply kernel.
+        OpKind::Softmax if op.name.starts_with("attn.softmax_grad_product") => "elementwise",
         OpKind::Softmax if op.class == OpClass::Attention => "attention",
         OpKind::Softmax => "other",
         // Eager RMSNorm is a composite of pointwise kernels and reductions.

@@ -348,25 +348,23 @@ fn eager_softmax_passes_follow_pytorchs_kernels_by_row_length() {
             .find(|o| o.name.starts_with("loss.cross_entropy") && o.phase == phase)
             .unwrap()
     };
-    let per_logit = |o: &Op| (o.bytes_read.0 + o.reread.0 + o.bytes_written.0) / logits;
+    let per_logit = |o: &Op| (o.bytes_read.0 + o.bytes_written.0) / logits;
     let (fwd, bwd) = (loss(Phase::Forward), loss(Phase::Backward));
     assert!((per_logit(fwd) - 22.0).abs() < 32.0 * rows / logits);
     assert!((per_logit(bwd) - 26.0).abs() < 32.0 * rows / logits);
-    // The rereads are kept apart from the operands PyTorch's dispatcher sees.
-    assert_relative_eq!(fwd.reread.0, 8.0 * logits, max_relative = 1e-12);
-    assert_relative_eq!(bwd.reread.0, 4.0 * logits, max_relative = 1e-12);
-    // Attention rows of 1024 fp32 scores (4 KiB) take the one-pass persistent kernels: the
-    // softmax backward reads the output and the gradient once each. At 2048 the forward still
-    // fits in shared memory (one read) but the backward reads the gradient twice.
-    let softmax_of = |attention, seq: u64, phase| {
+    // The attention softmax, per score tensor (B h s^2 fp32 elements): forward one read and one
+    // write while a row fits in shared memory (12K fp32), three reads past it. Backward, the
+    // temporary grad * output (an op of its own: reads 2, writes 1), then the backward kernel
+    // (reads the temporary and the output, writes 1); past 1024 keys the temporary is read
+    // twice.
+    let softmax_of = |attention, seq: u64, name: &str| {
         let mut m = load_model("gpt2-124m").unwrap();
         m.tokens.text = seq;
         let mut ops = Vec::new();
         build_step(&m, &step(1, attention), &mut ops).unwrap();
-        let o = ops
-            .iter()
-            .find(|o| o.name.starts_with("attn.softmax") && o.phase == phase)
-            .unwrap();
+        let Some(o) = ops.iter().find(|o| o.name == name) else {
+            return (0, 0.0, 0.0);
+        };
         let el = if attention == AttentionImpl::Unfused {
             2.0
         } else {
@@ -374,20 +372,31 @@ fn eager_softmax_passes_follow_pytorchs_kernels_by_row_length() {
         };
         let scores = 12.0 * (seq * seq) as f64 * el;
         (
-            (o.bytes_read.0 + o.reread.0) / scores,
+            o.kernels,
+            o.bytes_read.0 / scores,
             o.bytes_written.0 / scores,
         )
     };
-    let softmax = |seq, phase| softmax_of(AttentionImpl::Naive, seq, phase);
-    assert_eq!(softmax(1024, Phase::Forward), (1.0, 1.0));
-    assert_eq!(softmax(1024, Phase::Backward), (2.0, 1.0));
-    assert_eq!(softmax(2048, Phase::Forward), (1.0, 1.0));
-    assert_eq!(softmax(2048, Phase::Backward), (3.0, 1.0));
-    // Past 12K fp32 scores a row no longer fits in 48 KiB: three reads forward.
-    assert_eq!(softmax(16384, Phase::Forward), (3.0, 1.0));
-    // Megatron-LM's fused softmax (`unfused`, 16-bit scores) is one pass up to 4096 keys and
-    // PyTorch's softmax beyond.
-    let megatron = |seq| softmax_of(AttentionImpl::Unfused, seq, Phase::Backward);
-    assert_eq!(megatron(4096), (2.0, 1.0));
-    assert_eq!(megatron(8192), (3.0, 1.0));
+    let naive = |seq, name| softmax_of(AttentionImpl::Naive, seq, name);
+    let product = "attn.softmax_grad_product.bwd";
+    assert_eq!(naive(1024, "attn.softmax"), (1, 1.0, 1.0));
+    assert_eq!(naive(1024, product), (1, 2.0, 1.0));
+    assert_eq!(naive(1024, "attn.softmax.bwd"), (1, 2.0, 1.0));
+    assert_eq!(naive(2048, "attn.softmax"), (1, 1.0, 1.0));
+    assert_eq!(naive(2048, "attn.softmax.bwd"), (1, 3.0, 1.0));
+    assert_eq!(naive(16384, "attn.softmax"), (1, 3.0, 1.0));
+    // Megatron-LM's fused softmax (`unfused`, 16-bit scores) is one kernel and one pass each
+    // way up to 4096 keys, PyTorch's softmax beyond.
+    let megatron = |seq, name| softmax_of(AttentionImpl::Unfused, seq, name);
+    assert_eq!(megatron(4096, "attn.softmax.bwd"), (1, 2.0, 1.0));
+    assert_eq!(megatron(4096, product), (0, 0.0, 0.0));
+    assert_eq!(megatron(8192, "attn.softmax.bwd"), (1, 3.0, 1.0));
+    assert_eq!(megatron(8192, product), (1, 2.0, 1.0));
+    // Compiled, Inductor writes the softmax backward: the product launches nothing.
+    let mut m = load_model("gpt2-124m").unwrap();
+    m.tokens.text = 1024;
+    let mut ops = Vec::new();
+    build_step(&m, &step(1, AttentionImpl::Naive), &mut ops).unwrap();
+    let p = ops.iter().find(|o| o.name == product).unwrap();
+    assert_eq!((p.fused_read.0, p.fused_written.0), (0.0, 0.0));
 }

@@ -30,7 +30,6 @@ fn bare_op(kind: OpKind, unit: Unit, dtype: Dtype, flops: f64, read: f64, writte
         fused_read: Bytes(read),
         fused_written: Bytes(written),
         chained_read: Bytes(0.0),
-        reread: Bytes(0.0),
         kernels: 1,
         chain: Chain::Alone,
         saved: Bytes(0.0),

@@ -148,7 +148,7 @@ impl RooflineChart {
             let reps = op.layer.count() as f64 * if op.phase == Phase::Optimizer { 1.0 } else { k };
             let share = t.time.0 * reps / est.step_time.0;
             let bytes = match run.mode {
-                ExecMode::Eager => op.bytes_read.0 + op.reread.0 + op.bytes_written.0,
+                ExecMode::Eager => op.bytes_read.0 + op.bytes_written.0,
                 ExecMode::Compiled | ExecMode::Graphs => op.fused_read.0 + op.fused_written.0,
             };
             if op.flops.0 <= 0.0 || bytes <= 0.0 || t.time.0 <= 0.0 {

@@ -61,11 +61,8 @@ pub struct OpRow<'a> {
     pub flops: f64,
     /// Model FLOPs (all repeats).
     pub model_flops: f64,
-    /// HBM bytes read, unfused (all repeats): the operands and `reread_bytes`.
+    /// HBM bytes read, unfused (all repeats).
     pub bytes_read: f64,
-    /// Of `bytes_read`, the reads of a multi-pass kernel beyond its operands (PyTorch's
-    /// softmax over long rows), which PyTorch's dispatcher does not see (all repeats).
-    pub reread_bytes: f64,
     /// HBM bytes written, unfused (all repeats).
     pub bytes_written: f64,
     /// FLOPs of one layer.
@@ -118,11 +115,10 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> Result<serde_jso
                 dtype: op.dtype,
                 flops: op.flops.0 * c,
                 model_flops: op.model_flops.0 * c,
-                bytes_read: op.total_bytes_read().0,
-                reread_bytes: op.reread.0 * c,
+                bytes_read: op.bytes_read.0 * c,
                 bytes_written: op.bytes_written.0 * c,
                 flops_per_layer: op.flops.0,
-                intensity: if op.bytes_read.0 + op.reread.0 + op.bytes_written.0 > 0.0 {
+                intensity: if op.bytes_read.0 + op.bytes_written.0 > 0.0 {
                     op.intensity()
                 } else {
                     0.0

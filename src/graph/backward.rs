@@ -63,7 +63,6 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             recompute: false,
             chain,
             chained_read: Bytes::ZERO,
-            reread: meta.reread_bwd,
             ..op
         };
         let bwd_meta = Meta {

@@ -110,8 +110,6 @@ pub(crate) struct Meta {
     pub keep: bool,
     /// GEMM shape (batch, M, N, K) for [`Bwd::Linear`], [`Bwd::Scores`], [`Bwd::Pv`].
     pub shape: (u64, u64, u64, u64),
-    /// [`Op::reread`] of the backward op.
-    pub reread_bwd: Bytes,
 }
 
 impl Meta {
@@ -124,7 +122,6 @@ impl Meta {
             output: Bytes::ZERO,
             keep: true,
             shape: (0, 0, 0, 0),
-            reread_bwd: Bytes::ZERO,
         }
     }
 }
@@ -161,7 +158,6 @@ pub(crate) fn library_op(
         fused_read: read,
         fused_written: written,
         chained_read: Bytes::ZERO,
-        reread: Bytes::ZERO,
         kernels: 1,
         chain: Chain::Alone,
         saved: Bytes::ZERO,
@@ -229,8 +225,6 @@ pub(crate) struct Vector {
     bwd: Bwd,
     /// Eager (unfused) implementation as several kernels: (kernels, bytes read, bytes written).
     composite: Option<(u8, Bytes, Bytes)>,
-    /// [`Op::reread`] of the forward op and of its backward.
-    reread: (Bytes, Bytes),
     /// Sized by the parameters (see [`Op::weight_sized`]).
     weight_sized: bool,
 }
@@ -253,7 +247,6 @@ impl Vector {
             core: false,
             bwd: Bwd::Generic,
             composite: None,
-            reread: (Bytes::ZERO, Bytes::ZERO),
             weight_sized: false,
         }
     }
@@ -298,12 +291,6 @@ impl Vector {
     #[inline]
     pub fn composite(mut self, kernels: u8, read: Bytes, written: Bytes) -> Self {
         self.composite = Some((kernels, read, written));
-        self
-    }
-    /// Eager HBM reads beyond the operands, forward and backward ([`Op::reread`]).
-    #[inline]
-    pub fn reread(mut self, forward: Bytes, backward: Bytes) -> Self {
-        self.reread = (forward, backward);
         self
     }
     /// Inputs besides the main one (read in every mode).
@@ -421,7 +408,6 @@ impl Builder<'_> {
                 fused_read,
                 fused_written: v.output,
                 chained_read: v.main_in,
-                reread: v.reread.0,
                 chain,
                 kernels: v.composite.map_or(1, |c| c.0),
                 saved: v.saved,
@@ -436,7 +422,6 @@ impl Builder<'_> {
                 output: v.output,
                 keep: v.keep,
                 shape: (0, 0, 0, 0),
-                reread_bwd: v.reread.1,
             },
         );
         self.open_chain = chain != Chain::Alone;
@@ -486,7 +471,6 @@ impl Builder<'_> {
         self.push(
             Op {
                 chained_read: Bytes(mf * kf * op),
-                reread: Bytes::ZERO,
                 saved: Bytes(mf * kf * op),
                 ..library_op(
                     l.names.fwd,
@@ -510,7 +494,6 @@ impl Builder<'_> {
                 output: written,
                 keep: true,
                 shape: (g, m, n, k),
-                reread_bwd: Bytes::ZERO,
             },
         );
         self.open_chain = false;

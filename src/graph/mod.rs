@@ -49,6 +49,7 @@ pub use config::{
 };
 pub use parallel::Parallelism;
 pub use params::{param_count, ParamCount};
+pub use parts::common::eager_softmax_passes;
 pub use parts::moe::all_to_all_bytes;
 pub use precision::PrecisionPolicy;
 pub use step::{build_step, StepGraph, MAX_TOKENS_PER_STEP};
@@ -393,10 +394,6 @@ pub struct Op {
     pub fused_written: Bytes,
     /// Of `bytes_read`, the bytes that the previous kernel just wrote (candidates for L2 hits).
     pub chained_read: Bytes,
-    /// HBM reads beyond the operands in `bytes_read`, per layer, unfused: a multi-pass kernel
-    /// reading an operand again (PyTorch's softmax over long rows). The dispatcher sees only
-    /// the operands; the time model and the roofline count both.
-    pub reread: Bytes,
     /// Fusion role.
     pub chain: Chain,
     /// Kernels the op launches when not fused (eager): more than one for ops that eager
@@ -424,18 +421,17 @@ impl Op {
     pub fn total_model_flops(&self) -> Flops {
         self.model_flops * self.layer.count() as f64
     }
-    /// Bytes read from HBM by all layers the row stands for (unfused): the operands and the
-    /// rereads of multi-pass kernels.
+    /// Bytes read by all layers the row stands for (unfused).
     pub fn total_bytes_read(&self) -> Bytes {
-        (self.bytes_read + self.reread) * self.layer.count() as f64
+        self.bytes_read * self.layer.count() as f64
     }
     /// Bytes written by all layers the row stands for (unfused).
     pub fn total_bytes_written(&self) -> Bytes {
         self.bytes_written * self.layer.count() as f64
     }
-    /// Arithmetic intensity (FLOP/byte) of the unfused op, rereads included.
+    /// Arithmetic intensity (FLOP/byte) of the unfused op.
     pub fn intensity(&self) -> f64 {
-        self.flops / (self.bytes_read + self.reread + self.bytes_written)
+        self.flops / (self.bytes_read + self.bytes_written)
     }
 }
 

@@ -104,10 +104,9 @@ pub fn op_time(
     // Without the fused-loss mechanism F.cross_entropy moves its eager bytes in every mode.
     let unfused_loss =
         op.role == Role::Loss && op.kind == OpKind::Softmax && !mach.mechanisms.fused_loss;
-    // Eager kernels move their operands and, multi-pass ones, their rereads.
     let (read, written) = match mode {
-        ExecMode::Eager => (op.bytes_read + op.reread, op.bytes_written),
-        _ if unfused_loss => (op.bytes_read + op.reread, op.bytes_written),
+        ExecMode::Eager => (op.bytes_read, op.bytes_written),
+        _ if unfused_loss => (op.bytes_read, op.bytes_written),
         ExecMode::Compiled | ExecMode::Graphs => (op.fused_read, op.fused_written),
     };
     // torch.compile pads misaligned matmuls (see `Machine::gemm_rate`).

@@ -104,7 +104,7 @@ pub fn ops(model: &ModelSpec, step: &StepConfig, ops: &[Op]) -> String {
             si(op.total_flops().0),
             format!("{}B", si(op.total_bytes_read().0)),
             format!("{}B", si(op.total_bytes_written().0)),
-            if (op.bytes_read + op.reread + op.bytes_written).0 > 0.0 {
+            if (op.bytes_read + op.bytes_written).0 > 0.0 {
                 op.intensity()
             } else {
                 0.0

@@ -173,7 +173,6 @@ fn batched(
         Op {
             model_flops: Flops(flops * model_scale),
             chained_read: Bytes(read),
-            reread: Bytes::ZERO,
             saved: Bytes(saved),
             attention_core: true,
             ..library_op(
@@ -195,7 +194,6 @@ fn batched(
             output: Bytes(written),
             keep: true,
             shape,
-            reread_bwd: Bytes::ZERO,
         },
     );
     b.open_chain = false;
@@ -369,33 +367,77 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
             core_op(sc, sc * s, sc * s).side(Bytes(bias)).bwd(Bwd::None),
         );
     }
-    // With PyTorch's softmax (naive, sdpa-math), rows longer than 1024 scores take its
-    // multi-pass kernels in eager mode (`eager_softmax_passes`): the gradient is read twice
-    // backward, and a row too long for shared memory three times forward. Megatron-LM's fused
-    // scale-mask-softmax kernels (`unfused`) hold a row of 16 to 4096 scores in registers, one
-    // pass each way; longer rows fall back to PyTorch's softmax
-    // (NVIDIA/Megatron-LM megatron/core/fusions/fused_softmax.py, `is_kernel_available`).
-    let (in_passes, grad_passes) = match cfg.attention {
-        AttentionImpl::Naive | AttentionImpl::SdpaMath => eager_softmax_passes(seq, s),
-        AttentionImpl::Unfused if seq > 4096 => eager_softmax_passes(seq, s),
-        _ => (1.0, 1.0),
+    // Megatron-LM's fused scale-mask-softmax kernels (`unfused`) hold a row of 16 to 4096
+    // scores in registers: one kernel and one pass each way. Longer rows fall back to PyTorch's
+    // softmax (NVIDIA/Megatron-LM megatron/core/fusions/fused_softmax.py,
+    // `is_kernel_available`), which naive and sdpa-math always run.
+    let softmax = Vector::new(
+        OpKind::Softmax,
+        OpClass::Attention,
+        Flops(5.0 * sc),
+        Bytes(sc * s),
+        Bytes(sc * s),
+    )
+    .saved(Bytes(sc * s))
+    .core();
+    let torch_softmax = match cfg.attention {
+        AttentionImpl::Naive | AttentionImpl::SdpaMath => true,
+        AttentionImpl::Unfused => seq > 4096,
+        _ => false,
     };
-    b.vector(
-        n!("attn.softmax"),
-        Vector::new(
-            OpKind::Softmax,
-            OpClass::Attention,
-            Flops(5.0 * sc),
-            Bytes(sc * s),
-            Bytes(sc * s),
-        )
-        .saved(Bytes(sc * s))
-        .reread(
-            Bytes((in_passes - 1.0) * sc * s),
-            Bytes((grad_passes - 1.0) * sc * s),
-        )
-        .core(),
-    );
+    if !torch_softmax {
+        b.vector(n!("attn.softmax"), softmax);
+    } else {
+        // PyTorch's eager softmax (aten/src/ATen/native/cuda/SoftMax.cu): forward reads a row
+        // once or three times (`eager_softmax_passes`); backward first multiplies the gradient
+        // by the output into a temporary (`softmax_backward_cuda_out`: `grad * output`, one
+        // kernel reading 2 and writing 1 score tensor: the op after this one, which has no
+        // forward kernel), then its backward kernel reads the temporary (twice past 1024 keys)
+        // and the output and writes the input gradient. Compiled, Inductor generates the
+        // softmax backward itself: both fuse into the chain. The product is a contiguous
+        // same-shape multiply (PyTorch's vectorized kernel, measured at the copy rate in the H100
+        // measurement: 793 us per [64, 12, 512, 512] fp32 product), so it is a softmax-kind op,
+        // not an eager pointwise one at `eager_elementwise`.
+        let n = sc * s;
+        let (in_passes, grad_passes) = eager_softmax_passes(seq, s);
+        let softmax = if in_passes > 1.0 {
+            softmax.composite(1, Bytes(in_passes * n), Bytes(n))
+        } else {
+            softmax
+        };
+        let softmax = if grad_passes > 1.0 {
+            softmax.bwd(Bwd::Explicit {
+                fuses: true,
+                read: Bytes((1.0 + grad_passes) * n),
+                written: Bytes(n),
+                flops: Flops(10.0 * sc),
+                kernels: 1,
+            })
+        } else {
+            softmax
+        };
+        b.vector(n!("attn.softmax"), softmax);
+        b.vector(
+            n!("attn.softmax_grad_product"),
+            Vector::new(
+                OpKind::Softmax,
+                OpClass::Attention,
+                Flops::ZERO,
+                Bytes::ZERO,
+                Bytes::ZERO,
+            )
+            .composite(0, Bytes::ZERO, Bytes::ZERO)
+            .core()
+            // Its multiply is among the softmax backward's FLOPs (10 per score).
+            .bwd(Bwd::Explicit {
+                fuses: true,
+                read: Bytes(2.0 * n),
+                written: Bytes(n),
+                flops: Flops::ZERO,
+                kernels: 1,
+            }),
+        );
+    }
     if plan.returns_probs && plan.scores != act {
         b.vector(
             n!("attn.probs_returned"),

@@ -115,7 +115,7 @@ pub(crate) fn dropout(
 ///
 /// A language model's vocabulary (tens of thousands of fp32 logits) takes the three-pass
 /// forward and two-pass backward.
-pub(crate) fn eager_softmax_passes(row: u64, el: f64) -> (f64, f64) {
+pub fn eager_softmax_passes(row: u64, el: f64) -> (f64, f64) {
     const SHARED_MEMORY_PER_BLOCK: f64 = 48.0 * 1024.0;
     const REDUCTION_SCRATCH: f64 = 32.0 * 4.0;
     let bytes = row as f64 * el;

@@ -45,7 +45,6 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
     b.push(
         Op {
             chained_read: Bytes(read),
-            reread: Bytes::ZERO,
             saved: Bytes((2.0 * e + 2.0 * ekv) * o + lse),
             ..library_op(
                 "attn.flash",
@@ -89,7 +88,6 @@ pub(crate) fn forward(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, seq: u64
             output: Bytes(written),
             keep: true,
             shape: (0, 0, 0, 0),
-            reread_bwd: Bytes::ZERO,
         },
     );
     b.open_chain = false;

@@ -158,16 +158,12 @@ fn language(b: &mut Builder, m: &ModelSpec, shapes: &LinearShapes, loss: LossImp
         .saved(Bytes(logits * FP32))
         .composite(
             2 + u8::from(upcast),
-            Bytes(cast_read + logits * FP32 + r * (INDEX + FP32)),
+            Bytes(cast_read + in_passes * logits * FP32 + r * (INDEX + FP32)),
             Bytes(cast_written + logits * FP32 + FP32),
-        )
-        .reread(
-            Bytes((in_passes - 1.0) * logits * FP32),
-            Bytes((grad_passes - 1.0) * logits * FP32),
         )
         .bwd(Bwd::Split {
             kernels: 4 + u8::from(upcast),
-            read: Bytes(logits * 2.0 * FP32 + r * (INDEX + FP32) + cast_written),
+            read: Bytes(logits * (1.0 + grad_passes) * FP32 + r * (INDEX + FP32) + cast_written),
             written: Bytes(FP32 + logits * 2.0 * FP32 + cast_read),
             flops: Flops(3.0 * logits),
             fused_read: Bytes(logits * o + r * (INDEX + FP32)),
