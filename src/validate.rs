@@ -6,8 +6,9 @@
 //!
 //! Classes are compared the way the measuring script classifies kernels by name
 //! (validation/README.md): batched matmuls of unfused attention are cuBLAS kernels (gemm), only
-//! their softmax counts as attention (but the multiply its eager backward starts with is elementwise); the loss is "other"; eager RMSNorm (a composite of
-//! pointwise kernels) is elementwise; in compiled mode a fused forward chain that contains a
+//! their softmax counts as attention (but the multiply its eager backward starts with is
+//! elementwise); the loss is "other"; eager RMSNorm (a composite of pointwise kernels) is
+//! elementwise; in compiled mode a fused forward chain that contains a
 //! normalization is normalization, one that contains a softmax is attention. Predicted
 //! class times are GPU busy time (launch gaps and host stalls are in no kernel). Predicted peak
 //! memory is what the PyTorch allocator sees: weights, gradients, optimizer states, autocast

@@ -137,6 +137,9 @@ pub(super) fn emit_backward(b: &mut Builder, start: usize, end: usize) {
             ),
             Bwd::Linear { input_grad, bias } => linear(b, &base, &bwd_meta, input_grad, bias),
             Bwd::Scores => attention::scores_backward(b, &base, &bwd_meta),
+            Bwd::TorchSoftmax { grad_passes } => {
+                attention::torch_softmax_backward(b, &base, &bwd_meta, grad_passes)
+            }
             Bwd::Pv { p } => attention::pv_backward(b, &base, &bwd_meta, p),
             Bwd::Flash {
                 read,

@@ -88,6 +88,10 @@ pub(crate) enum Bwd {
     Linear { input_grad: bool, bias: bool },
     /// Attention scores S = Q·Kᵀ: dQ = dS·K and dK = dSᵀ·Q.
     Scores,
+    /// PyTorch's eager softmax: the temporary `grad * output` (one more eager kernel, nothing
+    /// compiled), then the generic backward reading the gradient `grad_passes` times
+    /// ([`super::parts::attention::torch_softmax_backward`]).
+    TorchSoftmax { grad_passes: f64 },
     /// Attention output O = P·V: dP = dO·Vᵀ and dV = Pᵀ·dO, with P in `p` dtype.
     Pv { p: Dtype },
     /// Fused attention: one backward kernel set reading and writing the given bytes, with the

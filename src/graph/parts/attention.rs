@@ -380,63 +380,27 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
     )
     .saved(Bytes(sc * s))
     .core();
-    let torch_softmax = match cfg.attention {
-        AttentionImpl::Naive | AttentionImpl::SdpaMath => true,
-        AttentionImpl::Unfused => seq > 4096,
-        _ => false,
+    // Megatron's fallback upcasts the scores to fp32 first (`softmax_in_fp32`, its default);
+    // its cast, scale and mask kernels are not counted.
+    let (torch_softmax, row_bytes) = match cfg.attention {
+        AttentionImpl::Naive | AttentionImpl::SdpaMath => (true, s),
+        AttentionImpl::Unfused => (seq > 4096, FP32),
+        _ => (false, s),
     };
-    if !torch_softmax {
-        b.vector(n!("attn.softmax"), softmax);
-    } else {
+    if torch_softmax {
         // PyTorch's eager softmax (aten/src/ATen/native/cuda/SoftMax.cu): forward reads a row
-        // once or three times (`eager_softmax_passes`); backward first multiplies the gradient
-        // by the output into a temporary (`softmax_backward_cuda_out`: `grad * output`, one
-        // kernel reading 2 and writing 1 score tensor: the op after this one, which has no
-        // forward kernel), then its backward kernel reads the temporary (twice past 1024 keys)
-        // and the output and writes the input gradient. Compiled, Inductor generates the
-        // softmax backward itself: both fuse into the chain. The product is a contiguous
-        // same-shape multiply (PyTorch's vectorized kernel, measured at the copy rate in the H100
-        // measurement: 793 us per [64, 12, 512, 512] fp32 product), so it is a softmax-kind op,
-        // not an eager pointwise one at `eager_elementwise`.
+        // once or three times (`eager_softmax_passes`); backward see `torch_softmax_backward`.
         let n = sc * s;
-        let (in_passes, grad_passes) = eager_softmax_passes(seq, s);
+        let (in_passes, grad_passes) = eager_softmax_passes(seq, row_bytes);
+        let softmax = softmax.bwd(Bwd::TorchSoftmax { grad_passes });
         let softmax = if in_passes > 1.0 {
             softmax.composite(1, Bytes(in_passes * n), Bytes(n))
         } else {
             softmax
         };
-        let softmax = if grad_passes > 1.0 {
-            softmax.bwd(Bwd::Explicit {
-                fuses: true,
-                read: Bytes((1.0 + grad_passes) * n),
-                written: Bytes(n),
-                flops: Flops(10.0 * sc),
-                kernels: 1,
-            })
-        } else {
-            softmax
-        };
         b.vector(n!("attn.softmax"), softmax);
-        b.vector(
-            n!("attn.softmax_grad_product"),
-            Vector::new(
-                OpKind::Softmax,
-                OpClass::Attention,
-                Flops::ZERO,
-                Bytes::ZERO,
-                Bytes::ZERO,
-            )
-            .composite(0, Bytes::ZERO, Bytes::ZERO)
-            .core()
-            // Its multiply is among the softmax backward's FLOPs (10 per score).
-            .bwd(Bwd::Explicit {
-                fuses: true,
-                read: Bytes(2.0 * n),
-                written: Bytes(n),
-                flops: Flops::ZERO,
-                kernels: 1,
-            }),
-        );
+    } else {
+        b.vector(n!("attn.softmax"), softmax);
     }
     if plan.returns_probs && plan.scores != act {
         b.vector(
@@ -504,6 +468,50 @@ pub(crate) fn scores_backward(b: &mut Builder, base: &Op, meta: &Meta) {
     };
     b.push(g("attn.scores.dgrad_q"), *meta);
     b.push(g("attn.scores.dgrad_k"), *meta);
+}
+
+/// Backward of PyTorch's eager softmax (`base`: the forward op turned backward; its output is
+/// one score tensor of `n` bytes). `softmax_backward_cuda_out` first multiplies the gradient by
+/// the output into a temporary (`grad * output`: one vectorized kernel reading 2n and writing n,
+/// at the copy rate in the H100 measurement, 793 us per [64, 12, 512, 512] fp32 product), then
+/// its backward kernel reads the temporary `grad_passes` times and the output once and writes
+/// the input gradient (aten/src/ATen/native/cuda/SoftMax.cu). The product is an op of its own,
+/// so the memory model's transient stays one score tensor per op; compiled, Inductor generates
+/// the softmax backward itself: the product is a chain member moving and launching nothing, and
+/// the backward kernel follows the generic rule. Its multiply is among the softmax backward's
+/// FLOPs.
+pub(crate) fn torch_softmax_backward(b: &mut Builder, base: &Op, meta: &Meta, grad_passes: f64) {
+    let n = base.bytes_written;
+    b.push(
+        Op {
+            name: "attn.softmax_grad_product",
+            flops: Flops::ZERO,
+            model_flops: Flops::ZERO,
+            bytes_read: n * 2.0,
+            bytes_written: n,
+            fused_read: Bytes::ZERO,
+            fused_written: Bytes::ZERO,
+            kernels: 1,
+            chain: crate::graph::Chain::Member,
+            ..*base
+        },
+        *meta,
+    );
+    b.push(
+        Op {
+            name: meta.names.bwd,
+            flops: base.flops * 2.0,
+            model_flops: Flops::ZERO,
+            bytes_read: n * (1.0 + grad_passes),
+            bytes_written: n,
+            fused_read: base.fused_read + base.fused_written,
+            fused_written: base.fused_read,
+            chained_read: n,
+            kernels: 1,
+            ..*base
+        },
+        *meta,
+    );
 }
 
 /// Backward of O = P·V (batch B·h, s x dh x s): dP = dO·Vᵀ (s, s, dh) and dV = Pᵀ·dO

@@ -101,17 +101,21 @@ pub(crate) fn dropout(
 }
 
 /// Passes PyTorch's eager CUDA softmax / log-softmax makes over a row of `row` elements of `el`
-/// bytes: (reads of the input forward, reads of the output gradient backward). The output
-/// (forward) and the saved output (backward) are read or written once. Source: PyTorch
-/// aten/src/ATen/native/cuda/SoftMax.cu, `host_softmax` and `host_softmax_backward`:
-/// - rows of at most 1024 elements and 4 KiB run the persistent warp softmax, one pass;
-/// - longer rows that fit in a block's 48 KiB of shared memory (less the per-warp reduction
-///   scratch, at most 32 × 4 B) with a length divisible by the 16-byte vector
-///   (`cunn_SoftMaxForwardSmem`) are read once forward;
-/// - other rows go to `cunn_SoftMaxForward`, which reads the input three times: the row
-///   maximum, the sum of exponentials, then the output pass;
-/// - backward, every row longer than the persistent limit goes to `cunn_SoftMaxBackward`,
-///   which reads the output gradient twice: its sum, then the gradient pass.
+/// bytes, input and output of the same dtype: (reads of the input forward, reads of the output
+/// gradient backward). The output (forward) and the saved output (backward) are read or written
+/// once. Source: PyTorch aten/src/ATen/native/cuda/SoftMax.cu as of the 2.x releases measured
+/// here (2.11), `host_softmax` and `dispatch_host_softmax_backward`:
+/// - forward, rows of at most 2048 elements and 8 KiB run the persistent warp softmax, rows of
+///   at most 9216 (fewer than 10 elements per thread of a 1024-thread block) the register
+///   kernel `cunn_SoftMaxForwardReg`, and longer rows that fit in a block's 48 KiB of shared
+///   memory (less the per-warp reduction scratch, 32 × 4 B) with a length divisible by the
+///   16-byte vector `cunn_SoftMaxForwardSmem`: one read each. Other rows go to
+///   `cunn_SoftMaxForward`, which reads the input three times: the row maximum, the sum of
+///   exponentials, then the output pass;
+/// - backward, rows of at most 1024 elements and 4 KiB run the persistent kernel, longer rows
+///   that fit in shared memory `cunn_SoftMaxBackwardSmem`, which caches the gradient: one read
+///   each. Other rows go to `cunn_SoftMaxBackward`, which reads the gradient twice: its sum,
+///   then the gradient pass.
 ///
 /// A language model's vocabulary (tens of thousands of fp32 logits) takes the three-pass
 /// forward and two-pass backward.
@@ -119,10 +123,17 @@ pub fn eager_softmax_passes(row: u64, el: f64) -> (f64, f64) {
     const SHARED_MEMORY_PER_BLOCK: f64 = 48.0 * 1024.0;
     const REDUCTION_SCRATCH: f64 = 32.0 * 4.0;
     let bytes = row as f64 * el;
-    if row <= 1024 && bytes <= 4096.0 {
-        return (1.0, 1.0);
-    }
     let vector = (16.0 / el).max(1.0) as u64;
-    let fits = bytes < SHARED_MEMORY_PER_BLOCK - REDUCTION_SCRATCH && row.is_multiple_of(vector);
-    (if fits { 1.0 } else { 3.0 }, 2.0)
+    let shared = bytes < SHARED_MEMORY_PER_BLOCK - REDUCTION_SCRATCH && row.is_multiple_of(vector);
+    let forward = if (row <= 2048 && bytes <= 8192.0) || row.div_ceil(1024) < 10 || shared {
+        1.0
+    } else {
+        3.0
+    };
+    let backward = if (row <= 1024 && bytes <= 4096.0) || shared {
+        1.0
+    } else {
+        2.0
+    };
+    (forward, backward)
 }
