@@ -268,8 +268,8 @@ pub fn validation() -> Result<String> {
          `achievable.misaligned_gemm`, and `attention.causal_factor`, which only the fidelity \
          report's ablation without the attention table uses) and the calibrated host time per \
          eager kernel were read off kernel timings in this same profile (their sources say \
-         which), so this comparison is \
-         not fully independent of the data it checks; the other measured figures come from \
+         which), so this comparison is not fully independent of the data it checks; the other \
+         measured figures come from \
          `roofline bench` and earlier measurements. This profile also showed that the eager \
          kernel count was short (2,626 predicted against about 3,000 measured per jit-b4 step); \
          the accounting was then corrected against PyTorch's dispatched ops, not fitted to \

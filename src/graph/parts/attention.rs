@@ -387,21 +387,21 @@ fn core(b: &mut Builder, m: &ModelSpec, cfg: &StepConfig, plan: Unfused, seq: u6
         AttentionImpl::Unfused => (seq > 4096, FP32),
         _ => (false, s),
     };
-    if torch_softmax {
-        // PyTorch's eager softmax (aten/src/ATen/native/cuda/SoftMax.cu): forward reads a row
-        // once or three times (`eager_softmax_passes`); backward see `torch_softmax_backward`.
+    // PyTorch's eager softmax (aten/src/ATen/native/cuda/SoftMax.cu): forward reads a row once
+    // or three times (`eager_softmax_passes`); backward see `torch_softmax_backward`.
+    let softmax = if torch_softmax {
         let n = sc * s;
         let (in_passes, grad_passes) = eager_softmax_passes(seq, row_bytes);
         let softmax = softmax.bwd(Bwd::TorchSoftmax { grad_passes });
-        let softmax = if in_passes > 1.0 {
+        if in_passes > 1.0 {
             softmax.composite(1, Bytes(in_passes * n), Bytes(n))
         } else {
             softmax
-        };
-        b.vector(n!("attn.softmax"), softmax);
+        }
     } else {
-        b.vector(n!("attn.softmax"), softmax);
-    }
+        softmax
+    };
+    b.vector(n!("attn.softmax"), softmax);
     if plan.returns_probs && plan.scores != act {
         b.vector(
             n!("attn.probs_returned"),

@@ -11,7 +11,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod block;
-pub mod common;
+pub(crate) mod common;
 pub(crate) mod conditioning;
 pub(crate) mod embed;
 pub(crate) mod flash;
