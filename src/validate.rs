@@ -112,6 +112,18 @@ pub struct Comparison {
     pub kernels: Option<(f64, f64)>,
     /// Host time per step: (measured launch-to-return, predicted host dispatch) seconds.
     pub host: Option<(f64, f64)>,
+    /// Share of the step the GPU runs kernels: (measured kernel time over the measured step,
+    /// predicted busy time over the predicted step). Measured below
+    /// [`crate::calibrate::HOST_BOUND_GPU_SHARE`], the host set the pace.
+    pub gpu_busy: Option<(f64, f64)>,
+}
+
+impl Comparison {
+    /// Whether the measured step was host-bound (see [`Comparison::gpu_busy`]).
+    pub fn host_bound(&self) -> bool {
+        self.gpu_busy
+            .is_some_and(|(m, _)| m < crate::calibrate::HOST_BOUND_GPU_SHARE)
+    }
 }
 
 /// The whole comparison.
@@ -327,7 +339,7 @@ pub fn validate_with(
             .estimate(&model, &mach, &run)
             .map_err(|e| Error::spec(file, format!("configs[{i}]"), e.to_string()))?;
         let predicted = predicted_classes(est.ops(), &mach, &run)?;
-        let classes = CLASSES
+        let classes: BTreeMap<&'static str, (f64, f64)> = CLASSES
             .iter()
             .map(|k| {
                 (
@@ -343,6 +355,13 @@ pub fn validate_with(
                 )
             })
             .collect();
+        let (busy_measured, busy_predicted): (f64, f64) = classes
+            .values()
+            .fold((0.0, 0.0), |(a, b), (m, p)| (a + m, b + p));
+        let gpu_busy = c
+            .class_times_s
+            .is_some()
+            .then(|| (busy_measured / measured, busy_predicted / e.step_time.0));
         let mem = e.memory;
         let allocated = (mem.persistent_bytes() + mem.activations_bytes + mem.transient_bytes).0;
         rows.push(Comparison {
@@ -354,6 +373,7 @@ pub fn validate_with(
             memory: c.peak_memory_bytes.map(|b| (b, allocated)),
             kernels: c.kernels_per_step.map(|k| (k, e.kernels)),
             host: c.host_step_time_s.map(|h| (h, e.host.0)),
+            gpu_busy,
         });
     }
     if rows.is_empty() {

@@ -155,3 +155,39 @@ fn the_h100_misaligned_gemm_ceiling_is_the_profiled_lm_heads_flop_weighted_rate(
     let stated = gpu.achievable.misaligned_gemm.as_ref().unwrap().value;
     assert!((stated - median).abs() < 0.002, "{stated} vs {median}");
 }
+
+#[test]
+fn the_h100_profiles_host_bound_runs_are_named_as_such() {
+    // GPU busy under 75% of the measured step marks a run as host-bound: in the committed
+    // profile only jit-b4 flash2 eager at batch 8 (28 of 65.5 ms) and 16 (52 of 74.6 ms), the
+    // two largest errors; every other run kept the GPU at least 80% busy.
+    let (path, text) = H100_MEASUREMENTS;
+    let m: Measurements = serde_json::from_str(text).unwrap();
+    let v = validate(&m, path, "h100-sxm", None).unwrap();
+    let host_bound: Vec<&str> = v
+        .rows
+        .iter()
+        .filter(|r| r.host_bound())
+        .map(|r| r.config.as_str())
+        .collect();
+    assert_eq!(
+        host_bound,
+        ["jit-b4 b8 flash2 eager", "jit-b4 b16 flash2 eager"]
+    );
+    for r in &v.rows {
+        let (measured, predicted) = r.gpu_busy.unwrap();
+        assert!((0.0..=1.05).contains(&measured), "{}: {measured}", r.config);
+        assert!(
+            (0.0..=1.0).contains(&predicted),
+            "{}: {predicted}",
+            r.config
+        );
+        if !r.host_bound() {
+            assert!(measured >= 0.8, "{}: {measured}", r.config);
+        }
+    }
+    let text = roofline::export::text::validation(&v);
+    assert!(
+        text.contains("host-bound as measured (jit-b4 b8 flash2 eager, jit-b4 b16 flash2 eager)")
+    );
+}

@@ -45,6 +45,7 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         "peak mem",
         "kernels",
         "host ms",
+        "GPU busy",
     ];
     if markdown {
         let _ = writeln!(s, "| {} |", head.join(" | "));
@@ -82,6 +83,10 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             r.host.map_or("n/a".to_string(), |(m, p)| {
                 format!("{}/{} ({})", ms(m), ms(p), pct(p, m))
             }),
+            r.gpu_busy.map_or("n/a".to_string(), |(m, p)| {
+                let bound = if r.host_bound() { " host-bound" } else { "" };
+                format!("{:.0}%/{:.0}%{bound}", 100.0 * m, 100.0 * p)
+            }),
         ];
         if markdown {
             let _ = writeln!(s, "| {} |", cells.join(" | "));
@@ -96,7 +101,9 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
          reductions, which roofline does not launch); host ms: a step issued onto an idle GPU, \
          timed until it returns (measured where the file has it; the host time when the step is \
          host-bound, an upper bound that includes GPU time when the launch queue fills) / \
-         predicted host dispatch"
+         predicted host dispatch; GPU busy: the share of the step the GPU runs kernels, measured \
+         (profiled kernel time over the step) / predicted, host-bound below {:.0}% measured",
+        100.0 * crate::calibrate::HOST_BOUND_GPU_SHARE
     );
     let _ = writeln!(
         s,
@@ -105,6 +112,21 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         100.0 * v.max_error,
         v.rows.len()
     );
+    let host_bound: Vec<&str> = v
+        .rows
+        .iter()
+        .filter(|r| r.host_bound())
+        .map(|r| r.config.as_str())
+        .collect();
+    if !host_bound.is_empty() {
+        let _ = writeln!(
+            s,
+            "host-bound as measured ({}): the GPU idled waiting for the host, so their error is \
+             the host dispatch model's (launch.host_dispatch_s), not the GPU's (host ms, where \
+             measured, gives the host's own time)",
+            host_bound.join(", ")
+        );
+    }
     for k in &v.skipped {
         let _ = writeln!(s, "skipped: {k}");
     }
