@@ -301,8 +301,10 @@ pub const HOST_BOUND_GPU_SHARE: f64 = 0.75;
 
 /// Host time per kernel from measured training steps (`validation/measure.py` output): in a
 /// configuration whose GPU kernel time is below [`HOST_BOUND_GPU_SHARE`] of its step time the
-/// host sets the pace, so step time / kernels per step is the host's cost of one kernel. Returns
-/// the median over such configurations and how many there were.
+/// host sets the pace, so its host time per step (`host_step_time_s`, a step issued onto an
+/// idle GPU and timed until it returns, where the file has it; else the step time) over its
+/// kernels per step is the host's cost of one kernel. Returns the median over such
+/// configurations and how many there were.
 pub fn host_dispatch_from_steps(measurements: &serde_json::Value) -> Option<(f64, usize)> {
     let mut per_kernel: Vec<f64> = measurements
         .get("configs")?
@@ -313,8 +315,13 @@ pub fn host_dispatch_from_steps(measurements: &serde_json::Value) -> Option<(f64
             let step = c.get("step_time_s")?.as_f64()?;
             let gpu = c.get("gpu_kernel_time_s")?.as_f64()?;
             let kernels = c.get("kernels_per_step")?.as_f64()?;
+            let host = c
+                .get("host_step_time_s")
+                .and_then(|h| h.as_f64())
+                .filter(|h| h.is_finite() && *h > 0.0)
+                .unwrap_or(step);
             (step > 0.0 && kernels > 0.0 && gpu < HOST_BOUND_GPU_SHARE * step)
-                .then_some(step / kernels)
+                .then_some(host / kernels)
         })
         .collect();
     if per_kernel.is_empty() {

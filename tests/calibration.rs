@@ -129,3 +129,34 @@ fn fit_recovers_known_parameters_within_one_percent() {
     close(m.frac_bf16, a, "calibrated machine");
     close(m.gemm_k0, k0, "calibrated k0");
 }
+
+#[test]
+fn host_dispatch_is_read_from_host_bound_eager_steps_preferring_the_measured_host_time() {
+    use roofline::calibrate::host_dispatch_from_steps;
+    let cfg = |mode: &str, step: f64, gpu: f64, kernels: f64, host: Option<f64>| {
+        let mut c = serde_json::json!({
+            "mode": mode, "step_time_s": step, "gpu_kernel_time_s": gpu,
+            "kernels_per_step": kernels,
+        });
+        if let Some(h) = host {
+            c["host_step_time_s"] = serde_json::json!(h);
+        }
+        c
+    };
+    // Host-bound (GPU busy 40% and 50%): host time / kernels; the first has a measured host
+    // time (50 ms over 2000 kernels = 25 us), the second only its step (60 ms / 3000 = 20 us).
+    // GPU-bound and compiled steps say nothing about eager host dispatch.
+    let doc = serde_json::json!({ "configs": [
+        cfg("eager", 0.060, 0.024, 2000.0, Some(0.050)),
+        cfg("eager", 0.060, 0.030, 3000.0, None),
+        cfg("eager", 0.100, 0.095, 3000.0, Some(0.090)),
+        cfg("compiled", 0.060, 0.020, 1000.0, None),
+    ]});
+    let (t, n) = host_dispatch_from_steps(&doc).unwrap();
+    assert_eq!(n, 2);
+    // Median of [20 us, 25 us]: the upper one of an even count.
+    assert!((t - 25e-6).abs() < 1e-12, "{t}");
+    // No host-bound configuration: nothing to fit.
+    let none = serde_json::json!({ "configs": [cfg("eager", 0.1, 0.095, 3000.0, None)] });
+    assert!(host_dispatch_from_steps(&none).is_none());
+}
