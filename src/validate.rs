@@ -126,6 +126,17 @@ impl Comparison {
     }
 }
 
+impl Validation {
+    /// The configurations whose measured step was host-bound.
+    pub fn host_bound(&self) -> Vec<&str> {
+        self.rows
+            .iter()
+            .filter(|r| r.host_bound())
+            .map(|r| r.config.as_str())
+            .collect()
+    }
+}
+
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {

@@ -164,14 +164,8 @@ fn the_h100_profiles_host_bound_runs_are_named_as_such() {
     let (path, text) = H100_MEASUREMENTS;
     let m: Measurements = serde_json::from_str(text).unwrap();
     let v = validate(&m, path, "h100-sxm", None).unwrap();
-    let host_bound: Vec<&str> = v
-        .rows
-        .iter()
-        .filter(|r| r.host_bound())
-        .map(|r| r.config.as_str())
-        .collect();
     assert_eq!(
-        host_bound,
+        v.host_bound(),
         ["jit-b4 b8 flash2 eager", "jit-b4 b16 flash2 eager"]
     );
     for r in &v.rows {

@@ -112,12 +112,7 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         100.0 * v.max_error,
         v.rows.len()
     );
-    let host_bound: Vec<&str> = v
-        .rows
-        .iter()
-        .filter(|r| r.host_bound())
-        .map(|r| r.config.as_str())
-        .collect();
+    let host_bound = v.host_bound();
     if !host_bound.is_empty() {
         let _ = writeln!(
             s,
