@@ -89,8 +89,23 @@ pub struct MeasuredConfig {
     /// (validation/measure.py `--host-steps`; absent in older files).
     #[serde(default)]
     pub host_step_time_s: Option<f64>,
+    /// The same configuration measured a second time at the end of the run, for host-bound
+    /// ones (validation/measure.py; absent in older files).
+    #[serde(default)]
+    pub repeat: Option<RepeatedMeasurement>,
     /// Error message when the configuration failed.
     pub error: Option<String>,
+}
+
+/// A configuration's second measurement (the fields validation reads; the rest is diagnostics).
+#[derive(Debug, Deserialize)]
+pub struct RepeatedMeasurement {
+    /// Median step time of the repeat.
+    #[serde(default)]
+    pub step_time_s: Option<f64>,
+    /// Host time per step of the repeat.
+    #[serde(default)]
+    pub host_step_time_s: Option<f64>,
 }
 
 /// Predicted vs measured for one configuration.
@@ -116,6 +131,9 @@ pub struct Comparison {
     /// predicted busy time over the predicted step). Measured below
     /// [`crate::calibrate::HOST_BOUND_GPU_SHARE`], the host set the pace.
     pub gpu_busy: Option<(f64, f64)>,
+    /// The step time measured a second time later in the run, where the file has one: how far
+    /// the measurement itself moved.
+    pub repeat_s: Option<f64>,
 }
 
 impl Comparison {
@@ -270,6 +288,14 @@ impl Measurements {
             if let Some(h) = c.host_step_time_s {
                 within("host_step_time_s", h, 0.0, 86400.0, "a time (s)")?;
             }
+            if let Some(r) = &c.repeat {
+                if let Some(t) = r.step_time_s {
+                    within("repeat.step_time_s", t, 1e-6, 86400.0, "a step time (s)")?;
+                }
+                if let Some(h) = r.host_step_time_s {
+                    within("repeat.host_step_time_s", h, 0.0, 86400.0, "a time (s)")?;
+                }
+            }
         }
         Ok(())
     }
@@ -385,6 +411,7 @@ pub fn validate_with(
             kernels: c.kernels_per_step.map(|k| (k, e.kernels)),
             host: c.host_step_time_s.map(|h| (h, e.host.0)),
             gpu_busy,
+            repeat_s: c.repeat.as_ref().and_then(|r| r.step_time_s),
         });
     }
     if rows.is_empty() {

@@ -185,3 +185,40 @@ fn the_h100_profiles_host_bound_runs_are_named_as_such() {
         text.contains("host-bound as measured (jit-b4 b8 flash2 eager, jit-b4 b16 flash2 eager)")
     );
 }
+
+#[test]
+fn a_repeated_measurement_is_shown_beside_the_first_and_checked_like_it() {
+    // measure.py measures host-bound runs a second time at the end of the run; validation
+    // compares the first and prints how far the repeat moved, with the error against it.
+    let (path, text) = H100_MEASUREMENTS;
+    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    doc["configs"][1]["repeat"] =
+        serde_json::json!({"step_time_s": 0.05, "host_step_time_s": 0.049, "error": null});
+    assert_eq!(doc["configs"][1]["attention"], "flash2");
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    let v = validate(&m, path, "h100-sxm", None).unwrap();
+    let row = &v.rows[1];
+    assert_eq!(row.config, "jit-b4 b8 flash2 eager");
+    assert_eq!(row.repeat_s, Some(0.05));
+    assert!(v.rows.iter().filter(|r| r.repeat_s.is_some()).count() == 1);
+    let shown = roofline::export::text::validation(&v);
+    let again = 100.0 * (row.predicted_s / 0.05 - 1.0);
+    let moved = 100.0 * (0.05 / row.measured_s - 1.0);
+    assert!(
+        shown.contains(&format!(
+            "measured again at the end of the run: jit-b4 b8 flash2 eager 50.00 ms (first 65.53 \
+             ms, {moved:+.1}%; error against the repeat {again:+.1}%)"
+        )),
+        "{shown}"
+    );
+    // The repeat's numbers are held to the same contract as the first's.
+    doc["configs"][1]["repeat"]["step_time_s"] = serde_json::json!(-1.0);
+    let m: Measurements = serde_json::from_value(doc).unwrap();
+    let err = validate(&m, path, "h100-sxm", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("repeat.step_time_s") && err.contains("-1"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -285,6 +286,72 @@ class PlanAndJsonTests(unittest.TestCase):
                                                "mode": "compiled"}])
         with self.assertRaises(ValueError):
             parse_config("jit-b4:64:flash3:eager")
+
+    def test_host_bound_configurations_are_measured_again(self):
+        """A host-bound result (kernels < 75% of the step) gets a second measurement under
+        ``repeat``; a GPU-bound one, a failed one and one past the budget do not."""
+        import measure
+
+        args = measure.build_parser().parse_args([])
+        plan = [{"model": "jit-b4", "batch": b, "attention": "flash2", "mode": "eager"}
+                for b in (8, 64, 16)]
+        doc = {"configs": [
+            {"step_time_s": 0.0655, "gpu_kernel_time_s": 0.0281, "error": None},   # 43% busy
+            {"step_time_s": 0.1907, "gpu_kernel_time_s": 0.1887, "error": None},   # 99% busy
+            {"step_time_s": None, "gpu_kernel_time_s": None, "error": "OutOfMemoryError: x"},
+        ]}
+        self.assertEqual([measure.host_bound(r) for r in doc["configs"]], [True, False, False])
+        ran = []
+
+        def fake_run(cfg, args, result, **kw):
+            ran.append(cfg["batch"])
+            result.update({"step_time_s": 0.055, "host_step_time_s": 0.054, "kernels_per_step": 2817.0})
+
+        real = (measure.run_config, measure.cleanup)
+        measure.run_config, measure.cleanup = fake_run, lambda: None
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                args.out = os.path.join(d, "m.json")
+                measure.repeat_host_bound(doc, plan, args, time.perf_counter())
+                self.assertEqual(ran, [8])
+                rep = doc["configs"][0]["repeat"]
+                self.assertEqual((rep["step_time_s"], rep["host_step_time_s"], rep["error"]),
+                                 (0.055, 0.054, None))
+                self.assertNotIn("repeat", doc["configs"][1])
+                with open(args.out) as f:  # written as it goes
+                    self.assertIn("repeat", json.load(f)["configs"][0])
+                # Past the budget nothing runs; turned off nothing runs.
+                del doc["configs"][0]["repeat"]
+                measure.repeat_host_bound(doc, plan, args, time.perf_counter() - args.budget_s)
+                args.repeat_host_bound = False
+                measure.repeat_host_bound(doc, plan, args, time.perf_counter())
+                self.assertEqual(ran, [8])
+                self.assertNotIn("repeat", doc["configs"][0])
+        finally:
+            measure.run_config, measure.cleanup = real
+
+    @unittest.skipIf(torch is None, "torch not installed")
+    def test_sync_calls_are_counted(self):
+        """count_sync_calls counts c10's sync warnings raised while the mode is "warn", and
+        restores the mode (the CUDA calls themselves are stood in for: no GPU here)."""
+        import warnings
+
+        import measure
+
+        modes = []
+        real = (torch.cuda.set_sync_debug_mode, torch.cuda.synchronize)
+        torch.cuda.set_sync_debug_mode, torch.cuda.synchronize = modes.append, lambda: None
+
+        def step():
+            for _ in range(3):
+                warnings.warn("called a synchronizing CUDA operation")
+            warnings.warn("an unrelated warning")
+
+        try:
+            self.assertEqual(measure.count_sync_calls(step), 3)
+            self.assertEqual(modes, ["warn", "default"])
+        finally:
+            torch.cuda.set_sync_debug_mode, torch.cuda.synchronize = real
 
     def test_write_json_atomic(self):
         from measure import write_json

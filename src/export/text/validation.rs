@@ -122,6 +122,19 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             host_bound.join(", ")
         );
     }
+    for r in v.rows.iter().filter(|r| r.repeat_s.is_some()) {
+        let again = r.repeat_s.unwrap_or(r.measured_s);
+        let _ = writeln!(
+            s,
+            "measured again at the end of the run: {} {:.2} ms (first {:.2} ms, {:+.1}%; error \
+             against the repeat {:+.1}%)",
+            r.config,
+            again * 1e3,
+            r.measured_s * 1e3,
+            100.0 * (again / r.measured_s - 1.0),
+            100.0 * (r.predicted_s / again - 1.0)
+        );
+    }
     for k in &v.skipped {
         let _ = writeln!(s, "skipped: {k}");
     }
