@@ -258,8 +258,10 @@ pub fn validation() -> Result<String> {
          `roofline calibrate --torch` turns them into `eager_elementwise` and `host_dispatch_s`; \
          `validation/measure.py` now also records each step's host time (issued onto an idle \
          GPU, timed until it returns: the `host ms` column; exact for host-bound steps, an \
-         upper bound otherwise) and the CPU ops behind it. Those measurements are the next GPU \
-         step."
+         upper bound otherwise) and the CPU ops behind it, the synchronising calls and device \
+         allocations inside a step (either would tie the host's time to the GPU's), and \
+         measures every host-bound run a second time at the end of the run, which tells a \
+         steady host from a disturbed one. Those measurements are the next GPU step."
     );
     let _ = writeln!(s);
     let _ = writeln!(
