@@ -106,6 +106,9 @@ pub struct RepeatedMeasurement {
     /// Host time per step of the repeat.
     #[serde(default)]
     pub host_step_time_s: Option<f64>,
+    /// Why the repeat failed or did not run (its times are then not used).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Predicted vs measured for one configuration.
@@ -411,7 +414,11 @@ pub fn validate_with(
             kernels: c.kernels_per_step.map(|k| (k, e.kernels)),
             host: c.host_step_time_s.map(|h| (h, e.host.0)),
             gpu_busy,
-            repeat_s: c.repeat.as_ref().and_then(|r| r.step_time_s),
+            repeat_s: c
+                .repeat
+                .as_ref()
+                .filter(|r| r.error.is_none())
+                .and_then(|r| r.step_time_s),
         });
     }
     if rows.is_empty() {

@@ -211,6 +211,12 @@ fn a_repeated_measurement_is_shown_beside_the_first_and_checked_like_it() {
         )),
         "{shown}"
     );
+    // A repeat that failed (or did not run) is not shown, whatever times it left.
+    doc["configs"][1]["repeat"]["error"] = serde_json::json!("OutOfMemoryError: x");
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    let v = validate(&m, path, "h100-sxm", None).unwrap();
+    assert_eq!(v.rows[1].repeat_s, None);
+    assert!(!roofline::export::text::validation(&v).contains("measured again"));
     // The repeat's numbers are held to the same contract as the first's.
     doc["configs"][1]["repeat"]["step_time_s"] = serde_json::json!(-1.0);
     let m: Measurements = serde_json::from_value(doc).unwrap();

@@ -371,8 +371,8 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
 
     # Timed steps: one pair of CUDA events per step, no host synchronisation between steps
     # (on CPU, only for the unit test: wall clock per step).
-    t0 = time.perf_counter()
     alloc_before = allocator_counts() if cuda else {}
+    t0 = time.perf_counter()
     if cuda:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
@@ -381,7 +381,6 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
             step()
             ends[i].record()
         torch.cuda.synchronize()
-        alloc_after = allocator_counts()
         times = sorted(s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends))
     else:
         times = []
@@ -391,6 +390,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
             times.append(time.perf_counter() - t1)
         times.sort()
     wall = time.perf_counter() - t0
+    alloc_after = allocator_counts() if cuda else {}
     q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else [times[0]] * 9
     result.update({
         "step_time_s": statistics.median(times), "step_time_p10_s": q[0], "step_time_p90_s": q[-1],
@@ -459,7 +459,8 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
 
 
 # Caching-allocator counters (torch.cuda.memory_stats) whose change over the timed steps shows
-# device allocations inside steady-state steps: each cudaMalloc/cudaFree can stall the host.
+# device allocations inside steady-state steps: cudaFree synchronises the device and cudaMalloc
+# can stall the host.
 ALLOCATOR_COUNTERS = ("num_device_alloc", "num_device_free", "num_alloc_retries",
                       "num_sync_all_streams")
 
@@ -480,13 +481,14 @@ def count_sync_calls(step) -> int | None:
 
     if not hasattr(torch.cuda, "set_sync_debug_mode"):
         return None
+    previous = torch.cuda.get_sync_debug_mode() if hasattr(torch.cuda, "get_sync_debug_mode") else 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
             step()
         finally:
-            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.set_sync_debug_mode(previous)
     torch.cuda.synchronize()
     # c10's warning on each: "called a synchronizing CUDA operation".
     return sum(1 for w in caught if "synchronizing cuda operation" in str(w.message).lower())
@@ -519,7 +521,7 @@ REPEAT_FIELDS = ("step_time_s", "step_time_p10_s", "step_time_p90_s", "step_time
 
 def host_bound(result: dict) -> bool:
     step, busy = result.get("step_time_s"), result.get("gpu_kernel_time_s")
-    return bool(result.get("error") is None and step and busy is not None
+    return bool(result.get("error") is None and step and busy  # busy 0: no profile to judge by
                 and busy < HOST_BOUND_GPU_SHARE * step)
 
 
@@ -535,8 +537,15 @@ def repeat_host_bound(doc: dict, plan: list[dict], args, started: float) -> None
             continue
         name = f"{cfg['model']} batch {cfg['batch']} {cfg['attention']} {cfg['mode']}"
         elapsed = time.perf_counter() - started
-        if elapsed + 10.0 > args.budget_s:
-            log(f"[repeat {i + 1}] {name}: skipped, time budget ({elapsed:.0f} s used)")
+        # The first run's wall time is the repeat's best estimate (compiling again included:
+        # cleanup() reset dynamo), with the main loop's compile reserve on top.
+        need = max(10.0, result.get("config_wall_s") or 0.0)
+        need += args.compile_reserve_s if cfg["mode"] == "compiled" else 0.0
+        if elapsed + need > args.budget_s:
+            result["repeat"] = {"error": f"skipped: time budget ({elapsed:.0f} s used of "
+                                         f"--budget-s {args.budget_s:.0f})"}
+            log(f"[repeat {i + 1}] {name}: {result['repeat']['error']}")
+            write_json(args.out, doc)
             continue
         log(f"[repeat {i + 1}] {name} (host-bound: GPU busy "
             f"{result['gpu_kernel_time_s'] / result['step_time_s']:.0%} of the step)")

@@ -301,6 +301,9 @@ class PlanAndJsonTests(unittest.TestCase):
             {"step_time_s": None, "gpu_kernel_time_s": None, "error": "OutOfMemoryError: x"},
         ]}
         self.assertEqual([measure.host_bound(r) for r in doc["configs"]], [True, False, False])
+        # No GPU activity profiled: nothing to judge by, not host-bound.
+        self.assertFalse(measure.host_bound({"step_time_s": 0.05, "gpu_kernel_time_s": 0.0,
+                                             "error": None}))
         ran = []
 
         def fake_run(cfg, args, result, **kw):
@@ -320,9 +323,11 @@ class PlanAndJsonTests(unittest.TestCase):
                 self.assertNotIn("repeat", doc["configs"][1])
                 with open(args.out) as f:  # written as it goes
                     self.assertIn("repeat", json.load(f)["configs"][0])
-                # Past the budget nothing runs; turned off nothing runs.
+                # Past the budget nothing runs, and the file says why; turned off nothing runs.
                 del doc["configs"][0]["repeat"]
                 measure.repeat_host_bound(doc, plan, args, time.perf_counter() - args.budget_s)
+                self.assertTrue(doc["configs"][0]["repeat"]["error"].startswith("skipped: time budget"))
+                del doc["configs"][0]["repeat"]
                 args.repeat_host_bound = False
                 measure.repeat_host_bound(doc, plan, args, time.perf_counter())
                 self.assertEqual(ran, [8])
@@ -339,8 +344,9 @@ class PlanAndJsonTests(unittest.TestCase):
         import measure
 
         modes = []
-        real = (torch.cuda.set_sync_debug_mode, torch.cuda.synchronize)
+        real = (torch.cuda.set_sync_debug_mode, torch.cuda.get_sync_debug_mode, torch.cuda.synchronize)
         torch.cuda.set_sync_debug_mode, torch.cuda.synchronize = modes.append, lambda: None
+        torch.cuda.get_sync_debug_mode = lambda: 0
 
         def step():
             for _ in range(3):
@@ -349,9 +355,9 @@ class PlanAndJsonTests(unittest.TestCase):
 
         try:
             self.assertEqual(measure.count_sync_calls(step), 3)
-            self.assertEqual(modes, ["warn", "default"])
+            self.assertEqual(modes, ["warn", 0])  # the previous mode restored
         finally:
-            torch.cuda.set_sync_debug_mode, torch.cuda.synchronize = real
+            torch.cuda.set_sync_debug_mode, torch.cuda.get_sync_debug_mode, torch.cuda.synchronize = real
 
     def test_write_json_atomic(self):
         from measure import write_json
