@@ -299,19 +299,64 @@ pub fn add_torch_baseline(
 /// GPU busy time below this share of the step marks a configuration as host-bound.
 pub const HOST_BOUND_GPU_SHARE: f64 = 0.75;
 
+/// Which configurations of a `validation/measure.py` file were timed while CUPTI was still
+/// attached from an earlier profile in the same process. Kineto detaches CUPTI at the end of a
+/// profile only with `TEARDOWN_CUPTI=1`; attached, it slows every later CUDA call on the host,
+/// kernel launches included (pytorch/pytorch issue #144455; PR #146604: training 10-20% slower
+/// after the profile had finished), which a host-bound step shows and a GPU-bound one hides.
+/// A configuration says so itself (`timed_after_profiler`, with `settings.cupti_teardown`);
+/// in older files, which predate both and ran without teardown, it was when an earlier
+/// configuration has a profile (`class_times_s`).
+pub fn timed_with_cupti_attached(measurements: &serde_json::Value) -> Vec<bool> {
+    let teardown = measurements
+        .pointer("/settings/cupti_teardown")
+        .and_then(|t| t.as_bool());
+    let configs = measurements.get("configs").and_then(|c| c.as_array());
+    cupti_attached(
+        teardown,
+        configs.into_iter().flatten().map(|c| {
+            (
+                c.get("timed_after_profiler").and_then(|t| t.as_bool()),
+                c.get("class_times_s").is_some_and(|t| t.is_object()),
+            )
+        }),
+    )
+}
+
+/// The rule of [`timed_with_cupti_attached`] over the file's `settings.cupti_teardown` and,
+/// per configuration in file order, its `timed_after_profiler` and whether it was profiled.
+pub fn cupti_attached(
+    teardown: Option<bool>,
+    configs: impl Iterator<Item = (Option<bool>, bool)>,
+) -> Vec<bool> {
+    let mut profiled_before = false;
+    configs
+        .map(|(timed_after_profiler, profiled)| {
+            let after = timed_after_profiler.unwrap_or(profiled_before);
+            profiled_before |= profiled;
+            after && teardown != Some(true)
+        })
+        .collect()
+}
+
 /// Host time per kernel from measured training steps (`validation/measure.py` output): in a
 /// configuration whose GPU kernel time is below [`HOST_BOUND_GPU_SHARE`] of its step time the
 /// host sets the pace, so its host time per step (`host_step_time_s`, a step issued onto an
 /// idle GPU and timed until it returns, where the file has it; else the step time) over its
-/// kernels per step is the host's cost of one kernel. Returns the median over such
-/// configurations and how many there were.
+/// kernels per step is the host's cost of one kernel. Configurations timed with CUPTI still
+/// attached ([`timed_with_cupti_attached`]) measure the profiler's leftover cost too and are
+/// left out. Returns the median over the rest and how many there were.
 pub fn host_dispatch_from_steps(measurements: &serde_json::Value) -> Option<(f64, usize)> {
+    let attached = timed_with_cupti_attached(measurements);
     let mut per_kernel: Vec<f64> = measurements
         .get("configs")?
         .as_array()?
         .iter()
-        .filter(|c| c.get("mode").and_then(|m| m.as_str()) == Some("eager"))
-        .filter_map(|c| {
+        .zip(attached)
+        .filter(|(c, attached)| {
+            !attached && c.get("mode").and_then(|m| m.as_str()) == Some("eager")
+        })
+        .filter_map(|(c, _)| {
             let step = c.get("step_time_s")?.as_f64()?;
             let gpu = c.get("gpu_kernel_time_s")?.as_f64()?;
             let kernels = c.get("kernels_per_step")?.as_f64()?;

@@ -253,10 +253,15 @@ pub fn validation() -> Result<String> {
          strided copies ran slower, so that class is still under-predicted at large batches. The \
          host-bound small batches (jit-b4 at batch 8 and 16) are the largest errors: the naive and \
          flash2 runs of the same model needed different host time per kernel, and their step \
-         times spread widely between the 10th and 90th percentile. \
+         times spread widely between the 10th and 90th percentile. The flash2 runs were timed \
+         after an earlier configuration's profile had left CUPTI attached in the same process, \
+         which slows every later CUDA call on the host (pytorch/pytorch issue #144455); the \
+         naive run at batch 8 was timed before any profile. So their host time is partly the \
+         profiler's, and the calibration takes no host figure from them. \
          `scripts/torch_baseline.py` measures eager-op bandwidth and host dispatch directly; \
          `roofline calibrate --torch` turns them into `eager_elementwise` and `host_dispatch_s`; \
-         `validation/measure.py` now also records each step's host time (issued onto an idle \
+         `validation/measure.py` now detaches CUPTI after each profile (`TEARDOWN_CUPTI=1`), \
+         records each step's host time (issued onto an idle \
          GPU, timed until it returns: the `host ms` column; exact for host-bound steps, an \
          upper bound otherwise) and the CPU ops behind it, the synchronising calls and device \
          allocations inside a step (either would tie the host's time to the GPU's), and \
@@ -268,10 +273,9 @@ pub fn validation() -> Result<String> {
         s,
         "Independence: three constants of the H100 spec file (`achievable.eager_elementwise`, \
          `achievable.misaligned_gemm`, and `attention.causal_factor`, which only the fidelity \
-         report's ablation without the attention table uses) and the calibrated host time per \
-         eager kernel were read off kernel timings in this same profile (their sources say \
-         which), so this comparison is not fully independent of the data it checks; the other \
-         measured figures come from \
+         report's ablation without the attention table uses) were read off kernel timings in \
+         this same profile (their sources say which), so this comparison is not fully \
+         independent of the data it checks; the other measured figures come from \
          `roofline bench` and earlier measurements. This profile also showed that the eager \
          kernel count was short (2,626 predicted against about 3,000 measured per jit-b4 step); \
          the accounting was then corrected against PyTorch's dispatched ops, not fitted to \

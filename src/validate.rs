@@ -58,8 +58,20 @@ pub struct Measurements {
     pub command: String,
     /// The device.
     pub device: serde_json::Value,
+    /// How it was measured (the fields validation reads).
+    #[serde(default)]
+    pub settings: MeasuredSettings,
     /// Configurations.
     pub configs: Vec<MeasuredConfig>,
+}
+
+/// A measurements file's settings that validation reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct MeasuredSettings {
+    /// Whether CUPTI was detached at the end of each profile (`TEARDOWN_CUPTI=1`); absent in
+    /// older files, which ran without.
+    #[serde(default)]
+    pub cupti_teardown: Option<bool>,
 }
 
 /// One measured configuration.
@@ -93,6 +105,10 @@ pub struct MeasuredConfig {
     /// ones (validation/measure.py; absent in older files).
     #[serde(default)]
     pub repeat: Option<RepeatedMeasurement>,
+    /// Whether a profile ran earlier in the process than this configuration's timed steps
+    /// (absent in older files).
+    #[serde(default)]
+    pub timed_after_profiler: Option<bool>,
     /// Error message when the configuration failed.
     pub error: Option<String>,
 }
@@ -137,6 +153,10 @@ pub struct Comparison {
     /// The step time measured a second time later in the run, where the file has one: how far
     /// the measurement itself moved.
     pub repeat_s: Option<f64>,
+    /// Timed while CUPTI was still attached from an earlier profile in the same process
+    /// ([`crate::calibrate::timed_with_cupti_attached`]): a host-bound step's time then
+    /// includes the profiler's leftover cost on the host.
+    pub cupti_attached: bool,
 }
 
 impl Comparison {
@@ -336,6 +356,12 @@ pub fn validate_with(
     let mut est = Estimator::new();
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
+    let attached = crate::calibrate::cupti_attached(
+        m.settings.cupti_teardown,
+        m.configs
+            .iter()
+            .map(|c| (c.timed_after_profiler, c.class_times_s.is_some())),
+    );
     for (i, c) in m.configs.iter().enumerate() {
         let in_file =
             |f: &str, e: Error| Error::spec(file, format!("configs[{i}].{f}"), e.to_string());
@@ -419,6 +445,7 @@ pub fn validate_with(
                 .as_ref()
                 .filter(|r| r.error.is_none())
                 .and_then(|r| r.step_time_s),
+            cupti_attached: attached[i],
         });
     }
     if rows.is_empty() {

@@ -160,3 +160,44 @@ fn host_dispatch_is_read_from_host_bound_eager_steps_preferring_the_measured_hos
     let none = serde_json::json!({ "configs": [cfg("eager", 0.1, 0.095, 3000.0, None)] });
     assert!(host_dispatch_from_steps(&none).is_none());
 }
+
+#[test]
+fn host_dispatch_leaves_out_steps_timed_with_cupti_still_attached() {
+    use roofline::calibrate::{host_dispatch_from_steps, timed_with_cupti_attached};
+    // Three host-bound eager steps; the first is profiled (class_times_s). Without teardown the
+    // two after it were timed with CUPTI attached (older files say so only by order), so only
+    // the first counts: 40 ms over 2000 kernels = 20 us.
+    let step = |s: f64, profiled: bool| {
+        let mut c = serde_json::json!({"mode": "eager", "step_time_s": s,
+            "gpu_kernel_time_s": 0.3 * s, "kernels_per_step": 2000.0});
+        if profiled {
+            c["class_times_s"] = serde_json::json!({"gemm": 0.3 * s});
+        }
+        c
+    };
+    let mut doc = serde_json::json!({"configs": [step(0.040, true), step(0.050, true),
+        step(0.060, false)]});
+    assert_eq!(timed_with_cupti_attached(&doc), [false, true, true]);
+    let (t, n) = host_dispatch_from_steps(&doc).unwrap();
+    assert_eq!(n, 1);
+    assert!((t - 20e-6).abs() < 1e-12, "{t}");
+    // Measured with teardown: every step counts (median of 20, 25, 30 us).
+    doc["settings"] = serde_json::json!({"cupti_teardown": true});
+    assert_eq!(timed_with_cupti_attached(&doc), [false, false, false]);
+    let (t, n) = host_dispatch_from_steps(&doc).unwrap();
+    assert_eq!(n, 3);
+    assert!((t - 25e-6).abs() < 1e-12, "{t}");
+    // A configuration's own flag wins over the order.
+    doc["settings"] = serde_json::json!({"cupti_teardown": false});
+    doc["configs"][2]["timed_after_profiler"] = serde_json::json!(false);
+    assert_eq!(timed_with_cupti_attached(&doc), [false, true, false]);
+
+    // The committed H100 profile ran without teardown: its two host-bound runs (jit-b4 flash2
+    // eager, batch 8 and 16) were timed after the first configuration's profile, so it gives
+    // no host time per kernel.
+    let (_, text) = roofline::validate::H100_MEASUREMENTS;
+    let h100: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert!(host_dispatch_from_steps(&h100).is_none());
+    let attached = timed_with_cupti_attached(&h100);
+    assert!(!attached[0] && attached[1..].iter().all(|a| *a));
+}

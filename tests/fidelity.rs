@@ -184,6 +184,13 @@ fn the_h100_profiles_host_bound_runs_are_named_as_such() {
     assert!(
         text.contains("host-bound as measured (jit-b4 b8 flash2 eager, jit-b4 b16 flash2 eager)")
     );
+    // Both were timed after the first configuration's profile, without CUPTI teardown; the
+    // first configuration (jit-b4 b8 naive eager) before any.
+    assert!(!v.rows[0].cupti_attached && v.rows[1..].iter().all(|r| r.cupti_attached));
+    assert!(text.contains(
+        "timed with CUPTI attached (jit-b4 b8 flash2 eager, jit-b4 b16 flash2 eager): an earlier \
+         profile in the same process left it attached"
+    ));
 }
 
 #[test]

@@ -321,6 +321,14 @@ def profiled_kernels(prof) -> list[tuple[str, float]]:
     return out
 
 
+# Whether a profiler session with CUDA activity has run in this process: Kineto leaves CUPTI
+# attached after one unless TEARDOWN_CUPTI=1, and the attached CUPTI keeps slowing the host's
+# CUDA calls (every kernel launch) afterwards (pytorch/pytorch#144455, PR #146604: "the profiler
+# slowed down training by roughly 10-20% even after completion"). main() sets TEARDOWN_CUPTI=1
+# unless the environment says otherwise; each result records whether it was timed after one.
+_PROCESS = {"profiled": False}
+
+
 def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs=None) -> None:
     """Build, time, profile one configuration; fills ``result`` in place (raises on failure).
 
@@ -372,6 +380,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
     # Timed steps: one pair of CUDA events per step, no host synchronisation between steps
     # (on CPU, only for the unit test: wall clock per step).
     alloc_before = allocator_counts() if cuda else {}
+    result["timed_after_profiler"] = _PROCESS["profiled"]
     t0 = time.perf_counter()
     if cuda:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
@@ -437,6 +446,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
             for _ in range(args.profile_steps):
                 step()
             sync()
+        _PROCESS["profiled"] = _PROCESS["profiled"] or cuda
         kernels = profiled_kernels(prof)
         if not kernels:
             result["profile_error"] = "the profiler recorded no GPU activity"
@@ -516,7 +526,8 @@ HOST_BOUND_GPU_SHARE = 0.75
 REPEAT_FIELDS = ("step_time_s", "step_time_p10_s", "step_time_p90_s", "step_time_min_s",
                  "host_step_time_s", "host_step_time_min_s", "host_step_time_max_s",
                  "gpu_kernel_time_s", "kernels_per_step", "sync_calls_per_step",
-                 "allocator_during_timed_steps", "host_ops_per_step", "config_wall_s", "error")
+                 "allocator_during_timed_steps", "host_ops_per_step", "timed_after_profiler",
+                 "config_wall_s", "error")
 
 
 def host_bound(result: dict) -> bool:
@@ -637,6 +648,10 @@ def main(argv=None) -> int:
             print(f"{cfg['model']}:{cfg['batch']}:{cfg['attention']}:{cfg['mode']}")
         return 0
 
+    # Release CUPTI at the end of each profile (read by Kineto when a profile stops), so the
+    # configurations timed after one are not slowed by it; TEARDOWN_CUPTI=0 in the environment
+    # keeps CUPTI attached (the file records which).
+    os.environ.setdefault("TEARDOWN_CUPTI", "1")
     import torch
 
     if not torch.cuda.is_available():
@@ -657,6 +672,7 @@ def main(argv=None) -> int:
         "device": device_info(),
         "settings": {"warmup": args.warmup, "steps": args.steps, "profile_steps": args.profile_steps,
                      "host_steps": args.host_steps, "repeat_host_bound": args.repeat_host_bound,
+                     "cupti_teardown": os.environ.get("TEARDOWN_CUPTI") == "1",
                      "ema": args.ema, "ema_decay": args.ema_decay, "tf32": args.tf32,
                      "optimizer": "AdamW lr 1e-4 betas (0.9, 0.95) weight_decay 0",
                      "autocast": "bf16, fp32 master parameters",

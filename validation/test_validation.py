@@ -417,6 +417,7 @@ class PlanAndJsonTests(unittest.TestCase):
             self.assertTrue(result["optimizer"].startswith("AdamW"))
             self.assertTrue(result["ema"])
             self.assertEqual(result["attention_ran"], [cfg["attention"]])
+            self.assertIs(result["timed_after_profiler"], False)  # no CUDA profile on CPU
             # Host time per step and the CPU ops behind it.
             self.assertGreater(result["host_step_time_s"], 0)
             self.assertNotIn("host_ops_error", result)

@@ -461,13 +461,14 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
             Some((t, n)) => {
                 fit.host_dispatch_s = Some(t);
                 fit.host_dispatch_source = format!(
-                    "median of host time per step (host_step_time_s where measured, else the step time) / kernels per step over the {n} host-bound eager configurations (GPU busy < {:.0}% of the step) of {}",
+                    "median of host time per step (host_step_time_s where measured, else the step time) / kernels per step over the {n} host-bound eager configurations (GPU busy < {:.0}% of the step) timed without CUPTI attached from an earlier profile of {}",
                     100.0 * crate::calibrate::HOST_BOUND_GPU_SHARE,
                     path.display()
                 );
             }
             None => note!(
-                "note: {} has no host-bound eager configuration; host dispatch not calibrated",
+                "note: {} has no host-bound eager configuration timed without CUPTI attached \
+                 from an earlier profile; host dispatch not calibrated",
                 path.display()
             ),
         }

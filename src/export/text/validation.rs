@@ -122,6 +122,23 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             host_bound.join(", ")
         );
     }
+    let attached: Vec<&str> = v
+        .rows
+        .iter()
+        .filter(|r| r.host_bound() && r.cupti_attached)
+        .map(|r| r.config.as_str())
+        .collect();
+    if !attached.is_empty() {
+        let _ = writeln!(
+            s,
+            "timed with CUPTI attached ({}): an earlier profile in the same process left it \
+             attached (Kineto detaches it only with TEARDOWN_CUPTI=1), and attached it slows \
+             every later CUDA call on the host, kernel launches included (pytorch/pytorch \
+             issue #144455), so these host-bound steps include the profiler's leftover cost; \
+             validation/measure.py now detaches it",
+            attached.join(", ")
+        );
+    }
     for r in v.rows.iter().filter(|r| r.repeat_s.is_some()) {
         let again = r.repeat_s.unwrap_or(r.measured_s);
         let _ = writeln!(
