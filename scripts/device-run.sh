@@ -47,8 +47,22 @@ PYTHONUNBUFFERED=1 timeout -k 10 "${VALIDATION_TIMEOUT:-250}" python3 validation
 echo "measure.py exit code: $?"
 tail -n 40 "$work/validation.log"
 
+# The profiler's leftover cost on the host (pytorch/pytorch#144455): jit-b4 batch 8 eager, the
+# H100 profile's host-bound case, timed before and right after one profile with CUPTI left
+# attached (TEARDOWN_CUPTI=0), in a process of its own. CUPTI_CHECK_TIMEOUT=0 skips it.
+if [ "${CUPTI_CHECK_TIMEOUT:-60}" -gt 0 ]; then
+    echo "== CUPTI check (timeout ${CUPTI_CHECK_TIMEOUT:-60} s)"
+    TEARDOWN_CUPTI=0 PYTHONUNBUFFERED=1 timeout -k 5 "${CUPTI_CHECK_TIMEOUT:-60}" python3 validation/measure.py \
+        --config jit-b4:8:flash2:eager --config jit-b4:8:naive:eager --profile-steps 1 \
+        --retime-after-profile --no-repeat-host-bound --budget-s 40 \
+        --out "$work/cupti-check.json" >"$work/cupti-check.log" 2>&1
+    echo "CUPTI check exit code: $?"
+    tail -n 12 "$work/cupti-check.log"
+fi
+
 (cd "$work" && tar czf "$final/all-logs.tar.gz" .)
-for f in provenance.txt bench.json gemm-table.toml torch-baseline.json measurements.json session.log validation.log bench.stdout; do
+# At most 8 files come back: the results, the session log and the tarball (which holds every log).
+for f in provenance.txt bench.json gemm-table.toml torch-baseline.json measurements.json cupti-check.json session.log; do
     [ -f "$work/$f" ] && cp "$work/$f" "$final/"
 done
 ls -la "$final"

@@ -109,6 +109,10 @@ pub struct MeasuredConfig {
     /// (absent in older files).
     #[serde(default)]
     pub timed_after_profiler: Option<bool>,
+    /// The same steps timed again right after this configuration's profile
+    /// (validation/measure.py `--retime-after-profile`).
+    #[serde(default)]
+    pub after_profile: Option<RetimedAfterProfile>,
     /// Error message when the configuration failed.
     pub error: Option<String>,
 }
@@ -125,6 +129,16 @@ pub struct RepeatedMeasurement {
     /// Why the repeat failed or did not run (its times are then not used).
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// A configuration's steps timed again right after its profile.
+#[derive(Debug, Deserialize)]
+pub struct RetimedAfterProfile {
+    /// Median step time.
+    pub step_time_s: f64,
+    /// Whether CUPTI was detached at the end of the profile.
+    #[serde(default)]
+    pub cupti_teardown: bool,
 }
 
 /// Predicted vs measured for one configuration.
@@ -157,6 +171,9 @@ pub struct Comparison {
     /// ([`crate::calibrate::timed_with_cupti_attached`]): a host-bound step's time then
     /// includes the profiler's leftover cost on the host.
     pub cupti_attached: bool,
+    /// The step time measured again right after the configuration's profile, and whether
+    /// CUPTI had been detached then.
+    pub after_profile: Option<(f64, bool)>,
 }
 
 impl Comparison {
@@ -311,6 +328,15 @@ impl Measurements {
             if let Some(h) = c.host_step_time_s {
                 within("host_step_time_s", h, 0.0, 86400.0, "a time (s)")?;
             }
+            if let Some(a) = &c.after_profile {
+                within(
+                    "after_profile.step_time_s",
+                    a.step_time_s,
+                    1e-6,
+                    86400.0,
+                    "a step time (s)",
+                )?;
+            }
             if let Some(r) = &c.repeat {
                 if let Some(t) = r.step_time_s {
                     within("repeat.step_time_s", t, 1e-6, 86400.0, "a step time (s)")?;
@@ -446,6 +472,10 @@ pub fn validate_with(
                 .filter(|r| r.error.is_none())
                 .and_then(|r| r.step_time_s),
             cupti_attached: attached[i],
+            after_profile: c
+                .after_profile
+                .as_ref()
+                .map(|a| (a.step_time_s, a.cupti_teardown)),
         });
     }
     if rows.is_empty() {

@@ -218,6 +218,32 @@ fn a_repeated_measurement_is_shown_beside_the_first_and_checked_like_it() {
         )),
         "{shown}"
     );
+    // A configuration timed again right after its profile (--retime-after-profile) is shown
+    // with the change, and its time is checked like the others.
+    doc["configs"][0]["after_profile"] =
+        serde_json::json!({"step_time_s": 0.05323, "cupti_teardown": false});
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    let shown = roofline::export::text::validation(&validate(&m, path, "h100-sxm", None).unwrap());
+    assert!(
+        shown.contains(
+            "timed again right after its profile (CUPTI left attached): jit-b4 b8 naive eager \
+             53.23 ms (before it 48.39 ms, +10.0%)"
+        ),
+        "{shown}"
+    );
+    doc["configs"][0]["after_profile"]["step_time_s"] = serde_json::json!(1e9);
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    let err = validate(&m, path, "h100-sxm", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("configs[0].after_profile.step_time_s"),
+        "{err}"
+    );
+    doc["configs"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("after_profile");
     // A repeat that failed (or did not run) is not shown, whatever times it left.
     doc["configs"][1]["repeat"]["error"] = serde_json::json!("OutOfMemoryError: x");
     let m: Measurements = serde_json::from_value(doc.clone()).unwrap();

@@ -382,22 +382,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
     alloc_before = allocator_counts() if cuda else {}
     result["timed_after_profiler"] = _PROCESS["profiled"]
     t0 = time.perf_counter()
-    if cuda:
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(args.steps)]
-        for i in range(args.steps):
-            starts[i].record()
-            step()
-            ends[i].record()
-        torch.cuda.synchronize()
-        times = sorted(s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends))
-    else:
-        times = []
-        for i in range(args.steps):
-            t1 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t1)
-        times.sort()
+    times = timed_steps(step, args.steps, cuda)
     wall = time.perf_counter() - t0
     alloc_after = allocator_counts() if cuda else {}
     q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else [times[0]] * 9
@@ -416,13 +401,7 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
     # when the step is host-bound (the launch queue never fills); an upper bound otherwise.
     # Its spread (min, max) tells a steady host from a disturbed one.
     if args.host_steps > 0:
-        host = []
-        for _ in range(args.host_steps):
-            sync()
-            t1 = time.perf_counter()
-            step()
-            host.append(time.perf_counter() - t1)
-        sync()
+        host = host_times(step, args.host_steps, sync)
         result["host_step_time_s"] = statistics.median(host)
         result["host_step_time_min_s"], result["host_step_time_max_s"] = min(host), max(host)
         log(f"  host {result['host_step_time_s'] * 1e3:.2f} ms per step (launch to return; "
@@ -447,6 +426,25 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
                 step()
             sync()
         _PROCESS["profiled"] = _PROCESS["profiled"] or cuda
+        if args.retime_after_profile:
+            # The same steps timed again right after the profile: with TEARDOWN_CUPTI=0 the
+            # difference is what an attached CUPTI costs (a few steps first, which pay a
+            # teardown's cuptiFinalize when it is on).
+            for _ in range(3):
+                step()
+            sync()
+            again = timed_steps(step, args.steps, cuda)
+            result["after_profile"] = {
+                "step_time_s": statistics.median(again), "step_time_min_s": again[0],
+                "cupti_teardown": os.environ.get("TEARDOWN_CUPTI") == "1",
+            }
+            if args.host_steps > 0:
+                host = host_times(step, args.host_steps, sync)
+                result["after_profile"].update({"host_step_time_s": statistics.median(host),
+                                                "host_step_time_min_s": min(host)})
+            log(f"  after the profile: step {result['after_profile']['step_time_s'] * 1e3:.2f} ms"
+                + (f", host {result['after_profile']['host_step_time_s'] * 1e3:.2f} ms"
+                   if args.host_steps > 0 else ""))
         kernels = profiled_kernels(prof)
         if not kernels:
             result["profile_error"] = "the profiler recorded no GPU activity"
@@ -466,6 +464,40 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
             result["compile_graph_breaks"] = int(sum(counters["graph_break"].values()))
         except Exception:
             pass
+
+
+def timed_steps(step, n: int, cuda: bool) -> list[float]:
+    """``n`` steps, each between a pair of CUDA events with no host synchronisation between
+    steps (on CPU, only for the unit test: wall clock per step); sorted durations in seconds."""
+    import torch
+
+    if cuda:
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            starts[i].record()
+            step()
+            ends[i].record()
+        torch.cuda.synchronize()
+        return sorted(s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends))
+    times = []
+    for _ in range(n):
+        t1 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t1)
+    return sorted(times)
+
+
+def host_times(step, n: int, sync) -> list[float]:
+    """``n`` steps, each issued onto an idle device and timed until ``step()`` returns."""
+    host = []
+    for _ in range(n):
+        sync()
+        t1 = time.perf_counter()
+        step()
+        host.append(time.perf_counter() - t1)
+    sync()
+    return host
 
 
 # Caching-allocator counters (torch.cuda.memory_stats) whose change over the timed steps shows
@@ -598,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-repeat-host-bound", dest="repeat_host_bound", action="store_false",
                     help="do not measure host-bound configurations (GPU busy < 75%% of the step) a "
                          "second time at the end of the run")
+    ap.add_argument("--retime-after-profile", action="store_true",
+                    help="time the steps again right after each profile (result 'after_profile'); "
+                         "with TEARDOWN_CUPTI=0 this measures what a CUPTI left attached costs")
     ap.add_argument("--ema", type=int, default=0, metavar="N",
                     help="number of EMA copies of the weights updated every step (JiT uses 2; default 0)")
     ap.add_argument("--ema-decay", type=float, default=0.9999)
@@ -673,6 +708,7 @@ def main(argv=None) -> int:
         "settings": {"warmup": args.warmup, "steps": args.steps, "profile_steps": args.profile_steps,
                      "host_steps": args.host_steps, "repeat_host_bound": args.repeat_host_bound,
                      "cupti_teardown": os.environ.get("TEARDOWN_CUPTI") == "1",
+                     "retime_after_profile": args.retime_after_profile,
                      "ema": args.ema, "ema_decay": args.ema_decay, "tf32": args.tf32,
                      "optimizer": "AdamW lr 1e-4 betas (0.9, 0.95) weight_decay 0",
                      "autocast": "bf16, fp32 master parameters",

@@ -431,6 +431,23 @@ class PlanAndJsonTests(unittest.TestCase):
             self.assertTrue(ops and all(o["name"].startswith("aten::") for o in ops))
             self.assertTrue(any("[" in o["input_shapes"] for o in ops))
             json.dumps(result)  # serialisable
+            self.assertNotIn("after_profile", result)
+
+    @unittest.skipIf(torch is None, "torch not installed")
+    def test_retime_after_profile_on_cpu(self):
+        """--retime-after-profile times the same steps again after the profile."""
+        from measure import build_parser, empty_result, run_config
+
+        args = build_parser().parse_args(["--warmup", "1", "--steps", "2", "--profile-steps", "1",
+                                          "--host-steps", "2", "--retime-after-profile"])
+        cfg = {"model": "jit-b4", "batch": 2, "attention": "flash2", "mode": "eager"}
+        result = empty_result(cfg, args)
+        run_config(cfg, args, result, device="cpu", model_kwargs=TINY_JIT)
+        after = result["after_profile"]
+        self.assertGreater(after["step_time_s"], 0)
+        self.assertGreater(after["host_step_time_s"], 0)
+        self.assertLessEqual(after["host_step_time_min_s"], after["host_step_time_s"])
+        self.assertIsInstance(after["cupti_teardown"], bool)
 
 
 @unittest.skipIf(torch is None, "torch not installed")

@@ -139,6 +139,24 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             attached.join(", ")
         );
     }
+    for r in &v.rows {
+        let Some((after, teardown)) = r.after_profile else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "timed again right after its profile ({}): {} {:.2} ms (before it {:.2} ms, {:+.1}%)",
+            if teardown {
+                "CUPTI detached"
+            } else {
+                "CUPTI left attached"
+            },
+            r.config,
+            after * 1e3,
+            r.measured_s * 1e3,
+            100.0 * (after / r.measured_s - 1.0)
+        );
+    }
     for r in v.rows.iter().filter(|r| r.repeat_s.is_some()) {
         let again = r.repeat_s.unwrap_or(r.measured_s);
         let _ = writeln!(
