@@ -185,6 +185,25 @@ impl Comparison {
 }
 
 impl Validation {
+    /// Mean and largest absolute step-time error, and the number of rows, over the rows that
+    /// were not host-bound while timed with CUPTI attached (whose host time is partly the
+    /// profiler's); None when no row is left out.
+    pub fn without_cupti_host_bound(&self) -> Option<(f64, f64, usize)> {
+        let kept: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| !(r.host_bound() && r.cupti_attached))
+            .map(|r| r.error.abs())
+            .collect();
+        (kept.len() < self.rows.len() && !kept.is_empty()).then(|| {
+            (
+                kept.iter().sum::<f64>() / kept.len() as f64,
+                kept.iter().copied().fold(0.0, f64::max),
+                kept.len(),
+            )
+        })
+    }
+
     /// The configurations whose measured step was host-bound.
     pub fn host_bound(&self) -> Vec<&str> {
         self.rows

@@ -191,6 +191,23 @@ fn the_h100_profiles_host_bound_runs_are_named_as_such() {
         "timed with CUPTI attached (jit-b4 b8 flash2 eager, jit-b4 b16 flash2 eager): an earlier \
          profile in the same process left it attached"
     ));
+    // The error over the other 16 runs is shown beside the validation's own.
+    let (mape, max, n) = v.without_cupti_host_bound().unwrap();
+    let others: Vec<f64> = v
+        .rows
+        .iter()
+        .filter(|r| !r.host_bound())
+        .map(|r| r.error.abs())
+        .collect();
+    assert_eq!(n, 16);
+    assert_eq!(max, others.iter().copied().fold(0.0, f64::max));
+    assert!((mape - others.iter().sum::<f64>() / 16.0).abs() < 1e-12);
+    assert!(mape < v.mape && max < v.max_error);
+    assert!(text.contains(&format!(
+        "step time over the other 16 configurations: mean absolute error {:.1}%, max {:.1}%",
+        100.0 * mape,
+        100.0 * max
+    )));
 }
 
 #[test]

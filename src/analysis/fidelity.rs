@@ -27,6 +27,8 @@ pub struct ValidationSet {
     pub command: String,
     /// Whether a constant of the model was fitted to it (then it is no independent test).
     pub fitted: String,
+    /// What the reader must know about its measurements, where anything.
+    pub caveat: Option<String>,
 }
 
 /// The errors of one set under one choice of mechanisms.
@@ -124,6 +126,7 @@ fn measured_set<'a>(
                  a third, `attention.causal_factor`, is used only with the attention table off; \
                  its `[gemm_table]` is the same day's cuBLAS bench of the same GEMM shapes"
             .into(),
+        caveat: cupti_caveat(m, file, gpu),
     };
     let predict = move |mech| {
         let v = validate::validate_with(m, file, gpu, None, mech)?;
@@ -133,6 +136,30 @@ fn measured_set<'a>(
     (set, Box::new(predict))
 }
 
+/// The runs of a measured set that were host-bound while timed with CUPTI still attached from
+/// an earlier profile (their host time is partly the profiler's), with the model as it ships'
+/// error over the others.
+fn cupti_caveat(m: &Measurements, file: &str, gpu: &str) -> Option<String> {
+    let v = validate::validate(m, file, gpu, None).ok()?;
+    let (mape, max, n) = v.without_cupti_host_bound()?;
+    let runs: Vec<&str> = v
+        .rows
+        .iter()
+        .filter(|r| r.host_bound() && r.cupti_attached)
+        .map(|r| r.config.as_str())
+        .collect();
+    Some(format!(
+        "{} {} host-bound and timed after an earlier profile in the same process had left CUPTI \
+         attached, which slows the host's CUDA calls (pytorch/pytorch issue #144455), so their \
+         host time is partly the profiler's (reports/validation.md); over the other {n} runs the \
+         mean / max error is {:.1}% / {:.1}%",
+        runs.join(" and "),
+        if runs.len() == 1 { "was" } else { "were" },
+        100.0 * mape,
+        100.0 * max
+    ))
+}
+
 /// A file of published runs, predicted as the file says (with its calibration, if any).
 fn published_set<'a>(runs: &'a PublishedRuns, fitted: &str) -> (ValidationSet, Predict<'a>) {
     let set = ValidationSet {
@@ -140,6 +167,7 @@ fn published_set<'a>(runs: &'a PublishedRuns, fitted: &str) -> (ValidationSet, P
         source: format!("{}. {}", runs.title, runs.source),
         command: format!("roofline validate --published {}", runs.file),
         fitted: fitted.to_string(),
+        caveat: None,
     };
     let predict = move |mech| {
         let v = published::validate_with(runs, mech)?;

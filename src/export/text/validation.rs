@@ -138,6 +138,15 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
              validation/measure.py now detaches it",
             attached.join(", ")
         );
+        if let Some((mape, max, n)) = v.without_cupti_host_bound() {
+            let _ = writeln!(
+                s,
+                "step time over the other {n} configurations: mean absolute error {:.1}%, max \
+                 {:.1}% (the figures above, over all, are the validation's)",
+                100.0 * mape,
+                100.0 * max
+            );
+        }
     }
     for r in &v.rows {
         let Some((after, teardown)) = r.after_profile else {
