@@ -4,7 +4,8 @@ data (8192^3 and the jit-b4 GEMMs as F.linear, C = A B^T), a device-to-device co
 reaches on the pointwise ops a transformer block is made of (broadcast multiplies, casts,
 reductions at the planned JiT-B/4 [64*512, 768] shape; kind "eager_pointwise", bytes = each input read
 once + output written once) and what torch.compile's fused Triton kernels reach on the same
-tensors (kind "compiled_pointwise"), and the host time to dispatch one tiny eager op (kind
+tensors (kind "compiled_pointwise"), PyTorch's fused LayerNorm forward and backward (kind
+"native_norm"), and the host time to dispatch one tiny eager op (kind
 "host_dispatch", wall clock over many launches while the GPU is idle-bound). CUDA events,
 warm-up, median of the timed runs.
 
@@ -91,6 +92,22 @@ pointwise = [
 for name, fn, nbytes in pointwise:
     med, mn = time_ms(fn)
     record("eager_pointwise", name, 0.0, nbytes, med, mn)
+
+# PyTorch's own fused LayerNorm kernels (kind "native_norm"), which roofline streams at the copy
+# rate: forward and backward (input, weight and bias gradients) at the same [T, 768] fp32 shape,
+# as autocast runs LayerNorm; bytes = the least each must move (forward x read + y written,
+# backward dy and x read + dx written), so the rate shows how far they stay from the copy rate.
+w_ln, b_ln = torch.ones(C, device=dev), torch.zeros(C, device=dev)
+_, ln_mean, ln_rstd = torch.native_layer_norm(xf, [C], w_ln, b_ln, 1e-5)
+native_norms = [
+    ("layer_norm forward fp32", lambda: torch.native_layer_norm(xf, [C], w_ln, b_ln, 1e-5), 2 * E4),
+    ("layer_norm backward fp32 (input, weight, bias)",
+     lambda: torch.ops.aten.native_layer_norm_backward(xf2, xf, [C], ln_mean, ln_rstd, w_ln, b_ln,
+                                                       [True, True, True]), 3 * E4),
+]
+for name, fn, nbytes in native_norms:
+    med, mn = time_ms(fn)
+    record("native_norm", name, 0.0, nbytes, med, mn)
 
 # The same kind of traffic through torch.compile: Inductor fuses each chain into one Triton
 # kernel (kind "compiled_pointwise", bytes = inputs read once + output written once), the rate
