@@ -204,6 +204,15 @@ impl Validation {
         })
     }
 
+    /// The configurations whose measured step was host-bound while timed with CUPTI attached.
+    pub fn host_bound_with_cupti_attached(&self) -> Vec<&str> {
+        self.rows
+            .iter()
+            .filter(|r| r.host_bound() && r.cupti_attached)
+            .map(|r| r.config.as_str())
+            .collect()
+    }
+
     /// The configurations whose measured step was host-bound.
     pub fn host_bound(&self) -> Vec<&str> {
         self.rows

@@ -142,12 +142,7 @@ fn measured_set<'a>(
 fn cupti_caveat(m: &Measurements, file: &str, gpu: &str) -> Option<String> {
     let v = validate::validate(m, file, gpu, None).ok()?;
     let (mape, max, n) = v.without_cupti_host_bound()?;
-    let runs: Vec<&str> = v
-        .rows
-        .iter()
-        .filter(|r| r.host_bound() && r.cupti_attached)
-        .map(|r| r.config.as_str())
-        .collect();
+    let runs = v.host_bound_with_cupti_attached();
     Some(format!(
         "{} {} host-bound and timed after an earlier profile in the same process had left CUPTI \
          attached, which slows the host's CUDA calls (pytorch/pytorch issue #144455), so their \

@@ -122,12 +122,7 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             host_bound.join(", ")
         );
     }
-    let attached: Vec<&str> = v
-        .rows
-        .iter()
-        .filter(|r| r.host_bound() && r.cupti_attached)
-        .map(|r| r.config.as_str())
-        .collect();
+    let attached = v.host_bound_with_cupti_attached();
     if !attached.is_empty() {
         let _ = writeln!(
             s,
