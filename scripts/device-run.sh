@@ -37,32 +37,50 @@ if [ "${GPU_SPEC:-}" = h200-sxm ]; then
     export BENCH_SHAPES="${BENCH_SHAPES:-jit-b4:16 jit-b4:32 jit-b4:64 jit-b4:128 gpt2-124m:8 gpt2-124m:16}"
     MEASURE_PLAN="${MEASURE_PLAN:-planned}"
 fi
+# Results are copied to $OUT after every stage, so a run stopped at the device call's limit still
+# returns what finished. At most 8 files come back: the results, the session log and the tarball
+# (which holds every log and every other file).
+collect() {
+    (cd "$work" && tar czf "$final/all-logs.tar.gz.tmp" . && mv "$final/all-logs.tar.gz.tmp" "$final/all-logs.tar.gz")
+    for f in provenance.txt bench.json gemm-table.toml torch-baseline.json measurements.json cupti-check.json session.log; do
+        [ -f "$work/$f" ] && cp "$work/$f" "$final/"
+    done
+}
+collect
+
+# Worst case with the default timeouts: bench 160 s, PyTorch cross-check 65 s, measure.py 240 s,
+# CUPTI checks 2 x 45 s: 555 s, inside a 600 s device call.
 OUT="$work" BENCH_TIMEOUT="${BENCH_TIMEOUT:-150}" TORCH_TIMEOUT="${TORCH_TIMEOUT:-60}" bash scripts/gpu-session.sh
+collect
 
 echo "== validation/measure.py (budget ${VALIDATION_BUDGET:-190} s, plan ${MEASURE_PLAN:-default})"
 # VALIDATION_ARGS (word-split) replaces the default plan, e.g. "--config gpt2-124m:8:flash2:compiled".
 # shellcheck disable=SC2086
-PYTHONUNBUFFERED=1 timeout -k 10 "${VALIDATION_TIMEOUT:-250}" python3 validation/measure.py \
+PYTHONUNBUFFERED=1 timeout -k 10 "${VALIDATION_TIMEOUT:-230}" python3 validation/measure.py \
     --budget-s "${VALIDATION_BUDGET:-190}" --plan "${MEASURE_PLAN:-default}" ${VALIDATION_ARGS:-} --out "$work/measurements.json" >"$work/validation.log" 2>&1
 echo "measure.py exit code: $?"
 tail -n 40 "$work/validation.log"
+collect
 
 # The profiler's leftover cost on the host (pytorch/pytorch#144455): jit-b4 batch 8 eager, the
-# H100 profile's host-bound case, timed before and right after one profile with CUPTI left
-# attached (TEARDOWN_CUPTI=0), in a process of its own. CUPTI_CHECK_TIMEOUT=0 skips it.
-if [ "${CUPTI_CHECK_TIMEOUT:-60}" -gt 0 ]; then
-    echo "== CUPTI check (timeout ${CUPTI_CHECK_TIMEOUT:-60} s)"
-    TEARDOWN_CUPTI=0 PYTHONUNBUFFERED=1 timeout -k 5 "${CUPTI_CHECK_TIMEOUT:-60}" python3 validation/measure.py \
-        --config jit-b4:8:flash2:eager --config jit-b4:8:naive:eager --profile-steps 1 \
-        --retime-after-profile --no-repeat-host-bound --budget-s 40 \
-        --out "$work/cupti-check.json" >"$work/cupti-check.log" 2>&1
-    echo "CUPTI check exit code: $?"
-    tail -n 12 "$work/cupti-check.log"
+# H100 profile's host-bound case, timed before and right after one profile, each check in a
+# process of its own: with CUPTI left attached (TEARDOWN_CUPTI=0; flash2, then naive) and with
+# teardown (flash2). CUPTI_CHECK_TIMEOUT=0 skips them.
+cupti_check() {  # name, TEARDOWN_CUPTI value, configurations...
+    local name="$1" teardown="$2"
+    shift 2
+    echo "== CUPTI check $name (TEARDOWN_CUPTI=$teardown, timeout ${CUPTI_CHECK_TIMEOUT:-40} s)"
+    # shellcheck disable=SC2046
+    TEARDOWN_CUPTI="$teardown" PYTHONUNBUFFERED=1 timeout -k 5 "${CUPTI_CHECK_TIMEOUT:-40}" python3 validation/measure.py \
+        $(printf -- '--config %s ' "$@") --profile-steps 1 --retime-after-profile \
+        --no-repeat-host-bound --budget-s 25 --out "$work/$name.json" >"$work/$name.log" 2>&1
+    echo "exit code: $?"
+    tail -n 8 "$work/$name.log"
+}
+if [ "${CUPTI_CHECK_TIMEOUT:-40}" -gt 0 ]; then
+    cupti_check cupti-check 0 jit-b4:8:flash2:eager jit-b4:8:naive:eager
+    collect
+    cupti_check cupti-check-teardown 1 jit-b4:8:flash2:eager
 fi
-
-(cd "$work" && tar czf "$final/all-logs.tar.gz" .)
-# At most 8 files come back: the results, the session log and the tarball (which holds every log).
-for f in provenance.txt bench.json gemm-table.toml torch-baseline.json measurements.json cupti-check.json session.log; do
-    [ -f "$work/$f" ] && cp "$work/$f" "$final/"
-done
+collect
 ls -la "$final"

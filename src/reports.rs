@@ -255,9 +255,11 @@ pub fn validation() -> Result<String> {
          flash2 runs of the same model needed different host time per kernel, and their step \
          times spread widely between the 10th and 90th percentile. The flash2 runs were timed \
          after an earlier configuration's profile had left CUPTI attached in the same process, \
-         which slows every later CUDA call on the host (pytorch/pytorch issue #144455); the \
-         naive run at batch 8 was timed before any profile. So their host time is partly the \
-         profiler's, and the calibration takes no host figure from them. \
+         which is reported to slow the host's CUDA calls after the profile (pytorch/pytorch \
+         issue #144455; PR #146604: training 10-20% slower); the naive run at batch 8 was \
+         timed before any profile. Their host time likely includes some of the profiler's (how \
+         much is not known: more than the 10-20% reported upstream would be needed to explain \
+         all of it), so the calibration takes no host figure from them. \
          `scripts/torch_baseline.py` measures eager-op bandwidth and host dispatch directly; \
          `roofline calibrate --torch` turns them into `eager_elementwise` and `host_dispatch_s`; \
          `validation/measure.py` now detaches CUPTI after each profile (`TEARDOWN_CUPTI=1`), \

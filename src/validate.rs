@@ -182,17 +182,23 @@ impl Comparison {
         self.gpu_busy
             .is_some_and(|(m, _)| m < crate::calibrate::HOST_BOUND_GPU_SHARE)
     }
+
+    /// Whether the measured step was host-bound while timed with CUPTI attached: its host
+    /// time likely includes some of the profiler's.
+    pub fn host_bound_with_cupti_attached(&self) -> bool {
+        self.host_bound() && self.cupti_attached
+    }
 }
 
 impl Validation {
     /// Mean and largest absolute step-time error, and the number of rows, over the rows that
-    /// were not host-bound while timed with CUPTI attached (whose host time is partly the
-    /// profiler's); None when no row is left out.
+    /// were not host-bound while timed with CUPTI attached (whose host time likely includes
+    /// some of the profiler's); None when no row or every row is left out.
     pub fn without_cupti_host_bound(&self) -> Option<(f64, f64, usize)> {
         let kept: Vec<f64> = self
             .rows
             .iter()
-            .filter(|r| !(r.host_bound() && r.cupti_attached))
+            .filter(|r| !r.host_bound_with_cupti_attached())
             .map(|r| r.error.abs())
             .collect();
         (kept.len() < self.rows.len() && !kept.is_empty()).then(|| {
@@ -208,7 +214,7 @@ impl Validation {
     pub fn host_bound_with_cupti_attached(&self) -> Vec<&str> {
         self.rows
             .iter()
-            .filter(|r| r.host_bound() && r.cupti_attached)
+            .filter(|r| r.host_bound_with_cupti_attached())
             .map(|r| r.config.as_str())
             .collect()
     }

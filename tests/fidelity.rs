@@ -248,6 +248,23 @@ fn a_repeated_measurement_is_shown_beside_the_first_and_checked_like_it() {
         ),
         "{shown}"
     );
+    // Where the first timing itself had CUPTI attached (every run after the first profile of
+    // this file), the line says so.
+    doc["configs"][2]["after_profile"] =
+        serde_json::json!({"step_time_s": 0.08, "cupti_teardown": false});
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    let shown = roofline::export::text::validation(&validate(&m, path, "h100-sxm", None).unwrap());
+    assert!(
+        shown.contains(
+            "jit-b4 b16 naive eager 80.00 ms (before it 76.79 ms, itself timed with CUPTI \
+             attached from an earlier profile, +4.2%)"
+        ),
+        "{shown}"
+    );
+    doc["configs"][2]
+        .as_object_mut()
+        .unwrap()
+        .remove("after_profile");
     doc["configs"][0]["after_profile"]["step_time_s"] = serde_json::json!(1e9);
     let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
     let err = validate(&m, path, "h100-sxm", None)

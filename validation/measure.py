@@ -271,7 +271,9 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
     if cuda:
         result["sync_calls_per_step"] = count_sync_calls(step)
         result["allocator_during_timed_steps"] = {
-            k: alloc_after.get(k, 0) - alloc_before.get(k, 0) for k in ALLOCATOR_COUNTERS}
+            k: (alloc_after[k] - alloc_before[k]
+                if alloc_after.get(k) is not None and alloc_before.get(k) is not None else None)
+            for k in ALLOCATOR_COUNTERS}
 
     if args.profile_steps > 0:
         from torch.profiler import ProfilerActivity, profile
@@ -284,25 +286,6 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
                 step()
             sync()
         _PROCESS["profiled"] = _PROCESS["profiled"] or cuda
-        if args.retime_after_profile:
-            # The same steps timed again right after the profile: with TEARDOWN_CUPTI=0 the
-            # difference is what an attached CUPTI costs (a few steps first, which pay a
-            # teardown's cuptiFinalize when it is on).
-            for _ in range(3):
-                step()
-            sync()
-            again = timed_steps(step, args.steps, cuda)
-            result["after_profile"] = {
-                "step_time_s": statistics.median(again), "step_time_min_s": again[0],
-                "cupti_teardown": os.environ.get("TEARDOWN_CUPTI") == "1",
-            }
-            if args.host_steps > 0:
-                host = host_times(step, args.host_steps, sync)
-                result["after_profile"].update({"host_step_time_s": statistics.median(host),
-                                                "host_step_time_min_s": min(host)})
-            log(f"  after the profile: step {result['after_profile']['step_time_s'] * 1e3:.2f} ms"
-                + (f", host {result['after_profile']['host_step_time_s'] * 1e3:.2f} ms"
-                   if args.host_steps > 0 else ""))
         kernels = profiled_kernels(prof)
         if not kernels:
             result["profile_error"] = "the profiler recorded no GPU activity"
@@ -315,6 +298,8 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
         log("  classes (ms/step): " + ", ".join(f"{c} {ct[c] * 1e3:.2f}" for c in CLASSES)
             + f"; {summary['kernels_per_step']:.0f} kernels/step; attention kernels "
             f"{summary['attention_kernel_family'] or 'none fused'}")
+        if args.retime_after_profile:
+            retime_after_profile(step, args, result, cuda, sync)
     if cfg["mode"] == "compiled":
         try:
             from torch._dynamo.utils import counters
@@ -322,6 +307,30 @@ def run_config(cfg: dict, args, result: dict, device: str = "cuda", model_kwargs
             result["compile_graph_breaks"] = int(sum(counters["graph_break"].values()))
         except Exception:
             pass
+
+
+def retime_after_profile(step, args, result: dict, cuda: bool, sync) -> None:
+    """The same steps timed again right after the profile (``after_profile``): with
+    TEARDOWN_CUPTI=0 the difference is what a CUPTI left attached costs. A few untimed steps
+    first (they pay a teardown's cuptiFinalize when it is on). A failure is recorded there and
+    keeps the configuration's first measurement."""
+    after = {"cupti_teardown": os.environ.get("TEARDOWN_CUPTI") == "1"}
+    result["after_profile"] = after
+    try:
+        for _ in range(3):
+            step()
+        sync()
+        again = timed_steps(step, args.steps, cuda)
+        after.update({"step_time_s": statistics.median(again), "step_time_min_s": again[0]})
+        if args.host_steps > 0:
+            host = host_times(step, args.host_steps, sync)
+            after.update({"host_step_time_s": statistics.median(host),
+                          "host_step_time_min_s": min(host)})
+        log(f"  after the profile: step {after['step_time_s'] * 1e3:.2f} ms"
+            + (f", host {after['host_step_time_s'] * 1e3:.2f} ms" if args.host_steps > 0 else ""))
+    except Exception as exc:  # diagnostics: the configuration's first measurement stands
+        after["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        log(f"  after the profile: FAILED: {after['error'][:300]}")
 
 
 def timed_steps(step, n: int, cuda: bool) -> list[float]:
@@ -369,7 +378,7 @@ def allocator_counts() -> dict:
     import torch
 
     stats = torch.cuda.memory_stats()
-    return {k: int(stats.get(k, 0)) for k in ALLOCATOR_COUNTERS}
+    return {k: int(stats[k]) if k in stats else None for k in ALLOCATOR_COUNTERS}
 
 
 def count_sync_calls(step) -> int | None:
@@ -530,6 +539,10 @@ def main(argv=None) -> int:
         return run_count(args)
     if args.steps < 1 or args.warmup < 1:
         print("measure.py: --steps and --warmup must be at least 1", file=sys.stderr)
+        return 2
+    if args.retime_after_profile and args.profile_steps < 1:
+        print("measure.py: --retime-after-profile times the steps after a profile; it needs "
+              "--profile-steps of at least 1", file=sys.stderr)
         return 2
     try:
         plan = plan_configs(args)

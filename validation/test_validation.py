@@ -448,6 +448,30 @@ class PlanAndJsonTests(unittest.TestCase):
         self.assertGreater(after["host_step_time_s"], 0)
         self.assertLessEqual(after["host_step_time_min_s"], after["host_step_time_s"])
         self.assertIsInstance(after["cupti_teardown"], bool)
+        # A failing retime is recorded and keeps the first measurement and the profile.
+        import measure
+
+        real = measure.timed_steps
+        calls = []
+
+        def fail_second(*a, **kw):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("boom")
+            return real(*a, **kw)
+
+        measure.timed_steps = fail_second
+        try:
+            result = empty_result(cfg, args)
+            run_config(cfg, args, result, device="cpu", model_kwargs=TINY_JIT)
+        finally:
+            measure.timed_steps = real
+        self.assertEqual(result["after_profile"]["error"], "RuntimeError: boom")
+        self.assertGreater(result["step_time_s"], 0)
+        self.assertIn("class_times_s", result)
+        # Without a profile there is nothing to retime after: refused.
+        self.assertEqual(measure.main(["--retime-after-profile", "--profile-steps", "0",
+                                       "--dry-run"]), 2)
 
 
 @unittest.skipIf(torch is None, "torch not installed")

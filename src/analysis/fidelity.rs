@@ -137,17 +137,18 @@ fn measured_set<'a>(
 }
 
 /// The runs of a measured set that were host-bound while timed with CUPTI still attached from
-/// an earlier profile (their host time is partly the profiler's), with the model as it ships'
-/// error over the others.
+/// an earlier profile (their host time likely includes some of the profiler's), with the model
+/// as it ships' error over the others.
 fn cupti_caveat(m: &Measurements, file: &str, gpu: &str) -> Option<String> {
     let v = validate::validate(m, file, gpu, None).ok()?;
     let (mape, max, n) = v.without_cupti_host_bound()?;
     let runs = v.host_bound_with_cupti_attached();
     Some(format!(
         "{} {} host-bound and timed after an earlier profile in the same process had left CUPTI \
-         attached, which slows the host's CUDA calls (pytorch/pytorch issue #144455), so their \
-         host time is partly the profiler's (reports/validation.md); over the other {n} runs the \
-         mean / max error is {:.1}% / {:.1}%",
+         attached, which is reported to slow the host's CUDA calls (pytorch/pytorch issue \
+         #144455), so their host time likely includes some of the profiler's \
+         (reports/validation.md); over the other {n} runs the mean / max error is {:.1}% / \
+         {:.1}%",
         runs.join(" and "),
         if runs.len() == 1 { "was" } else { "were" },
         100.0 * mape,

@@ -450,15 +450,17 @@ pub fn fidelity(f: &Fidelity) -> String {
     row("every mechanism off", &f.all_off);
     let _ = writeln!(s, "\nLargest error as it ships:\n");
     for (set, e) in f.sets.iter().zip(&f.all_on) {
-        let _ = write!(s, "- {}: {} ({})", set.name, e.max_abs.1, pct(e.max_abs.0));
-        match &set.caveat {
-            Some(c) => {
-                let _ = writeln!(s, ". {c}");
-            }
-            None => {
-                let _ = writeln!(s);
-            }
-        }
+        let caveat = set
+            .caveat
+            .as_ref()
+            .map_or(String::new(), |c| format!(". {c}"));
+        let _ = writeln!(
+            s,
+            "- {}: {} ({}){caveat}",
+            set.name,
+            e.max_abs.1,
+            pct(e.max_abs.0)
+        );
     }
     let _ = writeln!(s, "\n## Per mechanism\n");
     for m in &f.mechanisms {

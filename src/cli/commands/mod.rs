@@ -461,7 +461,7 @@ pub fn calibrate(a: &CalibrateArgs) -> Result<()> {
             Some((t, n)) => {
                 fit.host_dispatch_s = Some(t);
                 fit.host_dispatch_source = format!(
-                    "median of host time per step (host_step_time_s where measured, else the step time) / kernels per step over the {n} host-bound eager configurations (GPU busy < {:.0}% of the step) timed without CUPTI attached from an earlier profile of {}",
+                    "median of host time per step (host_step_time_s where measured, else the step time) / kernels per step over the {n} host-bound eager configurations (GPU busy < {:.0}% of the step) of {}, timed without CUPTI attached from an earlier profile",
                     100.0 * crate::calibrate::HOST_BOUND_GPU_SHARE,
                     path.display()
                 );

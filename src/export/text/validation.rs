@@ -127,10 +127,11 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         let _ = writeln!(
             s,
             "timed with CUPTI attached ({}): an earlier profile in the same process left it \
-             attached (Kineto detaches it only with TEARDOWN_CUPTI=1), and attached it slows \
-             every later CUDA call on the host, kernel launches included (pytorch/pytorch \
-             issue #144455), so these host-bound steps include the profiler's leftover cost; \
-             validation/measure.py now detaches it",
+             attached (Kineto detaches it only with TEARDOWN_CUPTI=1), which is reported to \
+             slow the host's CUDA calls after the profile (pytorch/pytorch issue #144455; PR \
+             #146604: training 10-20% slower), so these host-bound steps likely include some of \
+             the profiler's cost; validation/measure.py detaches it unless TEARDOWN_CUPTI=0, \
+             and its --retime-after-profile measures the difference",
             attached.join(", ")
         );
         if let Some((mape, max, n)) = v.without_cupti_host_bound() {
@@ -149,7 +150,8 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
         };
         let _ = writeln!(
             s,
-            "timed again right after its profile ({}): {} {:.2} ms (before it {:.2} ms, {:+.1}%)",
+            "timed again right after its profile ({}): {} {:.2} ms (before it {:.2} ms{}, \
+             {:+.1}%)",
             if teardown {
                 "CUPTI detached"
             } else {
@@ -158,11 +160,18 @@ pub(crate) fn validation_table(v: &Validation, markdown: bool) -> String {
             r.config,
             after * 1e3,
             r.measured_s * 1e3,
+            if r.cupti_attached {
+                ", itself timed with CUPTI attached from an earlier profile"
+            } else {
+                ""
+            },
             100.0 * (after / r.measured_s - 1.0)
         );
     }
-    for r in v.rows.iter().filter(|r| r.repeat_s.is_some()) {
-        let again = r.repeat_s.unwrap_or(r.measured_s);
+    for r in &v.rows {
+        let Some(again) = r.repeat_s else {
+            continue;
+        };
         let _ = writeln!(
             s,
             "measured again at the end of the run: {} {:.2} ms (first {:.2} ms, {:+.1}%; error \
