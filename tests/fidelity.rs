@@ -210,17 +210,26 @@ fn the_h100_profiles_host_bound_runs_are_named_as_such() {
     )));
 }
 
+/// The H100 file with `doc`'s edits, validated: the comparison, or the error's message.
+fn validate_edited(doc: &serde_json::Value) -> Result<roofline::validate::Validation, String> {
+    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
+    validate(&m, H100_MEASUREMENTS.0, "h100-sxm", None).map_err(|e| e.to_string())
+}
+
+/// [`validate_edited`]'s text output.
+fn shown_edited(doc: &serde_json::Value) -> String {
+    roofline::export::text::validation(&validate_edited(doc).unwrap())
+}
+
 #[test]
 fn a_repeated_measurement_is_shown_beside_the_first_and_checked_like_it() {
     // measure.py measures host-bound runs a second time at the end of the run; validation
     // compares the first and prints how far the repeat moved, with the error against it.
-    let (path, text) = H100_MEASUREMENTS;
-    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(H100_MEASUREMENTS.1).unwrap();
     doc["configs"][1]["repeat"] =
         serde_json::json!({"step_time_s": 0.05, "host_step_time_s": 0.049, "error": null});
     assert_eq!(doc["configs"][1]["attention"], "flash2");
-    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
-    let v = validate(&m, path, "h100-sxm", None).unwrap();
+    let v = validate_edited(&doc).unwrap();
     let row = &v.rows[1];
     assert_eq!(row.config, "jit-b4 b8 flash2 eager");
     assert_eq!(row.repeat_s, Some(0.05));
@@ -236,60 +245,44 @@ fn a_repeated_measurement_is_shown_beside_the_first_and_checked_like_it() {
         "{shown}"
     );
     // A configuration timed again right after its profile (--retime-after-profile) is shown
-    // with the change, and its time is checked like the others.
-    doc["configs"][0]["after_profile"] =
-        serde_json::json!({"step_time_s": 0.05323, "cupti_teardown": false});
-    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
-    let shown = roofline::export::text::validation(&validate(&m, path, "h100-sxm", None).unwrap());
-    assert!(
-        shown.contains(
+    // with the change; where the first timing itself had CUPTI attached (every run after the
+    // first profile of this file), the line says so.
+    for (i, after, line) in [
+        (
+            0,
+            0.05323,
             "timed again right after its profile (CUPTI left attached): jit-b4 b8 naive eager \
-             53.23 ms (before it 48.39 ms, +10.0%)"
+             53.23 ms (before it 48.39 ms, +10.0%)",
         ),
-        "{shown}"
-    );
-    // Where the first timing itself had CUPTI attached (every run after the first profile of
-    // this file), the line says so.
-    doc["configs"][2]["after_profile"] =
-        serde_json::json!({"step_time_s": 0.08, "cupti_teardown": false});
-    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
-    let shown = roofline::export::text::validation(&validate(&m, path, "h100-sxm", None).unwrap());
-    assert!(
-        shown.contains(
+        (
+            2,
+            0.08,
             "jit-b4 b16 naive eager 80.00 ms (before it 76.79 ms, itself timed with CUPTI \
-             attached from an earlier profile, +4.2%)"
+             attached from an earlier profile, +4.2%)",
         ),
-        "{shown}"
-    );
-    doc["configs"][2]
-        .as_object_mut()
-        .unwrap()
-        .remove("after_profile");
-    doc["configs"][0]["after_profile"]["step_time_s"] = serde_json::json!(1e9);
-    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
-    let err = validate(&m, path, "h100-sxm", None)
-        .unwrap_err()
-        .to_string();
+    ] {
+        let mut edited = doc.clone();
+        edited["configs"][i]["after_profile"] =
+            serde_json::json!({"step_time_s": after, "cupti_teardown": false});
+        let shown = shown_edited(&edited);
+        assert!(shown.contains(line), "{shown}");
+    }
+    // Its time is checked like the others.
+    let mut edited = doc.clone();
+    edited["configs"][0]["after_profile"] = serde_json::json!({"step_time_s": 1e9});
+    let err = validate_edited(&edited).unwrap_err();
     assert!(
         err.contains("configs[0].after_profile.step_time_s"),
         "{err}"
     );
-    doc["configs"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("after_profile");
     // A repeat that failed (or did not run) is not shown, whatever times it left.
     doc["configs"][1]["repeat"]["error"] = serde_json::json!("OutOfMemoryError: x");
-    let m: Measurements = serde_json::from_value(doc.clone()).unwrap();
-    let v = validate(&m, path, "h100-sxm", None).unwrap();
+    let v = validate_edited(&doc).unwrap();
     assert_eq!(v.rows[1].repeat_s, None);
     assert!(!roofline::export::text::validation(&v).contains("measured again"));
     // The repeat's numbers are held to the same contract as the first's.
     doc["configs"][1]["repeat"]["step_time_s"] = serde_json::json!(-1.0);
-    let m: Measurements = serde_json::from_value(doc).unwrap();
-    let err = validate(&m, path, "h100-sxm", None)
-        .unwrap_err()
-        .to_string();
+    let err = validate_edited(&doc).unwrap_err();
     assert!(
         err.contains("repeat.step_time_s") && err.contains("-1"),
         "{err}"
