@@ -195,18 +195,14 @@ impl Validation {
     /// were not host-bound while timed with CUPTI attached (whose host time likely includes
     /// some of the profiler's); None when no row or every row is left out.
     pub fn without_cupti_host_bound(&self) -> Option<(f64, f64, usize)> {
-        let kept: Vec<f64> = self
+        let kept: Vec<&Comparison> = self
             .rows
             .iter()
             .filter(|r| !r.host_bound_with_cupti_attached())
-            .map(|r| r.error.abs())
             .collect();
         (kept.len() < self.rows.len() && !kept.is_empty()).then(|| {
-            (
-                kept.iter().sum::<f64>() / kept.len() as f64,
-                kept.iter().copied().fold(0.0, f64::max),
-                kept.len(),
-            )
+            let (mape, max) = mean_and_max_error(kept.iter().copied());
+            (mape, max, kept.len())
         })
     }
 
@@ -517,8 +513,7 @@ pub fn validate_with(
             "no measured configuration to compare".into(),
         ));
     }
-    let mape = rows.iter().map(|r| r.error.abs()).sum::<f64>() / rows.len() as f64;
-    let max_error = rows.iter().map(|r| r.error.abs()).fold(0.0, f64::max);
+    let (mape, max_error) = mean_and_max_error(rows.iter());
     Ok(Validation {
         gpu: gpu.name.clone(),
         example: m.example,
@@ -533,4 +528,12 @@ pub fn validate_with(
         mape,
         max_error,
     })
+}
+
+/// Mean and largest absolute step-time error of some comparisons (at least one).
+fn mean_and_max_error<'a>(rows: impl Iterator<Item = &'a Comparison>) -> (f64, f64) {
+    let (n, sum, max) = rows.fold((0usize, 0.0, 0.0_f64), |(n, sum, max), r| {
+        (n + 1, sum + r.error.abs(), max.max(r.error.abs()))
+    });
+    (sum / n as f64, max)
 }
